@@ -1,0 +1,86 @@
+"""Conversion of user inputs to the contiguous NumPy arrays the native module reads.
+
+Lists and other numeric dtypes are converted; objects, strings, complex numbers, wrong shapes,
+empty arrays and non-finite values are refused with a message naming the argument.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def _numeric(value: Any, arg: str) -> np.ndarray:
+    try:
+        a = np.asarray(value)
+    except (ValueError, TypeError) as e:  # ragged nested lists
+        raise ValueError(f"{arg}: could not be read as an array ({e})") from None
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{arg}: expected numbers, got an array of dtype {a.dtype}")
+    return a
+
+
+def _finite(a: np.ndarray, arg: str) -> None:
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise ValueError(f"{arg}: contains NaN or infinity")
+
+
+def as_inputs(X: Any, dtype: np.dtype, n_features: int, arg: str = "X") -> np.ndarray:
+    """X as a C-contiguous (n_samples, n_features) array of `dtype`."""
+    a = _numeric(X, arg)
+    if a.ndim != 2:
+        raise ValueError(f"{arg}: expected a 2-d array (n_samples, {n_features}), "
+                         f"got shape {a.shape}")
+    if a.shape[0] == 0:
+        raise ValueError(f"{arg}: needs at least one sample, got 0")
+    if a.shape[1] != n_features:
+        raise ValueError(f"{arg}: expected {n_features} features per sample, got {a.shape[1]}")
+    a = np.ascontiguousarray(a, dtype=dtype)
+    _finite(a, arg)
+    return a
+
+
+def as_labels(y: Any, n_samples: int, arg: str = "y") -> np.ndarray:
+    """y as a C-contiguous (n_samples,) int64 array of class labels."""
+    a = _numeric(y, arg)
+    if a.ndim == 2 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim != 1:
+        raise ValueError(f"{arg}: expected a 1-d array of {n_samples} class labels, "
+                         f"got shape {a.shape}")
+    if a.shape[0] != n_samples:
+        raise ValueError(f"{arg}: expected {n_samples} labels (one per sample of X), "
+                         f"got {a.shape[0]}")
+    if a.dtype.kind == "f":
+        _finite(a, arg)
+        if not np.array_equal(a, np.round(a)):
+            raise ValueError(f"{arg}: class labels must be whole numbers")
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def as_values(y: Any, dtype: np.dtype, n_samples: int, width: int, arg: str = "y") -> np.ndarray:
+    """y as a C-contiguous (n_samples, width) array of `dtype`; (n,) is taken when width is 1."""
+    a = _numeric(y, arg)
+    if a.ndim == 1 and width == 1:
+        a = a.reshape(-1, 1)
+    if a.ndim != 2 or a.shape[1] != width:
+        raise ValueError(f"{arg}: expected shape ({n_samples}, {width}) like the network's "
+                         f"output, got {a.shape}")
+    if a.shape[0] != n_samples:
+        raise ValueError(f"{arg}: expected {n_samples} rows (one per sample of X), "
+                         f"got {a.shape[0]}")
+    a = np.ascontiguousarray(a, dtype=dtype)
+    _finite(a, arg)
+    return a
+
+
+def as_dtype(dtype: Any) -> np.dtype:
+    """The network dtype: float32 or float64 (names or NumPy dtypes)."""
+    try:
+        d = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype: expected 'float32' or 'float64', got {dtype!r}") from None
+    if d not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
+    return d

@@ -1,0 +1,40 @@
+"""Argument checks shared by the public API: clear messages that name the argument."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+
+def positive_int(value: Any, arg: str) -> int:
+    """Return `value` as an int >= 1, or raise TypeError/ValueError naming `arg`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{arg}: expected an integer, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{arg}: must be at least 1, got {value}")
+    return int(value)
+
+
+def real(value: Any, arg: str, *, low: float | None = None, high: float | None = None,
+         low_open: bool = False, high_open: bool = False) -> float:
+    """Return `value` as a finite float inside the given bounds, or raise naming `arg`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{arg}: expected a number, got {type(value).__name__} {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{arg}: must be finite, got {v}")
+    if low is not None and (v < low or (low_open and v == low)):
+        bound = f"> {low}" if low_open else f">= {low}"
+        raise ValueError(f"{arg}: must be {bound}, got {v}")
+    if high is not None and (v > high or (high_open and v == high)):
+        bound = f"< {high}" if high_open else f"<= {high}"
+        raise ValueError(f"{arg}: must be {bound}, got {v}")
+    return v
+
+
+def boolean(value: Any, arg: str) -> bool:
+    """Return `value` if it is a bool, else raise TypeError naming `arg`."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{arg}: expected True or False, got {type(value).__name__} {value!r}")
+    return value

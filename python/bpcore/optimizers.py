@@ -1,0 +1,137 @@
+"""Optimizers with torch.optim's update rules and defaults, step for step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bpcore._checks import boolean, real
+
+
+class Optimizer:
+    """Base of all optimizers: a description with a `to_spec()` dict."""
+
+    type_name: str = ""
+
+    def __init__(self, lr: float) -> None:
+        self.lr = real(lr, "lr", low=0.0, low_open=True)
+
+    def to_spec(self) -> dict[str, Any]:
+        """The optimizer's description as the core reads it."""
+        return {"type": self.type_name, "lr": self.lr, **self._hyper()}
+
+    def _hyper(self) -> dict[str, Any]:
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in {"lr": self.lr, **self._hyper()}.items())
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum, dampening, Nesterov and weight decay."""
+
+    type_name = "sgd"
+
+    def __init__(self, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
+                 nesterov: bool = False, weight_decay: float = 0.0) -> None:
+        super().__init__(lr)
+        self.momentum = real(momentum, "momentum", low=0.0)
+        self.dampening = real(dampening, "dampening")
+        self.nesterov = boolean(nesterov, "nesterov")
+        self.weight_decay = real(weight_decay, "weight_decay", low=0.0)
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError("nesterov: needs momentum > 0 and dampening = 0")
+
+    def _hyper(self) -> dict[str, Any]:
+        return {"momentum": self.momentum, "dampening": self.dampening,
+                "nesterov": self.nesterov, "weight_decay": self.weight_decay}
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), with L2 weight decay added to the gradient and optional AMSGrad."""
+
+    type_name = "adam"
+
+    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False) -> None:
+        super().__init__(lr)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"betas: expected a pair of numbers, got {betas!r}")
+        self.betas = (real(betas[0], "betas[0]", low=0.0, high=1.0, high_open=True),
+                      real(betas[1], "betas[1]", low=0.0, high=1.0, high_open=True))
+        self.eps = real(eps, "eps", low=0.0)
+        self.weight_decay = real(weight_decay, "weight_decay", low=0.0)
+        self.amsgrad = boolean(amsgrad, "amsgrad")
+
+    def _hyper(self) -> dict[str, Any]:
+        return {"betas": list(self.betas), "eps": self.eps, "weight_decay": self.weight_decay,
+                "amsgrad": self.amsgrad}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): p ← p (1 - lr·weight_decay)."""
+
+    type_name = "adamw"
+
+    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False) -> None:
+        super().__init__(lr, betas, eps, weight_decay, amsgrad)
+
+
+class RMSprop(Optimizer):
+    """RMSprop, optionally centered and with momentum."""
+
+    type_name = "rmsprop"
+
+    def __init__(self, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0,
+                 centered: bool = False) -> None:
+        super().__init__(lr)
+        self.alpha = real(alpha, "alpha", low=0.0, high=1.0)
+        self.eps = real(eps, "eps", low=0.0)
+        self.weight_decay = real(weight_decay, "weight_decay", low=0.0)
+        self.momentum = real(momentum, "momentum", low=0.0)
+        self.centered = boolean(centered, "centered")
+
+    def _hyper(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "eps": self.eps, "weight_decay": self.weight_decay,
+                "momentum": self.momentum, "centered": self.centered}
+
+
+class Adagrad(Optimizer):
+    """Adagrad, with torch's learning-rate decay."""
+
+    type_name = "adagrad"
+
+    def __init__(self, lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
+                 eps: float = 1e-10, initial_accumulator_value: float = 0.0) -> None:
+        super().__init__(lr)
+        self.lr_decay = real(lr_decay, "lr_decay", low=0.0)
+        self.weight_decay = real(weight_decay, "weight_decay", low=0.0)
+        self.eps = real(eps, "eps", low=0.0)
+        self.initial_accumulator_value = real(initial_accumulator_value,
+                                              "initial_accumulator_value", low=0.0)
+
+    def _hyper(self) -> dict[str, Any]:
+        return {"lr_decay": self.lr_decay, "weight_decay": self.weight_decay, "eps": self.eps,
+                "initial_accumulator_value": self.initial_accumulator_value}
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    "sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad,
+}
+
+
+def get_optimizer(optimizer: Optimizer | str | None) -> Optimizer:
+    """An Optimizer from its name with defaults, None (Adam), or the Optimizer itself."""
+    if optimizer is None:
+        return Adam()
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if isinstance(optimizer, str):
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer: unknown optimizer {optimizer!r}; "
+                             f"expected one of {sorted(OPTIMIZERS)}")
+        return OPTIMIZERS[optimizer]()
+    raise TypeError(f"optimizer: expected a name or a bpcore Optimizer, "
+                    f"got {type(optimizer).__name__}")

@@ -1,0 +1,79 @@
+"""bpcore.reference: the pure-Python oracle (lists and ``math`` only, float64).
+
+It computes what the Rust core computes — forward pass, backward pass by the chain rule,
+optimizer steps with ``torch.optim``'s rules — in plain loops written to be read. Tests
+compare the core against it, and the benchmark uses it as its baseline.
+
+Public surface:
+
+- ``Network(layers, loss="mse", optimizer=None, seed=0)`` with ``parameters()``,
+  ``set_parameters(d)``, ``forward(X)``, ``loss(X, y)``, ``gradients(X, y)``,
+  ``train_step(X, y)``, ``apply_gradients(grads)`` (see ``network.py``).
+- Layers: ``dense_forward(x, weight, bias)``, ``dense_backward(x, weight, grad_z)``,
+  ``activation_forward(spec, row)``, ``activation_backward(spec, row, grad_out)``,
+  ``scalar_functions(spec) -> (f, f')``, ``sigmoid(x)``.
+- Losses: ``loss_value_and_grad(spec, outputs, y)``, ``loss_value(spec, outputs, y)`` and
+  the functions ``mse``, ``l1``, ``huber``, ``cross_entropy``, ``bce_with_logits``.
+- Optimizers: ``SGD``, ``Adam``, ``AdamW``, ``RMSprop``, ``Adagrad`` (keyword options as
+  ``torch.optim``; ``.step(params, grads)`` on flat lists, in place; ``.to_spec()``) and
+  ``make_optimizer(spec)``.
+- Specs: ``layer_spec``, ``loss_spec``, ``optimizer_spec`` complete a spec dict with its
+  defaults; ``LAYER_DEFAULTS``, ``LOSS_DEFAULTS``, ``OPTIMIZER_DEFAULTS``.
+"""
+
+from .activations import (
+    activation_backward,
+    activation_forward,
+    scalar_functions,
+    sigmoid,
+)
+from .dense import dense_backward, dense_forward
+from .losses import (
+    bce_with_logits,
+    cross_entropy,
+    huber,
+    l1,
+    loss_value,
+    loss_value_and_grad,
+    mse,
+)
+from .network import Network
+from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop, make_optimizer
+from .specs import (
+    LAYER_DEFAULTS,
+    LOSS_DEFAULTS,
+    OPTIMIZER_DEFAULTS,
+    layer_spec,
+    loss_spec,
+    optimizer_spec,
+)
+
+__all__ = [
+    "LAYER_DEFAULTS",
+    "LOSS_DEFAULTS",
+    "OPTIMIZER_DEFAULTS",
+    "SGD",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Network",
+    "Optimizer",
+    "RMSprop",
+    "activation_backward",
+    "activation_forward",
+    "bce_with_logits",
+    "cross_entropy",
+    "dense_backward",
+    "dense_forward",
+    "huber",
+    "l1",
+    "layer_spec",
+    "loss_spec",
+    "loss_value",
+    "loss_value_and_grad",
+    "make_optimizer",
+    "mse",
+    "optimizer_spec",
+    "scalar_functions",
+    "sigmoid",
+]

@@ -1,0 +1,157 @@
+"""Spec dicts: the JSON shape of layers, losses and optimizers, with their defaults.
+
+The same dicts are read by the Rust core. Here an item is turned into a complete spec:
+an object with ``.to_spec()`` is asked for its dict, a bare string names a type, missing
+keys take the defaults below (those of ``torch.nn`` / ``torch.optim``), unknown types or
+keys and out-of-range values raise ``ValueError``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_REQUIRED = object()  # marks a key that has no default
+
+LAYER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "dense": {"in_features": _REQUIRED, "out_features": _REQUIRED, "bias": True},
+    "relu": {},
+    "leaky_relu": {"negative_slope": 0.01},
+    "sigmoid": {},
+    "tanh": {},
+    "gelu": {},
+    "elu": {"alpha": 1.0},
+    "softplus": {"beta": 1.0, "threshold": 20.0},
+    "identity": {},
+}
+
+LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mse": {},
+    "l1": {},
+    "huber": {"delta": 1.0},
+    "cross_entropy": {"label_smoothing": 0.0},
+    "bce_with_logits": {},
+}
+
+_ADAM = {
+    "lr": 1e-3,
+    "betas": [0.9, 0.999],
+    "eps": 1e-8,
+    "weight_decay": 0.0,
+    "amsgrad": False,
+}
+
+OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
+    # torch.optim.SGD has no lr default of its own; 0.01 is what optimizer=None means.
+    "sgd": {
+        "lr": 0.01,
+        "momentum": 0.0,
+        "dampening": 0.0,
+        "nesterov": False,
+        "weight_decay": 0.0,
+    },
+    "adam": dict(_ADAM),
+    "adamw": {**_ADAM, "weight_decay": 1e-2},
+    "rmsprop": {
+        "lr": 1e-2,
+        "alpha": 0.99,
+        "eps": 1e-8,
+        "weight_decay": 0.0,
+        "momentum": 0.0,
+        "centered": False,
+    },
+    "adagrad": {
+        "lr": 1e-2,
+        "lr_decay": 0.0,
+        "weight_decay": 0.0,
+        "eps": 1e-10,
+        "initial_accumulator_value": 0.0,
+    },
+}
+
+_BOOL_KEYS = {"bias", "nesterov", "amsgrad", "centered"}
+_INT_KEYS = {"in_features", "out_features"}
+
+
+def _as_dict(item: Any, what: str) -> dict[str, Any]:
+    """The raw dict behind ``item``: ``item.to_spec()``, ``{"type": item}`` or ``item``."""
+    if hasattr(item, "to_spec"):
+        item = item.to_spec()
+    if isinstance(item, str):
+        item = {"type": item}
+    if not isinstance(item, dict):
+        raise TypeError(
+            f"{what} must be a spec dict, a type name or an object with .to_spec(), "
+            f"got {type(item).__name__}"
+        )
+    return item
+
+
+def _complete(item: Any, table: dict[str, dict[str, Any]], what: str) -> dict[str, Any]:
+    """Fill in defaults and coerce value types; reject unknown types and keys."""
+    raw = _as_dict(item, what)
+    kind = raw.get("type")
+    if kind not in table:
+        raise ValueError(f"unknown {what} type {kind!r}; expected one of {sorted(table)}")
+    defaults = table[kind]
+    unknown = sorted(set(raw) - set(defaults) - {"type"})
+    if unknown:
+        raise ValueError(f"{what} {kind!r}: unknown key(s) {unknown}")
+    spec: dict[str, Any] = {"type": kind}
+    for key, default in defaults.items():
+        value = raw.get(key, default)
+        if value is _REQUIRED:
+            raise ValueError(f"{what} {kind!r}: missing required key {key!r}")
+        if key in _BOOL_KEYS:
+            value = bool(value)
+        elif key in _INT_KEYS:
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise ValueError(
+                    f"{what} {kind!r}: {key} must be a positive integer, got {value!r}"
+                )
+            value = int(value)
+        elif key == "betas":
+            value = [float(b) for b in value]
+            if len(value) != 2:
+                raise ValueError(f"{what} {kind!r}: betas must hold two numbers")
+        else:
+            value = float(value)
+        spec[key] = value
+    return spec
+
+
+def layer_spec(item: Any) -> dict[str, Any]:
+    """The complete layer spec for a dict, a type name or an object with ``.to_spec()``."""
+    return _complete(item, LAYER_DEFAULTS, "layer")
+
+
+def loss_spec(item: Any) -> dict[str, Any]:
+    """The complete loss spec for a dict, a type name or an object with ``.to_spec()``."""
+    spec = _complete(item, LOSS_DEFAULTS, "loss")
+    if spec["type"] == "huber" and not spec["delta"] > 0.0:
+        raise ValueError(f"loss 'huber': delta must be > 0, got {spec['delta']}")
+    if spec["type"] == "cross_entropy" and not 0.0 <= spec["label_smoothing"] <= 1.0:
+        raise ValueError(
+            "loss 'cross_entropy': label_smoothing must be in [0, 1], "
+            f"got {spec['label_smoothing']}"
+        )
+    return spec
+
+
+def optimizer_spec(item: Any) -> dict[str, Any]:
+    """The complete optimizer spec; ``None`` means plain SGD with lr=0.01.
+
+    Ranges are checked as ``torch.optim`` checks them.
+    """
+    spec = _complete({"type": "sgd"} if item is None else item, OPTIMIZER_DEFAULTS, "optimizer")
+    kind = spec["type"]
+    for key in ("lr", "eps", "weight_decay", "momentum", "lr_decay", "alpha"):
+        if key in spec and not spec[key] >= 0.0:
+            raise ValueError(f"optimizer {kind!r}: {key} must be >= 0, got {spec[key]}")
+    for beta in spec.get("betas", []):
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"optimizer {kind!r}: betas must be in [0, 1), got {beta}")
+    if spec.get("initial_accumulator_value", 0.0) < 0.0:
+        raise ValueError(f"optimizer {kind!r}: initial_accumulator_value must be >= 0")
+    if spec.get("nesterov") and (spec["momentum"] <= 0.0 or spec["dampening"] != 0.0):
+        raise ValueError("optimizer 'sgd': nesterov requires momentum > 0 and zero dampening")
+    return spec

@@ -1,0 +1,187 @@
+//! Element-wise activations and their derivatives, as torch.nn's.
+//!
+//! Backward is the chain rule's local factor: ∂L/∂z = ∂L/∂h ⊙ f'(z).
+
+use crate::{LayerSpec, Real};
+
+/// An element-wise activation h = f(z).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Activation {
+    Relu,
+    LeakyRelu { negative_slope: f64 },
+    Sigmoid,
+    Tanh,
+    Gelu,
+    Elu { alpha: f64 },
+    Softplus { beta: f64, threshold: f64 },
+    Identity,
+}
+
+/// 1/√(2π), for the normal density in GELU's derivative.
+const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+
+#[inline(always)]
+fn sigmoid<T: Real>(x: T) -> T {
+    // Two branches so that exp never overflows: e^(-|x|) ≤ 1.
+    if x >= T::zero() {
+        T::one() / (T::one() + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (T::one() + e)
+    }
+}
+
+impl Activation {
+    /// The activation a layer description names, or `None` for a layer with parameters.
+    pub fn from_spec(spec: &LayerSpec) -> Option<Self> {
+        Some(match *spec {
+            LayerSpec::Relu => Activation::Relu,
+            LayerSpec::LeakyRelu { negative_slope } => Activation::LeakyRelu { negative_slope },
+            LayerSpec::Sigmoid => Activation::Sigmoid,
+            LayerSpec::Tanh => Activation::Tanh,
+            LayerSpec::Gelu => Activation::Gelu,
+            LayerSpec::Elu { alpha } => Activation::Elu { alpha },
+            LayerSpec::Softplus { beta, threshold } => Activation::Softplus { beta, threshold },
+            LayerSpec::Identity => Activation::Identity,
+            LayerSpec::Dense { .. } => return None,
+        })
+    }
+
+    /// The gain He initialization uses before this activation, or `None` where Glorot's
+    /// variance-preserving scale suits better (saturating and linear activations).
+    pub fn he_gain(&self) -> Option<f64> {
+        match *self {
+            Activation::Relu | Activation::Elu { .. } | Activation::Gelu => Some(2f64.sqrt()),
+            Activation::LeakyRelu { negative_slope } => {
+                Some((2.0 / (1.0 + negative_slope * negative_slope)).sqrt())
+            }
+            _ => None,
+        }
+    }
+
+    /// h = f(z), element by element (`h.len() == z.len()`).
+    pub fn forward<T: Real>(&self, z: &[T], h: &mut [T]) {
+        let zh = z.iter().zip(h.iter_mut());
+        match *self {
+            Activation::Relu => zh.for_each(|(&z, h)| *h = if z > T::zero() { z } else { T::zero() }),
+            Activation::LeakyRelu { negative_slope } => {
+                let s = T::of(negative_slope);
+                zh.for_each(|(&z, h)| *h = if z > T::zero() { z } else { z * s })
+            }
+            Activation::Sigmoid => zh.for_each(|(&z, h)| *h = sigmoid(z)),
+            Activation::Tanh => zh.for_each(|(&z, h)| *h = z.tanh()),
+            Activation::Gelu => {
+                let inv_sqrt2 = T::of(std::f64::consts::FRAC_1_SQRT_2);
+                let half = T::of(0.5);
+                zh.for_each(|(&z, h)| *h = half * z * (T::one() + (z * inv_sqrt2).erf()))
+            }
+            Activation::Elu { alpha } => {
+                let a = T::of(alpha);
+                zh.for_each(|(&z, h)| *h = if z > T::zero() { z } else { a * z.exp_m1() })
+            }
+            Activation::Softplus { beta, threshold } => {
+                let (b, t) = (T::of(beta), T::of(threshold));
+                zh.for_each(|(&z, h)| {
+                    *h = if z * b > t { z } else { (z * b).exp().ln_1p() / b }
+                })
+            }
+            Activation::Identity => h.copy_from_slice(z),
+        }
+    }
+
+    /// ∂L/∂z = ∂L/∂h ⊙ f'(z), given the forward's input `z` and output `h`.
+    pub fn backward<T: Real>(&self, z: &[T], h: &[T], dh: &[T], dz: &mut [T]) {
+        let (zero, one) = (T::zero(), T::one());
+        let each = z.iter().zip(dh).zip(dz.iter_mut());
+        match *self {
+            Activation::Relu => {
+                each.for_each(|((&z, &g), d)| *d = if z > zero { g } else { zero })
+            }
+            Activation::LeakyRelu { negative_slope } => {
+                let s = T::of(negative_slope);
+                each.for_each(|((&z, &g), d)| *d = if z > zero { g } else { g * s })
+            }
+            Activation::Sigmoid => h
+                .iter()
+                .zip(dh)
+                .zip(dz.iter_mut())
+                .for_each(|((&h, &g), d)| *d = g * h * (one - h)),
+            Activation::Tanh => h
+                .iter()
+                .zip(dh)
+                .zip(dz.iter_mut())
+                .for_each(|((&h, &g), d)| *d = g * (one - h * h)),
+            Activation::Gelu => {
+                // d/dz [z Φ(z)] = Φ(z) + z φ(z)
+                let inv_sqrt2 = T::of(std::f64::consts::FRAC_1_SQRT_2);
+                let (half, c) = (T::of(0.5), T::of(INV_SQRT_2PI));
+                each.for_each(|((&z, &g), d)| {
+                    let cdf = half * (one + (z * inv_sqrt2).erf());
+                    let pdf = c * (-half * z * z).exp();
+                    *d = g * (cdf + z * pdf)
+                })
+            }
+            Activation::Elu { alpha } => {
+                let a = T::of(alpha);
+                each.for_each(|((&z, &g), d)| *d = if z > zero { g } else { g * a * z.exp() })
+            }
+            Activation::Softplus { beta, threshold } => {
+                let (b, t) = (T::of(beta), T::of(threshold));
+                each.for_each(|((&z, &g), d)| {
+                    *d = if z * b > t { g } else { g * sigmoid(z * b) }
+                })
+            }
+            Activation::Identity => dz.copy_from_slice(dh),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [Activation; 9] = [
+        Activation::Relu,
+        Activation::LeakyRelu { negative_slope: 0.1 },
+        Activation::Sigmoid,
+        Activation::Tanh,
+        Activation::Gelu,
+        Activation::Elu { alpha: 1.5 },
+        Activation::Softplus { beta: 1.0, threshold: 20.0 },
+        Activation::Softplus { beta: 2.0, threshold: 3.0 },
+        Activation::Identity,
+    ];
+
+    #[test]
+    fn backward_matches_central_differences() {
+        let z: Vec<f64> = [-3.0, -1.2, -0.3, 0.4, 0.9, 2.5].to_vec();
+        let ones = vec![1.0; z.len()];
+        for act in ALL {
+            let mut h = vec![0.0; z.len()];
+            act.forward(&z, &mut h);
+            let mut dz = vec![0.0; z.len()];
+            act.backward(&z, &h, &ones, &mut dz);
+            for i in 0..z.len() {
+                let eps = 1e-6;
+                let (mut hp, mut hm) = (vec![0.0], vec![0.0]);
+                act.forward(&[z[i] + eps], &mut hp);
+                act.forward(&[z[i] - eps], &mut hm);
+                let fd = (hp[0] - hm[0]) / (2.0 * eps);
+                assert!((fd - dz[i]).abs() < 1e-7, "{act:?} at {}: {fd} vs {}", z[i], dz[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn known_values() {
+        let z = [-1.0f64, 0.0, 2.0];
+        let mut h = [0.0; 3];
+        Activation::Gelu.forward(&z, &mut h);
+        assert!((h[0] - -0.158_655_253_931_457_05).abs() < 1e-15);
+        assert!((h[2] - 1.954_499_736_103_642).abs() < 1e-15);
+        Activation::Elu { alpha: 1.0 }.forward(&z, &mut h);
+        assert!((h[0] - (-1f64).exp_m1()).abs() < 1e-16);
+        Activation::Sigmoid.forward(&[-1000.0f64, 1000.0], &mut h[..2]);
+        assert_eq!(&h[..2], &[0.0, 1.0]);
+    }
+}

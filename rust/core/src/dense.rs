@@ -1,0 +1,125 @@
+//! The dense (fully connected) layer, `z = x Wᵀ + b` with weight (out, in), as `torch.nn.Linear`.
+//!
+//! Backward by the chain rule, with δ = ∂L/∂z:
+//! ∂L/∂W = δᵀ x, ∂L/∂b = Σ_batch δ, ∂L/∂x = δ W.
+
+use crate::matmul::{matmul, Operand};
+use crate::Real;
+
+/// Where a dense layer's parameters live in the network's flat parameter buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dense {
+    pub in_features: usize,
+    pub out_features: usize,
+    /// Offset of the weight (out × in, row-major) in the parameter buffer.
+    pub weight_offset: usize,
+    /// Offset of the bias (out) in the parameter buffer, if the layer has one.
+    pub bias_offset: Option<usize>,
+}
+
+impl Dense {
+    /// Elements of the weight matrix.
+    pub fn weight_len(&self) -> usize {
+        self.in_features * self.out_features
+    }
+
+    /// All parameters of the layer: weight, then bias.
+    pub fn n_params(&self) -> usize {
+        self.weight_len() + self.bias_offset.map_or(0, |_| self.out_features)
+    }
+
+    fn weight<'a, T>(&self, params: &'a [T]) -> &'a [T] {
+        &params[self.weight_offset..self.weight_offset + self.weight_len()]
+    }
+
+    /// z = x Wᵀ + b for `n` rows of `x` (n × in) into `z` (n × out).
+    pub fn forward<T: Real>(&self, params: &[T], x: &[T], n: usize, z: &mut [T]) {
+        let (fan_in, out) = (self.in_features, self.out_features);
+        let z = &mut z[..n * out];
+        // The bias goes in first and the product accumulates onto it: one pass over z.
+        let accumulate = match self.bias_offset {
+            Some(b) => {
+                let bias = &params[b..b + out];
+                z.chunks_exact_mut(out).for_each(|row| row.copy_from_slice(bias));
+                true
+            }
+            None => false,
+        };
+        matmul(
+            z,
+            Operand::new(&x[..n * fan_in], n, fan_in),
+            Operand::t(self.weight(params), out, fan_in),
+            accumulate,
+        );
+    }
+
+    /// Given δ = ∂L/∂z (n × out) and the forward's input `x`, writes ∂L/∂W and ∂L/∂b into
+    /// `grads` (at this layer's offsets) and, when asked, ∂L/∂x (n × in) into `dx`.
+    pub fn backward<T: Real>(
+        &self,
+        params: &[T],
+        x: &[T],
+        n: usize,
+        delta: &[T],
+        grads: &mut [T],
+        dx: Option<&mut [T]>,
+    ) {
+        let (fan_in, out) = (self.in_features, self.out_features);
+        let delta = &delta[..n * out];
+        let w = self.weight_offset;
+        // ∂L/∂W = δᵀ x: (out × n)(n × in)
+        matmul(
+            &mut grads[w..w + self.weight_len()],
+            Operand::t(delta, n, out),
+            Operand::new(&x[..n * fan_in], n, fan_in),
+            false,
+        );
+        if let Some(b) = self.bias_offset {
+            let db = &mut grads[b..b + out];
+            db.fill(T::zero());
+            for row in delta.chunks_exact(out) {
+                db.iter_mut().zip(row).for_each(|(s, &d)| *s += d);
+            }
+        }
+        // ∂L/∂x = δ W: (n × out)(out × in)
+        if let Some(dx) = dx {
+            matmul(
+                &mut dx[..n * fan_in],
+                Operand::new(delta, n, out),
+                Operand::new(self.weight(params), out, fan_in),
+                false,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_and_backward_by_hand() {
+        // W = [[1, 2, 3], [4, 5, 6]], b = [0.5, -1], x = [[1, 0, -1], [2, 1, 0]]
+        let layer = Dense {
+            in_features: 3,
+            out_features: 2,
+            weight_offset: 0,
+            bias_offset: Some(6),
+        };
+        let params = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 0.5, -1.0];
+        let x = [1.0, 0.0, -1.0, 2.0, 1.0, 0.0];
+        let mut z = [0.0; 4];
+        layer.forward(&params, &x, 2, &mut z);
+        assert_eq!(z, [-1.5, -3.0, 4.5, 12.0]);
+
+        let delta = [1.0, 0.0, 0.5, 2.0];
+        let mut grads = [0.0; 8];
+        let mut dx = [0.0; 6];
+        layer.backward(&params, &x, 2, &delta, &mut grads, Some(&mut dx));
+        // dW = δᵀ x
+        assert_eq!(&grads[..6], &[2.0, 0.5, -1.0, 4.0, 2.0, 0.0]);
+        assert_eq!(&grads[6..], &[1.5, 2.0]);
+        // dx = δ W
+        assert_eq!(dx, [1.0, 2.0, 3.0, 8.5, 11.0, 13.5]);
+    }
+}

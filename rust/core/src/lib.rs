@@ -1,0 +1,23 @@
+//! bpcore's core: dense networks trained by backpropagation, generic over `f32` and `f64`.
+//!
+//! Pure Rust, no Python: the `bpcore-python` crate wraps it. Buffers are row-major and
+//! contiguous; a batch of `n` samples of width `w` is a slice of `n * w` elements.
+
+pub mod activation;
+pub mod dense;
+pub mod error;
+pub mod init;
+pub mod loss;
+pub mod matmul;
+pub mod network;
+pub mod optim;
+pub mod real;
+pub mod rng;
+pub mod spec;
+pub mod threads;
+
+pub use error::{Error, Result};
+pub use loss::Targets;
+pub use network::Network;
+pub use real::Real;
+pub use spec::{LayerSpec, LossSpec, NetworkSpec, OptimizerSpec};

@@ -1,0 +1,215 @@
+//! Cross-entropy on class labels, `torch.nn.CrossEntropyLoss(label_smoothing)`: the softmax
+//! lives here, computed as a log-sum-exp with the row's maximum subtracted, so that logits of
+//! any size give a finite loss and gradient.
+
+use crate::{Error, Real, Result};
+
+/// Every label must name a class: `0 <= label < width`.
+pub(super) fn check_labels(labels: &[i64], width: usize) -> Result<()> {
+    for (i, &label) in labels.iter().enumerate() {
+        let fits = usize::try_from(label).is_ok_and(|c| c < width);
+        if !fits {
+            return Err(Error::value(
+                "y",
+                format!("label {label} at index {i} is outside the classes 0..{width}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The mean over samples of `(1-ε)·(-log p_y) + (ε/C)·Σ_c (-log p_c)` and, into `grad`,
+/// `(softmax - ((1-ε)·onehot(y) + ε/C)) / n`. Labels are checked, lengths match.
+pub(super) fn loss<T: Real>(
+    output: &[T],
+    width: usize,
+    labels: &[i64],
+    smoothing: f64,
+    grad: Option<&mut [T]>,
+) -> f64 {
+    let n = labels.len() as f64;
+    if width == 0 {
+        // Only an empty batch gets here (a label cannot fit no class): the mean of nothing.
+        return f64::NAN;
+    }
+    let classes = width as f64;
+    let uniform = smoothing / classes;
+    let rows = output.chunks_exact(width).zip(labels);
+    let mut total = 0.0;
+    let mut grad_rows = grad.map(|g| g.chunks_exact_mut(width));
+    for (row, &label) in rows {
+        let label = usize::try_from(label).unwrap_or(usize::MAX);
+        let lse = log_sum_exp(row);
+        let mut at_label = 0.0;
+        let mut all = 0.0;
+        for (c, &x) in row.iter().enumerate() {
+            let neg_log_p = lse - x.f64();
+            all += neg_log_p;
+            if c == label {
+                at_label = neg_log_p;
+            }
+        }
+        total += (1.0 - smoothing) * at_label + uniform * all;
+        if let Some(g_row) = grad_rows.as_mut().and_then(|rows| rows.next()) {
+            for (c, (g, &x)) in g_row.iter_mut().zip(row).enumerate() {
+                let p = (x.f64() - lse).exp();
+                let target = if c == label { 1.0 - smoothing } else { 0.0 } + uniform;
+                *g = T::of((p - target) / n);
+            }
+        }
+    }
+    total / n
+}
+
+/// log Σ exp(x), shifted by the maximum so that no exponential overflows.
+fn log_sum_exp<T: Real>(row: &[T]) -> f64 {
+    let max = row.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x.f64()));
+    if !max.is_finite() {
+        // All -inf, or an infinity: no shift helps; let the arithmetic give torch's inf/NaN.
+        return row.iter().map(|&x| x.f64().exp()).sum::<f64>().ln();
+    }
+    max + row.iter().map(|&x| (x.f64() - max).exp()).sum::<f64>().ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::finite_difference::{check_gradient, eval};
+    use crate::{Error, LossSpec, Targets};
+
+    /// The textbook formula, without the max shift (fine for small logits).
+    fn naive(out: &[f64], width: usize, labels: &[i64], eps: f64) -> (f64, Vec<f64>) {
+        let n = labels.len() as f64;
+        let mut loss = 0.0;
+        let mut grad = Vec::new();
+        for (row, &y) in out.chunks(width).zip(labels) {
+            let z: f64 = row.iter().map(|x| x.exp()).sum();
+            let p: Vec<f64> = row.iter().map(|x| x.exp() / z).collect();
+            for (c, pc) in p.iter().enumerate() {
+                let q = if c as i64 == y { 1.0 - eps } else { 0.0 } + eps / width as f64;
+                loss -= q * pc.ln() / n;
+                grad.push((pc - q) / n);
+            }
+        }
+        (loss, grad)
+    }
+
+    const OUT: [f64; 8] = [0.5, -1.0, 2.0, 0.1, -0.3, 0.0, 0.7, 1.2];
+
+    #[test]
+    fn value_and_gradient_by_hand() {
+        let labels = [2i64, 0];
+        for eps in [0.0, 0.1, 0.5] {
+            let spec = LossSpec::CrossEntropy {
+                label_smoothing: eps,
+            };
+            let (got, grad) = eval(&spec, &OUT, 2, 4, Targets::Labels(&labels));
+            let (want, want_grad) = naive(&OUT, 4, &labels, eps);
+            assert!((got - want).abs() < 1e-14, "{got} {want}");
+            for (g, w) in grad.iter().zip(&want_grad) {
+                assert!((g - w).abs() < 1e-15);
+            }
+        }
+        // One sample, two equal logits: -ln(1/2).
+        let spec = LossSpec::CrossEntropy {
+            label_smoothing: 0.0,
+        };
+        let (got, grad) = eval(&spec, &[3.0f64, 3.0], 1, 2, Targets::Labels(&[1]));
+        assert!((got - std::f64::consts::LN_2).abs() < 1e-15);
+        assert!((grad[0] - 0.5).abs() < 1e-15 && (grad[1] + 0.5).abs() < 1e-15);
+    }
+
+    #[test]
+    fn f32_matches_f64() {
+        let out32: Vec<f32> = OUT.iter().map(|&x| x as f32).collect();
+        let labels = [1i64, 3];
+        let spec = LossSpec::CrossEntropy {
+            label_smoothing: 0.2,
+        };
+        let (got, grad) = eval(&spec, &out32, 2, 4, Targets::Labels(&labels));
+        let out64: Vec<f64> = out32.iter().map(|&x| x as f64).collect();
+        let (want, want_grad) = naive(&out64, 4, &labels, 0.2);
+        assert!((got - want).abs() < 1e-12);
+        for (g, w) in grad.iter().zip(&want_grad) {
+            assert!((*g as f64 - w).abs() < 1e-7);
+        }
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        for eps in [0.0, 0.1] {
+            let spec = LossSpec::CrossEntropy {
+                label_smoothing: eps,
+            };
+            check_gradient(&spec, &OUT, 4, 2, Targets::Labels(&[1, 0, 1, 1]));
+            check_gradient(&spec, &OUT, 2, 4, Targets::Labels(&[3, 0]));
+        }
+    }
+
+    #[test]
+    fn huge_logits_stay_finite() {
+        let out = [1000.0f64, -1000.0, 0.0, -1000.0, 1000.0, 1000.0];
+        let labels = [1i64, 0];
+        for eps in [0.0, 0.1] {
+            let spec = LossSpec::CrossEntropy {
+                label_smoothing: eps,
+            };
+            let (got, grad) = eval(&spec, &out, 2, 3, Targets::Labels(&labels));
+            assert!(got.is_finite() && grad.iter().all(|g| g.is_finite()));
+            let out32: Vec<f32> = out.iter().map(|&x| x as f32).collect();
+            let (got32, grad32) = eval(&spec, &out32, 2, 3, Targets::Labels(&labels));
+            assert!(got32.is_finite() && grad32.iter().all(|g| g.is_finite()));
+            assert!((got32 - got).abs() < 1e-9 * got.abs());
+        }
+        // Sample 0: -log p_1 = 2000; sample 1: -log p_0 = 2000 + ln 2.
+        let spec = LossSpec::CrossEntropy {
+            label_smoothing: 0.0,
+        };
+        let (got, grad) = eval(&spec, &out, 2, 3, Targets::Labels(&labels));
+        assert!((got - (4000.0 + std::f64::consts::LN_2) / 2.0).abs() < 1e-9);
+        assert_eq!(grad[0], 0.5);
+        assert_eq!(grad[1], -0.5);
+    }
+
+    #[test]
+    fn labels_out_of_range_are_errors() {
+        let spec = LossSpec::CrossEntropy {
+            label_smoothing: 0.0,
+        };
+        let mut grad = [7.0f64; 8];
+        for bad in [4i64, -1, -100, i64::MAX, i64::MIN] {
+            let err = super::super::evaluate(
+                &spec,
+                &OUT,
+                2,
+                4,
+                Targets::Labels(&[0, bad]),
+                Some(&mut grad),
+            );
+            match err {
+                Err(Error::Value { arg, message }) => {
+                    assert_eq!(arg, "y");
+                    assert!(
+                        message.contains(&format!("label {bad} at index 1")),
+                        "{message}"
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(grad, [7.0; 8], "a rejected call changes nothing");
+        }
+    }
+
+    #[test]
+    fn empty_batch_and_no_classes_do_not_panic() {
+        let spec = LossSpec::CrossEntropy {
+            label_smoothing: 0.0,
+        };
+        let empty: [f64; 0] = [];
+        let got = super::super::evaluate(&spec, &empty, 0, 0, Targets::Labels(&[]), None);
+        assert!(got.is_ok_and(f64::is_nan));
+        let got = super::super::evaluate(&spec, &empty, 0, 3, Targets::Labels(&[]), None);
+        assert!(got.is_ok_and(f64::is_nan));
+        let got = super::super::evaluate(&spec, &empty, 2, 0, Targets::Labels(&[0, 0]), None);
+        assert!(matches!(got, Err(Error::Value { .. })));
+    }
+}

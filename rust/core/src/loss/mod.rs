@@ -1,0 +1,286 @@
+//! Losses, mean-reduced as `torch.nn`'s: each gives its value and its gradient with respect to
+//! the network's output.
+//!
+//! The value is accumulated in `f64` whatever the element type; the gradient is computed per
+//! element in `f64` and rounded once to `T`. Targets are checked in full before anything is
+//! computed, so a rejected call leaves `grad` untouched.
+
+mod bce_with_logits;
+mod cross_entropy;
+mod elementwise;
+mod huber;
+mod l1;
+mod mse;
+
+use crate::{Error, LossSpec, Real, Result};
+
+/// What the output is compared with: class labels (cross_entropy) or values of the output's shape.
+#[derive(Debug, Clone, Copy)]
+pub enum Targets<'a, T> {
+    /// One class index per sample, in `0..width`.
+    Labels(&'a [i64]),
+    /// One value per output element, row-major `n × width`.
+    Values(&'a [T]),
+}
+
+/// The mean loss of `output` (`n × width`, row-major) against `targets`.
+///
+/// When `grad` is given (length `n × width`), it receives ∂L/∂output of the mean loss.
+/// Targets that do not fit the loss or the output (wrong kind, length, label out of range)
+/// are an error naming `y`, and `grad` is then left unspecified.
+pub fn evaluate<T: Real>(
+    spec: &LossSpec,
+    output: &[T],
+    n: usize,
+    width: usize,
+    targets: Targets<'_, T>,
+    grad: Option<&mut [T]>,
+) -> Result<f64> {
+    let len = element_count("output", n, width)?;
+    check_len("output", len, output.len(), n, width)?;
+    if let Some(g) = grad.as_deref() {
+        check_len("grad", len, g.len(), n, width)?;
+    }
+    match *spec {
+        LossSpec::Mse => Ok(mse::loss(output, values(spec, targets, n, width)?, grad)),
+        LossSpec::L1 => Ok(l1::loss(output, values(spec, targets, n, width)?, grad)),
+        LossSpec::Huber { delta } => {
+            let y = values(spec, targets, n, width)?;
+            Ok(huber::loss(output, y, delta, grad))
+        }
+        LossSpec::BceWithLogits => {
+            let y = values(spec, targets, n, width)?;
+            bce_with_logits::check_targets(y)?;
+            Ok(bce_with_logits::loss(output, y, grad))
+        }
+        LossSpec::CrossEntropy { label_smoothing } => {
+            let labels = labels(targets, n, width)?;
+            Ok(cross_entropy::loss(
+                output,
+                width,
+                labels,
+                label_smoothing,
+                grad,
+            ))
+        }
+    }
+}
+
+/// Checks, without computing anything, that `targets` fit the loss and an output of
+/// `n × width`: the kind of targets, their length, the labels' range (cross_entropy), the
+/// values' range (bce_with_logits). The same errors as [`evaluate`]'s, naming `y`.
+pub fn check_targets<T: Real>(
+    spec: &LossSpec,
+    targets: Targets<'_, T>,
+    n: usize,
+    width: usize,
+) -> Result<()> {
+    match *spec {
+        LossSpec::CrossEntropy { .. } => labels(targets, n, width).map(drop),
+        LossSpec::BceWithLogits => {
+            values(spec, targets, n, width).and_then(bce_with_logits::check_targets)
+        }
+        LossSpec::Mse | LossSpec::L1 | LossSpec::Huber { .. } => {
+            values(spec, targets, n, width).map(drop)
+        }
+    }
+}
+
+/// The loss's name as the Python API spells it.
+pub fn name(spec: &LossSpec) -> &'static str {
+    match spec {
+        LossSpec::Mse => "mse",
+        LossSpec::L1 => "l1",
+        LossSpec::Huber { .. } => "huber",
+        LossSpec::CrossEntropy { .. } => "cross_entropy",
+        LossSpec::BceWithLogits => "bce_with_logits",
+    }
+}
+
+/// Whether the loss takes integer class labels (`Targets::Labels`) rather than values.
+pub fn takes_labels(spec: &LossSpec) -> bool {
+    matches!(spec, LossSpec::CrossEntropy { .. })
+}
+
+fn check_len(arg: &str, expected: usize, got: usize, n: usize, width: usize) -> Result<()> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(Error::shape(
+            arg,
+            format!("{expected} elements ({n} × {width})"),
+            format!("{got} elements"),
+        ))
+    }
+}
+
+/// The value targets of a loss that takes them, checked against the output's length.
+fn values<'a, T>(
+    spec: &LossSpec,
+    targets: Targets<'a, T>,
+    n: usize,
+    width: usize,
+) -> Result<&'a [T]> {
+    match targets {
+        Targets::Values(y) => {
+            check_len("y", element_count("y", n, width)?, y.len(), n, width)?;
+            Ok(y)
+        }
+        Targets::Labels(_) => Err(Error::value(
+            "y",
+            format!(
+                "{} expects float targets of the output's shape, got integer class labels",
+                name(spec)
+            ),
+        )),
+    }
+}
+
+/// The class labels of cross_entropy: one per sample, each in `0..width`.
+fn labels<'a, T>(targets: Targets<'a, T>, n: usize, width: usize) -> Result<&'a [i64]> {
+    match targets {
+        Targets::Labels(labels) if labels.len() == n => {
+            cross_entropy::check_labels(labels, width)?;
+            Ok(labels)
+        }
+        Targets::Labels(labels) => Err(Error::shape(
+            "y",
+            format!("{n} labels (one per sample)"),
+            format!("{} labels", labels.len()),
+        )),
+        Targets::Values(_) => Err(Error::value(
+            "y",
+            "cross_entropy expects integer class labels, one per sample, got float values",
+        )),
+    }
+}
+
+/// `n × width`, or a shape error naming `arg` if it overflows.
+fn element_count(arg: &str, n: usize, width: usize) -> Result<usize> {
+    n.checked_mul(width)
+        .ok_or_else(|| Error::shape(arg, "n × width to fit in memory", format!("{n} × {width}")))
+}
+
+#[cfg(test)]
+mod finite_difference;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value_specs() -> [LossSpec; 4] {
+        [
+            LossSpec::Mse,
+            LossSpec::L1,
+            LossSpec::Huber { delta: 1.0 },
+            LossSpec::BceWithLogits,
+        ]
+    }
+
+    #[test]
+    fn wrong_kind_of_targets_is_a_value_error() {
+        let out = [0.1f64, 0.2, 0.3, 0.4];
+        for spec in value_specs() {
+            let got = evaluate(&spec, &out, 2, 2, Targets::Labels(&[0, 1]), None);
+            assert!(
+                matches!(&got, Err(Error::Value { arg, message }) if arg == "y" && message.contains(name(&spec))),
+                "{got:?}"
+            );
+        }
+        let spec = LossSpec::CrossEntropy {
+            label_smoothing: 0.0,
+        };
+        let got = evaluate(&spec, &out, 2, 2, Targets::Values(&out), None);
+        assert!(
+            matches!(&got, Err(Error::Value { arg, .. }) if arg == "y"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn wrong_lengths_are_shape_errors() {
+        let out = [0.1f32, 0.2, 0.3, 0.4];
+        let ce = LossSpec::CrossEntropy {
+            label_smoothing: 0.0,
+        };
+        let shape_arg = |r: Result<f64>| match r {
+            Err(Error::Shape { arg, .. }) => arg,
+            other => panic!("{other:?}"),
+        };
+        for spec in value_specs() {
+            assert_eq!(
+                shape_arg(evaluate(&spec, &out, 2, 3, Targets::Values(&out), None)),
+                "output"
+            );
+            assert_eq!(
+                shape_arg(evaluate(
+                    &spec,
+                    &out,
+                    2,
+                    2,
+                    Targets::Values(&out[..3]),
+                    None
+                )),
+                "y"
+            );
+            let mut short = [0.0f32; 3];
+            let got = evaluate(&spec, &out, 2, 2, Targets::Values(&out), Some(&mut short));
+            assert_eq!(shape_arg(got), "grad");
+        }
+        assert_eq!(
+            shape_arg(evaluate(&ce, &out, 2, 2, Targets::Labels(&[0]), None)),
+            "y"
+        );
+        assert_eq!(
+            shape_arg(evaluate(&ce, &out, 1, 2, Targets::Labels(&[0]), None)),
+            "output"
+        );
+        assert_eq!(
+            shape_arg(evaluate(
+                &ce,
+                &out,
+                usize::MAX,
+                2,
+                Targets::Labels(&[0]),
+                None
+            )),
+            "output"
+        );
+    }
+
+    #[test]
+    fn check_targets_agrees_with_evaluate() {
+        let out = [0.1f64, 0.2, 0.3, 0.4];
+        let ce = LossSpec::CrossEntropy {
+            label_smoothing: 0.0,
+        };
+        let cases: [(&LossSpec, Targets<'_, f64>); 8] = [
+            (&ce, Targets::Labels(&[0, 1])),
+            (&ce, Targets::Labels(&[0, 2])),
+            (&ce, Targets::Labels(&[0])),
+            (&ce, Targets::Values(&out)),
+            (&LossSpec::Mse, Targets::Values(&out)),
+            (&LossSpec::Mse, Targets::Values(&out[..1])),
+            (
+                &LossSpec::BceWithLogits,
+                Targets::Values(&[0.0, 1.0, 0.5, 2.0]),
+            ),
+            (&LossSpec::L1, Targets::Labels(&[0, 1])),
+        ];
+        for (spec, targets) in cases {
+            let checked = check_targets(spec, targets, 2, 2);
+            let evaluated = evaluate(spec, &out, 2, 2, targets, None);
+            assert_eq!(checked.err(), evaluated.err(), "{spec:?} {targets:?}");
+        }
+        assert!(check_targets(&LossSpec::Mse, Targets::Values(&out), usize::MAX, 2).is_err());
+    }
+
+    #[test]
+    fn names_and_kinds() {
+        assert_eq!(name(&LossSpec::Huber { delta: 2.0 }), "huber");
+        assert!(takes_labels(&LossSpec::CrossEntropy {
+            label_smoothing: 0.1
+        }));
+        assert!(!takes_labels(&LossSpec::Mse));
+    }
+}

@@ -1,0 +1,342 @@
+//! Optimizers with torch.optim's update rules, step for step, over one flat parameter buffer.
+//!
+//! Each rule lives in its own file and follows torch's single-tensor (CPU) implementation
+//! operation by operation: per-step scalars (bias corrections, decayed learning rates) are
+//! computed in `f64`, as Python floats are, and rounded to `T`; element-wise arithmetic is in `T`
+//! in torch's order (`addcmul`, `addcdiv`, `lerp`). State buffers are allocated once, in `new`.
+
+mod adagrad;
+mod adam;
+mod rmsprop;
+mod sgd;
+
+use crate::{Error, OptimizerSpec, Real, Result};
+
+/// An optimizer and its state: one flat buffer per kind of state, each as long as the parameters.
+#[derive(Debug, Clone)]
+pub struct Optimizer<T> {
+    spec: OptimizerSpec,
+    lr: f64,
+    steps: u64,
+    state: Vec<Vec<T>>,
+    n_params: usize,
+}
+
+impl<T: Real> Optimizer<T> {
+    /// A fresh optimizer for `n_params` parameters.
+    pub fn new(spec: OptimizerSpec, n_params: usize) -> Self {
+        let lr = spec.lr();
+        let state = fresh_state(&spec, n_params);
+        Optimizer {
+            spec,
+            lr,
+            steps: 0,
+            state,
+            n_params,
+        }
+    }
+
+    /// One update of `params` by `grads` (equal lengths, the parameters' count).
+    ///
+    /// Lengths are the caller's contract (see [`Optimizer::try_step`] for a checked step); if
+    /// they differ, only the common prefix is updated, and nothing panics.
+    pub fn step(&mut self, params: &mut [T], grads: &[T]) {
+        self.steps = self.steps.saturating_add(1);
+        let t = self.steps;
+        let lr = self.lr;
+        let state = self.state.as_mut_slice();
+        match self.spec {
+            OptimizerSpec::Sgd {
+                momentum,
+                dampening,
+                nesterov,
+                weight_decay,
+                ..
+            } => sgd::Sgd {
+                lr,
+                momentum,
+                dampening,
+                nesterov,
+                weight_decay,
+            }
+            .step(t, params, grads, state),
+            OptimizerSpec::Adam {
+                betas,
+                eps,
+                weight_decay,
+                amsgrad,
+                ..
+            } => adam::Adam {
+                lr,
+                betas,
+                eps,
+                weight_decay,
+                amsgrad,
+                decoupled: false,
+            }
+            .step(t, params, grads, state),
+            OptimizerSpec::AdamW {
+                betas,
+                eps,
+                weight_decay,
+                amsgrad,
+                ..
+            } => adam::Adam {
+                lr,
+                betas,
+                eps,
+                weight_decay,
+                amsgrad,
+                decoupled: true,
+            }
+            .step(t, params, grads, state),
+            OptimizerSpec::RmsProp {
+                alpha,
+                eps,
+                weight_decay,
+                momentum,
+                centered,
+                ..
+            } => rmsprop::RmsProp {
+                lr,
+                alpha,
+                eps,
+                weight_decay,
+                momentum,
+                centered,
+            }
+            .step(params, grads, state),
+            OptimizerSpec::Adagrad {
+                lr_decay,
+                weight_decay,
+                eps,
+                ..
+            } => adagrad::Adagrad {
+                lr,
+                lr_decay,
+                weight_decay,
+                eps,
+            }
+            .step(t, params, grads, state),
+        }
+    }
+
+    /// [`Optimizer::step`] after checking that `params` and `grads` have the parameters' count;
+    /// on an error nothing changes.
+    pub fn try_step(&mut self, params: &mut [T], grads: &[T]) -> Result<()> {
+        if params.len() != self.n_params {
+            return Err(Error::shape(
+                "params",
+                format!("{} parameters", self.n_params),
+                format!("{}", params.len()),
+            ));
+        }
+        if grads.len() != self.n_params {
+            return Err(Error::shape(
+                "grads",
+                format!("{} gradients", self.n_params),
+                format!("{}", grads.len()),
+            ));
+        }
+        self.step(params, grads);
+        Ok(())
+    }
+
+    /// The learning rate the next step uses.
+    pub fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    /// Sets the learning rate of the next steps (schedules).
+    pub fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    /// How many steps have been taken.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// The configuration.
+    pub fn spec(&self) -> &OptimizerSpec {
+        &self.spec
+    }
+
+    /// The state buffers, in a fixed order per optimizer (for saving and tests).
+    pub fn state(&self) -> &[Vec<T>] {
+        &self.state
+    }
+
+    /// How many parameters the optimizer updates.
+    pub fn n_params(&self) -> usize {
+        self.n_params
+    }
+
+    /// The names of the state buffers, torch's per-parameter state keys, in [`Optimizer::state`]'s
+    /// order (e.g. `["exp_avg", "exp_avg_sq"]`; torch's `step` is [`Optimizer::steps`]).
+    pub fn state_names(&self) -> Vec<&'static str> {
+        state_names(&self.spec)
+    }
+
+    /// Back to the state of a fresh optimizer: no steps taken, state as `new` made it. The
+    /// learning rate is kept (a schedule owns it).
+    pub fn reset(&mut self) {
+        self.steps = 0;
+        let initial = initial_value::<T>(&self.spec);
+        for buffer in &mut self.state {
+            buffer.fill(initial);
+        }
+    }
+
+    /// Restores a saved state (`steps` and buffers as [`Optimizer::state`] gives them), copying
+    /// into the existing buffers; on an error nothing changes.
+    pub fn load_state(&mut self, steps: u64, state: &[Vec<T>]) -> Result<()> {
+        if state.len() != self.state.len() {
+            return Err(Error::shape(
+                "state",
+                format!("{} buffers ({:?})", self.state.len(), self.state_names()),
+                format!("{} buffers", state.len()),
+            ));
+        }
+        for (name, buffer) in self.state_names().iter().zip(state) {
+            if buffer.len() != self.n_params {
+                return Err(Error::shape(
+                    "state",
+                    format!("{name} of {} elements", self.n_params),
+                    format!("{} elements", buffer.len()),
+                ));
+            }
+        }
+        for (mine, theirs) in self.state.iter_mut().zip(state) {
+            mine.copy_from_slice(theirs);
+        }
+        self.steps = steps;
+        Ok(())
+    }
+}
+
+/// The state buffers an optimizer keeps, by torch's names, in a fixed order.
+fn state_names(spec: &OptimizerSpec) -> Vec<&'static str> {
+    match *spec {
+        OptimizerSpec::Sgd { momentum, .. } => sgd::state_names(momentum),
+        OptimizerSpec::Adam { amsgrad, .. } | OptimizerSpec::AdamW { amsgrad, .. } => {
+            adam::state_names(amsgrad)
+        }
+        OptimizerSpec::RmsProp {
+            momentum, centered, ..
+        } => rmsprop::state_names(momentum, centered),
+        OptimizerSpec::Adagrad { .. } => adagrad::state_names(),
+    }
+}
+
+/// What every state buffer starts at: zero, but Adagrad's sum starts at its initial value.
+fn initial_value<T: Real>(spec: &OptimizerSpec) -> T {
+    match *spec {
+        OptimizerSpec::Adagrad {
+            initial_accumulator_value,
+            ..
+        } => T::of(initial_accumulator_value),
+        _ => T::zero(),
+    }
+}
+
+fn fresh_state<T: Real>(spec: &OptimizerSpec, n_params: usize) -> Vec<Vec<T>> {
+    let initial = initial_value::<T>(spec);
+    state_names(spec)
+        .iter()
+        .map(|_| vec![initial; n_params])
+        .collect()
+}
+
+/// torch's `lerp`: `a + w (b - a)`, computed from the nearer end for accuracy as torch does.
+#[inline(always)]
+fn lerp<T: Real>(a: T, b: T, w: T) -> T {
+    if w.abs() < T::of(0.5) {
+        a + w * (b - a)
+    } else {
+        b - (b - a) * (T::one() - w)
+    }
+}
+
+#[cfg(test)]
+mod testing;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn adam() -> OptimizerSpec {
+        OptimizerSpec::Adam {
+            lr: 1e-3,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            amsgrad: true,
+        }
+    }
+
+    #[test]
+    fn new_allocates_named_state() {
+        let opt = Optimizer::<f32>::new(adam(), 5);
+        assert_eq!(
+            opt.state_names(),
+            ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
+        );
+        assert_eq!(opt.state().len(), 3);
+        assert!(opt.state().iter().all(|b| b.len() == 5));
+        assert_eq!((opt.steps(), opt.lr(), opt.n_params()), (0, 1e-3, 5));
+    }
+
+    #[test]
+    fn try_step_checks_lengths_and_changes_nothing_on_error() {
+        let mut opt = Optimizer::<f64>::new(adam(), 3);
+        let mut p = [1.0, 2.0, 3.0];
+        assert!(matches!(
+            opt.try_step(&mut p, &[0.1, 0.2]),
+            Err(Error::Shape { ref arg, .. }) if arg == "grads"
+        ));
+        assert!(matches!(
+            opt.try_step(&mut p[..2], &[0.1, 0.2]),
+            Err(Error::Shape { ref arg, .. }) if arg == "params"
+        ));
+        assert_eq!((opt.steps(), p), (0, [1.0, 2.0, 3.0]));
+        assert!(opt.try_step(&mut p, &[0.1, 0.2, 0.3]).is_ok());
+        assert_eq!(opt.steps(), 1);
+        // Mismatched lengths through the unchecked step do not panic.
+        opt.step(&mut p, &[0.1]);
+        opt.step(&mut p[..1], &[0.1, 0.2, 0.3]);
+    }
+
+    #[test]
+    fn reset_and_load_state() {
+        let spec = OptimizerSpec::Adagrad {
+            lr: 0.1,
+            lr_decay: 0.0,
+            weight_decay: 0.0,
+            eps: 1e-10,
+            initial_accumulator_value: 0.5,
+        };
+        let mut opt = Optimizer::<f64>::new(spec, 2);
+        assert_eq!(opt.state(), [vec![0.5, 0.5]]);
+        let mut p = [1.0, 2.0];
+        opt.step(&mut p, &[1.0, 1.0]);
+        let saved = opt.state().to_vec();
+        assert_eq!(saved, [vec![1.5, 1.5]]);
+        opt.set_lr(0.05);
+        opt.reset();
+        assert_eq!((opt.steps(), opt.lr()), (0, 0.05));
+        assert_eq!(opt.state(), [vec![0.5, 0.5]]);
+        assert!(opt.load_state(1, &saved).is_ok());
+        assert_eq!((opt.steps(), opt.state()), (1, saved.as_slice()));
+        assert!(opt.load_state(3, &[vec![1.0]]).is_err());
+        assert!(opt.load_state(3, &[]).is_err());
+        assert_eq!(opt.steps(), 1);
+    }
+
+    #[test]
+    fn lerp_matches_torch() {
+        assert_eq!(lerp(1.0f64, 3.0, 0.25), 1.5);
+        assert_eq!(lerp(1.0f64, 3.0, 0.75), 2.5);
+        assert_eq!(lerp(1.0f32, 3.0, 0.1), 1.0 + 0.1 * 2.0);
+    }
+}

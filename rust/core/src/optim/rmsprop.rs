@@ -1,0 +1,163 @@
+//! RMSprop, `torch.optim.RMSprop`: gradients scaled by a running root mean square, optionally
+//! centered (minus the running mean's square) and with momentum.
+
+use super::lerp;
+use crate::Real;
+
+/// One step's hyperparameters.
+pub(super) struct RmsProp {
+    pub lr: f64,
+    pub alpha: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub momentum: f64,
+    pub centered: bool,
+}
+
+/// torch's state: the squares' average, then the momentum buffer and the gradients' average
+/// when momentum and centering are on.
+pub(super) fn state_names(momentum: f64, centered: bool) -> Vec<&'static str> {
+    let mut names = vec!["square_avg"];
+    if momentum > 0.0 {
+        names.push("momentum_buffer");
+    }
+    if centered {
+        names.push("grad_avg");
+    }
+    names
+}
+
+impl RmsProp {
+    /// `sq = α·sq + (1-α)·g²`; `avg = √(sq - ga²) + eps` with `ga = lerp(ga, g, 1-α)` when
+    /// centered, else `√sq + eps`; `buf = momentum·buf + g/avg`, `p -= lr·buf`, or without
+    /// momentum `p -= lr·g/avg`.
+    pub(super) fn step<T: Real>(&self, params: &mut [T], grads: &[T], state: &mut [Vec<T>]) {
+        let wd = T::of(self.weight_decay);
+        let decay = self.weight_decay != 0.0;
+        let alpha = T::of(self.alpha);
+        let w = T::of(1.0 - self.alpha);
+        let eps = T::of(self.eps);
+        let neg_lr = T::of(-self.lr);
+        let momentum = T::of(self.momentum);
+        let (square_avg, rest) = match state.split_first_mut() {
+            Some((first, rest)) => (first, rest),
+            None => return,
+        };
+        let (momentum_buffer, rest) = if self.momentum > 0.0 {
+            match rest.split_first_mut() {
+                Some((first, rest)) => (Some(first), rest),
+                None => return,
+            }
+        } else {
+            (None, rest)
+        };
+        let grad_avg = if self.centered {
+            match rest.first_mut() {
+                Some(first) => Some(first),
+                None => return,
+            }
+        } else {
+            None
+        };
+        let mut momentum_buffer = momentum_buffer.map(|b| b.iter_mut());
+        let mut grad_avg = grad_avg.map(|ga| ga.iter_mut());
+        for ((p, &g), sq) in params.iter_mut().zip(grads).zip(square_avg.iter_mut()) {
+            let g = if decay { g + wd * *p } else { g };
+            *sq = *sq * alpha + w * g * g;
+            let avg = match grad_avg.as_mut().and_then(Iterator::next) {
+                Some(ga) => {
+                    *ga = lerp(*ga, g, w);
+                    (*sq - *ga * *ga).sqrt()
+                }
+                None => sq.sqrt(),
+            } + eps;
+            match momentum_buffer.as_mut().and_then(Iterator::next) {
+                Some(b) => {
+                    *b = *b * momentum + g / avg;
+                    *p += neg_lr * *b;
+                }
+                None => *p += neg_lr * g / avg,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{check, grad, START};
+    use crate::OptimizerSpec;
+
+    #[allow(clippy::too_many_arguments)]
+    /// torch.optim.RMSprop's rule for one scalar parameter, `steps` steps from START[i].
+    fn reference(
+        i: usize,
+        steps: u64,
+        lr: f64,
+        alpha: f64,
+        eps: f64,
+        wd: f64,
+        mom: f64,
+        centered: bool,
+    ) -> f64 {
+        let (mut p, mut sq, mut ga, mut buf) = (START[i], 0.0f64, 0.0f64, 0.0f64);
+        for t in 1..=steps {
+            let g = grad(i, t, p) + wd * p;
+            sq = alpha * sq + (1.0 - alpha) * g * g;
+            let avg = if centered {
+                ga = alpha * ga + (1.0 - alpha) * g;
+                (sq - ga * ga).sqrt() + eps
+            } else {
+                sq.sqrt() + eps
+            };
+            if mom > 0.0 {
+                buf = mom * buf + g / avg;
+                p -= lr * buf;
+            } else {
+                p -= lr * g / avg;
+            }
+        }
+        p
+    }
+
+    #[test]
+    fn matches_torch_rule() {
+        let cases = [
+            (1e-2, 0.99, 1e-8, 0.0, 0.0, false),
+            (1e-2, 0.9, 1e-8, 0.1, 0.0, false),
+            (1e-2, 0.99, 1e-8, 0.0, 0.9, false),
+            (1e-2, 0.9, 1e-6, 0.0, 0.0, true),
+            (5e-3, 0.8, 1e-8, 0.05, 0.5, true),
+        ];
+        for (lr, alpha, eps, weight_decay, momentum, centered) in cases {
+            let spec = OptimizerSpec::RmsProp {
+                lr,
+                alpha,
+                eps,
+                weight_decay,
+                momentum,
+                centered,
+            };
+            check(&spec, |i, t| {
+                reference(i, t, lr, alpha, eps, weight_decay, momentum, centered)
+            });
+        }
+    }
+
+    #[test]
+    fn state_names_follow_options() {
+        let spec = OptimizerSpec::RmsProp {
+            lr: 1e-2,
+            alpha: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            momentum: 0.9,
+            centered: true,
+        };
+        let opt = super::super::Optimizer::<f32>::new(spec, 3);
+        assert_eq!(
+            opt.state_names(),
+            ["square_avg", "momentum_buffer", "grad_avg"]
+        );
+        assert_eq!(opt.state().len(), 3);
+    }
+}

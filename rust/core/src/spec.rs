@@ -1,0 +1,197 @@
+//! The description of a network: layers, loss, optimizer and seed, as plain data.
+//!
+//! The Python layer builds this as JSON (`{"type": "dense", "in_features": 4, ...}`); the same
+//! JSON goes into saved files. Field names and defaults are torch's.
+
+use serde::{Deserialize, Serialize};
+
+/// One layer of a sequential network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LayerSpec {
+    /// `y = x Wᵀ + b`, weight (out_features, in_features), as `torch.nn.Linear`.
+    Dense {
+        in_features: usize,
+        out_features: usize,
+        #[serde(default = "yes")]
+        bias: bool,
+    },
+    Relu,
+    LeakyRelu {
+        #[serde(default = "leaky_slope")]
+        negative_slope: f64,
+    },
+    Sigmoid,
+    Tanh,
+    /// The exact GELU, `x Φ(x)` with the erf.
+    Gelu,
+    Elu {
+        #[serde(default = "one")]
+        alpha: f64,
+    },
+    /// `log(1 + exp(beta x)) / beta`, linear above `threshold` as torch.
+    Softplus {
+        #[serde(default = "one")]
+        beta: f64,
+        #[serde(default = "twenty")]
+        threshold: f64,
+    },
+    Identity,
+}
+
+/// The loss, mean-reduced, as `torch.nn`'s losses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LossSpec {
+    Mse,
+    L1,
+    Huber {
+        #[serde(default = "one")]
+        delta: f64,
+    },
+    CrossEntropy {
+        #[serde(default)]
+        label_smoothing: f64,
+    },
+    BceWithLogits,
+}
+
+/// The optimizer and its hyperparameters, with torch.optim's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OptimizerSpec {
+    Sgd {
+        lr: f64,
+        #[serde(default)]
+        momentum: f64,
+        #[serde(default)]
+        dampening: f64,
+        #[serde(default)]
+        nesterov: bool,
+        #[serde(default)]
+        weight_decay: f64,
+    },
+    Adam {
+        #[serde(default = "adam_lr")]
+        lr: f64,
+        #[serde(default = "adam_betas")]
+        betas: (f64, f64),
+        #[serde(default = "adam_eps")]
+        eps: f64,
+        #[serde(default)]
+        weight_decay: f64,
+        #[serde(default)]
+        amsgrad: bool,
+    },
+    #[serde(rename = "adamw")]
+    AdamW {
+        #[serde(default = "adam_lr")]
+        lr: f64,
+        #[serde(default = "adam_betas")]
+        betas: (f64, f64),
+        #[serde(default = "adam_eps")]
+        eps: f64,
+        #[serde(default = "adamw_weight_decay")]
+        weight_decay: f64,
+        #[serde(default)]
+        amsgrad: bool,
+    },
+    #[serde(rename = "rmsprop")]
+    RmsProp {
+        #[serde(default = "centi")]
+        lr: f64,
+        #[serde(default = "rmsprop_alpha")]
+        alpha: f64,
+        #[serde(default = "adam_eps")]
+        eps: f64,
+        #[serde(default)]
+        weight_decay: f64,
+        #[serde(default)]
+        momentum: f64,
+        #[serde(default)]
+        centered: bool,
+    },
+    Adagrad {
+        #[serde(default = "centi")]
+        lr: f64,
+        #[serde(default)]
+        lr_decay: f64,
+        #[serde(default)]
+        weight_decay: f64,
+        #[serde(default = "adagrad_eps")]
+        eps: f64,
+        #[serde(default)]
+        initial_accumulator_value: f64,
+    },
+}
+
+impl OptimizerSpec {
+    /// The configured (initial) learning rate.
+    pub fn lr(&self) -> f64 {
+        match *self {
+            OptimizerSpec::Sgd { lr, .. }
+            | OptimizerSpec::Adam { lr, .. }
+            | OptimizerSpec::AdamW { lr, .. }
+            | OptimizerSpec::RmsProp { lr, .. }
+            | OptimizerSpec::Adagrad { lr, .. } => lr,
+        }
+    }
+}
+
+/// A whole sequential network: what `Network::new` builds from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    pub layers: Vec<LayerSpec>,
+    pub loss: LossSpec,
+    pub optimizer: OptimizerSpec,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+impl NetworkSpec {
+    /// Parses the JSON form; errors name the part that did not parse.
+    pub fn from_json(text: &str) -> crate::Result<Self> {
+        serde_json::from_str(text).map_err(|e| crate::Error::spec("spec", e.to_string()))
+    }
+
+    /// The JSON form, as saved in files.
+    pub fn to_json(&self) -> String {
+        // panic-free: the spec holds only numbers, booleans and enums, which always serialize.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> f64 {
+    1.0
+}
+fn twenty() -> f64 {
+    20.0
+}
+fn leaky_slope() -> f64 {
+    0.01
+}
+fn adam_lr() -> f64 {
+    1e-3
+}
+fn adam_betas() -> (f64, f64) {
+    (0.9, 0.999)
+}
+fn adam_eps() -> f64 {
+    1e-8
+}
+fn adamw_weight_decay() -> f64 {
+    1e-2
+}
+fn centi() -> f64 {
+    1e-2
+}
+fn rmsprop_alpha() -> f64 {
+    0.99
+}
+fn adagrad_eps() -> f64 {
+    1e-10
+}

@@ -1,0 +1,31 @@
+//! The one place core errors and panics become Python exceptions.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use bpcore_core::Error;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::PyErr;
+
+/// Shape, value and description errors are all the caller's input: ValueError.
+pub fn to_pyerr(e: Error) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+/// Runs `f`, turning a core error into ValueError and a panic (a bug in bpcore) into
+/// RuntimeError, so that pyo3's PanicException (a BaseException) never reaches the user.
+pub fn guarded<R>(f: impl FnOnce() -> bpcore_core::Result<R>) -> Result<R, PyErr> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result.map_err(to_pyerr),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            Err(PyRuntimeError::new_err(format!(
+                "internal error in bpcore ({what}); the network is unchanged if the error came \
+                 before its update. Please report it."
+            )))
+        }
+    }
+}

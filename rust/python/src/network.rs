@@ -1,0 +1,301 @@
+//! The native `Network` class: a core network of either dtype behind one Python type.
+
+use std::time::{Duration, Instant};
+
+use bpcore_core::{LossSpec, Network, NetworkSpec, Real, Targets};
+use numpy::{Element, PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+
+use crate::errors::guarded;
+
+/// How often a running epoch looks for Ctrl-C.
+const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
+enum Inner {
+    F32(Network<f32>),
+    F64(Network<f64>),
+}
+
+/// Runs `$body` with `$net` bound to the network of whichever dtype this one has.
+macro_rules! dispatch {
+    ($inner:expr, $net:ident => $body:expr) => {
+        match $inner {
+            Inner::F32($net) => $body,
+            Inner::F64($net) => $body,
+        }
+    };
+}
+
+/// The native network. `bpcore.Network` wraps it; use that.
+#[pyclass(module = "bpcore.bpcore", name = "NativeNetwork")]
+pub struct NativeNetwork {
+    inner: Inner,
+}
+
+/// A contiguous view of a NumPy array's data, or a ValueError naming `arg`.
+fn slice<'a, T: Element, D: numpy::ndarray::Dimension>(
+    a: &'a numpy::PyReadonlyArray<'_, T, D>,
+    arg: &str,
+) -> PyResult<&'a [T]> {
+    a.as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{arg}: must be a C-contiguous array")))
+}
+
+fn matrix<'py, T: Element>(x: &Bound<'py, PyAny>, arg: &str) -> PyResult<PyReadonlyArray2<'py, T>> {
+    x.extract::<PyReadonlyArray2<'py, T>>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{arg}: expected a 2-d {} array",
+            std::any::type_name::<T>()
+        ))
+    })
+}
+
+/// Targets as the loss wants them: int64 labels (n,) or values (n, width) of the network's dtype.
+enum HeldTargets<'py, T: Element> {
+    Labels(PyReadonlyArray1<'py, i64>),
+    Values(PyReadonlyArray2<'py, T>),
+}
+
+impl<'py, T: Element> HeldTargets<'py, T> {
+    fn extract(loss: &LossSpec, y: &Bound<'py, PyAny>) -> PyResult<Self> {
+        if matches!(loss, LossSpec::CrossEntropy { .. }) {
+            let labels = y.extract::<PyReadonlyArray1<'py, i64>>().map_err(|_| {
+                PyTypeError::new_err("y: expected a 1-d int64 array of class labels")
+            })?;
+            Ok(HeldTargets::Labels(labels))
+        } else {
+            Ok(HeldTargets::Values(matrix::<T>(y, "y")?))
+        }
+    }
+
+    fn view(&self) -> PyResult<Targets<'_, T>> {
+        Ok(match self {
+            HeldTargets::Labels(l) => Targets::Labels(slice(l, "y")?),
+            HeldTargets::Values(v) => Targets::Values(slice(v, "y")?),
+        })
+    }
+}
+
+fn forward<T: Real + Element>(py: Python<'_>, net: &Network<T>, x: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let xa = matrix::<T>(x, "X")?;
+    let xs = slice(&xa, "X")?;
+    let n = xa.shape()[0];
+    let w = net.output_width();
+    let mut out = vec![T::zero(); n * w];
+    py.detach(|| guarded(|| net.forward(xs, n, &mut out)))?;
+    Ok(PyArray1::from_vec(py, out).reshape([n, w])?.into_any().unbind())
+}
+
+fn loss<T: Real + Element>(py: Python<'_>, net: &Network<T>, x: &Bound<'_, PyAny>, y: &Bound<'_, PyAny>) -> PyResult<f64> {
+    let xa = matrix::<T>(x, "X")?;
+    let xs = slice(&xa, "X")?;
+    let held = HeldTargets::<T>::extract(&net.spec().loss, y)?;
+    let t = held.view()?;
+    let n = xa.shape()[0];
+    py.detach(|| guarded(|| net.loss(xs, t, n)))
+}
+
+fn gradients<T: Real + Element>(
+    py: Python<'_>,
+    net: &mut Network<T>,
+    x: &Bound<'_, PyAny>,
+    y: &Bound<'_, PyAny>,
+) -> PyResult<(f64, Py<PyAny>)> {
+    let xa = matrix::<T>(x, "X")?;
+    let xs = slice(&xa, "X")?;
+    let held = HeldTargets::<T>::extract(&net.spec().loss, y)?;
+    let t = held.view()?;
+    let n = xa.shape()[0];
+    let value = py.detach(|| guarded(|| net.gradients(xs, t, n)))?;
+    Ok((value, PyArray1::from_slice(py, net.grads()).into_any().unbind()))
+}
+
+fn train_step<T: Real + Element>(
+    py: Python<'_>,
+    net: &mut Network<T>,
+    x: &Bound<'_, PyAny>,
+    y: &Bound<'_, PyAny>,
+) -> PyResult<f64> {
+    let xa = matrix::<T>(x, "X")?;
+    let xs = slice(&xa, "X")?;
+    let held = HeldTargets::<T>::extract(&net.spec().loss, y)?;
+    let t = held.view()?;
+    let n = xa.shape()[0];
+    py.detach(|| guarded(|| net.train_step(xs, t, n)))
+}
+
+fn flat<'py, T: Element>(v: &Bound<'py, PyAny>, arg: &str) -> PyResult<PyReadonlyArray1<'py, T>> {
+    v.extract::<PyReadonlyArray1<'py, T>>().map_err(|_| {
+        PyTypeError::new_err(format!("{arg}: expected a 1-d {} array", std::any::type_name::<T>()))
+    })
+}
+
+fn apply_gradients<T: Real + Element>(py: Python<'_>, net: &mut Network<T>, g: &Bound<'_, PyAny>) -> PyResult<()> {
+    let ga = flat::<T>(g, "gradients")?;
+    let gs = slice(&ga, "gradients")?;
+    py.detach(|| guarded(|| net.apply_gradients(gs)))
+}
+
+fn set_params<T: Real + Element>(net: &mut Network<T>, p: &Bound<'_, PyAny>) -> PyResult<()> {
+    let pa = flat::<T>(p, "parameters")?;
+    let ps = slice(&pa, "parameters")?;
+    guarded(|| net.set_params(ps))
+}
+
+fn fit_epoch<T: Real + Element>(
+    py: Python<'_>,
+    net: &mut Network<T>,
+    x: &Bound<'_, PyAny>,
+    y: &Bound<'_, PyAny>,
+    batch_size: usize,
+    shuffle: bool,
+) -> PyResult<(f64, usize, bool)> {
+    let xa = matrix::<T>(x, "X")?;
+    let xs = slice(&xa, "X")?;
+    let held = HeldTargets::<T>::extract(&net.spec().loss, y)?;
+    let t = held.view()?;
+    let n = xa.shape()[0];
+    let mut interrupt: Option<PyErr> = None;
+    let outcome = py.detach(|| {
+        let mut last_check = Instant::now();
+        // Signal handlers run only on the main thread, which is this one: fit runs here, and
+        // only the matrix products go to the pool.
+        let mut should_stop = || {
+            if last_check.elapsed() < SIGNAL_CHECK_INTERVAL {
+                return false;
+            }
+            last_check = Instant::now();
+            Python::attach(|py| match py.check_signals() {
+                Ok(()) => false,
+                Err(e) => {
+                    interrupt = Some(e);
+                    true
+                }
+            })
+        };
+        guarded(|| net.fit_epoch(xs, t, n, batch_size, shuffle, &mut should_stop))
+    });
+    if let Some(e) = interrupt {
+        return Err(e);
+    }
+    let outcome = outcome?;
+    Ok((outcome.loss, outcome.batches, outcome.stopped))
+}
+
+#[pymethods]
+impl NativeNetwork {
+    /// Builds a network from its JSON description, with dtype "float32" or "float64".
+    #[new]
+    fn new(spec_json: &str, dtype: &str) -> PyResult<Self> {
+        let spec = guarded(|| NetworkSpec::from_json(spec_json))?;
+        let inner = match dtype {
+            "float32" => Inner::F32(guarded(|| Network::new(spec))?),
+            "float64" => Inner::F64(guarded(|| Network::new(spec))?),
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "dtype: expected 'float32' or 'float64', got {other:?}"
+                )))
+            }
+        };
+        Ok(NativeNetwork { inner })
+    }
+
+    /// "float32" or "float64".
+    #[getter]
+    fn dtype(&self) -> &'static str {
+        match self.inner {
+            Inner::F32(_) => "float32",
+            Inner::F64(_) => "float64",
+        }
+    }
+
+    /// The JSON description the network was built from.
+    #[getter]
+    fn spec_json(&self) -> String {
+        dispatch!(&self.inner, net => net.spec().to_json())
+    }
+
+    #[getter]
+    fn input_width(&self) -> usize {
+        dispatch!(&self.inner, net => net.input_width())
+    }
+
+    #[getter]
+    fn output_width(&self) -> usize {
+        dispatch!(&self.inner, net => net.output_width())
+    }
+
+    /// (name, shape, offset) of each parameter tensor, in the flat buffers' order.
+    fn param_info(&self) -> Vec<(String, Vec<usize>, usize)> {
+        dispatch!(&self.inner, net => net
+            .param_info()
+            .iter()
+            .map(|p| (p.name.clone(), p.shape.clone(), p.offset))
+            .collect())
+    }
+
+    /// A copy of all parameters, flat.
+    fn params(&self, py: Python<'_>) -> Py<PyAny> {
+        dispatch!(&self.inner, net => PyArray1::from_slice(py, net.params()).into_any().unbind())
+    }
+
+    /// Replaces all parameters from a flat array of the network's dtype.
+    fn set_params(&mut self, p: &Bound<'_, PyAny>) -> PyResult<()> {
+        dispatch!(&mut self.inner, net => set_params(net, p))
+    }
+
+    /// Inference outputs (n, output width).
+    fn forward(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        dispatch!(&self.inner, net => forward(py, net, x))
+    }
+
+    /// Mean loss in inference mode.
+    fn loss(&self, py: Python<'_>, x: &Bound<'_, PyAny>, y: &Bound<'_, PyAny>) -> PyResult<f64> {
+        dispatch!(&self.inner, net => loss(py, net, x, y))
+    }
+
+    /// (loss, flat gradients) in training mode, without an update.
+    fn gradients(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, y: &Bound<'_, PyAny>) -> PyResult<(f64, Py<PyAny>)> {
+        dispatch!(&mut self.inner, net => gradients(py, net, x, y))
+    }
+
+    /// One training step; returns the loss before it.
+    fn train_step(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, y: &Bound<'_, PyAny>) -> PyResult<f64> {
+        dispatch!(&mut self.inner, net => train_step(py, net, x, y))
+    }
+
+    /// One optimizer step with the given flat gradients.
+    fn apply_gradients(&mut self, py: Python<'_>, g: &Bound<'_, PyAny>) -> PyResult<()> {
+        dispatch!(&mut self.inner, net => apply_gradients(py, net, g))
+    }
+
+    /// One epoch of mini-batch training: (mean loss, batches done, stopped early).
+    fn fit_epoch(
+        &mut self,
+        py: Python<'_>,
+        x: &Bound<'_, PyAny>,
+        y: &Bound<'_, PyAny>,
+        batch_size: usize,
+        shuffle: bool,
+    ) -> PyResult<(f64, usize, bool)> {
+        dispatch!(&mut self.inner, net => fit_epoch(py, net, x, y, batch_size, shuffle))
+    }
+
+    /// The optimizer's current learning rate.
+    #[getter]
+    fn lr(&self) -> f64 {
+        dispatch!(&self.inner, net => net.optimizer().lr())
+    }
+
+    #[setter]
+    fn set_lr(&mut self, lr: f64) {
+        dispatch!(&mut self.inner, net => net.optimizer_mut().set_lr(lr))
+    }
+
+    /// Optimizer steps taken.
+    #[getter]
+    fn steps(&self) -> u64 {
+        dispatch!(&self.inner, net => net.optimizer().steps())
+    }
+}
