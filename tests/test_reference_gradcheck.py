@@ -12,6 +12,7 @@ import pathlib
 import random
 
 import pytest
+
 from bpcore import reference as ref
 
 H = 1e-6  # finite-difference step

@@ -30,8 +30,9 @@ def as_inputs(X: Any, dtype: np.dtype, n_features: int, arg: str = "X") -> np.nd
     """X as a C-contiguous (n_samples, n_features) array of `dtype`."""
     a = _numeric(X, arg)
     if a.ndim != 2:
-        raise ValueError(f"{arg}: expected a 2-d array (n_samples, {n_features}), "
-                         f"got shape {a.shape}")
+        raise ValueError(
+            f"{arg}: expected a 2-d array (n_samples, {n_features}), got shape {a.shape}"
+        )
     if a.shape[0] == 0:
         raise ValueError(f"{arg}: needs at least one sample, got 0")
     if a.shape[1] != n_features:
@@ -47,11 +48,13 @@ def as_labels(y: Any, n_samples: int, arg: str = "y") -> np.ndarray:
     if a.ndim == 2 and a.shape[1] == 1:
         a = a[:, 0]
     if a.ndim != 1:
-        raise ValueError(f"{arg}: expected a 1-d array of {n_samples} class labels, "
-                         f"got shape {a.shape}")
+        raise ValueError(
+            f"{arg}: expected a 1-d array of {n_samples} class labels, got shape {a.shape}"
+        )
     if a.shape[0] != n_samples:
-        raise ValueError(f"{arg}: expected {n_samples} labels (one per sample of X), "
-                         f"got {a.shape[0]}")
+        raise ValueError(
+            f"{arg}: expected {n_samples} labels (one per sample of X), got {a.shape[0]}"
+        )
     if a.dtype.kind == "f":
         _finite(a, arg)
         if not np.array_equal(a, np.round(a)):
@@ -65,11 +68,13 @@ def as_values(y: Any, dtype: np.dtype, n_samples: int, width: int, arg: str = "y
     if a.ndim == 1 and width == 1:
         a = a.reshape(-1, 1)
     if a.ndim != 2 or a.shape[1] != width:
-        raise ValueError(f"{arg}: expected shape ({n_samples}, {width}) like the network's "
-                         f"output, got {a.shape}")
+        raise ValueError(
+            f"{arg}: expected shape ({n_samples}, {width}) like the network's output, got {a.shape}"
+        )
     if a.shape[0] != n_samples:
-        raise ValueError(f"{arg}: expected {n_samples} rows (one per sample of X), "
-                         f"got {a.shape[0]}")
+        raise ValueError(
+            f"{arg}: expected {n_samples} rows (one per sample of X), got {a.shape[0]}"
+        )
     a = np.ascontiguousarray(a, dtype=dtype)
     _finite(a, arg)
     return a

@@ -16,8 +16,15 @@ def positive_int(value: Any, arg: str) -> int:
     return int(value)
 
 
-def real(value: Any, arg: str, *, low: float | None = None, high: float | None = None,
-         low_open: bool = False, high_open: bool = False) -> float:
+def real(
+    value: Any,
+    arg: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
     """Return `value` as a finite float inside the given bounds, or raise naming `arg`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{arg}: expected a number, got {type(value).__name__} {value!r}")

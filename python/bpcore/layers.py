@@ -45,8 +45,11 @@ class Dense(Layer):
         self.bias = boolean(bias, "bias")
 
     def _hyper(self) -> dict[str, Any]:
-        return {"in_features": self.in_features, "out_features": self.out_features,
-                "bias": self.bias}
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "bias": self.bias,
+        }
 
 
 class ReLU(Layer):
@@ -116,5 +119,13 @@ class Identity(Layer):
     type_name = "identity"
 
 
-ACTIVATIONS: tuple[type[Layer], ...] = (ReLU, LeakyReLU, Sigmoid, Tanh, GELU, ELU, Softplus,
-                                        Identity)
+ACTIVATIONS: tuple[type[Layer], ...] = (
+    ReLU,
+    LeakyReLU,
+    Sigmoid,
+    Tanh,
+    GELU,
+    ELU,
+    Softplus,
+    Identity,
+)

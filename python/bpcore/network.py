@@ -50,16 +50,21 @@ class Network:
         seed: seeds the initial weights and the shuffling: same seed and data, same result.
     """
 
-    def __init__(self, layers: Sequence[Layer], loss: LossLike = "mse",
-                 optimizer: Optimizer | str | None = None, dtype: Any = "float32",
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        layers: Sequence[Layer],
+        loss: LossLike = "mse",
+        optimizer: Optimizer | str | None = None,
+        dtype: Any = "float32",
+        seed: int = 0,
+    ) -> None:
         if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence):
-            raise TypeError(f"layers: expected a list of bpcore layers, got "
-                            f"{type(layers).__name__}")
+            raise TypeError(
+                f"layers: expected a list of bpcore layers, got {type(layers).__name__}"
+            )
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
-                raise TypeError(f"layers[{i}]: expected a bpcore layer, got "
-                                f"{type(layer).__name__}")
+                raise TypeError(f"layers[{i}]: expected a bpcore layer, got {type(layer).__name__}")
         self._layers = list(layers)
         self._loss = get_loss(loss)
         self._optimizer = get_optimizer(optimizer)
@@ -118,15 +123,21 @@ class Network:
 
     @lr.setter
     def lr(self, value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-                or not math.isfinite(value) or value <= 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Real)
+            or not math.isfinite(value)
+            or value <= 0
+        ):
             raise ValueError(f"lr: must be a finite number > 0, got {value!r}")
         self._native.lr = float(value)
 
     def __repr__(self) -> str:
         layers = ", ".join(repr(layer) for layer in self._layers)
-        return (f"Network([{layers}], loss={self._loss!r}, optimizer={self._optimizer!r}, "
-                f"dtype={self._dtype.name!r}, seed={self._seed})")
+        return (
+            f"Network([{layers}], loss={self._loss!r}, optimizer={self._optimizer!r}, "
+            f"dtype={self._dtype.name!r}, seed={self._seed})"
+        )
 
     # ----- conversions ---------------------------------------------------------------------
 
@@ -139,29 +150,34 @@ class Network:
         return as_values(y, self._dtype, n, self.n_outputs)
 
     def _split(self, flat: np.ndarray) -> dict[str, np.ndarray]:
-        return {name: flat[offset:offset + math.prod(shape)].reshape(shape).copy()
-                for name, shape, offset in self._native.param_info()}
+        return {
+            name: flat[offset : offset + math.prod(shape)].reshape(shape).copy()
+            for name, shape, offset in self._native.param_info()
+        }
 
     def _flatten(self, values: Mapping[str, Any], arg: str) -> np.ndarray:
         if not isinstance(values, Mapping):
-            raise TypeError(f"{arg}: expected a dict of name -> array, "
-                            f"got {type(values).__name__}")
+            raise TypeError(f"{arg}: expected a dict of name -> array, got {type(values).__name__}")
         info = self._native.param_info()
         names = [name for name, _, _ in info]
         missing = [name for name in names if name not in values]
         unknown = [name for name in values if name not in names]
         if missing or unknown:
-            raise ValueError(f"{arg}: names do not match the network's parameters "
-                             f"(missing {missing}, unknown {unknown}); expected {names}")
+            raise ValueError(
+                f"{arg}: names do not match the network's parameters "
+                f"(missing {missing}, unknown {unknown}); expected {names}"
+            )
         parts = []
         for name, shape, _ in info:
-            a = np.asarray(values[name].detach().cpu().numpy()
-                           if hasattr(values[name], "detach") else values[name])
+            a = np.asarray(
+                values[name].detach().cpu().numpy()
+                if hasattr(values[name], "detach")
+                else values[name]
+            )
             if a.dtype.kind not in "biuf":
                 raise TypeError(f"{arg}[{name!r}]: expected numbers, got dtype {a.dtype}")
             if a.shape != tuple(shape):
-                raise ValueError(f"{arg}[{name!r}]: expected shape {tuple(shape)}, "
-                                 f"got {a.shape}")
+                raise ValueError(f"{arg}[{name!r}]: expected shape {tuple(shape)}, got {a.shape}")
             if not np.isfinite(a).all():
                 raise ValueError(f"{arg}[{name!r}]: contains NaN or infinity")
             parts.append(a.astype(self._dtype, copy=False).ravel())
@@ -198,8 +214,9 @@ class Network:
         """One optimizer step with the given gradients (names and shapes as `parameters()`)."""
         self._native.apply_gradients(self._flatten(gradients, "gradients"))
 
-    def fit(self, X: Any, y: Any, epochs: int = 1, batch_size: int = 32,
-            shuffle: bool = True) -> History:
+    def fit(
+        self, X: Any, y: Any, epochs: int = 1, batch_size: int = 32, shuffle: bool = True
+    ) -> History:
         """Trains by mini-batch backpropagation; returns the History of per-epoch losses.
 
         Each epoch runs in Rust with the GIL released; the samples are shuffled by the network's
@@ -216,16 +233,19 @@ class Network:
             start = time.perf_counter()
             loss, _, _ = self._native.fit_epoch(x, t, batch_size, shuffle)
             self._epochs_done += 1
-            history.record(self._epochs_done, loss=loss, lr=self.lr,
-                           time=time.perf_counter() - start)
+            history.record(
+                self._epochs_done, loss=loss, lr=self.lr, time=time.perf_counter() - start
+            )
         return history
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities: softmax of the outputs for cross_entropy, sigmoid for
         bce_with_logits."""
         if not self._loss.is_classification:
-            raise ValueError(f"predict_proba: needs a classification loss, "
-                             f"the network's is {self._loss.type_name}")
+            raise ValueError(
+                f"predict_proba: needs a classification loss, "
+                f"the network's is {self._loss.type_name}"
+            )
         z = self.forward(X)
         if self._loss.takes_labels:
             z = z - z.max(axis=1, keepdims=True)

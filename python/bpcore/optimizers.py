@@ -32,8 +32,14 @@ class SGD(Optimizer):
 
     type_name = "sgd"
 
-    def __init__(self, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
-                 nesterov: bool = False, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+    ) -> None:
         super().__init__(lr)
         self.momentum = real(momentum, "momentum", low=0.0)
         self.dampening = real(dampening, "dampening")
@@ -43,8 +49,12 @@ class SGD(Optimizer):
             raise ValueError("nesterov: needs momentum > 0 and dampening = 0")
 
     def _hyper(self) -> dict[str, Any]:
-        return {"momentum": self.momentum, "dampening": self.dampening,
-                "nesterov": self.nesterov, "weight_decay": self.weight_decay}
+        return {
+            "momentum": self.momentum,
+            "dampening": self.dampening,
+            "nesterov": self.nesterov,
+            "weight_decay": self.weight_decay,
+        }
 
 
 class Adam(Optimizer):
@@ -52,20 +62,32 @@ class Adam(Optimizer):
 
     type_name = "adam"
 
-    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False) -> None:
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+    ) -> None:
         super().__init__(lr)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"betas: expected a pair of numbers, got {betas!r}")
-        self.betas = (real(betas[0], "betas[0]", low=0.0, high=1.0, high_open=True),
-                      real(betas[1], "betas[1]", low=0.0, high=1.0, high_open=True))
+        self.betas = (
+            real(betas[0], "betas[0]", low=0.0, high=1.0, high_open=True),
+            real(betas[1], "betas[1]", low=0.0, high=1.0, high_open=True),
+        )
         self.eps = real(eps, "eps", low=0.0)
         self.weight_decay = real(weight_decay, "weight_decay", low=0.0)
         self.amsgrad = boolean(amsgrad, "amsgrad")
 
     def _hyper(self) -> dict[str, Any]:
-        return {"betas": list(self.betas), "eps": self.eps, "weight_decay": self.weight_decay,
-                "amsgrad": self.amsgrad}
+        return {
+            "betas": list(self.betas),
+            "eps": self.eps,
+            "weight_decay": self.weight_decay,
+            "amsgrad": self.amsgrad,
+        }
 
 
 class AdamW(Adam):
@@ -73,8 +95,14 @@ class AdamW(Adam):
 
     type_name = "adamw"
 
-    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False) -> None:
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+    ) -> None:
         super().__init__(lr, betas, eps, weight_decay, amsgrad)
 
 
@@ -83,9 +111,15 @@ class RMSprop(Optimizer):
 
     type_name = "rmsprop"
 
-    def __init__(self, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
-                 weight_decay: float = 0.0, momentum: float = 0.0,
-                 centered: bool = False) -> None:
+    def __init__(
+        self,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+    ) -> None:
         super().__init__(lr)
         self.alpha = real(alpha, "alpha", low=0.0, high=1.0)
         self.eps = real(eps, "eps", low=0.0)
@@ -94,8 +128,13 @@ class RMSprop(Optimizer):
         self.centered = boolean(centered, "centered")
 
     def _hyper(self) -> dict[str, Any]:
-        return {"alpha": self.alpha, "eps": self.eps, "weight_decay": self.weight_decay,
-                "momentum": self.momentum, "centered": self.centered}
+        return {
+            "alpha": self.alpha,
+            "eps": self.eps,
+            "weight_decay": self.weight_decay,
+            "momentum": self.momentum,
+            "centered": self.centered,
+        }
 
 
 class Adagrad(Optimizer):
@@ -103,22 +142,37 @@ class Adagrad(Optimizer):
 
     type_name = "adagrad"
 
-    def __init__(self, lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
-                 eps: float = 1e-10, initial_accumulator_value: float = 0.0) -> None:
+    def __init__(
+        self,
+        lr: float = 1e-2,
+        lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
+        eps: float = 1e-10,
+        initial_accumulator_value: float = 0.0,
+    ) -> None:
         super().__init__(lr)
         self.lr_decay = real(lr_decay, "lr_decay", low=0.0)
         self.weight_decay = real(weight_decay, "weight_decay", low=0.0)
         self.eps = real(eps, "eps", low=0.0)
-        self.initial_accumulator_value = real(initial_accumulator_value,
-                                              "initial_accumulator_value", low=0.0)
+        self.initial_accumulator_value = real(
+            initial_accumulator_value, "initial_accumulator_value", low=0.0
+        )
 
     def _hyper(self) -> dict[str, Any]:
-        return {"lr_decay": self.lr_decay, "weight_decay": self.weight_decay, "eps": self.eps,
-                "initial_accumulator_value": self.initial_accumulator_value}
+        return {
+            "lr_decay": self.lr_decay,
+            "weight_decay": self.weight_decay,
+            "eps": self.eps,
+            "initial_accumulator_value": self.initial_accumulator_value,
+        }
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {
-    "sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad,
+    "sgd": SGD,
+    "adam": Adam,
+    "adamw": AdamW,
+    "rmsprop": RMSprop,
+    "adagrad": Adagrad,
 }
 
 
@@ -130,8 +184,10 @@ def get_optimizer(optimizer: Optimizer | str | None) -> Optimizer:
         return optimizer
     if isinstance(optimizer, str):
         if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer: unknown optimizer {optimizer!r}; "
-                             f"expected one of {sorted(OPTIMIZERS)}")
+            raise ValueError(
+                f"optimizer: unknown optimizer {optimizer!r}; expected one of {sorted(OPTIMIZERS)}"
+            )
         return OPTIMIZERS[optimizer]()
-    raise TypeError(f"optimizer: expected a name or a bpcore Optimizer, "
-                    f"got {type(optimizer).__name__}")
+    raise TypeError(
+        f"optimizer: expected a name or a bpcore Optimizer, got {type(optimizer).__name__}"
+    )

@@ -63,7 +63,9 @@ impl Activation {
     pub fn forward<T: Real>(&self, z: &[T], h: &mut [T]) {
         let zh = z.iter().zip(h.iter_mut());
         match *self {
-            Activation::Relu => zh.for_each(|(&z, h)| *h = if z > T::zero() { z } else { T::zero() }),
+            Activation::Relu => {
+                zh.for_each(|(&z, h)| *h = if z > T::zero() { z } else { T::zero() })
+            }
             Activation::LeakyRelu { negative_slope } => {
                 let s = T::of(negative_slope);
                 zh.for_each(|(&z, h)| *h = if z > T::zero() { z } else { z * s })
@@ -82,7 +84,11 @@ impl Activation {
             Activation::Softplus { beta, threshold } => {
                 let (b, t) = (T::of(beta), T::of(threshold));
                 zh.for_each(|(&z, h)| {
-                    *h = if z * b > t { z } else { (z * b).exp().ln_1p() / b }
+                    *h = if z * b > t {
+                        z
+                    } else {
+                        (z * b).exp().ln_1p() / b
+                    }
                 })
             }
             Activation::Identity => h.copy_from_slice(z),
@@ -94,9 +100,7 @@ impl Activation {
         let (zero, one) = (T::zero(), T::one());
         let each = z.iter().zip(dh).zip(dz.iter_mut());
         match *self {
-            Activation::Relu => {
-                each.for_each(|((&z, &g), d)| *d = if z > zero { g } else { zero })
-            }
+            Activation::Relu => each.for_each(|((&z, &g), d)| *d = if z > zero { g } else { zero }),
             Activation::LeakyRelu { negative_slope } => {
                 let s = T::of(negative_slope);
                 each.for_each(|((&z, &g), d)| *d = if z > zero { g } else { g * s })
@@ -127,9 +131,7 @@ impl Activation {
             }
             Activation::Softplus { beta, threshold } => {
                 let (b, t) = (T::of(beta), T::of(threshold));
-                each.for_each(|((&z, &g), d)| {
-                    *d = if z * b > t { g } else { g * sigmoid(z * b) }
-                })
+                each.for_each(|((&z, &g), d)| *d = if z * b > t { g } else { g * sigmoid(z * b) })
             }
             Activation::Identity => dz.copy_from_slice(dh),
         }
@@ -142,13 +144,21 @@ mod tests {
 
     const ALL: [Activation; 9] = [
         Activation::Relu,
-        Activation::LeakyRelu { negative_slope: 0.1 },
+        Activation::LeakyRelu {
+            negative_slope: 0.1,
+        },
         Activation::Sigmoid,
         Activation::Tanh,
         Activation::Gelu,
         Activation::Elu { alpha: 1.5 },
-        Activation::Softplus { beta: 1.0, threshold: 20.0 },
-        Activation::Softplus { beta: 2.0, threshold: 3.0 },
+        Activation::Softplus {
+            beta: 1.0,
+            threshold: 20.0,
+        },
+        Activation::Softplus {
+            beta: 2.0,
+            threshold: 3.0,
+        },
         Activation::Identity,
     ];
 
@@ -167,7 +177,12 @@ mod tests {
                 act.forward(&[z[i] + eps], &mut hp);
                 act.forward(&[z[i] - eps], &mut hm);
                 let fd = (hp[0] - hm[0]) / (2.0 * eps);
-                assert!((fd - dz[i]).abs() < 1e-7, "{act:?} at {}: {fd} vs {}", z[i], dz[i]);
+                assert!(
+                    (fd - dz[i]).abs() < 1e-7,
+                    "{act:?} at {}: {fd} vs {}",
+                    z[i],
+                    dz[i]
+                );
             }
         }
     }

@@ -40,7 +40,8 @@ impl Dense {
         let accumulate = match self.bias_offset {
             Some(b) => {
                 let bias = &params[b..b + out];
-                z.chunks_exact_mut(out).for_each(|row| row.copy_from_slice(bias));
+                z.chunks_exact_mut(out)
+                    .for_each(|row| row.copy_from_slice(bias));
                 true
             }
             None => false,

@@ -21,7 +21,12 @@ pub fn uniform_bound(layer: &Dense, next: Option<&Activation>) -> f64 {
 }
 
 /// Fills `layer`'s weight in `params` from `rng` and zeroes its bias.
-pub fn init_dense<T: Real>(layer: &Dense, next: Option<&Activation>, rng: &mut Rng, params: &mut [T]) {
+pub fn init_dense<T: Real>(
+    layer: &Dense,
+    next: Option<&Activation>,
+    rng: &mut Rng,
+    params: &mut [T],
+) {
     let bound = uniform_bound(layer, next);
     let w = layer.weight_offset;
     for p in &mut params[w..w + layer.weight_len()] {
@@ -45,14 +50,30 @@ mod tests {
             bias_offset: Some(40_000),
         };
         let mut params = vec![1.0f64; layer.n_params()];
-        init_dense(&layer, Some(&Activation::Relu), &mut Rng::new(0), &mut params);
+        init_dense(
+            &layer,
+            Some(&Activation::Relu),
+            &mut Rng::new(0),
+            &mut params,
+        );
         let w = &params[..40_000];
         let var = w.iter().map(|x| x * x).sum::<f64>() / w.len() as f64;
-        assert!((var - 2.0 / 400.0).abs() < 0.05 * 2.0 / 400.0, "He variance {var}");
+        assert!(
+            (var - 2.0 / 400.0).abs() < 0.05 * 2.0 / 400.0,
+            "He variance {var}"
+        );
         assert!(params[40_000..].iter().all(|&b| b == 0.0));
 
-        init_dense(&layer, Some(&Activation::Tanh), &mut Rng::new(0), &mut params);
+        init_dense(
+            &layer,
+            Some(&Activation::Tanh),
+            &mut Rng::new(0),
+            &mut params,
+        );
         let var = params[..40_000].iter().map(|x| x * x).sum::<f64>() / 40_000.0;
-        assert!((var - 2.0 / 500.0).abs() < 0.05 * 2.0 / 500.0, "Glorot variance {var}");
+        assert!(
+            (var - 2.0 / 500.0).abs() < 0.05 * 2.0 / 500.0,
+            "Glorot variance {var}"
+        );
     }
 }

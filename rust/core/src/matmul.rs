@@ -178,7 +178,12 @@ mod tests {
         let a32: Vec<f32> = a.iter().map(|&x| x as f32).collect();
         let b32: Vec<f32> = b.iter().map(|&x| x as f32).collect();
         let mut c = vec![0f32; m * n];
-        matmul(&mut c, Operand::new(&a32[..], m, k), Operand::new(&b32[..], k, n), false);
+        matmul(
+            &mut c,
+            Operand::new(&a32[..], m, k),
+            Operand::new(&b32[..], k, n),
+            false,
+        );
         for (x, y) in c.iter().zip(&want) {
             assert!((*x as f64 - y).abs() < 1e-3);
         }

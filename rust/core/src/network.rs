@@ -82,8 +82,16 @@ pub struct Network<T> {
     work: Work<T>,
 }
 
+/// The runtime layers, their widths and where their parameters live.
+struct Layout {
+    layers: Vec<Layer>,
+    widths: Vec<usize>,
+    param_info: Vec<ParamInfo>,
+    n_params: usize,
+}
+
 /// Builds the runtime layers and their widths from the description, checking that they chain.
-fn build_layers(specs: &[LayerSpec]) -> Result<(Vec<Layer>, Vec<usize>, Vec<ParamInfo>, usize)> {
+fn build_layers(specs: &[LayerSpec]) -> Result<Layout> {
     let first_width = specs
         .iter()
         .find_map(|s| match s {
@@ -151,7 +159,12 @@ fn build_layers(specs: &[LayerSpec]) -> Result<(Vec<Layer>, Vec<usize>, Vec<Para
         });
         layers.push(layer);
     }
-    Ok((layers, widths, info, offset))
+    Ok(Layout {
+        layers,
+        widths,
+        param_info: info,
+        n_params: offset,
+    })
 }
 
 /// Copies the rows `idx` of a row-major `width`-wide buffer into `dst`.
@@ -165,7 +178,12 @@ fn gather<X: Copy>(src: &[X], width: usize, idx: &[usize], dst: &mut Vec<X>) {
 impl<T: Real> Network<T> {
     /// A network built from `spec`, its weights drawn from `spec.seed`.
     pub fn new(spec: NetworkSpec) -> Result<Self> {
-        let (layers, widths, param_info, n_params) = build_layers(&spec.layers)?;
+        let Layout {
+            layers,
+            widths,
+            param_info,
+            n_params,
+        } = build_layers(&spec.layers)?;
         let mut rng = Rng::new(spec.seed);
         let mut params = vec![T::zero(); n_params];
         for (i, layer) in layers.iter().enumerate() {
@@ -286,7 +304,11 @@ impl<T: Real> Network<T> {
         self.check_input(x, n)?;
         let (w_in, w_out) = (self.input_width(), self.output_width());
         if out.len() != n * w_out {
-            return Err(Error::shape("out", format!("{} values", n * w_out), format!("{}", out.len())));
+            return Err(Error::shape(
+                "out",
+                format!("{} values", n * w_out),
+                format!("{}", out.len()),
+            ));
         }
         let max_width = self.widths.iter().copied().max().unwrap_or(0);
         let chunk = n.min(INFERENCE_CHUNK);
@@ -321,7 +343,10 @@ impl<T: Real> Network<T> {
         }
         let max_width = self.widths.iter().copied().max().unwrap_or(0);
         self.work.rows = n;
-        self.work.outputs = self.widths[1..].iter().map(|&w| vec![T::zero(); n * w]).collect();
+        self.work.outputs = self.widths[1..]
+            .iter()
+            .map(|&w| vec![T::zero(); n * w])
+            .collect();
         self.work.delta = vec![T::zero(); n * max_width];
         self.work.delta_next = vec![T::zero(); n * max_width];
     }
@@ -348,7 +373,9 @@ impl<T: Real> Network<T> {
         for i in (0..self.layers.len()).rev() {
             let input: &[T] = if i == 0 { x } else { &outputs[i - 1] };
             // The input's gradient is only needed when a layer below it has parameters.
-            let need_dx = self.layers[..i].iter().any(|l| matches!(l, Layer::Dense(_)));
+            let need_dx = self.layers[..i]
+                .iter()
+                .any(|l| matches!(l, Layer::Dense(_)));
             match &self.layers[i] {
                 Layer::Dense(d) => {
                     let dx = need_dx.then_some(&mut delta_next[..]);
@@ -357,7 +384,12 @@ impl<T: Real> Network<T> {
                 Layer::Activation(a) => {
                     if need_dx {
                         let len = n * self.widths[i];
-                        a.backward(&input[..len], &outputs[i][..len], &delta[..len], &mut delta_next[..len]);
+                        a.backward(
+                            &input[..len],
+                            &outputs[i][..len],
+                            &delta[..len],
+                            &mut delta_next[..len],
+                        );
                     }
                 }
             }
@@ -376,7 +408,14 @@ impl<T: Real> Network<T> {
         self.forward_train(x, n);
         let w = self.output_width();
         let out = &self.work.outputs[self.layers.len() - 1][..n * w];
-        let value = loss::evaluate(&self.spec.loss, out, n, w, targets, Some(&mut self.work.delta[..n * w]))?;
+        let value = loss::evaluate(
+            &self.spec.loss,
+            out,
+            n,
+            w,
+            targets,
+            Some(&mut self.work.delta[..n * w]),
+        )?;
         self.backward(x, n);
         Ok(value)
     }

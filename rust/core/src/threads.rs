@@ -36,7 +36,9 @@ fn pool() -> Result<Pool> {
     if let Some(p) = slot().read().ok().and_then(|g| g.clone()) {
         return Ok(p);
     }
-    let mut guard = slot().write().map_err(|_| Error::value("threads", "pool lock poisoned"))?;
+    let mut guard = slot()
+        .write()
+        .map_err(|_| Error::value("threads", "pool lock poisoned"))?;
     if let Some(p) = guard.as_ref() {
         return Ok(p.clone());
     }
@@ -48,10 +50,15 @@ fn pool() -> Result<Pool> {
 /// Uses `n` threads from now on (`n >= 1`).
 pub fn set_num_threads(n: usize) -> Result<()> {
     if n == 0 {
-        return Err(Error::value("n", "the number of threads must be at least 1, got 0"));
+        return Err(Error::value(
+            "n",
+            "the number of threads must be at least 1, got 0",
+        ));
     }
     let p = build(n)?;
-    let mut guard = slot().write().map_err(|_| Error::value("threads", "pool lock poisoned"))?;
+    let mut guard = slot()
+        .write()
+        .map_err(|_| Error::value("threads", "pool lock poisoned"))?;
     *guard = Some(p);
     Ok(())
 }

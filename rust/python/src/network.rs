@@ -3,7 +3,9 @@
 use std::time::{Duration, Instant};
 
 use bpcore_core::{LossSpec, Network, NetworkSpec, Real, Targets};
-use numpy::{Element, PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{
+    Element, PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
@@ -77,17 +79,29 @@ impl<'py, T: Element> HeldTargets<'py, T> {
     }
 }
 
-fn forward<T: Real + Element>(py: Python<'_>, net: &Network<T>, x: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+fn forward<T: Real + Element>(
+    py: Python<'_>,
+    net: &Network<T>,
+    x: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
     let xa = matrix::<T>(x, "X")?;
     let xs = slice(&xa, "X")?;
     let n = xa.shape()[0];
     let w = net.output_width();
     let mut out = vec![T::zero(); n * w];
     py.detach(|| guarded(|| net.forward(xs, n, &mut out)))?;
-    Ok(PyArray1::from_vec(py, out).reshape([n, w])?.into_any().unbind())
+    Ok(PyArray1::from_vec(py, out)
+        .reshape([n, w])?
+        .into_any()
+        .unbind())
 }
 
-fn loss<T: Real + Element>(py: Python<'_>, net: &Network<T>, x: &Bound<'_, PyAny>, y: &Bound<'_, PyAny>) -> PyResult<f64> {
+fn loss<T: Real + Element>(
+    py: Python<'_>,
+    net: &Network<T>,
+    x: &Bound<'_, PyAny>,
+    y: &Bound<'_, PyAny>,
+) -> PyResult<f64> {
     let xa = matrix::<T>(x, "X")?;
     let xs = slice(&xa, "X")?;
     let held = HeldTargets::<T>::extract(&net.spec().loss, y)?;
@@ -108,7 +122,10 @@ fn gradients<T: Real + Element>(
     let t = held.view()?;
     let n = xa.shape()[0];
     let value = py.detach(|| guarded(|| net.gradients(xs, t, n)))?;
-    Ok((value, PyArray1::from_slice(py, net.grads()).into_any().unbind()))
+    Ok((
+        value,
+        PyArray1::from_slice(py, net.grads()).into_any().unbind(),
+    ))
 }
 
 fn train_step<T: Real + Element>(
@@ -127,11 +144,18 @@ fn train_step<T: Real + Element>(
 
 fn flat<'py, T: Element>(v: &Bound<'py, PyAny>, arg: &str) -> PyResult<PyReadonlyArray1<'py, T>> {
     v.extract::<PyReadonlyArray1<'py, T>>().map_err(|_| {
-        PyTypeError::new_err(format!("{arg}: expected a 1-d {} array", std::any::type_name::<T>()))
+        PyTypeError::new_err(format!(
+            "{arg}: expected a 1-d {} array",
+            std::any::type_name::<T>()
+        ))
     })
 }
 
-fn apply_gradients<T: Real + Element>(py: Python<'_>, net: &mut Network<T>, g: &Bound<'_, PyAny>) -> PyResult<()> {
+fn apply_gradients<T: Real + Element>(
+    py: Python<'_>,
+    net: &mut Network<T>,
+    g: &Bound<'_, PyAny>,
+) -> PyResult<()> {
     let ga = flat::<T>(g, "gradients")?;
     let gs = slice(&ga, "gradients")?;
     py.detach(|| guarded(|| net.apply_gradients(gs)))
@@ -256,12 +280,22 @@ impl NativeNetwork {
     }
 
     /// (loss, flat gradients) in training mode, without an update.
-    fn gradients(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, y: &Bound<'_, PyAny>) -> PyResult<(f64, Py<PyAny>)> {
+    fn gradients(
+        &mut self,
+        py: Python<'_>,
+        x: &Bound<'_, PyAny>,
+        y: &Bound<'_, PyAny>,
+    ) -> PyResult<(f64, Py<PyAny>)> {
         dispatch!(&mut self.inner, net => gradients(py, net, x, y))
     }
 
     /// One training step; returns the loss before it.
-    fn train_step(&mut self, py: Python<'_>, x: &Bound<'_, PyAny>, y: &Bound<'_, PyAny>) -> PyResult<f64> {
+    fn train_step(
+        &mut self,
+        py: Python<'_>,
+        x: &Bound<'_, PyAny>,
+        y: &Bound<'_, PyAny>,
+    ) -> PyResult<f64> {
         dispatch!(&mut self.inner, net => train_step(py, net, x, y))
     }
 
