@@ -135,7 +135,7 @@ mod tests {
                     assert_eq!(arg, "y");
                     assert!(message.contains("index 1"), "{message}");
                 }
-                other => panic!("{other:?}"),
+                other => panic!("{other:?}"), // panic-free: test code
             }
             assert_eq!(grad, [7.0; 2]);
         }

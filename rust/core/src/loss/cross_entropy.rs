@@ -193,7 +193,7 @@ mod tests {
                         "{message}"
                     );
                 }
-                other => panic!("{other:?}"),
+                other => panic!("{other:?}"), // panic-free: test code
             }
             assert_eq!(grad, [7.0; 8], "a rejected call changes nothing");
         }

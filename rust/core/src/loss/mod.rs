@@ -205,7 +205,7 @@ mod tests {
         };
         let shape_arg = |r: Result<f64>| match r {
             Err(Error::Shape { arg, .. }) => arg,
-            other => panic!("{other:?}"),
+            other => panic!("{other:?}"), // panic-free: test code
         };
         for spec in value_specs() {
             assert_eq!(
