@@ -2,6 +2,7 @@
 //! only; the numerics live in `bpcore-core`.
 
 mod errors;
+mod matmul;
 mod network;
 
 use pyo3::prelude::*;
@@ -23,6 +24,7 @@ fn bpcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<network::NativeNetwork>()?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(matmul::matmul, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
