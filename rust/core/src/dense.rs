@@ -33,7 +33,7 @@ impl Dense {
     }
 
     /// z = x Wᵀ + b for `n` rows of `x` (n × in) into `z` (n × out).
-    pub fn forward<T: Real>(&self, params: &[T], x: &[T], n: usize, z: &mut [T]) {
+    pub fn forward<T: Real>(&self, params: &[T], x: &[T], n: usize, z: &mut [T], parallel: bool) {
         let (fan_in, out) = (self.in_features, self.out_features);
         let z = &mut z[..n * out];
         // The bias goes in first and the product accumulates onto it: one pass over z.
@@ -51,11 +51,15 @@ impl Dense {
             Operand::new(&x[..n * fan_in], n, fan_in),
             Operand::t(self.weight(params), out, fan_in),
             accumulate,
+            parallel,
         );
     }
 
     /// Given δ = ∂L/∂z (n × out) and the forward's input `x`, writes ∂L/∂W and ∂L/∂b into
     /// `grads` (at this layer's offsets) and, when asked, ∂L/∂x (n × in) into `dx`.
+    // Each argument is one term of the chain rule's three products; bundling them would only
+    // hide which buffer each product reads and writes.
+    #[allow(clippy::too_many_arguments)]
     pub fn backward<T: Real>(
         &self,
         params: &[T],
@@ -64,6 +68,7 @@ impl Dense {
         delta: &[T],
         grads: &mut [T],
         dx: Option<&mut [T]>,
+        parallel: bool,
     ) {
         let (fan_in, out) = (self.in_features, self.out_features);
         let delta = &delta[..n * out];
@@ -74,6 +79,7 @@ impl Dense {
             Operand::t(delta, n, out),
             Operand::new(&x[..n * fan_in], n, fan_in),
             false,
+            parallel,
         );
         if let Some(b) = self.bias_offset {
             let db = &mut grads[b..b + out];
@@ -89,6 +95,7 @@ impl Dense {
                 Operand::new(delta, n, out),
                 Operand::new(self.weight(params), out, fan_in),
                 false,
+                parallel,
             );
         }
     }
@@ -110,13 +117,13 @@ mod tests {
         let params = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 0.5, -1.0];
         let x = [1.0, 0.0, -1.0, 2.0, 1.0, 0.0];
         let mut z = [0.0; 4];
-        layer.forward(&params, &x, 2, &mut z);
+        layer.forward(&params, &x, 2, &mut z, false);
         assert_eq!(z, [-1.5, -3.0, 4.5, 12.0]);
 
         let delta = [1.0, 0.0, 0.5, 2.0];
         let mut grads = [0.0; 8];
         let mut dx = [0.0; 6];
-        layer.backward(&params, &x, 2, &delta, &mut grads, Some(&mut dx));
+        layer.backward(&params, &x, 2, &delta, &mut grads, Some(&mut dx), false);
         // dW = δᵀ x
         assert_eq!(&grads[..6], &[2.0, 0.5, -1.0, 4.0, 2.0, 0.0]);
         assert_eq!(&grads[6..], &[1.5, 2.0]);

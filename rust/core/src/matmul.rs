@@ -58,9 +58,18 @@ impl<'a, T> Operand<'a, T> {
 
 /// `c = a · b` (or `c += a · b` when `accumulate`), `c` row-major `m × n`.
 ///
+/// With `parallel`, a product large enough to pay for it is split over bpcore's pool; callers
+/// that already run one task per thread pass `false`.
+///
 /// Shapes are the caller's contract; a mismatch is a bug in the core and stops here with a
 /// panic rather than reading out of bounds.
-pub fn matmul<T: Real>(c: &mut [T], a: Operand<'_, T>, b: Operand<'_, T>, accumulate: bool) {
+pub fn matmul<T: Real>(
+    c: &mut [T],
+    a: Operand<'_, T>,
+    b: Operand<'_, T>,
+    accumulate: bool,
+    parallel: bool,
+) {
     let (m, k) = a.shape();
     let (k2, n) = b.shape();
     // Soundness guard for the unsafe call below, not a user-input check: callers size buffers.
@@ -79,7 +88,7 @@ pub fn matmul<T: Real>(c: &mut [T], a: Operand<'_, T>, b: Operand<'_, T>, accumu
     }
     let (a_rs, a_cs) = a.strides();
     let (b_rs, b_cs) = b.strides();
-    let threads = if m * n * k >= PARALLEL_MIN_WORK {
+    let threads = if parallel && m * n * k >= PARALLEL_MIN_WORK {
         crate::threads::num_threads()
     } else {
         1
@@ -158,11 +167,11 @@ mod tests {
             (Operand::t(&at[..], k, m), Operand::t(&bt[..], n, k)),
         ] {
             let mut c = vec![1.0; m * n];
-            matmul(&mut c, ao, bo, false);
+            matmul(&mut c, ao, bo, false, true);
             for (x, y) in c.iter().zip(&want) {
                 assert!((x - y).abs() < 1e-12);
             }
-            matmul(&mut c, ao, bo, true);
+            matmul(&mut c, ao, bo, true, true);
             for (x, y) in c.iter().zip(&want) {
                 assert!((x - 2.0 * y).abs() < 1e-12);
             }
@@ -183,6 +192,7 @@ mod tests {
             Operand::new(&a32[..], m, k),
             Operand::new(&b32[..], k, n),
             false,
+            true,
         );
         for (x, y) in c.iter().zip(&want) {
             assert!((*x as f64 - y).abs() < 1e-3);

@@ -34,6 +34,7 @@ fn product<T: Real + Element>(
                 Operand::new(a_s, m, k),
                 Operand::new(b_s, k, n),
                 false,
+                true,
             );
             Ok(())
         })

@@ -23,6 +23,16 @@ pub enum Targets<'a, T> {
     Values(&'a [T]),
 }
 
+impl<'a, T> Targets<'a, T> {
+    /// The targets of rows `start..end` (for values, `width` per row).
+    pub fn rows(self, start: usize, end: usize, width: usize) -> Self {
+        match self {
+            Targets::Labels(l) => Targets::Labels(&l[start..end]),
+            Targets::Values(v) => Targets::Values(&v[start * width..end * width]),
+        }
+    }
+}
+
 /// The mean loss of `output` (`n × width`, row-major) against `targets`.
 ///
 /// When `grad` is given (length `n × width`), it receives ∂L/∂output of the mean loss.

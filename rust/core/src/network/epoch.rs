@@ -1,0 +1,122 @@
+//! One epoch of mini-batch training: shuffle with the network's generator, then a training step
+//! per batch, all inside Rust.
+
+use super::Network;
+use crate::loss::{self, Targets};
+use crate::{Error, Real, Result};
+
+/// What one epoch of `fit_epoch` did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochOutcome {
+    /// Mean training loss over the samples seen (each batch's mean loss weighted by its size).
+    pub loss: f64,
+    /// Batches completed.
+    pub batches: usize,
+    /// Whether `should_stop` ended the epoch early.
+    pub stopped: bool,
+}
+
+/// Buffers a shuffled epoch gathers its batches into, kept between epochs.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Batch<T> {
+    x: Vec<T>,
+    values: Vec<T>,
+    labels: Vec<i64>,
+    order: Vec<usize>,
+}
+
+/// Copies the rows `idx` of a row-major `width`-wide buffer into `dst`.
+fn gather<X: Copy>(src: &[X], width: usize, idx: &[usize], dst: &mut Vec<X>) {
+    dst.clear();
+    for &i in idx {
+        dst.extend_from_slice(&src[i * width..(i + 1) * width]);
+    }
+}
+
+impl<T: Real> Network<T> {
+    /// One epoch of mini-batch training over `n` samples: shuffled by the network's generator
+    /// when `shuffle`, the last batch smaller when `batch_size` does not divide `n`.
+    /// `should_stop` is asked before each batch (Ctrl-C); a `true` ends the epoch there.
+    pub fn fit_epoch(
+        &mut self,
+        x: &[T],
+        targets: Targets<'_, T>,
+        n: usize,
+        batch_size: usize,
+        shuffle: bool,
+        should_stop: &mut dyn FnMut() -> bool,
+    ) -> Result<EpochOutcome> {
+        self.check_input(x, n)?;
+        if batch_size == 0 {
+            return Err(Error::value("batch_size", "must be at least 1, got 0"));
+        }
+        // Every batch's targets are checked now, so that a bad label cannot stop the epoch
+        // half-way with the network changed.
+        loss::check_targets(&self.spec.loss, targets, n, self.output_width())?;
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.order.clear();
+        batch.order.extend(0..n);
+        if shuffle {
+            self.rng.shuffle(&mut batch.order);
+        }
+        let outcome = self.run_batches(x, targets, &mut batch, batch_size, shuffle, should_stop);
+        self.batch = batch;
+        outcome
+    }
+
+    fn run_batches(
+        &mut self,
+        x: &[T],
+        targets: Targets<'_, T>,
+        batch: &mut Batch<T>,
+        batch_size: usize,
+        shuffle: bool,
+        should_stop: &mut dyn FnMut() -> bool,
+    ) -> Result<EpochOutcome> {
+        let (w_in, w_out) = (self.input_width(), self.output_width());
+        let mut outcome = EpochOutcome {
+            loss: 0.0,
+            batches: 0,
+            stopped: false,
+        };
+        let mut seen = 0usize;
+        let Batch {
+            x: bx,
+            values: bv,
+            labels: bl,
+            order,
+        } = batch;
+        for idx in order.chunks(batch_size) {
+            if should_stop() {
+                outcome.stopped = true;
+                break;
+            }
+            let rows = idx.len();
+            let value = if shuffle {
+                gather(x, w_in, idx, bx);
+                let t = match targets {
+                    Targets::Labels(l) => {
+                        gather(l, 1, idx, bl);
+                        Targets::Labels(&bl[..])
+                    }
+                    Targets::Values(v) => {
+                        gather(v, w_out, idx, bv);
+                        Targets::Values(&bv[..])
+                    }
+                };
+                self.train_step(bx, t, rows)?
+            } else {
+                // Unshuffled batches are contiguous: train on slices of the data, no copy.
+                let (a, b) = (idx[0], idx[0] + rows);
+                self.train_step(&x[a * w_in..b * w_in], targets.rows(a, b, w_out), rows)?
+            };
+            outcome.loss += value * rows as f64;
+            seen += rows;
+            outcome.batches += 1;
+        }
+        if seen > 0 {
+            outcome.loss /= seen as f64;
+        }
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,242 @@
+//! A sequential network: its layers, one flat buffer each of parameters and gradients, the
+//! optimizer's state, and per-batch work buffers that are sized once and then reused.
+
+mod epoch;
+mod layout;
+mod parallel;
+mod pass;
+mod scratch;
+
+use rayon::prelude::*;
+
+use crate::init::init_dense;
+use crate::loss::{self, Targets};
+use crate::optim::Optimizer;
+use crate::rng::Rng;
+use crate::{threads, Error, NetworkSpec, Real, Result};
+
+pub use epoch::EpochOutcome;
+pub use layout::{Layer, ParamInfo};
+
+use layout::{build_layers, Layout};
+use parallel::{parts, split_gradients, Replica};
+use pass::{Model, Work, INFERENCE_CHUNK};
+use scratch::ScratchPool;
+
+/// A sequential network over element type `T` (`f32` or `f64`).
+#[derive(Debug, Clone)]
+pub struct Network<T> {
+    spec: NetworkSpec,
+    layers: Vec<Layer>,
+    /// `widths[i]` is layer i's input width; the last entry is the network's output width.
+    widths: Vec<usize>,
+    param_info: Vec<ParamInfo>,
+    params: Vec<T>,
+    grads: Vec<T>,
+    optimizer: Optimizer<T>,
+    rng: Rng,
+    /// Buffers of a step run on one thread.
+    work: Work<T>,
+    /// Per-thread buffers of a step split over threads.
+    replicas: Vec<Replica<T>>,
+    batch: epoch::Batch<T>,
+    scratch: ScratchPool<T>,
+}
+
+impl<T: Real> Network<T> {
+    /// A network built from `spec`, its weights drawn from `spec.seed`.
+    pub fn new(spec: NetworkSpec) -> Result<Self> {
+        let Layout {
+            layers,
+            widths,
+            param_info,
+            n_params,
+        } = build_layers(&spec.layers)?;
+        let mut rng = Rng::new(spec.seed);
+        let mut params = vec![T::zero(); n_params];
+        for (i, layer) in layers.iter().enumerate() {
+            if let Layer::Dense(d) = layer {
+                let next = match layers.get(i + 1) {
+                    Some(Layer::Activation(a)) => Some(a),
+                    _ => None,
+                };
+                init_dense(d, next, &mut rng, &mut params);
+            }
+        }
+        let optimizer = Optimizer::new(spec.optimizer.clone(), n_params);
+        Ok(Network {
+            spec,
+            layers,
+            widths,
+            param_info,
+            grads: vec![T::zero(); n_params],
+            params,
+            optimizer,
+            rng,
+            work: Work::default(),
+            replicas: Vec::new(),
+            batch: Default::default(),
+            scratch: ScratchPool::default(),
+        })
+    }
+
+    /// The description the network was built from.
+    pub fn spec(&self) -> &NetworkSpec {
+        &self.spec
+    }
+
+    /// The layers as run.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// Features each input sample must have.
+    pub fn input_width(&self) -> usize {
+        self.widths[0]
+    }
+
+    /// Values the network outputs per sample.
+    pub fn output_width(&self) -> usize {
+        self.widths[self.widths.len() - 1]
+    }
+
+    /// Names, shapes and offsets of the parameter tensors, in order.
+    pub fn param_info(&self) -> &[ParamInfo] {
+        &self.param_info
+    }
+
+    /// All parameters, flat, in `param_info` order.
+    pub fn params(&self) -> &[T] {
+        &self.params
+    }
+
+    /// The gradients of the last `gradients`/`train_step` call, flat like `params`.
+    pub fn grads(&self) -> &[T] {
+        &self.grads
+    }
+
+    /// The optimizer and its state.
+    pub fn optimizer(&self) -> &Optimizer<T> {
+        &self.optimizer
+    }
+
+    /// The optimizer, to change its learning rate.
+    pub fn optimizer_mut(&mut self) -> &mut Optimizer<T> {
+        &mut self.optimizer
+    }
+
+    /// The generator that shuffles (and will draw dropout masks).
+    pub fn rng(&self) -> &Rng {
+        &self.rng
+    }
+
+    /// Replaces every parameter (flat, `param_info` order).
+    pub fn set_params(&mut self, values: &[T]) -> Result<()> {
+        if values.len() != self.params.len() {
+            return Err(Error::shape(
+                "parameters",
+                format!("{} values", self.params.len()),
+                format!("{}", values.len()),
+            ));
+        }
+        self.params.copy_from_slice(values);
+        Ok(())
+    }
+
+    fn model(&self) -> Model<'_, T> {
+        Model {
+            layers: &self.layers,
+            widths: &self.widths,
+            params: &self.params,
+            loss: &self.spec.loss,
+        }
+    }
+
+    /// Multiply-adds of one sample's forward pass.
+    fn macs_per_row(&self) -> usize {
+        self.params.len()
+    }
+
+    fn check_input(&self, x: &[T], n: usize) -> Result<()> {
+        if n == 0 {
+            return Err(Error::value("X", "needs at least one sample, got 0"));
+        }
+        let want = n.checked_mul(self.input_width());
+        if want != Some(x.len()) {
+            return Err(Error::shape(
+                "X",
+                format!("{n} samples of {} features", self.input_width()),
+                format!("{} values", x.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Inference: the outputs of `n` samples `x` (n × input width) into `out` (n × output width).
+    ///
+    /// Touches no state of the network, so it may run from many threads at once. Large inputs
+    /// are split into chunks run in parallel; a call allocates nothing once warm.
+    pub fn forward(&self, x: &[T], n: usize, out: &mut [T]) -> Result<()> {
+        self.check_input(x, n)?;
+        let (w_in, w_out) = (self.input_width(), self.output_width());
+        if out.len() != n * w_out {
+            return Err(Error::shape(
+                "out",
+                format!("{} values", n * w_out),
+                format!("{}", out.len()),
+            ));
+        }
+        let model = self.model();
+        if parts(n, self.macs_per_row(), threads::num_threads()) == 1 || n <= INFERENCE_CHUNK {
+            self.scratch.with(|s| model.infer(x, n, out, s, true));
+        } else {
+            threads::install(|| {
+                x.par_chunks(INFERENCE_CHUNK * w_in)
+                    .zip(out.par_chunks_mut(INFERENCE_CHUNK * w_out))
+                    .for_each(|(xc, oc)| {
+                        self.scratch
+                            .with(|s| model.infer(xc, xc.len() / w_in, oc, s, false))
+                    })
+            });
+        }
+        Ok(())
+    }
+
+    /// The mean loss of `n` samples in inference mode.
+    pub fn loss(&self, x: &[T], targets: Targets<'_, T>, n: usize) -> Result<f64> {
+        let mut out = vec![T::zero(); n.saturating_mul(self.output_width())];
+        self.forward(x, n, &mut out)?;
+        loss::evaluate(&self.spec.loss, &out, n, self.output_width(), targets, None)
+    }
+
+    /// Forward, loss and backward in training mode: fills `grads`, returns the mean loss.
+    /// Changes no parameter. On a bad `targets` nothing is changed.
+    pub fn gradients(&mut self, x: &[T], targets: Targets<'_, T>, n: usize) -> Result<f64> {
+        self.check_input(x, n)?;
+        loss::check_targets(&self.spec.loss, targets, n, self.output_width())?;
+        let p = parts(n, self.macs_per_row(), threads::num_threads());
+        let model = Model {
+            layers: &self.layers,
+            widths: &self.widths,
+            params: &self.params,
+            loss: &self.spec.loss,
+        };
+        if p == 1 {
+            return model.gradients(&mut self.work, &mut self.grads, x, targets, n, true);
+        }
+        self.replicas.resize_with(p, Replica::default);
+        split_gradients(model, &mut self.replicas, &mut self.grads, x, targets, n)
+    }
+
+    /// One forward, backward and optimizer step on `n` samples; returns the loss before the step.
+    pub fn train_step(&mut self, x: &[T], targets: Targets<'_, T>, n: usize) -> Result<f64> {
+        let value = self.gradients(x, targets, n)?;
+        self.optimizer.step(&mut self.params, &self.grads);
+        Ok(value)
+    }
+
+    /// One optimizer step with the given flat gradients.
+    pub fn apply_gradients(&mut self, grads: &[T]) -> Result<()> {
+        self.optimizer.try_step(&mut self.params, grads)
+    }
+}
