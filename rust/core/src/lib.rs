@@ -6,6 +6,7 @@
 pub mod activation;
 pub mod dense;
 pub mod error;
+pub mod fpenv;
 pub mod init;
 pub mod loss;
 pub mod matmul;

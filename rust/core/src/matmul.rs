@@ -4,8 +4,10 @@
 use crate::Real;
 use gemm::Parallelism;
 
-/// Below this many multiply-adds a product runs on one thread: waking the pool costs more.
-const PARALLEL_MIN_WORK: usize = 1 << 18;
+/// Below this many multiply-adds a product runs on one thread: splitting it makes every thread
+/// pack the shared operand, which costs more than it saves (measured: a 32×784 by 784×256
+/// product ran slower on two threads than on one).
+const PARALLEL_MIN_WORK: usize = 1 << 24;
 
 /// A row-major `rows × cols` matrix in `data`, read as itself or as its transpose.
 #[derive(Debug, Clone, Copy)]

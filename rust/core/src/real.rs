@@ -14,6 +14,42 @@ pub trait Real:
     fn f64(self) -> f64;
     /// The error function, erf(x).
     fn erf(self) -> Self;
+    /// tanh(x), in a form the compiler can vectorize where that keeps the type's accuracy.
+    fn tanh_fast(self) -> Self;
+}
+
+/// tanh for f32 as a rational function (odd degree 13 over even degree 6, Eigen's coefficients)
+/// on [-7.9, 7.9], where f32 tanh is ±1 beyond: within 4e-7 relative of the exact value, and
+/// free of the libm call that keeps a loop scalar.
+#[inline(always)]
+fn tanh_rational_f32(x: f32) -> f32 {
+    const CLAMP: f32 = 7.905_311;
+    const ALPHA: [f32; 7] = [
+        4.893_524_6e-3,
+        6.372_619_3e-4,
+        1.485_722_4e-5,
+        5.122_297e-8,
+        -8.604_672e-11,
+        2.000_188e-13,
+        -2.760_768_5e-16,
+    ];
+    const BETA: [f32; 4] = [4.893_525e-3, 2.268_434_6e-3, 1.185_347_1e-4, 1.198_258_4e-6];
+    let xc = x.clamp(-CLAMP, CLAMP);
+    let x2 = xc * xc;
+    let mut p = ALPHA[6];
+    for &a in ALPHA[..6].iter().rev() {
+        p = p * x2 + a;
+    }
+    let mut q = BETA[3];
+    for &b in BETA[..3].iter().rev() {
+        q = q * x2 + b;
+    }
+    // Near 0 tanh(x) = x to f32 precision, and x keeps the sign of zero.
+    if x.abs() < 4e-4 {
+        x
+    } else {
+        xc * p / q
+    }
 }
 
 impl Real for f32 {
@@ -29,6 +65,10 @@ impl Real for f32 {
     fn erf(self) -> Self {
         libm::erff(self)
     }
+    #[inline(always)]
+    fn tanh_fast(self) -> Self {
+        tanh_rational_f32(self)
+    }
 }
 
 impl Real for f64 {
@@ -43,5 +83,30 @@ impl Real for f64 {
     #[inline(always)]
     fn erf(self) -> Self {
         libm::erf(self)
+    }
+    #[inline(always)]
+    fn tanh_fast(self) -> Self {
+        self.tanh()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f32_tanh_is_within_a_few_ulp_of_the_exact_value() {
+        let mut worst = 0.0f64;
+        for i in -120_000..=120_000 {
+            let x = i as f32 * 1e-4;
+            let exact = (x as f64).tanh();
+            let got = x.tanh_fast() as f64;
+            worst = worst.max((got - exact).abs() / exact.abs().max(1e-30));
+        }
+        assert!(worst < 5e-7, "worst relative error {worst}");
+        assert_eq!(1e30f32.tanh_fast(), 1.0);
+        assert_eq!((-1e30f32).tanh_fast(), -1.0);
+        assert!(f32::NAN.tanh_fast().is_nan());
+        assert_eq!(0.5f64.tanh_fast(), 0.5f64.tanh());
     }
 }

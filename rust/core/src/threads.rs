@@ -4,7 +4,10 @@
 //! Sized by `set_num_threads`, else `BPCORE_NUM_THREADS`, else all cores. A pool made before a
 //! `fork()` is unusable in the child; call `set_num_threads` there to build a fresh one.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, RecvTimeoutError};
 use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
 
 use crate::{Error, Result};
 
@@ -27,6 +30,7 @@ fn build(n: usize) -> Result<Pool> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .thread_name(|i| format!("bpcore-{i}"))
+        .start_handler(|_| crate::fpenv::flush_denormals_forever())
         .build()
         .map(Arc::new)
         .map_err(|e| Error::value("n", format!("cannot start {n} threads: {e}")))
@@ -73,5 +77,80 @@ pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     match pool() {
         Ok(p) => p.install(f),
         Err(_) => f(),
+    }
+}
+
+/// Runs `work` on bpcore's pool while this thread calls `poll` every `interval` until the work
+/// is done; once `poll` returns true, the flag handed to `work` is set, asking it to stop.
+///
+/// A whole training epoch runs this way: inside the pool its parallel steps cost a join, not a
+/// wake-up of sleeping threads per step, while the caller's thread (the one Python delivers
+/// Ctrl-C to) stays free to look for signals.
+pub fn run_polling<R: Send>(
+    work: impl FnOnce(&AtomicBool) -> R + Send,
+    interval: Duration,
+    mut poll: impl FnMut() -> bool,
+) -> R {
+    let stop = AtomicBool::new(false);
+    let Ok(pool) = pool() else {
+        return work(&stop);
+    };
+    let (done, finished) = sync_channel(1);
+    let mut result = None;
+    pool.in_place_scope(|scope| {
+        let stop = &stop;
+        scope.spawn(move |_| {
+            // The receiver outlives the scope, so the send cannot fail.
+            let _ = done.send(work(stop));
+        });
+        loop {
+            match finished.recv_timeout(interval) {
+                Ok(r) => {
+                    result = Some(r);
+                    break;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if poll() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+                // The work panicked; the scope re-raises that panic when it closes.
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    });
+    match result {
+        Some(r) => r,
+        // panic-free: reached only if the work panicked, and then the scope above has already
+        // re-raised its panic (which the binding's guard turns into a Python exception).
+        None => unreachable!("work finished without a result"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polling_sees_the_work_through_and_can_stop_it() {
+        let quick = run_polling(|_| 41 + 1, Duration::from_millis(1), || false);
+        assert_eq!(quick, 42);
+        let mut polls = 0;
+        let stopped_after = run_polling(
+            |stop| {
+                let mut spins = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(1));
+                    spins += 1;
+                }
+                spins
+            },
+            Duration::from_millis(2),
+            || {
+                polls += 1;
+                polls >= 3
+            },
+        );
+        assert!(polls >= 3 && stopped_after > 0);
     }
 }

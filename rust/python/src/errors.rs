@@ -11,10 +11,11 @@ pub fn to_pyerr(e: Error) -> PyErr {
     PyValueError::new_err(e.to_string())
 }
 
-/// Runs `f`, turning a core error into ValueError and a panic (a bug in bpcore) into
-/// RuntimeError, so that pyo3's PanicException (a BaseException) never reaches the user.
+/// Runs `f` (with subnormals flushed, see `bpcore_core::fpenv`), turning a core error into
+/// ValueError and a panic (a bug in bpcore) into RuntimeError, so that pyo3's PanicException
+/// (a BaseException) never reaches the user.
 pub fn guarded<R>(f: impl FnOnce() -> bpcore_core::Result<R>) -> Result<R, PyErr> {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    match catch_unwind(AssertUnwindSafe(|| bpcore_core::fpenv::flush_denormals(f))) {
         Ok(result) => result.map_err(to_pyerr),
         Err(panic) => {
             let what = panic

@@ -1,6 +1,7 @@
 //! The native `Network` class: a core network of either dtype behind one Python type.
 
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bpcore_core::{LossSpec, Network, NetworkSpec, Real, Targets};
 use numpy::{
@@ -182,23 +183,26 @@ fn fit_epoch<T: Real + Element>(
     let n = xa.shape()[0];
     let mut interrupt: Option<PyErr> = None;
     let outcome = py.detach(|| {
-        let mut last_check = Instant::now();
-        // Signal handlers run only on the main thread, which is this one: fit runs here, and
-        // only the matrix products go to the pool.
-        let mut should_stop = || {
-            if last_check.elapsed() < SIGNAL_CHECK_INTERVAL {
-                return false;
-            }
-            last_check = Instant::now();
-            Python::attach(|py| match py.check_signals() {
-                Ok(()) => false,
-                Err(e) => {
-                    interrupt = Some(e);
-                    true
-                }
-            })
-        };
-        guarded(|| net.fit_epoch(xs, t, n, batch_size, shuffle, &mut should_stop))
+        guarded(|| {
+            bpcore_core::threads::run_polling(
+                |stop| {
+                    let mut should_stop = || stop.load(Ordering::Relaxed);
+                    net.fit_epoch(xs, t, n, batch_size, shuffle, &mut should_stop)
+                },
+                SIGNAL_CHECK_INTERVAL,
+                // Signal handlers run only on the main thread: this one, while the epoch runs
+                // on bpcore's pool.
+                || {
+                    Python::attach(|py| match py.check_signals() {
+                        Ok(()) => false,
+                        Err(e) => {
+                            interrupt = Some(e);
+                            true
+                        }
+                    })
+                },
+            )
+        })
     });
     if let Some(e) = interrupt {
         return Err(e);

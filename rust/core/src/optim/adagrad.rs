@@ -19,12 +19,13 @@ pub(super) fn state_names() -> Vec<&'static str> {
 impl Adagrad {
     /// Step `t` (from 1): `clr = lr / (1 + (t-1)·lr_decay)`, `g = grad + wd·p`, `sum += g²`,
     /// `p -= clr·g / (√sum + eps)`.
+    #[inline(always)]
     pub(super) fn step<T: Real>(
         &self,
         t: u64,
         params: &mut [T],
         grads: &[T],
-        state: &mut [Vec<T>],
+        state: &mut [&mut [T]],
     ) {
         let [sum] = state else { return };
         let neg_clr = T::of(-self.lr / (1.0 + (t as f64 - 1.0) * self.lr_decay));

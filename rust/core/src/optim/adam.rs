@@ -27,12 +27,13 @@ pub(super) fn state_names(amsgrad: bool) -> Vec<&'static str> {
 impl Adam {
     /// Step `t` (from 1): `m = lerp(m, g, 1-β1)`, `v = β2·v + (1-β2)·g²`,
     /// `p -= lr/(1-β1^t) · m / (√v̂ / √(1-β2^t) + eps)` with `v̂ = v` or its running maximum.
+    #[inline(always)]
     pub(super) fn step<T: Real>(
         &self,
         t: u64,
         params: &mut [T],
         grads: &[T],
-        state: &mut [Vec<T>],
+        state: &mut [&mut [T]],
     ) {
         let (beta1, beta2) = self.betas;
         let t = t as f64;

@@ -42,82 +42,30 @@ impl<T: Real> Optimizer<T> {
     /// they differ, only the common prefix is updated, and nothing panics.
     pub fn step(&mut self, params: &mut [T], grads: &[T]) {
         self.steps = self.steps.saturating_add(1);
-        let t = self.steps;
-        let lr = self.lr;
-        let state = self.state.as_mut_slice();
-        match self.spec {
-            OptimizerSpec::Sgd {
-                momentum,
-                dampening,
-                nesterov,
-                weight_decay,
-                ..
-            } => sgd::Sgd {
-                lr,
-                momentum,
-                dampening,
-                nesterov,
-                weight_decay,
-            }
-            .step(t, params, grads, state),
-            OptimizerSpec::Adam {
-                betas,
-                eps,
-                weight_decay,
-                amsgrad,
-                ..
-            } => adam::Adam {
-                lr,
-                betas,
-                eps,
-                weight_decay,
-                amsgrad,
-                decoupled: false,
-            }
-            .step(t, params, grads, state),
-            OptimizerSpec::AdamW {
-                betas,
-                eps,
-                weight_decay,
-                amsgrad,
-                ..
-            } => adam::Adam {
-                lr,
-                betas,
-                eps,
-                weight_decay,
-                amsgrad,
-                decoupled: true,
-            }
-            .step(t, params, grads, state),
-            OptimizerSpec::RmsProp {
-                alpha,
-                eps,
-                weight_decay,
-                momentum,
-                centered,
-                ..
-            } => rmsprop::RmsProp {
-                lr,
-                alpha,
-                eps,
-                weight_decay,
-                momentum,
-                centered,
-            }
-            .step(params, grads, state),
-            OptimizerSpec::Adagrad {
-                lr_decay,
-                weight_decay,
-                eps,
-                ..
-            } => adagrad::Adagrad {
-                lr,
-                lr_decay,
-                weight_decay,
-                eps,
-            }
-            .step(t, params, grads, state),
+        let update = Update {
+            spec: &self.spec,
+            lr: self.lr,
+            t: self.steps,
+        };
+        let n = params.len().min(grads.len()).min(self.n_params);
+        let mut slices: [&mut [T]; MAX_STATE] = Default::default();
+        let k = self.state.len().min(MAX_STATE);
+        for (slot, buffer) in slices.iter_mut().zip(self.state.iter_mut()) {
+            *slot = &mut buffer[..n];
+        }
+        let threads = if n >= PARALLEL_MIN_PARAMS {
+            crate::threads::num_threads()
+        } else {
+            1
+        };
+        let (params, grads) = (&mut params[..n], &grads[..n]);
+        if threads > 1 {
+            let depth = usize::BITS - (threads - 1).leading_zeros();
+            crate::threads::install(|| {
+                split_update(&update, params, grads, &mut slices[..k], depth)
+            });
+        } else {
+            apply_simd(&update, params, grads, &mut slices[..k]);
         }
     }
 
@@ -240,6 +188,136 @@ fn initial_value<T: Real>(spec: &OptimizerSpec) -> T {
     }
 }
 
+/// Most state buffers any optimizer keeps (Adam with amsgrad, centered RMSprop with momentum).
+const MAX_STATE: usize = 3;
+/// Below this many parameters an update runs on one thread.
+const PARALLEL_MIN_PARAMS: usize = 1 << 16;
+
+/// One step's rule and constants, applied to any contiguous share of the parameters: every
+/// rule here is element-wise, so shares can run on different threads.
+struct Update<'a> {
+    spec: &'a OptimizerSpec,
+    lr: f64,
+    t: u64,
+}
+
+// The update loops compiled for AVX-512 and AVX2 too, chosen at run time (the crate is built
+// for baseline x86-64, whose SSE2 loops ran a 235k-parameter Adam step in 185 µs).
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn apply_simd<T: Real>(update: &Update<'_>, params: &mut [T], grads: &[T], state: &mut [&mut [T]]) {
+    update.apply(params, grads, state)
+}
+
+impl Update<'_> {
+    #[inline(always)]
+    fn apply<T: Real>(&self, params: &mut [T], grads: &[T], state: &mut [&mut [T]]) {
+        match *self.spec {
+            OptimizerSpec::Sgd {
+                momentum,
+                dampening,
+                nesterov,
+                weight_decay,
+                ..
+            } => sgd::Sgd {
+                lr: self.lr,
+                momentum,
+                dampening,
+                nesterov,
+                weight_decay,
+            }
+            .step(self.t, params, grads, state),
+            OptimizerSpec::Adam {
+                betas,
+                eps,
+                weight_decay,
+                amsgrad,
+                ..
+            } => adam::Adam {
+                lr: self.lr,
+                betas,
+                eps,
+                weight_decay,
+                amsgrad,
+                decoupled: false,
+            }
+            .step(self.t, params, grads, state),
+            OptimizerSpec::AdamW {
+                betas,
+                eps,
+                weight_decay,
+                amsgrad,
+                ..
+            } => adam::Adam {
+                lr: self.lr,
+                betas,
+                eps,
+                weight_decay,
+                amsgrad,
+                decoupled: true,
+            }
+            .step(self.t, params, grads, state),
+            OptimizerSpec::RmsProp {
+                alpha,
+                eps,
+                weight_decay,
+                momentum,
+                centered,
+                ..
+            } => rmsprop::RmsProp {
+                lr: self.lr,
+                alpha,
+                eps,
+                weight_decay,
+                momentum,
+                centered,
+            }
+            .step(params, grads, state),
+            OptimizerSpec::Adagrad {
+                lr_decay,
+                weight_decay,
+                eps,
+                ..
+            } => adagrad::Adagrad {
+                lr: self.lr,
+                lr_decay,
+                weight_decay,
+                eps,
+            }
+            .step(self.t, params, grads, state),
+        }
+    }
+}
+
+/// Splits the parameters, gradients and state in halves `depth` times and updates the shares
+/// in parallel (no allocation: the state slices live in fixed arrays).
+fn split_update<T: Real>(
+    update: &Update<'_>,
+    params: &mut [T],
+    grads: &[T],
+    state: &mut [&mut [T]],
+    depth: u32,
+) {
+    if depth == 0 || params.len() < PARALLEL_MIN_PARAMS / 2 {
+        apply_simd(update, params, grads, state);
+        return;
+    }
+    let mid = params.len() / 2;
+    let (p_left, p_right) = params.split_at_mut(mid);
+    let (g_left, g_right) = grads.split_at(mid);
+    let mut left: [&mut [T]; MAX_STATE] = Default::default();
+    let mut right: [&mut [T]; MAX_STATE] = Default::default();
+    for (i, s) in state.iter_mut().enumerate() {
+        let (a, b) = std::mem::take(s).split_at_mut(mid);
+        left[i] = a;
+        right[i] = b;
+    }
+    let k = state.len();
+    rayon::join(
+        || split_update(update, p_left, g_left, &mut left[..k], depth - 1),
+        || split_update(update, p_right, g_right, &mut right[..k], depth - 1),
+    );
+}
+
 fn fresh_state<T: Real>(spec: &OptimizerSpec, n_params: usize) -> Vec<Vec<T>> {
     let initial = initial_value::<T>(spec);
     state_names(spec)
@@ -331,6 +409,64 @@ mod tests {
         assert!(opt.load_state(3, &[vec![1.0]]).is_err());
         assert!(opt.load_state(3, &[]).is_err());
         assert_eq!(opt.steps(), 1);
+    }
+
+    #[test]
+    fn an_update_split_in_shares_equals_the_whole() {
+        let n = PARALLEL_MIN_PARAMS * 3 + 17;
+        let grads: Vec<f64> = (0..n)
+            .map(|i| ((i * 7919) % 1000) as f64 / 500.0 - 1.0)
+            .collect();
+        let specs = [
+            OptimizerSpec::Adam {
+                lr: 0.01,
+                betas: (0.9, 0.99),
+                eps: 1e-8,
+                weight_decay: 0.1,
+                amsgrad: true,
+            },
+            OptimizerSpec::RmsProp {
+                lr: 0.01,
+                alpha: 0.9,
+                eps: 1e-8,
+                weight_decay: 0.0,
+                momentum: 0.5,
+                centered: true,
+            },
+            OptimizerSpec::Sgd {
+                lr: 0.1,
+                momentum: 0.9,
+                dampening: 0.1,
+                nesterov: false,
+                weight_decay: 0.01,
+            },
+        ];
+        for spec in specs {
+            let mut whole = Optimizer::<f64>::new(spec.clone(), n);
+            let mut split = Optimizer::<f64>::new(spec, n);
+            let (mut p_whole, mut p_split) = (vec![0.5; n], vec![0.5; n]);
+            for t in 1..=3 {
+                let update = Update {
+                    spec: &whole.spec,
+                    lr: whole.lr,
+                    t,
+                };
+                let mut slices: Vec<&mut [f64]> =
+                    whole.state.iter_mut().map(|b| &mut b[..]).collect();
+                update.apply(&mut p_whole, &grads, &mut slices);
+                let update = Update {
+                    spec: &split.spec,
+                    lr: split.lr,
+                    t,
+                };
+                let mut slices: Vec<&mut [f64]> =
+                    split.state.iter_mut().map(|b| &mut b[..]).collect();
+                split_update(&update, &mut p_split, &grads, &mut slices, 3);
+            }
+            assert_eq!(p_whole, p_split);
+            assert_eq!(whole.state, split.state);
+            assert_ne!(p_whole, vec![0.5; n]);
+        }
     }
 
     #[test]

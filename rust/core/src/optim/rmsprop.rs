@@ -31,7 +31,8 @@ impl RmsProp {
     /// `sq = α·sq + (1-α)·g²`; `avg = √(sq - ga²) + eps` with `ga = lerp(ga, g, 1-α)` when
     /// centered, else `√sq + eps`; `buf = momentum·buf + g/avg`, `p -= lr·buf`, or without
     /// momentum `p -= lr·g/avg`.
-    pub(super) fn step<T: Real>(&self, params: &mut [T], grads: &[T], state: &mut [Vec<T>]) {
+    #[inline(always)]
+    pub(super) fn step<T: Real>(&self, params: &mut [T], grads: &[T], state: &mut [&mut [T]]) {
         let wd = T::of(self.weight_decay);
         let decay = self.weight_decay != 0.0;
         let alpha = T::of(self.alpha);

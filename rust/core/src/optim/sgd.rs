@@ -25,12 +25,13 @@ impl Sgd {
     /// Step `t` (from 1): `g = grad + wd·p`; with momentum, `buf = g` at the first step, else
     /// `buf = momentum·buf + (1 - dampening)·g`, and `g = g + momentum·buf` (Nesterov) or `buf`;
     /// `p -= lr·g`.
+    #[inline(always)]
     pub(super) fn step<T: Real>(
         &self,
         t: u64,
         params: &mut [T],
         grads: &[T],
-        state: &mut [Vec<T>],
+        state: &mut [&mut [T]],
     ) {
         let wd = T::of(self.weight_decay);
         let decay = self.weight_decay != 0.0;

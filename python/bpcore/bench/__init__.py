@@ -1,0 +1,13 @@
+"""The benchmark of issue 3: bpcore against the pure-Python reference, NumPy and PyTorch.
+
+Run it with ``python -m bpcore.bench`` (``--help`` for the options). Every system trains the same
+networks, from the same initial weights, on the same synthetic data with the same optimizer, one
+after the other in one run; results are read as ratios (bpcore ÷ other), which survive the noise of
+a shared machine better than absolute numbers.
+
+Files, one idea each: ``workloads`` (what is trained), ``data`` (synthetic data), ``timing``
+(clocks), ``run_bpcore`` / ``run_reference`` / ``run_numpy`` / ``run_torch`` (one system each),
+``numpy_mlp`` (the plain NumPy network), ``parity`` (NumPy computes what bpcore computes),
+``memory`` (peak resident memory in a fresh process), ``targets`` (the issue's goals), ``report``
+(table, JSON, chart) and ``__main__`` (the command line).
+"""

@@ -1,0 +1,157 @@
+"""``python -m bpcore.bench``: trains the same networks in bpcore, the pure-Python reference,
+NumPy and PyTorch (when installed) in one run and prints samples/s and the ratios."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+import bpcore as bp
+from bpcore.bench import report, run_torch, targets
+from bpcore.bench.data import DATA_NOTE
+from bpcore.bench.parity import compare_with_numpy
+from bpcore.bench.suite import Suite
+from bpcore.bench.workloads import ALL, TRAINING, quick
+
+SELECTABLE = (*ALL, "memory")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bpcore.bench",
+        description="bpcore vs the pure-Python reference, NumPy and PyTorch, side by side.",
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds")
+    parser.add_argument(
+        "--only",
+        default="",
+        help=f"comma-separated workloads out of {','.join(SELECTABLE)} (default: all); "
+        "NumPy's sgemm is always measured, as the yardstick",
+    )
+    parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    parser.add_argument("--plot", metavar="PATH", help="draw a PNG bar chart (needs matplotlib)")
+    parser.add_argument("--threads", type=int, help="bpcore.set_num_threads(N) (default: all)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="train each workload in N alternating turns per system and keep each one's best "
+        "(steadier ratios on a busy machine; N times longer)",
+    )
+    parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
+    args = parser.parse_args(argv)
+    chosen = [w.strip() for w in args.only.split(",") if w.strip()] or list(SELECTABLE)
+    unknown = [w for w in chosen if w not in SELECTABLE]
+    if unknown:
+        parser.error(f"--only: unknown workloads {unknown}; choose from {', '.join(SELECTABLE)}")
+    args.workloads = chosen
+    return args
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info(args: argparse.Namespace, use_torch: bool) -> dict[str, Any]:
+    """What ran where: CPU, versions, threads, options."""
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "bpcore": bp.__version__,
+        "bpcore_threads": bp.get_num_threads(),
+        "torch": run_torch.version() if use_torch else None,
+        "quick": args.quick,
+        "repeat": args.repeat,
+        "workloads": args.workloads,
+        "data": DATA_NOTE,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def parity_lines(names: Sequence[str]) -> list[str]:
+    """One line per workload: how closely the NumPy MLP tracks bpcore over 5 identical steps."""
+    lines = []
+    for name in names:
+        diff = compare_with_numpy(quick(TRAINING[name]), steps=5)
+        lines.append(
+            f"  {name}: 5 identical train_steps from the same weights: losses agree to "
+            f"{diff['loss']:.1e} (relative), parameters to {diff['parameters']:.1e} (absolute)"
+        )
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the benchmark and prints the report; returns the exit status."""
+    args = parse_args(argv)
+    if args.threads is not None:
+        bp.set_num_threads(args.threads)
+    use_torch = not args.no_torch and run_torch.available()
+    info = machine_info(args, use_torch)
+    started = time.perf_counter()
+
+    suite = Suite(quick_sizes=args.quick, use_torch=use_torch, repeat=args.repeat)
+    suite.sgemm()
+    for name in TRAINING:
+        if name in args.workloads:
+            suite.training(name, with_reference=True)
+    if "predict" in args.workloads:
+        suite.predict()
+    if "memory" in args.workloads:
+        suite.memory()
+    suite.finish()
+    results = suite.results
+    checked = targets.evaluate(results)
+
+    command = " ".join(sys.argv[1:] if argv is None else argv)
+    print(f"bpcore benchmark: python -m bpcore.bench {command}")
+    print(f"machine: {info['cpu']}, {info['cores']} cores, {info['platform']}")
+    print(
+        f"versions: python {info['python']}, numpy {info['numpy']}, bpcore {info['bpcore']}, "
+        f"torch {info['torch'] or 'not installed (skipped)'}"
+    )
+    print(f"bpcore threads: {info['bpcore_threads']}; NumPy: its BLAS's default threads; "
+          "torch: 1 and 2 threads tried, the faster kept")  # fmt: skip
+    print(DATA_NOTE)
+    print("workloads (float32):")
+    for name in TRAINING:
+        if name in args.workloads:
+            print(f"  {name}: {suite.workload(name).description}")
+    print()
+    print(report.format_table(results))
+    print()
+    print("NumPy baseline computes what bpcore computes:")
+    print("\n".join(parity_lines(["tiny", "small"])))
+    print()
+    print("targets of issue 3 (ratios measured in this run):")
+    print(report.format_targets(checked))
+    print(f"\ntotal time {time.perf_counter() - started:.0f} s")
+    if args.json:
+        report.write_json(args.json, results, checked, info)
+        print(f"JSON written to {args.json}")
+    if args.plot and report.plot(args.plot, results):
+        print(f"chart written to {args.plot}")
+    if not use_torch:
+        print("note: PyTorch is not installed here, so its rows and targets are skipped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

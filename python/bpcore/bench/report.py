@@ -1,0 +1,117 @@
+"""The run's results as a table, the targets with PASS/MISS, a JSON file and a PNG chart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bpcore.bench.results import Results
+from bpcore.bench.targets import Target
+
+
+def _number(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def format_table(results: Results) -> str:
+    """One line per (workload, system): its number, GFLOP/s and share of NumPy's sgemm rate
+    for training, and bpcore's advantage over it."""
+    header = (
+        f"{'workload':<9} {'system':<10} {'threads':>7} {'value':>14} {'unit':<10} "
+        f"{'GFLOP/s':>8} {'%sgemm':>7} {'bpcore adv.':>11}  note"
+    )
+    lines = [header, "-" * len(header)]
+    previous = None
+    for row in results.rows:
+        if previous is not None and row.workload != previous:
+            lines.append("")
+        previous = row.workload
+        adv = results.advantage(row.workload, row.system)
+        lines.append(
+            f"{row.workload:<9} {row.system:<10} "
+            f"{'-' if row.threads is None else row.threads:>7} "
+            f"{_number(row.value):>14} {row.metric:<10} "
+            f"{'-' if row.gflops is None else f'{row.gflops:.1f}':>8} "
+            f"{'-' if row.sgemm_fraction is None else f'{row.sgemm_fraction:.0%}':>7} "
+            f"{'' if row.system == 'bpcore' or adv is None else f'{adv:.2f}x':>11}  {row.note}"
+        )
+    lines.append("")
+    lines.append(
+        "bpcore adv. = how many times better bpcore is: bpcore ÷ other for samples/s and "
+        "GFLOP/s, other ÷ bpcore for µs per call and MB."
+    )
+    return "\n".join(lines)
+
+
+def format_targets(targets: list[Target]) -> str:
+    """The issue's targets: goal, measured ratio, PASS / MISS / n/a."""
+    width = max(len(t.name) for t in targets)
+    lines = [f"{'target':<{width}}  {'goal':>8}  {'measured':>10}  status", "-" * (width + 36)]
+    for target in targets:
+        goal, got, status = target.describe()
+        lines.append(f"{target.name:<{width}}  {goal:>8}  {got:>10}  {status}")
+    return "\n".join(lines)
+
+
+def write_json(
+    path: str | Path, results: Results, targets: list[Target], info: dict[str, Any]
+) -> None:
+    """Writes ``{"info", "results", "targets"}`` to ``path``."""
+    payload = {
+        "info": info,
+        "results": [row.to_json() for row in results.rows],
+        "targets": [
+            {
+                "name": t.name,
+                "goal": t.goal,
+                "measured": t.measured,
+                "unit": t.unit,
+                "status": t.status,
+            }
+            for t in targets
+        ],
+    }
+    Path(path).write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def plot(path: str | Path, results: Results) -> bool:
+    """A PNG bar chart, one panel per workload, bars = systems (log scale for wide ranges).
+    Returns False,
+    after printing a note, when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("note: --plot needs matplotlib (pip install matplotlib); no chart written")
+        return False
+    workloads = list(dict.fromkeys(row.workload for row in results.rows))
+    colors = {"bpcore": "#d9534f", "numpy": "#5bc0de", "torch": "#f0ad4e", "reference": "#999"}
+    fig, axes = plt.subplots(1, len(workloads), figsize=(2.6 * len(workloads), 3.6))
+    for ax, workload in zip(list(getattr(axes, "flat", [axes])), workloads):
+        rows = [row for row in results.rows if row.workload == workload]
+        ax.bar(
+            [row.system for row in rows],
+            [row.value for row in rows],
+            color=[colors.get(row.system, "#777") for row in rows],
+        )
+        values = [row.value for row in rows]
+        if max(values) > 20 * min(values):  # wide ranges on a log scale, bars from below
+            ax.set_yscale("log")
+            ax.set_ylim(bottom=min(values) / 3)
+        else:
+            ax.set_ylim(bottom=0)
+        ax.set_title(workload)
+        ax.set_ylabel(rows[0].metric)
+        ax.tick_params(axis="x", labelrotation=45)
+    fig.suptitle("bpcore benchmark (samples/s and GFLOP/s: higher is better; µs, MB: lower)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

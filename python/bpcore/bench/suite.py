@@ -1,0 +1,179 @@
+"""Runs each workload on every available system, one after the other, into a ``Results``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+import numpy as np
+
+import bpcore as bp
+from bpcore.bench import memory, run_bpcore, run_numpy, run_reference, run_torch
+from bpcore.bench.data import make_data
+from bpcore.bench.results import Result, Results
+from bpcore.bench.workloads import (
+    PREDICT_CALLS,
+    SGEMM_REPEATS,
+    SGEMM_SIZE,
+    TRAINING,
+    Workload,
+    quick,
+)
+
+TORCH_THREADS = (1, 2)
+
+
+def log(message: str) -> None:
+    """Progress, to stderr (the report goes to stdout)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def best_torch(measure: Callable[[int], float], higher_is_better: bool) -> tuple[float, int, str]:
+    """Runs ``measure(threads)`` for 1 and 2 torch threads; (best value, its threads, a note)."""
+    values = {t: measure(t) for t in TORCH_THREADS}
+    pick = max if higher_is_better else min
+    threads = pick(values, key=lambda t: values[t])
+    note = "best of " + ", ".join(f"{t} thr: {values[t]:,.4g}" for t in TORCH_THREADS)
+    return values[threads], threads, note
+
+
+class Suite:
+    """One benchmark run: ``quick`` sizes or full ones, torch included when ``use_torch``,
+    each training workload measured in ``repeat`` turns (best kept)."""
+
+    def __init__(self, quick_sizes: bool, use_torch: bool, repeat: int = 1) -> None:
+        self.quick = quick_sizes
+        self.use_torch = use_torch
+        self.repeat = max(repeat, 1)
+        self.results = Results()
+        self.sgemm_gflops: float | None = None
+        self.torch_threads = 1  # the faster count on mnist, reused for its memory run
+
+    def workload(self, name: str) -> Workload:
+        """The training workload ``name`` at this run's size."""
+        return quick(TRAINING[name]) if self.quick else TRAINING[name]
+
+    def _training_row(self, w: Workload, system: str, rate: float, **kw: object) -> None:
+        gflops = rate * w.flops_per_sample / 1e9  # its sgemm fraction is set by finish()
+        self.results.add(Result(w.name, system, "samples/s", rate, None, gflops))
+        for key, value in kw.items():
+            setattr(self.results.rows[-1], key, value)
+
+    # ----- the workloads -------------------------------------------------------------------
+
+    def sgemm(self) -> None:
+        """NumPy's float32 n×n matmul rate, and bpcore's own kernel at the same size. Called at
+        the start and again at the end of the run; each keeps its better rate."""
+        n, repeats = (SGEMM_SIZE, 2) if self.quick else (SGEMM_SIZE, SGEMM_REPEATS)
+        log(f"sgemm {n}x{n} float32 ...")
+        rng = np.random.default_rng(0)
+        a = rng.random((n, n), dtype=np.float32)
+        b = rng.random((n, n), dtype=np.float32)
+        size = f"{n}x{n}, best of {repeats} at the start and {repeats} at the end"
+        if run_bpcore.has_matmul():
+            rate = run_bpcore.matmul_gflops(a, b, repeats)
+            self._keep_best(Result("sgemm", "bpcore", "GFLOP/s", rate, bp.get_num_threads(),
+                                   note=f"bpcore.bpcore.matmul, {size}"))  # fmt: skip
+        else:
+            log("note: this bpcore build has no bpcore.bpcore.matmul; rebuild to measure it")
+        rate = run_numpy.sgemm_gflops(a, b, repeats)
+        self._keep_best(Result("sgemm", "numpy", "GFLOP/s", rate, note=f"a @ b, {size}"))
+
+    def _keep_best(self, row: Result) -> None:
+        old = self.results.get(row.workload, row.system)
+        if old is None:
+            self.results.add(row)
+        elif row.value > old.value:
+            old.value = row.value
+
+    def finish(self) -> None:
+        """Measures sgemm again and sets every training row's fraction of NumPy's rate."""
+        self.sgemm()
+        numpy = self.results.get("sgemm", "numpy")
+        self.sgemm_gflops = None if numpy is None else numpy.value
+        for row in self.results.rows:
+            if row.gflops is not None and self.sgemm_gflops:
+                row.sgemm_fraction = row.gflops / self.sgemm_gflops
+
+    def training(self, name: str, with_reference: bool) -> None:
+        """Trains workload ``name`` in bpcore, NumPy, the reference (if asked) and torch.
+
+        bpcore, NumPy and torch take turns ``self.repeat`` times and each keeps its best rate,
+        so that a burst of load from elsewhere on the machine hurts no system alone.
+        """
+        w = self.workload(name)
+        log(f"{name}: {w.description}, {w.samples} samples per epoch ...")
+        X, y = make_data(w, w.samples)
+        start = run_bpcore.make_network(w).parameters()
+        best: dict[str, tuple[float, int]] = {}
+        torch_note = ""
+        for _ in range(self.repeat):
+            rates = {
+                "bpcore": (run_bpcore.train_rate(w, X, y), bp.get_num_threads()),
+                "numpy": (run_numpy.train_rate(w, X, y, start), 0),
+            }
+            if self.use_torch:
+                rate, threads, note = best_torch(
+                    lambda t: run_torch.train_rate(w, X, y, start, t), higher_is_better=True
+                )
+                rates["torch"] = (rate, threads)
+                torch_note = note if rate >= best.get("torch", (0.0, 0))[0] else torch_note
+            for system, got in rates.items():
+                if got[0] > best.get(system, (0.0, 0))[0]:
+                    best[system] = got
+        epoch = f"epochs of {w.samples}" + (f", ≥ {w.min_seconds:g} s" if w.min_seconds else "")
+        if self.repeat > 1:
+            epoch += f", best of {self.repeat} turns"
+        self._training_row(w, "bpcore", best["bpcore"][0], threads=best["bpcore"][1],
+                           note=f"net.fit, {epoch}")  # fmt: skip
+        self._training_row(w, "numpy", best["numpy"][0],
+                           note=f"hand-written NumPy MLP, {epoch}")  # fmt: skip
+        if with_reference and w.reference_samples:
+            n = w.reference_samples
+            rate = run_reference.train_rate(w, X[:n], y[:n], start)
+            self._training_row(w, "reference", rate, threads=1,
+                               note=f"pure Python float64, {n} samples, scaled")  # fmt: skip
+        if self.use_torch:
+            rate, threads = best["torch"]
+            if name == "mnist":
+                self.torch_threads = threads
+            self._training_row(w, "torch", rate, threads=threads, note=torch_note)
+
+    def predict(self) -> None:
+        """Microseconds per one-sample forward pass through the mnist network."""
+        w = TRAINING["mnist"]
+        calls = 200 if self.quick else PREDICT_CALLS
+        log(f"predict: one sample through {'-'.join(map(str, w.widths))}, {calls} calls ...")
+        x1, _ = make_data(w, 1)
+        net = run_bpcore.make_network(w)
+        start = net.parameters()
+        note = f"median of {calls} calls"
+        us = run_bpcore.predict_microseconds(net, x1, calls)
+        self.results.add(Result("predict", "bpcore", "us/call", us, bp.get_num_threads(),
+                                note=f"net.forward(x1), {note}"))  # fmt: skip
+        us = run_numpy.predict_microseconds(w, start, x1, calls)
+        self.results.add(Result("predict", "numpy", "us/call", us, note=note))
+        if self.use_torch:
+            us, threads, tnote = best_torch(
+                lambda t: run_torch.predict_microseconds(w, start, x1, calls, t),
+                higher_is_better=False,
+            )
+            self.results.add(Result("predict", "torch", "us/call", us, threads,
+                                    note=f"no_grad, tensor in/out, {tnote}"))  # fmt: skip
+
+    def memory(self) -> None:
+        """Peak resident memory of one mnist epoch, each system in a fresh process."""
+        samples = 2048 if self.quick else TRAINING["mnist"].samples
+        log(f"memory: one mnist epoch of {samples} samples in a fresh process per system ...")
+        systems = ["bpcore"] + (["torch"] if self.use_torch else [])
+        for system in systems:
+            threads = self.torch_threads if system == "torch" else bp.get_num_threads()
+            got = memory.measure(system, samples, threads)
+            self.results.add(
+                Result(
+                    "memory", system, "MB", max(got["training_mb"], 1 / 1024), threads,
+                    note=f"peak RSS {got['peak_mb']:.0f} MB - {got['baseline_mb']:.0f} MB "
+                    "after imports and data",
+                    extra=got,
+                )
+            )  # fmt: skip
