@@ -90,6 +90,30 @@ impl Real for f64 {
     }
 }
 
+/// Whether every value is finite (no NaN, no infinity), in one pass that vectorizes:
+/// `0 · v` is 0 for a finite `v` and NaN otherwise.
+pub fn all_finite<T: Real>(values: &[T]) -> bool {
+    values
+        .chunks(1024)
+        .all(|c| c.iter().fold(T::zero(), |acc, &v| acc + v * T::zero()) == T::zero())
+}
+
+/// `Ok` if every value is finite, else an error naming `arg` and the first bad value's index.
+pub fn check_finite<T: Real>(values: &[T], arg: &str) -> crate::Result<()> {
+    if all_finite(values) {
+        return Ok(());
+    }
+    let (i, v) = values
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !v.is_finite())
+        .map_or((0, T::nan()), |(i, &v)| (i, v));
+    Err(crate::Error::value(
+        arg,
+        format!("contains NaN or infinity ({v:?} at flat index {i})"),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +132,18 @@ mod tests {
         assert_eq!((-1e30f32).tanh_fast(), -1.0);
         assert!(f32::NAN.tanh_fast().is_nan());
         assert_eq!(0.5f64.tanh_fast(), 0.5f64.tanh());
+    }
+
+    #[test]
+    fn all_finite_finds_any_nan_or_infinity() {
+        let mut v = vec![1.5f32; 5000];
+        assert!(all_finite(&v));
+        assert!(all_finite::<f64>(&[]));
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            v[4321] = bad;
+            assert!(!all_finite(&v));
+        }
+        v[4321] = f32::MAX;
+        assert!(all_finite(&v));
     }
 }

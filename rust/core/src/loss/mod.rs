@@ -125,7 +125,7 @@ fn check_len(arg: &str, expected: usize, got: usize, n: usize, width: usize) -> 
 }
 
 /// The value targets of a loss that takes them, checked against the output's length.
-fn values<'a, T>(
+fn values<'a, T: Real>(
     spec: &LossSpec,
     targets: Targets<'a, T>,
     n: usize,
@@ -134,6 +134,7 @@ fn values<'a, T>(
     match targets {
         Targets::Values(y) => {
             check_len("y", element_count("y", n, width)?, y.len(), n, width)?;
+            crate::real::check_finite(y, "y")?;
             Ok(y)
         }
         Targets::Labels(_) => Err(Error::value(

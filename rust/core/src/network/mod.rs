@@ -169,7 +169,7 @@ impl<T: Real> Network<T> {
                 format!("{} values", x.len()),
             ));
         }
-        Ok(())
+        crate::real::check_finite(x, "X")
     }
 
     /// Inference: the outputs of `n` samples `x` (n × input width) into `out` (n × output width).
