@@ -4,7 +4,7 @@
 >>> net = bp.Network([bp.Dense(4, 16), bp.ReLU(), bp.Dense(16, 3)], loss="cross_entropy")
 """
 
-from bpcore.bpcore import get_num_threads, set_num_threads
+from bpcore.bpcore import TrainingDivergedError, get_num_threads, set_num_threads
 from bpcore.history import History
 from bpcore.layers import (
     ELU,
@@ -56,6 +56,7 @@ __all__ = [
     "Sigmoid",
     "Softplus",
     "Tanh",
+    "TrainingDivergedError",
     "get_num_threads",
     "set_num_threads",
 ]

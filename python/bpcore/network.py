@@ -231,10 +231,10 @@ class Network:
         history = History()
         for _ in range(epochs):
             start = time.perf_counter()
-            loss, _, _ = self._native.fit_epoch(x, t, batch_size, shuffle)
+            epoch = self._native.fit_epoch(x, t, batch_size, shuffle)
             self._epochs_done += 1
             history.record(
-                self._epochs_done, loss=loss, lr=self.lr, time=time.perf_counter() - start
+                self._epochs_done, loss=epoch["loss"], lr=self.lr, time=time.perf_counter() - start
             )
         return history
 

@@ -17,6 +17,9 @@ pub enum Error {
     /// A network description could not be understood.
     #[error("{arg}: {message}")]
     Spec { arg: String, message: String },
+    /// The loss or a gradient stopped being finite; the step that produced it was not applied.
+    #[error("training diverged{}: {what}", batch.map(|b| format!(" at batch {b}")).unwrap_or_default())]
+    Diverged { batch: Option<usize>, what: String },
 }
 
 /// The core's result type.

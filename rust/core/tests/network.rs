@@ -94,7 +94,7 @@ fn training_lowers_the_loss_and_a_seed_fixes_everything() {
         let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
         let first = net.loss(&x32, Targets::Labels(&labels), 40).unwrap();
         for _ in 0..60 {
-            net.fit_epoch(&x32, Targets::Labels(&labels), 40, 8, true, &mut || false)
+            net.fit_epoch(&x32, Targets::Labels(&labels), 40, 8, true, &mut |_| false)
                 .unwrap();
         }
         let last = net.loss(&x32, Targets::Labels(&labels), 40).unwrap();
@@ -116,7 +116,7 @@ fn an_unshuffled_epoch_is_the_sequence_of_its_batches() {
     let mut a = Network::<f64>::new(spec(LossSpec::Mse, 2)).unwrap();
     let mut b = a.clone();
     let outcome = a
-        .fit_epoch(&x, Targets::Values(&values), 10, 4, false, &mut || false)
+        .fit_epoch(&x, Targets::Values(&values), 10, 4, false, &mut |_| false)
         .unwrap();
     assert_eq!(outcome.batches, 3);
     let mut total = 0.0;
@@ -137,7 +137,7 @@ fn should_stop_ends_the_epoch_between_batches() {
     let mut net = Network::<f64>::new(spec(LossSpec::Mse, 2)).unwrap();
     let mut calls = 0;
     let outcome = net
-        .fit_epoch(&x, Targets::Values(&values), 10, 2, true, &mut || {
+        .fit_epoch(&x, Targets::Values(&values), 10, 2, true, &mut |_| {
             calls += 1;
             calls > 2
         })
@@ -166,7 +166,7 @@ fn refused_input_changes_nothing() {
         "{err:?}"
     );
     let err = net
-        .fit_epoch(&x, Targets::Labels(&bad_label), 4, 1, true, &mut || false)
+        .fit_epoch(&x, Targets::Labels(&bad_label), 4, 1, true, &mut |_| false)
         .unwrap_err();
     assert!(
         matches!(err, Error::Value { ref arg, .. } if arg == "y"),
@@ -224,4 +224,85 @@ fn json_description_round_trips_with_torch_defaults() {
         matches!(s.optimizer, OptimizerSpec::AdamW { weight_decay, lr, .. } if weight_decay == 0.01 && lr == 1e-3)
     );
     assert_eq!(NetworkSpec::from_json(&s.to_json()).unwrap(), s);
+}
+
+fn sgd_spec(lr: f64) -> NetworkSpec {
+    NetworkSpec {
+        optimizer: OptimizerSpec::Sgd {
+            lr,
+            momentum: 0.0,
+            dampening: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        },
+        ..spec(LossSpec::Mse, 5)
+    }
+}
+
+#[test]
+fn a_diverging_epoch_stops_at_the_batch_with_finite_weights() {
+    let x = inputs(32);
+    let values = vec![1e3; 64];
+    let mut net = Network::<f32>::new(sgd_spec(50.0)).unwrap();
+    let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+    let v32: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+    let mut err = None;
+    for _ in 0..50 {
+        if let Err(e) = net.fit_epoch(&x32, Targets::Values(&v32), 32, 4, false, &mut |_| false) {
+            err = Some(e);
+            break;
+        }
+    }
+    match err {
+        Some(Error::Diverged {
+            batch: Some(_),
+            what,
+        }) => assert!(!what.is_empty()),
+        other => panic!("expected divergence, got {other:?}"),
+    }
+    assert!(net.params().iter().all(|p| p.is_finite()));
+}
+
+#[test]
+fn clipping_scales_the_step_to_the_global_norm() {
+    let x = inputs(8);
+    let values = vec![5.0; 16];
+    let mut net = Network::<f64>::new(sgd_spec(1.0)).unwrap();
+    let mut free = net.clone();
+    net.set_clip_grad_norm(Some(0.01)).unwrap();
+    let before = net.params().to_vec();
+    net.train_step(&x, Targets::Values(&values), 8).unwrap();
+    free.train_step(&x, Targets::Values(&values), 8).unwrap();
+    let moved = |p: &[f64]| {
+        p.iter()
+            .zip(&before)
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum::<f64>()
+            .sqrt()
+    };
+    assert!(
+        (moved(net.params()) - 0.01).abs() < 1e-8,
+        "{}",
+        moved(net.params())
+    );
+    assert!(moved(free.params()) > 0.1);
+    assert!(net.set_clip_grad_norm(Some(-1.0)).is_err());
+    assert_eq!(net.clip_grad_norm(), Some(0.01));
+}
+
+#[test]
+fn an_epoch_reports_gradient_norms_and_update_ratios_per_tensor() {
+    let x = inputs(16);
+    let values = vec![0.3; 32];
+    let mut net = Network::<f64>::new(sgd_spec(0.1)).unwrap();
+    let outcome = net
+        .fit_epoch(&x, Targets::Values(&values), 16, 4, true, &mut |_| false)
+        .unwrap();
+    assert_eq!(outcome.grad_norms.len(), net.param_info().len());
+    assert_eq!(outcome.update_ratios.len(), net.param_info().len());
+    assert!(outcome.grad_norms.iter().all(|g| g.is_finite() && *g > 0.0));
+    assert!(outcome
+        .update_ratios
+        .iter()
+        .all(|r| r.is_finite() && *r > 0.0));
 }

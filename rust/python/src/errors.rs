@@ -6,9 +6,20 @@ use bpcore_core::Error;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::PyErr;
 
-/// Shape, value and description errors are all the caller's input: ValueError.
+pyo3::create_exception!(
+    bpcore,
+    TrainingDivergedError,
+    pyo3::exceptions::PyArithmeticError,
+    "Training produced a non-finite loss or gradient; the step was not applied."
+);
+
+/// Shape, value and description errors are all the caller's input: ValueError. Divergence
+/// gets its own exception, so that a training loop can catch it apart from bad input.
 pub fn to_pyerr(e: Error) -> PyErr {
-    PyValueError::new_err(e.to_string())
+    match e {
+        Error::Diverged { .. } => TrainingDivergedError::new_err(e.to_string()),
+        _ => PyValueError::new_err(e.to_string()),
+    }
 }
 
 /// Runs `f` (with subnormals flushed, see `bpcore_core::fpenv`), turning a core error into

@@ -1,14 +1,16 @@
 //! The native `Network` class: a core network of either dtype behind one Python type.
 
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
+use bpcore_core::network::Progress;
 use bpcore_core::{LossSpec, Network, NetworkSpec, Real, Targets};
 use numpy::{
     Element, PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
 use crate::errors::guarded;
 
@@ -168,6 +170,16 @@ fn set_params<T: Real + Element>(net: &mut Network<T>, p: &Bound<'_, PyAny>) -> 
     guarded(|| net.set_params(ps))
 }
 
+/// What the epoch has done so far, shared between the pool thread that trains and the caller's
+/// thread that reports it.
+#[derive(Default)]
+struct SharedProgress {
+    batches: AtomicUsize,
+    samples: AtomicUsize,
+    loss_sum_bits: AtomicU64,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn fit_epoch<T: Real + Element>(
     py: Python<'_>,
     net: &mut Network<T>,
@@ -175,29 +187,60 @@ fn fit_epoch<T: Real + Element>(
     y: &Bound<'_, PyAny>,
     batch_size: usize,
     shuffle: bool,
-) -> PyResult<(f64, usize, bool)> {
+    progress: Option<&Bound<'_, PyAny>>,
+    progress_interval: f64,
+) -> PyResult<Py<PyAny>> {
     let xa = matrix::<T>(x, "X")?;
     let xs = slice(&xa, "X")?;
     let held = HeldTargets::<T>::extract(&net.spec().loss, y)?;
     let t = held.view()?;
     let n = xa.shape()[0];
+    let report = progress.map(|p| p.clone().unbind());
+    let interval = Duration::from_secs_f64(progress_interval.clamp(0.01, 3600.0));
+    let shared = SharedProgress::default();
     let mut interrupt: Option<PyErr> = None;
+    let mut last_report = Instant::now();
     let outcome = py.detach(|| {
         guarded(|| {
             bpcore_core::threads::run_polling(
                 |stop| {
-                    let mut should_stop = || stop.load(Ordering::Relaxed);
-                    net.fit_epoch(xs, t, n, batch_size, shuffle, &mut should_stop)
+                    let mut on_batch = |p: Progress| {
+                        shared.batches.store(p.batches, Ordering::Relaxed);
+                        shared.samples.store(p.samples, Ordering::Relaxed);
+                        shared
+                            .loss_sum_bits
+                            .store(p.loss_sum.to_bits(), Ordering::Relaxed);
+                        stop.load(Ordering::Relaxed)
+                    };
+                    net.fit_epoch(xs, t, n, batch_size, shuffle, &mut on_batch)
                 },
                 SIGNAL_CHECK_INTERVAL,
                 // Signal handlers run only on the main thread: this one, while the epoch runs
-                // on bpcore's pool.
+                // on bpcore's pool. A progress report that raises stops the epoch like Ctrl-C.
                 || {
-                    Python::attach(|py| match py.check_signals() {
-                        Ok(()) => false,
-                        Err(e) => {
-                            interrupt = Some(e);
-                            true
+                    Python::attach(|py| {
+                        let mut result = py.check_signals();
+                        if let (Ok(()), Some(report)) = (&result, &report) {
+                            if last_report.elapsed() >= interval {
+                                last_report = Instant::now();
+                                let samples = shared.samples.load(Ordering::Relaxed);
+                                let loss_sum =
+                                    f64::from_bits(shared.loss_sum_bits.load(Ordering::Relaxed));
+                                let mean = if samples > 0 {
+                                    loss_sum / samples as f64
+                                } else {
+                                    f64::NAN
+                                };
+                                let batches = shared.batches.load(Ordering::Relaxed);
+                                result = report.call1(py, (batches, samples, mean)).map(drop);
+                            }
+                        }
+                        match result {
+                            Ok(()) => false,
+                            Err(e) => {
+                                interrupt = Some(e);
+                                true
+                            }
                         }
                     })
                 },
@@ -208,7 +251,13 @@ fn fit_epoch<T: Real + Element>(
         return Err(e);
     }
     let outcome = outcome?;
-    Ok((outcome.loss, outcome.batches, outcome.stopped))
+    let result = PyDict::new(py);
+    result.set_item("loss", outcome.loss)?;
+    result.set_item("batches", outcome.batches)?;
+    result.set_item("stopped", outcome.stopped)?;
+    result.set_item("grad_norms", outcome.grad_norms)?;
+    result.set_item("update_ratios", outcome.update_ratios)?;
+    Ok(result.into_any().unbind())
 }
 
 #[pymethods]
@@ -308,7 +357,12 @@ impl NativeNetwork {
         dispatch!(&mut self.inner, net => apply_gradients(py, net, g))
     }
 
-    /// One epoch of mini-batch training: (mean loss, batches done, stopped early).
+    /// One epoch of mini-batch training; returns a dict with the mean "loss", "batches" done,
+    /// whether it "stopped" early, and per-tensor "grad_norms" and "update_ratios".
+    /// `progress(batches, samples, mean_loss)` is called from this thread every
+    /// `progress_interval` seconds while the epoch runs.
+    #[pyo3(signature = (x, y, batch_size, shuffle, progress=None, progress_interval=0.2))]
+    #[allow(clippy::too_many_arguments)]
     fn fit_epoch(
         &mut self,
         py: Python<'_>,
@@ -316,8 +370,21 @@ impl NativeNetwork {
         y: &Bound<'_, PyAny>,
         batch_size: usize,
         shuffle: bool,
-    ) -> PyResult<(f64, usize, bool)> {
-        dispatch!(&mut self.inner, net => fit_epoch(py, net, x, y, batch_size, shuffle))
+        progress: Option<&Bound<'_, PyAny>>,
+        progress_interval: f64,
+    ) -> PyResult<Py<PyAny>> {
+        dispatch!(&mut self.inner, net => fit_epoch(py, net, x, y, batch_size, shuffle, progress, progress_interval))
+    }
+
+    /// The global gradient norm every step is clipped to, or None.
+    #[getter]
+    fn clip_grad_norm(&self) -> Option<f64> {
+        dispatch!(&self.inner, net => net.clip_grad_norm())
+    }
+
+    #[setter]
+    fn set_clip_grad_norm(&mut self, max_norm: Option<f64>) -> PyResult<()> {
+        dispatch!(&mut self.inner, net => guarded(|| net.set_clip_grad_norm(max_norm)))
     }
 
     /// The optimizer's current learning rate.

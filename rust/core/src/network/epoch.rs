@@ -1,19 +1,33 @@
 //! One epoch of mini-batch training: shuffle with the network's generator, then a training step
 //! per batch, all inside Rust.
 
+use super::stats::update_ratios;
 use super::Network;
 use crate::loss::{self, Targets};
 use crate::{Error, Real, Result};
 
 /// What one epoch of `fit_epoch` did.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EpochOutcome {
     /// Mean training loss over the samples seen (each batch's mean loss weighted by its size).
     pub loss: f64,
     /// Batches completed.
     pub batches: usize,
-    /// Whether `should_stop` ended the epoch early.
+    /// Whether `on_batch` ended the epoch early.
     pub stopped: bool,
+    /// Per parameter tensor (`param_info` order): the mean gradient norm over the epoch's steps.
+    pub grad_norms: Vec<f64>,
+    /// Per parameter tensor: ‖change over the epoch‖ / ‖value at its start‖.
+    pub update_ratios: Vec<f64>,
+}
+
+/// Where an epoch stands, as `on_batch` sees it before each batch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    pub batches: usize,
+    pub samples: usize,
+    /// Σ over finished batches of batch loss × batch size.
+    pub loss_sum: f64,
 }
 
 /// Buffers a shuffled epoch gathers its batches into, kept between epochs.
@@ -23,6 +37,8 @@ pub(super) struct Batch<T> {
     values: Vec<T>,
     labels: Vec<i64>,
     order: Vec<usize>,
+    /// The parameters when the epoch began, to measure how far it moved them.
+    params_at_start: Vec<T>,
 }
 
 /// Copies the rows `idx` of a row-major `width`-wide buffer into `dst`.
@@ -36,7 +52,9 @@ fn gather<X: Copy>(src: &[X], width: usize, idx: &[usize], dst: &mut Vec<X>) {
 impl<T: Real> Network<T> {
     /// One epoch of mini-batch training over `n` samples: shuffled by the network's generator
     /// when `shuffle`, the last batch smaller when `batch_size` does not divide `n`.
-    /// `should_stop` is asked before each batch (Ctrl-C); a `true` ends the epoch there.
+    /// `on_batch` sees the progress before each batch (for Ctrl-C and progress bars); a `true`
+    /// ends the epoch there. A diverging step ends it with `Error::Diverged` naming the batch,
+    /// the network holding the weights of the last finite step.
     pub fn fit_epoch(
         &mut self,
         x: &[T],
@@ -44,7 +62,7 @@ impl<T: Real> Network<T> {
         n: usize,
         batch_size: usize,
         shuffle: bool,
-        should_stop: &mut dyn FnMut() -> bool,
+        on_batch: &mut dyn FnMut(Progress) -> bool,
     ) -> Result<EpochOutcome> {
         self.check_input(x, n)?;
         if batch_size == 0 {
@@ -59,9 +77,16 @@ impl<T: Real> Network<T> {
         if shuffle {
             self.rng.shuffle(&mut batch.order);
         }
-        let outcome = self.run_batches(x, targets, &mut batch, batch_size, shuffle, should_stop);
+        batch.params_at_start.clear();
+        batch.params_at_start.extend_from_slice(&self.params);
+        self.grad_stats.reset();
+        let outcome = self.run_batches(x, targets, &mut batch, batch_size, shuffle, on_batch);
         self.batch = batch;
-        outcome
+        let mut outcome = outcome?;
+        let info = &self.param_info;
+        outcome.grad_norms = self.grad_stats.mean_norms(info.len());
+        outcome.update_ratios = update_ratios(info, &self.batch.params_at_start, &self.params);
+        Ok(outcome)
     }
 
     fn run_batches(
@@ -71,13 +96,15 @@ impl<T: Real> Network<T> {
         batch: &mut Batch<T>,
         batch_size: usize,
         shuffle: bool,
-        should_stop: &mut dyn FnMut() -> bool,
+        on_batch: &mut dyn FnMut(Progress) -> bool,
     ) -> Result<EpochOutcome> {
         let (w_in, w_out) = (self.input_width(), self.output_width());
         let mut outcome = EpochOutcome {
             loss: 0.0,
             batches: 0,
             stopped: false,
+            grad_norms: Vec::new(),
+            update_ratios: Vec::new(),
         };
         let mut seen = 0usize;
         let Batch {
@@ -85,9 +112,15 @@ impl<T: Real> Network<T> {
             values: bv,
             labels: bl,
             order,
+            ..
         } = batch;
         for idx in order.chunks(batch_size) {
-            if should_stop() {
+            let progress = Progress {
+                batches: outcome.batches,
+                samples: seen,
+                loss_sum: outcome.loss,
+            };
+            if on_batch(progress) {
                 outcome.stopped = true;
                 break;
             }
@@ -104,12 +137,19 @@ impl<T: Real> Network<T> {
                         Targets::Values(&bv[..])
                     }
                 };
-                self.train_step(bx, t, rows)?
+                self.train_step(bx, t, rows)
             } else {
                 // Unshuffled batches are contiguous: train on slices of the data, no copy.
                 let (a, b) = (idx[0], idx[0] + rows);
-                self.train_step(&x[a * w_in..b * w_in], targets.rows(a, b, w_out), rows)?
+                self.train_step(&x[a * w_in..b * w_in], targets.rows(a, b, w_out), rows)
             };
+            let value = value.map_err(|e| match e {
+                Error::Diverged { what, .. } => Error::Diverged {
+                    batch: Some(outcome.batches),
+                    what,
+                },
+                other => other,
+            })?;
             outcome.loss += value * rows as f64;
             seen += rows;
             outcome.batches += 1;

@@ -6,6 +6,7 @@ mod layout;
 mod parallel;
 mod pass;
 mod scratch;
+mod stats;
 
 use rayon::prelude::*;
 
@@ -15,13 +16,14 @@ use crate::optim::Optimizer;
 use crate::rng::Rng;
 use crate::{threads, Error, NetworkSpec, Real, Result};
 
-pub use epoch::EpochOutcome;
+pub use epoch::{EpochOutcome, Progress};
 pub use layout::{Layer, ParamInfo};
 
 use layout::{build_layers, Layout};
 use parallel::{parts, split_gradients, Replica};
 use pass::{Model, Work, INFERENCE_CHUNK};
 use scratch::ScratchPool;
+use stats::GradStats;
 
 /// A sequential network over element type `T` (`f32` or `f64`).
 #[derive(Debug, Clone)]
@@ -41,6 +43,9 @@ pub struct Network<T> {
     replicas: Vec<Replica<T>>,
     batch: epoch::Batch<T>,
     scratch: ScratchPool<T>,
+    grad_stats: GradStats,
+    /// Largest global gradient norm a step may apply; larger ones are scaled down to it.
+    clip_grad_norm: Option<f64>,
 }
 
 impl<T: Real> Network<T> {
@@ -77,6 +82,8 @@ impl<T: Real> Network<T> {
             replicas: Vec::new(),
             batch: Default::default(),
             scratch: ScratchPool::default(),
+            grad_stats: GradStats::default(),
+            clip_grad_norm: None,
         })
     }
 
@@ -229,10 +236,50 @@ impl<T: Real> Network<T> {
     }
 
     /// One forward, backward and optimizer step on `n` samples; returns the loss before the step.
+    ///
+    /// A step whose loss or gradients are not finite is not applied: the network keeps the
+    /// weights of the last finite step and the error says what diverged.
     pub fn train_step(&mut self, x: &[T], targets: Targets<'_, T>, n: usize) -> Result<f64> {
         let value = self.gradients(x, targets, n)?;
+        let norm = self.grad_stats.measure(&self.param_info, &self.grads);
+        if !value.is_finite() || !norm.is_finite() {
+            let what = if value.is_finite() {
+                format!("a gradient is not finite (global norm {norm})")
+            } else {
+                format!("the loss is {value}")
+            };
+            return Err(Error::Diverged { batch: None, what });
+        }
+        self.grad_stats.record();
+        if let Some(max_norm) = self.clip_grad_norm {
+            // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when below 1.
+            let coef = max_norm / (norm + 1e-6);
+            if coef < 1.0 {
+                let c = T::of(coef);
+                self.grads.iter_mut().for_each(|g| *g *= c);
+            }
+        }
         self.optimizer.step(&mut self.params, &self.grads);
         Ok(value)
+    }
+
+    /// Clips every later step's gradients to this global L2 norm (`None`: no clipping).
+    pub fn set_clip_grad_norm(&mut self, max_norm: Option<f64>) -> Result<()> {
+        if let Some(m) = max_norm {
+            if !(m.is_finite() && m > 0.0) {
+                return Err(Error::value(
+                    "clip_grad_norm",
+                    format!("must be a number > 0, got {m}"),
+                ));
+            }
+        }
+        self.clip_grad_norm = max_norm;
+        Ok(())
+    }
+
+    /// The global gradient norm clipping, if set.
+    pub fn clip_grad_norm(&self) -> Option<f64> {
+        self.clip_grad_norm
     }
 
     /// One optimizer step with the given flat gradients.

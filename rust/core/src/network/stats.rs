@@ -1,0 +1,139 @@
+//! What training shows about its gradients: per-tensor gradient norms, the global norm that
+//! clipping and divergence checks use, and how far an epoch moved each tensor.
+//!
+//! Vanishing and exploding gradients are the classic failures of deep networks; these numbers
+//! make them visible epoch by epoch at the cost of one pass over the gradients per step.
+
+use super::layout::ParamInfo;
+use crate::Real;
+
+/// Σ x², summed in blocks of the element type (so it vectorizes) and accumulated in f64.
+pub(super) fn sum_squares<T: Real>(x: &[T]) -> f64 {
+    x.chunks(256)
+        .map(|c| c.iter().fold(T::zero(), |acc, &v| acc + v * v).f64())
+        .sum()
+}
+
+/// Per-tensor gradient statistics accumulated over the steps of an epoch.
+#[derive(Debug, Clone, Default)]
+pub(super) struct GradStats {
+    /// Σ over steps of each tensor's gradient norm.
+    norm_sums: Vec<f64>,
+    steps: usize,
+    /// Each tensor's squared gradient norm of the last step.
+    last_sq: Vec<f64>,
+}
+
+impl GradStats {
+    /// Measures `grads` tensor by tensor; returns the global norm (NaN or inf if any value is).
+    pub fn measure<T: Real>(&mut self, info: &[ParamInfo], grads: &[T]) -> f64 {
+        self.last_sq.resize(info.len(), 0.0);
+        for (sq, p) in self.last_sq.iter_mut().zip(info) {
+            *sq = sum_squares(&grads[p.offset..p.offset + p.len()]);
+        }
+        self.last_sq.iter().sum::<f64>().sqrt()
+    }
+
+    /// Counts the last measured step into the epoch's means.
+    pub fn record(&mut self) {
+        self.norm_sums.resize(self.last_sq.len(), 0.0);
+        for (sum, sq) in self.norm_sums.iter_mut().zip(&self.last_sq) {
+            *sum += sq.sqrt();
+        }
+        self.steps += 1;
+    }
+
+    /// Starts a new epoch.
+    pub fn reset(&mut self) {
+        self.norm_sums.iter_mut().for_each(|s| *s = 0.0);
+        self.steps = 0;
+    }
+
+    /// Each tensor's mean gradient norm over the recorded steps.
+    pub fn mean_norms(&self, n_tensors: usize) -> Vec<f64> {
+        (0..n_tensors)
+            .map(|i| {
+                let sum = self.norm_sums.get(i).copied().unwrap_or(0.0);
+                if self.steps == 0 {
+                    f64::NAN
+                } else {
+                    sum / self.steps as f64
+                }
+            })
+            .collect()
+    }
+}
+
+/// ‖after − before‖ / ‖before‖ for each tensor: how far training moved it, relative to its size
+/// (relative to ‖after‖ for a tensor that started at zero, as biases do).
+pub(super) fn update_ratios<T: Real>(info: &[ParamInfo], before: &[T], after: &[T]) -> Vec<f64> {
+    info.iter()
+        .map(|p| {
+            let range = p.offset..p.offset + p.len();
+            let (b, a) = (&before[range.clone()], &after[range]);
+            let moved: f64 = a
+                .chunks(256)
+                .zip(b.chunks(256))
+                .map(|(a, b)| {
+                    a.iter()
+                        .zip(b)
+                        .fold(T::zero(), |acc, (&x, &y)| acc + (x - y) * (x - y))
+                        .f64()
+                })
+                .sum();
+            let size = match sum_squares(b) {
+                s if s > 0.0 => s,
+                _ => sum_squares(a),
+            };
+            if size > 0.0 {
+                (moved / size).sqrt()
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> Vec<ParamInfo> {
+        vec![
+            ParamInfo {
+                name: "0.weight".into(),
+                shape: vec![2, 2],
+                offset: 0,
+            },
+            ParamInfo {
+                name: "0.bias".into(),
+                shape: vec![2],
+                offset: 4,
+            },
+        ]
+    }
+
+    #[test]
+    fn norms_per_tensor_and_their_epoch_mean() {
+        let mut stats = GradStats::default();
+        let total = stats.measure(&info(), &[3.0f64, 0.0, 0.0, 4.0, 0.0, 2.0]);
+        assert!((total - 29f64.sqrt()).abs() < 1e-15);
+        stats.record();
+        stats.measure(&info(), &[0.0f64, 0.0, 0.0, 1.0, 0.0, 0.0]);
+        stats.record();
+        assert_eq!(stats.mean_norms(2), vec![3.0, 1.0]);
+        stats.reset();
+        assert!(stats.mean_norms(2)[0].is_nan());
+        assert!(stats
+            .measure(&info(), &[f32::NAN, 0.0, 0.0, 0.0, 0.0, 0.0])
+            .is_nan());
+    }
+
+    #[test]
+    fn update_ratio_is_relative_movement() {
+        let before = [3.0f64, 0.0, 0.0, 4.0, 0.0, 0.0];
+        let after = [3.0f64, 0.0, 0.0, 4.5, 0.0, 1.0];
+        assert_eq!(update_ratios(&info(), &before, &after), vec![0.1, 1.0]);
+        assert_eq!(update_ratios(&info(), &before, &before), vec![0.0, 0.0]);
+    }
+}
