@@ -129,3 +129,93 @@ ACTIVATIONS: tuple[type[Layer], ...] = (
     Softplus,
     Identity,
 )
+
+
+def _eps(eps: float) -> float:
+    return real(eps, "eps", low=0.0, low_open=True)
+
+
+class Dropout(Layer):
+    """Inverted dropout, as torch.nn.Dropout: in training mode (gradients, train_step, fit,
+    loss(training=True)) each value is zeroed with probability p and the kept ones are scaled
+    by 1/(1-p); in inference (forward, predict, evaluate) it is the identity.
+
+    The masks are a hash of (network seed, training-forward count, layer index, row, column):
+    the same seed and data give the same masks, however a step is split over threads.
+    """
+
+    type_name = "dropout"
+
+    def __init__(self, p: float = 0.5) -> None:
+        self.p = real(p, "p", low=0.0, high=1.0, high_open=True)
+
+    def _hyper(self) -> dict[str, Any]:
+        return {"p": self.p}
+
+
+class BatchNorm1d(Layer):
+    """Batch normalization over (n, num_features) inputs, as torch.nn.BatchNorm1d.
+
+    Training mode normalizes by the batch's mean and biased variance and moves the running
+    statistics: running_mean = (1 - momentum) running_mean + momentum mean, running_var likewise
+    with the unbiased variance, num_batches_tracked += 1 — at every training-mode forward, as in
+    torch (so gradients() and loss(training=True) move them too). Inference uses the running
+    statistics. Parameters "i.weight" (1) and "i.bias" (0); buffers "i.running_mean",
+    "i.running_var", "i.num_batches_tracked" (see Network.buffers()). A training batch needs at
+    least 2 samples; a network with BatchNorm1d runs each step on one thread (whole-batch
+    statistics).
+    """
+
+    type_name = "batch_norm1d"
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+    ) -> None:
+        self.num_features = positive_int(num_features, "num_features")
+        self.eps = _eps(eps)
+        if momentum is None:
+            raise ValueError(
+                "momentum: None (a cumulative average) is not supported; give a number in [0, 1]"
+            )
+        self.momentum = real(momentum, "momentum", low=0.0, high=1.0)
+        if not boolean(affine, "affine"):
+            raise ValueError("affine: only affine=True (learned weight and bias) is supported")
+        if not boolean(track_running_stats, "track_running_stats"):
+            raise ValueError("track_running_stats: only track_running_stats=True is supported")
+
+    def _hyper(self) -> dict[str, Any]:
+        return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
+
+
+class LayerNorm(Layer):
+    """Layer normalization of each sample over its features, as torch.nn.LayerNorm: the same in
+    training and inference. `normalized_shape` is the feature count (an int, or a 1-tuple).
+    Parameters "i.weight" (1) and "i.bias" (0)."""
+
+    type_name = "layer_norm"
+
+    def __init__(
+        self, normalized_shape: int | tuple[int], eps: float = 1e-5, elementwise_affine: bool = True
+    ) -> None:
+        if isinstance(normalized_shape, (tuple, list)):
+            if len(normalized_shape) != 1:
+                raise ValueError(
+                    "normalized_shape: only the last dimension of (n, features) inputs can be "
+                    f"normalized; give an int or a 1-tuple, got {tuple(normalized_shape)}"
+                )
+            normalized_shape = normalized_shape[0]
+        self.normalized_shape = positive_int(normalized_shape, "normalized_shape")
+        self.eps = _eps(eps)
+        if not boolean(elementwise_affine, "elementwise_affine"):
+            raise ValueError(
+                "elementwise_affine: only elementwise_affine=True (learned weight and bias) "
+                "is supported"
+            )
+
+    def _hyper(self) -> dict[str, Any]:
+        return {"normalized_shape": self.normalized_shape, "eps": self.eps}

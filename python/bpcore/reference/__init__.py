@@ -8,8 +8,13 @@ Public surface:
 
 - ``Network(layers, loss="mse", optimizer=None, seed=0)`` with ``parameters()``,
   ``set_parameters(d)``, ``forward(X)``, ``loss(X, y)``, ``gradients(X, y)``,
-  ``train_step(X, y)``, ``apply_gradients(grads)`` (see ``network.py``).
+  ``train_step(X, y)``, ``apply_gradients(grads)``, ``buffers()``, ``set_buffers(d)``;
+  ``loss(X, y, training=True)``, ``gradients`` and ``train_step`` run in training mode
+  (see ``network.py``).
 - Layers: ``dense_forward(x, weight, bias)``, ``dense_backward(x, weight, grad_z)``,
+  ``dropout_mask/forward/backward`` (bpcore's hashed masks), ``batch_norm_forward_train``,
+  ``batch_norm_forward_infer``, ``batch_norm_backward``, ``layer_norm_forward``,
+  ``layer_norm_backward``,
   ``activation_forward(spec, row)``, ``activation_backward(spec, row, grad_out)``,
   ``scalar_functions(spec) -> (f, f')``, ``sigmoid(x)``.
 - Losses: ``loss_value_and_grad(spec, outputs, y)``, ``loss_value(spec, outputs, y)`` and
@@ -28,6 +33,7 @@ from .activations import (
     sigmoid,
 )
 from .dense import dense_backward, dense_forward
+from .dropout import dropout_backward, dropout_forward, dropout_mask
 from .losses import (
     bce_with_logits,
     cross_entropy,
@@ -38,6 +44,13 @@ from .losses import (
     mse,
 )
 from .network import Network
+from .normalization import (
+    batch_norm_backward,
+    batch_norm_forward_infer,
+    batch_norm_forward_train,
+    layer_norm_backward,
+    layer_norm_forward,
+)
 from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop, make_optimizer
 from .specs import (
     LAYER_DEFAULTS,
@@ -61,12 +74,20 @@ __all__ = [
     "RMSprop",
     "activation_backward",
     "activation_forward",
+    "batch_norm_backward",
+    "batch_norm_forward_infer",
+    "batch_norm_forward_train",
     "bce_with_logits",
     "cross_entropy",
     "dense_backward",
     "dense_forward",
+    "dropout_backward",
+    "dropout_forward",
+    "dropout_mask",
     "huber",
     "l1",
+    "layer_norm_backward",
+    "layer_norm_forward",
     "layer_spec",
     "loss_spec",
     "loss_value",

@@ -3,7 +3,15 @@
 Forward: each layer maps its input batch to its output batch, and the input of every layer
 is kept. Backward: ∂L/∂outputs from the loss is carried back through the layers in reverse
 order; each layer turns ∂L/∂(its output) into ∂L/∂(its input) by the chain rule and, if it
-is dense, also into ∂L/∂W and ∂L/∂b (see ``dense.py`` and ``activations.py``).
+has parameters, also into their gradients (see ``dense.py``, ``activations.py``,
+``dropout.py`` and ``normalization.py``).
+
+Modes, as torch's ``train()``/``eval()``: ``gradients``, ``train_step`` and
+``loss(..., training=True)`` run in training mode — dropout applies its mask, batch norm
+normalizes by the batch's statistics and moves its running statistics — and ``forward`` and
+``loss`` by default in inference mode, where dropout is the identity and batch norm uses the
+running statistics. Every training-mode forward counts one step; the dropout masks are those of
+bpcore for (seed, that count, layer index, row, column) (``dropout.py``).
 """
 
 from __future__ import annotations
@@ -16,12 +24,26 @@ from typing import Any
 from .activations import scalar_functions
 from .arrays import as_labels, as_matrix, as_rows, as_targets, as_vector
 from .dense import dense_backward, dense_forward
+from .dropout import dropout_backward, dropout_forward, dropout_mask
 from .losses import loss_value_and_grad
+from .normalization import (
+    batch_norm_backward,
+    batch_norm_forward_infer,
+    batch_norm_forward_train,
+    layer_norm_backward,
+    layer_norm_forward,
+    update_running,
+)
 from .optimizers import Optimizer, make_optimizer
 from .specs import layer_spec, loss_spec
 
 # Activations after which a dense layer is initialized with He's bound √(6/in).
 _HE_ACTIVATIONS = {"relu", "leaky_relu", "elu", "gelu"}
+# Layers with parameters, and those that are not element-wise activations.
+_PARAM_LAYERS = {"dense", "batch_norm1d", "layer_norm"}
+_NOT_ACTIVATIONS = _PARAM_LAYERS | {"dropout"}
+# The key of each layer type that gives its feature count, where it has one.
+_FEATURES = {"batch_norm1d": "num_features", "layer_norm": "normalized_shape"}
 
 
 class Network:
@@ -48,19 +70,33 @@ class Network:
         self._check_widths()
         self._params: dict[str, Any] = {}
         self._init_parameters(random.Random(seed))
+        self._init_buffers()
+        # Training-mode forwards so far: the step of the next dropout masks.
+        self.training_forwards = 0
         # Activations' scalar (f, f') pairs, built once per layer.
         self._functions = {
             k: scalar_functions(spec)
             for k, spec in enumerate(self.layers)
-            if spec["type"] != "dense"
+            if spec["type"] not in _NOT_ACTIVATIONS
         }
 
     # ----------------------------------------------------------------- construction
 
     def _check_widths(self) -> None:
-        """Each dense layer must take the width the layers before it produce."""
+        """Each dense layer must take the width the layers before it produce, and each
+        normalization layer must have that many features."""
         width = None
+        if not any(spec["type"] == "dense" for spec in self.layers):
+            raise ValueError("the network needs at least one dense layer")
         for k, spec in enumerate(self.layers):
+            if spec["type"] in _FEATURES:
+                features = spec[_FEATURES[spec["type"]]]
+                if width is not None and features != width:
+                    raise ValueError(
+                        f"layer {k}: {_FEATURES[spec['type']]}={features} but the previous "
+                        f"layers produce {width} features"
+                    )
+                width = features
             if spec["type"] != "dense":
                 continue
             if width is not None and spec["in_features"] != width:
@@ -76,6 +112,11 @@ class Network:
         """Weights ~ U(-b, b): He b = √(6/in) before a ReLU-like layer, else Glorot
         b = √(6/(in+out)); biases zero."""
         for k, spec in enumerate(self.layers):
+            if spec["type"] in _FEATURES:
+                # Normalization layers: γ = 1, β = 0, as torch (no random draw).
+                features = spec[_FEATURES[spec["type"]]]
+                self._params[f"{k}.weight"] = [1.0] * features
+                self._params[f"{k}.bias"] = [0.0] * features
             if spec["type"] != "dense":
                 continue
             fan_in, fan_out = spec["in_features"], spec["out_features"]
@@ -90,10 +131,24 @@ class Network:
             if spec["bias"]:
                 self._params[f"{k}.bias"] = [0.0] * fan_out
 
+    def _init_buffers(self) -> None:
+        """Batch norm's running statistics start at mean 0, variance 1, no batch counted."""
+        self._buffers: dict[str, Any] = {}
+        for k, spec in enumerate(self.layers):
+            if spec["type"] == "batch_norm1d":
+                f = spec["num_features"]
+                self._buffers[f"{k}.running_mean"] = [0.0] * f
+                self._buffers[f"{k}.running_var"] = [1.0] * f
+                self._buffers[f"{k}.num_batches_tracked"] = 0
+
     @property
     def in_features(self) -> int:
-        """The width of an input row (that of the first dense layer)."""
-        return next(s["in_features"] for s in self.layers if s["type"] == "dense")
+        """The width of an input row (that of the first dense or normalization layer)."""
+        return next(
+            s["in_features"] if s["type"] == "dense" else s[_FEATURES[s["type"]]]
+            for s in self.layers
+            if s["type"] == "dense" or s["type"] in _FEATURES
+        )
 
     @property
     def out_features(self) -> int:
@@ -104,8 +159,13 @@ class Network:
         """Parameter name -> shape, in parameter order."""
         shapes: dict[str, tuple[int, ...]] = {}
         for name, value in self._params.items():
-            shapes[name] = (len(value), len(value[0])) if name.endswith("weight") else (len(value),)
+            shapes[name] = (len(value), len(value[0])) if self._is_matrix(name) else (len(value),)
         return shapes
+
+    def _is_matrix(self, name: str) -> bool:
+        """Whether parameter ``name`` is a dense layer's weight (a list of rows)."""
+        k, what = name.split(".")
+        return what == "weight" and self.layers[int(k)]["type"] == "dense"
 
     # ------------------------------------------------------------------ parameters
 
@@ -133,24 +193,82 @@ class Network:
         """Replace every parameter; names and shapes must match ``parameters()``."""
         self._params = self._checked(values, "set_parameters")
 
+    def buffers(self) -> dict[str, Any]:
+        """Batch norm's buffers, as torch's state_dict names them: "k.running_mean",
+        "k.running_var" (lists) and "k.num_batches_tracked" (int); deep copies."""
+        return copy.deepcopy(self._buffers)
+
+    def set_buffers(self, values: dict[str, Any]) -> None:
+        """Replace every buffer; names must match ``buffers()``."""
+        values = dict(values)
+        if sorted(values) != sorted(self._buffers):
+            raise ValueError(f"set_buffers: expected the names {list(self._buffers)}")
+        for name, old in self._buffers.items():
+            if name.endswith("num_batches_tracked"):
+                self._buffers[name] = int(values[name])
+            else:
+                self._buffers[name] = as_vector(values[name], f"set_buffers {name!r}", len(old))
+
     # --------------------------------------------------------------------- forward
 
-    def _forward(self, X: Any) -> tuple[list[list[float]], list[list[list[float]]]]:
-        """The outputs, and the input batch of every layer (kept for the backward pass)."""
-        h = as_rows(X, "X", self.in_features)
+    def _forward(
+        self, h: list[list[float]], training: bool
+    ) -> tuple[list[list[float]], list[list[list[float]]], dict[int, Any]]:
+        """The outputs, the input batch of every layer, and the dropout masks by layer (all
+        kept for the backward pass). In training mode this is one training step: batch norm's
+        running statistics move and the forward is counted."""
         inputs = []
+        masks: dict[int, Any] = {}
+        n = len(h)
+        if training and n < 2 and any(s["type"] == "batch_norm1d" for s in self.layers):
+            raise ValueError("BatchNorm1d in training mode needs more than 1 sample per batch")
         for k, spec in enumerate(self.layers):
             inputs.append(h)
-            if spec["type"] == "dense":
+            kind = spec["type"]
+            if kind == "dense":
                 h = dense_forward(h, self._params[f"{k}.weight"], self._params.get(f"{k}.bias"))
+            elif kind == "dropout":
+                if training:
+                    mask = dropout_mask(
+                        spec["p"], self.seed, self.training_forwards, k, n, len(h[0])
+                    )
+                    masks[k] = mask
+                    h = dropout_forward(h, mask, spec["p"])
+            elif kind == "batch_norm1d":
+                gamma, beta = self._params[f"{k}.weight"], self._params[f"{k}.bias"]
+                if training:
+                    x = h
+                    h = batch_norm_forward_train(x, gamma, beta, spec["eps"])
+                    update_running(
+                        x,
+                        self._buffers[f"{k}.running_mean"],
+                        self._buffers[f"{k}.running_var"],
+                        spec["momentum"],
+                    )
+                    self._buffers[f"{k}.num_batches_tracked"] += 1
+                else:
+                    h = batch_norm_forward_infer(
+                        h,
+                        gamma,
+                        beta,
+                        self._buffers[f"{k}.running_mean"],
+                        self._buffers[f"{k}.running_var"],
+                        spec["eps"],
+                    )
+            elif kind == "layer_norm":
+                gamma, beta = self._params[f"{k}.weight"], self._params[f"{k}.bias"]
+                h = layer_norm_forward(h, gamma, beta, spec["eps"])
             else:
                 f, _ = self._functions[k]
                 h = [[f(v) for v in row] for row in h]
-        return h, inputs
+        if training:
+            self.training_forwards += 1
+        return h, inputs, masks
 
     def forward(self, X: Any) -> list[list[float]]:
-        """The network's outputs for a batch ``X`` (n rows of ``in_features``)."""
-        return self._forward(X)[0]
+        """The network's outputs for a batch ``X`` (n rows of ``in_features``), inference
+        mode."""
+        return self._forward(as_rows(X, "X", self.in_features), training=False)[0]
 
     def _targets(self, y: Any, n: int) -> Any:
         if self.loss_spec["type"] == "cross_entropy":
@@ -158,29 +276,48 @@ class Network:
         return as_targets(y, "y", n, self.out_features)
 
     def loss(self, X: Any, y: Any, training: bool = False) -> float:
-        """The mean loss over the batch (``training`` changes nothing here: no dropout)."""
-        outputs = self.forward(X)
-        return loss_value_and_grad(self.loss_spec, outputs, self._targets(y, len(outputs)))[0]
+        """The mean loss over the batch, in inference mode or (``training=True``, a training
+        step of the modes' state as in torch) in training mode."""
+        rows = as_rows(X, "X", self.in_features)
+        targets = self._targets(y, len(rows))
+        outputs = self._forward(rows, training)[0]
+        return loss_value_and_grad(self.loss_spec, outputs, targets)[0]
 
     # -------------------------------------------------------------------- backward
 
     def _loss_and_gradients(self, X: Any, y: Any) -> tuple[float, dict[str, Any]]:
-        outputs, inputs = self._forward(X)
-        value, grad = loss_value_and_grad(self.loss_spec, outputs, self._targets(y, len(outputs)))
+        rows = as_rows(X, "X", self.in_features)
+        targets = self._targets(y, len(rows))
+        outputs, inputs, masks = self._forward(rows, training=True)
+        value, grad = loss_value_and_grad(self.loss_spec, outputs, targets)
         # ``grad`` is ∂L/∂(output of layer k), walking k from the last layer to the first.
         grads: dict[str, Any] = {}
-        first_dense = next(k for k, s in enumerate(self.layers) if s["type"] == "dense")
-        for k in range(len(self.layers) - 1, first_dense - 1, -1):
+        first = next(k for k, s in enumerate(self.layers) if s["type"] in _PARAM_LAYERS)
+        for k in range(len(self.layers) - 1, first - 1, -1):
             spec, x = self.layers[k], inputs[k]
             if spec["type"] == "dense":
                 # ∂L/∂W = gradᵀ x, ∂L/∂b = Σ_batch grad, ∂L/∂x = grad W (dense.py);
-                # the first dense layer's input is data, so its ∂L/∂x is not needed.
+                # the first layer with parameters needs no ∂L/∂x: nothing below it learns.
                 grad_w, grad_b, grad = dense_backward(
-                    x, self._params[f"{k}.weight"], grad, input_grad=k > first_dense
+                    x, self._params[f"{k}.weight"], grad, input_grad=k > first
                 )
                 grads[f"{k}.weight"] = grad_w
                 if spec["bias"]:
                     grads[f"{k}.bias"] = grad_b
+            elif spec["type"] == "dropout":
+                # y = x · m / (1 - p): ∂L/∂x = ∂L/∂y · m / (1 - p) (dropout.py).
+                grad = dropout_backward(grad, masks[k], spec["p"])
+            elif spec["type"] in _FEATURES:
+                # Through γ, β and the statistics of the batch (batch norm, training mode)
+                # or of each row (layer norm) — normalization.py.
+                backward = (
+                    batch_norm_backward if spec["type"] == "batch_norm1d" else layer_norm_backward
+                )
+                grad_gamma, grad_beta, grad = backward(
+                    x, self._params[f"{k}.weight"], grad, spec["eps"]
+                )
+                grads[f"{k}.weight"] = grad_gamma
+                grads[f"{k}.bias"] = grad_beta
             else:
                 # h = f(z) element-wise: ∂L/∂z = ∂L/∂h · f'(z).
                 _, df = self._functions[k]
@@ -200,7 +337,7 @@ class Network:
         # The optimizer works on flat lists: flatten, step, and fold back into rows.
         flat_params, flat_grads = [], []
         for name, value in self._params.items():
-            if name.endswith("weight"):
+            if self._is_matrix(name):
                 flat_params.append([v for row in value for v in row])
                 flat_grads.append([v for row in grads[name] for v in row])
             else:
@@ -208,7 +345,7 @@ class Network:
                 flat_grads.append(grads[name])
         self.optimizer.step(flat_params, flat_grads)
         for (name, value), flat in zip(self._params.items(), flat_params):
-            if name.endswith("weight"):
+            if self._is_matrix(name):
                 width = len(value[0])
                 self._params[name] = [flat[r * width : (r + 1) * width] for r in range(len(value))]
             else:

@@ -22,6 +22,9 @@ LAYER_DEFAULTS: dict[str, dict[str, Any]] = {
     "elu": {"alpha": 1.0},
     "softplus": {"beta": 1.0, "threshold": 20.0},
     "identity": {},
+    "dropout": {"p": 0.5},
+    "batch_norm1d": {"num_features": _REQUIRED, "eps": 1e-5, "momentum": 0.1},
+    "layer_norm": {"normalized_shape": _REQUIRED, "eps": 1e-5},
 }
 
 LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -69,7 +72,7 @@ OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 _BOOL_KEYS = {"bias", "nesterov", "amsgrad", "centered"}
-_INT_KEYS = {"in_features", "out_features"}
+_INT_KEYS = {"in_features", "out_features", "num_features", "normalized_shape"}
 
 
 def _as_dict(item: Any, what: str) -> dict[str, Any]:
@@ -121,7 +124,17 @@ def _complete(item: Any, table: dict[str, dict[str, Any]], what: str) -> dict[st
 
 def layer_spec(item: Any) -> dict[str, Any]:
     """The complete layer spec for a dict, a type name or an object with ``.to_spec()``."""
-    return _complete(item, LAYER_DEFAULTS, "layer")
+    spec = _complete(item, LAYER_DEFAULTS, "layer")
+    kind = spec["type"]
+    if kind == "dropout" and not 0.0 <= spec["p"] < 1.0:
+        raise ValueError(f"layer 'dropout': p must be in [0, 1), got {spec['p']}")
+    if "eps" in spec and not spec["eps"] > 0.0:
+        raise ValueError(f"layer {kind!r}: eps must be > 0, got {spec['eps']}")
+    if kind == "batch_norm1d" and not 0.0 <= spec["momentum"] <= 1.0:
+        raise ValueError(
+            f"layer 'batch_norm1d': momentum must be in [0, 1], got {spec['momentum']}"
+        )
+    return spec
 
 
 def loss_spec(item: Any) -> dict[str, Any]:

@@ -45,7 +45,10 @@ impl Activation {
             LayerSpec::Elu { alpha } => Activation::Elu { alpha },
             LayerSpec::Softplus { beta, threshold } => Activation::Softplus { beta, threshold },
             LayerSpec::Identity => Activation::Identity,
-            LayerSpec::Dense { .. } => return None,
+            LayerSpec::Dense { .. }
+            | LayerSpec::Dropout { .. }
+            | LayerSpec::BatchNorm1d { .. }
+            | LayerSpec::LayerNorm { .. } => return None,
         })
     }
 

@@ -4,10 +4,13 @@
 //! contiguous; a batch of `n` samples of width `w` is a slice of `n * w` elements.
 
 pub mod activation;
+pub mod batch_norm;
 pub mod dense;
+pub mod dropout;
 pub mod error;
 pub mod fpenv;
 pub mod init;
+pub mod layer_norm;
 pub mod loss;
 pub mod matmul;
 pub mod network;

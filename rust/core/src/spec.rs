@@ -37,6 +37,29 @@ pub enum LayerSpec {
         threshold: f64,
     },
     Identity,
+    /// Inverted dropout: in training each value is zeroed with probability `p` and the kept
+    /// ones are scaled by 1/(1-p); identity in inference, as `torch.nn.Dropout`.
+    Dropout {
+        #[serde(default = "half")]
+        p: f64,
+    },
+    /// `torch.nn.BatchNorm1d(num_features, eps, momentum)` with affine weight and bias and
+    /// running statistics: batch statistics in training, running ones in inference.
+    #[serde(rename = "batch_norm1d")]
+    BatchNorm1d {
+        num_features: usize,
+        #[serde(default = "norm_eps")]
+        eps: f64,
+        #[serde(default = "bn_momentum")]
+        momentum: f64,
+    },
+    /// `torch.nn.LayerNorm(normalized_shape, eps)` over each sample's features, with affine
+    /// weight and bias.
+    LayerNorm {
+        normalized_shape: usize,
+        #[serde(default = "norm_eps")]
+        eps: f64,
+    },
 }
 
 /// The loss, mean-reduced, as `torch.nn`'s losses.
@@ -167,6 +190,15 @@ fn yes() -> bool {
 }
 fn one() -> f64 {
     1.0
+}
+fn half() -> f64 {
+    0.5
+}
+fn norm_eps() -> f64 {
+    1e-5
+}
+fn bn_momentum() -> f64 {
+    0.1
 }
 fn twenty() -> f64 {
     20.0

@@ -403,4 +403,72 @@ impl NativeNetwork {
     fn steps(&self) -> u64 {
         dispatch!(&self.inner, net => net.optimizer().steps())
     }
+
+    // ----- Appended for Dropout, BatchNorm1d and LayerNorm (issue 4, item 4): the
+    // training-mode loss and the batch-norm buffers. Conversion only.
+
+    /// Mean loss in training mode: dropout masks drawn, batch-norm running statistics moved.
+    fn training_loss(
+        &mut self,
+        py: Python<'_>,
+        x: &Bound<'_, PyAny>,
+        y: &Bound<'_, PyAny>,
+    ) -> PyResult<f64> {
+        dispatch!(&mut self.inner, net => {
+            let xa = matrix(x, "X")?;
+            let xs = slice(&xa, "X")?;
+            let held = HeldTargets::extract(&net.spec().loss, y)?;
+            let t = held.view()?;
+            let n = xa.shape()[0];
+            py.detach(|| guarded(|| net.training_loss(xs, t, n)))
+        })
+    }
+
+    /// (name, shape, offset) of each running statistic in the flat first part of `buffers()`.
+    fn buffer_info(&self) -> Vec<(String, Vec<usize>, usize)> {
+        dispatch!(&self.inner, net => net
+            .buffer_info()
+            .iter()
+            .map(|p| (p.name.clone(), p.shape.clone(), p.offset))
+            .collect())
+    }
+
+    /// The names "i.num_batches_tracked" of the batch-norm layers, in order.
+    fn tracked_names(&self) -> Vec<String> {
+        dispatch!(&self.inner, net => net.tracked_names().to_vec())
+    }
+
+    /// (flat running statistics of the network's dtype, int64 num_batches_tracked counts).
+    fn buffers(&self, py: Python<'_>) -> (Py<PyAny>, Py<PyAny>) {
+        dispatch!(&self.inner, net => (
+            PyArray1::from_slice(py, net.running_stats()).into_any().unbind(),
+            PyArray1::from_slice(py, net.batches_tracked()).into_any().unbind(),
+        ))
+    }
+
+    /// Replaces the running statistics (flat, network dtype) and the counts (int64).
+    fn set_buffers(
+        &mut self,
+        running: &Bound<'_, PyAny>,
+        tracked: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let ta = flat::<i64>(tracked, "buffers")?;
+        let ts = slice(&ta, "buffers")?;
+        dispatch!(&mut self.inner, net => {
+            let ra = flat(running, "buffers")?;
+            let rs = slice(&ra, "buffers")?;
+            guarded(|| net.set_buffers(rs, ts))
+        })
+    }
+
+    /// Training-mode forwards run so far (the step that keys the next dropout masks).
+    #[getter]
+    fn training_forwards(&self) -> u64 {
+        dispatch!(&self.inner, net => net.training_forwards())
+    }
+
+    #[setter]
+    fn set_training_forwards(&mut self, forwards: u64) {
+        dispatch!(&mut self.inner, net => net.set_training_forwards(forwards))
+    }
 }

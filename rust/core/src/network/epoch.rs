@@ -69,8 +69,22 @@ impl<T: Real> Network<T> {
             return Err(Error::value("batch_size", "must be at least 1, got 0"));
         }
         // Every batch's targets are checked now, so that a bad label cannot stop the epoch
-        // half-way with the network changed.
+        // half-way with the network changed; likewise a last batch too small for batch norm.
         loss::check_targets(&self.spec.loss, targets, n, self.output_width())?;
+        let last_batch = match n % batch_size {
+            0 => batch_size.min(n),
+            rest => rest,
+        };
+        self.check_training_batch(last_batch).map_err(|_| {
+            Error::value(
+                "batch_size",
+                format!(
+                    "BatchNorm1d needs at least 2 samples per training batch, but {n} samples \
+                     in batches of {batch_size} leave a last batch of {last_batch}; choose \
+                     another batch_size"
+                ),
+            )
+        })?;
         let mut batch = std::mem::take(&mut self.batch);
         batch.order.clear();
         batch.order.extend(0..n);

@@ -2,7 +2,10 @@
 //! the flat parameter buffer.
 
 use crate::activation::Activation;
+use crate::batch_norm::BatchNorm;
 use crate::dense::Dense;
+use crate::dropout::Dropout;
+use crate::layer_norm::LayerNorm;
 use crate::{Error, LayerSpec, Result};
 
 /// A layer as the network runs it.
@@ -10,6 +13,19 @@ use crate::{Error, LayerSpec, Result};
 pub enum Layer {
     Dense(Dense),
     Activation(Activation),
+    Dropout(Dropout),
+    BatchNorm(BatchNorm),
+    LayerNorm(LayerNorm),
+}
+
+impl Layer {
+    /// Whether the layer has trainable parameters.
+    pub fn has_params(&self) -> bool {
+        matches!(
+            self,
+            Layer::Dense(_) | Layer::BatchNorm(_) | Layer::LayerNorm(_)
+        )
+    }
 }
 
 /// A named parameter tensor inside the flat parameter buffer (torch's `Sequential` naming).
@@ -40,6 +56,12 @@ pub(super) struct Layout {
     pub widths: Vec<usize>,
     pub param_info: Vec<ParamInfo>,
     pub n_params: usize,
+    /// Running means and variances of the batch-norm layers, in one flat buffer (not
+    /// parameters: the optimizer never sees them).
+    pub buffer_info: Vec<ParamInfo>,
+    pub n_buffers: usize,
+    /// "i.num_batches_tracked" of each batch-norm layer, in order.
+    pub tracked_names: Vec<String>,
 }
 
 fn dense_error(i: usize, message: String) -> Error {
@@ -52,13 +74,21 @@ pub(super) fn build_layers(specs: &[LayerSpec]) -> Result<Layout> {
         .iter()
         .find_map(|s| match s {
             LayerSpec::Dense { in_features, .. } => Some(*in_features),
+            LayerSpec::BatchNorm1d { num_features, .. } => Some(*num_features),
+            LayerSpec::LayerNorm {
+                normalized_shape, ..
+            } => Some(*normalized_shape),
             _ => None,
         })
+        .filter(|_| specs.iter().any(|s| matches!(s, LayerSpec::Dense { .. })))
         .ok_or_else(|| Error::spec("layers", "the network needs at least one Dense layer"))?;
     let mut widths = vec![first_width];
     let mut layers = Vec::with_capacity(specs.len());
     let mut param_info = Vec::new();
     let mut offset = 0usize;
+    let mut buffer_info = Vec::new();
+    let mut n_buffers = 0usize;
+    let mut tracked_names = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
         let width = widths[widths.len() - 1];
         let layer = match *spec {
@@ -110,6 +140,70 @@ pub(super) fn build_layers(specs: &[LayerSpec]) -> Result<Layout> {
                 offset += dense.n_params();
                 Layer::Dense(dense)
             }
+            LayerSpec::Dropout { p } => {
+                if !(0.0..1.0).contains(&p) {
+                    return Err(dense_error(
+                        i,
+                        format!("Dropout p must be in [0, 1), got {p}"),
+                    ));
+                }
+                Layer::Dropout(Dropout { p, layer: i })
+            }
+            LayerSpec::BatchNorm1d {
+                num_features,
+                eps,
+                momentum,
+            } => {
+                check_norm(i, "BatchNorm1d", "num_features", num_features, width, eps)?;
+                if !(0.0..=1.0).contains(&momentum) {
+                    return Err(dense_error(
+                        i,
+                        format!("BatchNorm1d momentum must be in [0, 1], got {momentum}"),
+                    ));
+                }
+                let (weight_offset, bias_offset) =
+                    push_affine(&mut param_info, &mut offset, i, num_features);
+                for (k, what) in ["running_mean", "running_var"].iter().enumerate() {
+                    buffer_info.push(ParamInfo {
+                        name: format!("{i}.{what}"),
+                        shape: vec![num_features],
+                        offset: n_buffers + k * num_features,
+                    });
+                }
+                let bn = BatchNorm {
+                    features: num_features,
+                    eps,
+                    momentum,
+                    weight_offset,
+                    bias_offset,
+                    buffer_offset: n_buffers,
+                    ordinal: tracked_names.len(),
+                };
+                n_buffers += 2 * num_features;
+                tracked_names.push(format!("{i}.num_batches_tracked"));
+                Layer::BatchNorm(bn)
+            }
+            LayerSpec::LayerNorm {
+                normalized_shape,
+                eps,
+            } => {
+                check_norm(
+                    i,
+                    "LayerNorm",
+                    "normalized_shape",
+                    normalized_shape,
+                    width,
+                    eps,
+                )?;
+                let (weight_offset, bias_offset) =
+                    push_affine(&mut param_info, &mut offset, i, normalized_shape);
+                Layer::LayerNorm(LayerNorm {
+                    features: normalized_shape,
+                    eps,
+                    weight_offset,
+                    bias_offset,
+                })
+            }
             ref other => match Activation::from_spec(other) {
                 Some(a) => Layer::Activation(a),
                 None => return Err(dense_error(i, "unknown layer".to_string())),
@@ -117,7 +211,10 @@ pub(super) fn build_layers(specs: &[LayerSpec]) -> Result<Layout> {
         };
         widths.push(match layer {
             Layer::Dense(d) => d.out_features,
-            Layer::Activation(_) => width,
+            Layer::Activation(_)
+            | Layer::Dropout(_)
+            | Layer::BatchNorm(_)
+            | Layer::LayerNorm(_) => width,
         });
         layers.push(layer);
     }
@@ -126,5 +223,52 @@ pub(super) fn build_layers(specs: &[LayerSpec]) -> Result<Layout> {
         widths,
         param_info,
         n_params: offset,
+        buffer_info,
+        n_buffers,
+        tracked_names,
     })
+}
+
+/// A normalization layer's feature count must be the incoming width and its eps positive.
+fn check_norm(
+    i: usize,
+    kind: &str,
+    arg: &str,
+    features: usize,
+    width: usize,
+    eps: f64,
+) -> Result<()> {
+    if features != width {
+        return Err(dense_error(
+            i,
+            format!("{kind} {arg} is {features} but the layer before gives {width} features"),
+        ));
+    }
+    if !(eps.is_finite() && eps > 0.0) {
+        return Err(dense_error(
+            i,
+            format!("{kind} eps must be a finite number > 0, got {eps}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Places the weight γ and bias β (`features` each) of a normalization layer `i` at `offset`,
+/// names them as torch ("i.weight", "i.bias"), and returns their offsets.
+fn push_affine(
+    param_info: &mut Vec<ParamInfo>,
+    offset: &mut usize,
+    i: usize,
+    features: usize,
+) -> (usize, usize) {
+    let (w, b) = (*offset, *offset + features);
+    for (name, at) in [("weight", w), ("bias", b)] {
+        param_info.push(ParamInfo {
+            name: format!("{i}.{name}"),
+            shape: vec![features],
+            offset: at,
+        });
+    }
+    *offset += 2 * features;
+    (w, b)
 }

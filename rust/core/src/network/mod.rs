@@ -1,6 +1,7 @@
 //! A sequential network: its layers, one flat buffer each of parameters and gradients, the
 //! optimizer's state, and per-batch work buffers that are sized once and then reused.
 
+mod buffers;
 mod epoch;
 mod layout;
 mod parallel;
@@ -46,6 +47,8 @@ pub struct Network<T> {
     grad_stats: GradStats,
     /// Largest global gradient norm a step may apply; larger ones are scaled down to it.
     clip_grad_norm: Option<f64>,
+    /// Batch-norm running statistics and the dropout masks' step (network/buffers.rs).
+    training: buffers::TrainingState<T>,
 }
 
 impl<T: Real> Network<T> {
@@ -56,6 +59,9 @@ impl<T: Real> Network<T> {
             widths,
             param_info,
             n_params,
+            buffer_info,
+            n_buffers,
+            tracked_names,
         } = build_layers(&spec.layers)?;
         let mut rng = Rng::new(spec.seed);
         let mut params = vec![T::zero(); n_params];
@@ -68,6 +74,7 @@ impl<T: Real> Network<T> {
                 init_dense(d, next, &mut rng, &mut params);
             }
         }
+        buffers::init_norm(&layers, &mut params);
         let optimizer = Optimizer::new(spec.optimizer.clone(), n_params);
         Ok(Network {
             spec,
@@ -84,6 +91,7 @@ impl<T: Real> Network<T> {
             scratch: ScratchPool::default(),
             grad_stats: GradStats::default(),
             clip_grad_norm: None,
+            training: buffers::TrainingState::new(buffer_info, n_buffers, tracked_names),
         })
     }
 
@@ -155,7 +163,9 @@ impl<T: Real> Network<T> {
             layers: &self.layers,
             widths: &self.widths,
             params: &self.params,
+            buffers: self.training.running(),
             loss: &self.spec.loss,
+            key: Default::default(),
         }
     }
 
@@ -221,18 +231,31 @@ impl<T: Real> Network<T> {
     pub fn gradients(&mut self, x: &[T], targets: Targets<'_, T>, n: usize) -> Result<f64> {
         self.check_input(x, n)?;
         loss::check_targets(&self.spec.loss, targets, n, self.output_width())?;
-        let p = parts(n, self.macs_per_row(), threads::num_threads());
+        self.check_training_batch(n)?;
+        // Batch norm needs the statistics of the whole batch: a network with it runs a step
+        // on one thread (its products still use the pool). Dropout's masks are keyed by the
+        // global row, so any split gives the same masks.
+        let p = if self.training.has_batch_norm() {
+            1
+        } else {
+            parts(n, self.macs_per_row(), threads::num_threads())
+        };
         let model = Model {
             layers: &self.layers,
             widths: &self.widths,
             params: &self.params,
+            buffers: self.training.running(),
             loss: &self.spec.loss,
+            key: self.training.key(self.spec.seed),
         };
-        if p == 1 {
-            return model.gradients(&mut self.work, &mut self.grads, x, targets, n, true);
-        }
-        self.replicas.resize_with(p, Replica::default);
-        split_gradients(model, &mut self.replicas, &mut self.grads, x, targets, n)
+        let value = if p == 1 {
+            model.gradients(&mut self.work, &mut self.grads, x, targets, n, true)?
+        } else {
+            self.replicas.resize_with(p, Replica::default);
+            split_gradients(model, &mut self.replicas, &mut self.grads, x, targets, n)?
+        };
+        self.finish_training_forward(x, n);
+        Ok(value)
     }
 
     /// One forward, backward and optimizer step on `n` samples; returns the loss before the step.

@@ -2,19 +2,23 @@
 //! layer by layer down to every parameter's gradient, over caller-owned buffers.
 
 use super::layout::Layer;
+use crate::dropout::MaskKey;
 use crate::loss::{self, Targets};
 use crate::{LossSpec, Real, Result};
 
 /// Rows per chunk when running inference, so memory stays bounded for any input size.
 pub(super) const INFERENCE_CHUNK: usize = 256;
 
-/// What one pass reads: the layers, their widths, the parameters and the loss.
+/// What one pass reads: the layers, their widths, the parameters, the batch-norm running
+/// statistics (inference) and the loss; and, for a training pass, what fixes its dropout masks.
 #[derive(Clone, Copy)]
 pub(super) struct Model<'a, T> {
     pub layers: &'a [Layer],
     pub widths: &'a [usize],
     pub params: &'a [T],
+    pub buffers: &'a [T],
     pub loss: &'a LossSpec,
+    pub key: MaskKey,
 }
 
 /// Buffers of one training pass over up to `rows` samples, kept between steps.
@@ -26,6 +30,8 @@ pub(super) struct Work<T> {
     /// ∂L/∂(output of the current layer) and of its input, swapped layer by layer.
     delta: Vec<T>,
     delta_next: Vec<T>,
+    /// Per-feature statistics of a normalization layer (4 × the widest layer, f64).
+    pub stats: Vec<f64>,
 }
 
 /// Two ping-pong buffers for inference, which keeps no layer's output.
@@ -49,6 +55,16 @@ impl<T: Real> Work<T> {
             .collect();
         self.delta = vec![T::zero(); rows * max_width];
         self.delta_next = vec![T::zero(); rows * max_width];
+        self.stats = vec![0.0; 4 * max_width];
+    }
+
+    /// The input of layer `i` in the last training forward (`x` for the first layer).
+    pub fn input<'a>(&'a self, x: &'a [T], i: usize) -> &'a [T] {
+        if i == 0 {
+            x
+        } else {
+            &self.outputs[i - 1]
+        }
     }
 }
 
@@ -61,13 +77,16 @@ impl<T: Real> Model<'_, T> {
         self.widths[self.widths.len() - 1]
     }
 
+    /// Layer `i` in inference mode: dropout is the identity, batch norm uses the running
+    /// statistics.
     fn run_layer(&self, i: usize, input: &[T], n: usize, output: &mut [T], parallel: bool) {
+        let len = n * self.widths[i];
         match &self.layers[i] {
             Layer::Dense(d) => d.forward(self.params, input, n, output, parallel),
-            Layer::Activation(a) => {
-                let len = n * self.widths[i];
-                a.forward(&input[..len], &mut output[..len])
-            }
+            Layer::Activation(a) => a.forward(&input[..len], &mut output[..len]),
+            Layer::Dropout(_) => output[..len].copy_from_slice(&input[..len]),
+            Layer::BatchNorm(b) => b.forward_infer(self.params, self.buffers, input, n, output),
+            Layer::LayerNorm(l) => l.forward(self.params, input, n, output),
         }
     }
 
@@ -104,11 +123,20 @@ impl<T: Real> Model<'_, T> {
     }
 
     /// Training-mode forward of `n` samples, keeping every layer's output in `work`.
+    /// Dropout draws its masks from `self.key`; batch norm normalizes by the batch's own
+    /// statistics (the network moves its running statistics afterwards).
     fn forward_train(&self, work: &mut Work<T>, x: &[T], n: usize, parallel: bool) {
         for i in 0..self.layers.len() {
             let (before, rest) = work.outputs.split_at_mut(i);
             let input: &[T] = if i == 0 { x } else { &before[i - 1] };
-            self.run_layer(i, input, n, &mut rest[0], parallel);
+            let output = &mut rest[0];
+            match &self.layers[i] {
+                Layer::Dropout(d) => d.forward(self.key, input, n, self.widths[i], output),
+                Layer::BatchNorm(b) => {
+                    b.forward_train(self.params, input, n, &mut work.stats, output)
+                }
+                _ => self.run_layer(i, input, n, output, parallel),
+            }
         }
     }
 
@@ -118,21 +146,20 @@ impl<T: Real> Model<'_, T> {
             outputs,
             delta,
             delta_next,
+            stats,
             ..
         } = work;
         for i in (0..self.layers.len()).rev() {
             let input: &[T] = if i == 0 { x } else { &outputs[i - 1] };
             // The input's gradient is only needed when a layer below it has parameters.
-            let need_dx = self.layers[..i]
-                .iter()
-                .any(|l| matches!(l, Layer::Dense(_)));
+            let need_dx = self.layers[..i].iter().any(Layer::has_params);
+            let len = n * self.widths[i];
             match &self.layers[i] {
                 Layer::Dense(d) => {
                     let dx = need_dx.then_some(&mut delta_next[..]);
                     d.backward(self.params, input, n, &delta[..], grads, dx, parallel);
                 }
                 Layer::Activation(a) if need_dx => {
-                    let len = n * self.widths[i];
                     a.backward(
                         &input[..len],
                         &outputs[i][..len],
@@ -140,7 +167,18 @@ impl<T: Real> Model<'_, T> {
                         &mut delta_next[..len],
                     );
                 }
-                Layer::Activation(_) => {}
+                Layer::Dropout(d) if need_dx => {
+                    d.backward(self.key, &delta[..len], n, self.widths[i], delta_next)
+                }
+                Layer::Activation(_) | Layer::Dropout(_) => {}
+                Layer::BatchNorm(b) => {
+                    let dx = need_dx.then_some(&mut delta_next[..]);
+                    b.backward(self.params, input, n, &delta[..], stats, grads, dx);
+                }
+                Layer::LayerNorm(l) => {
+                    let dx = need_dx.then_some(&mut delta_next[..]);
+                    l.backward(self.params, input, n, &delta[..], stats, grads, dx);
+                }
             }
             if !need_dx {
                 break;
@@ -174,5 +212,21 @@ impl<T: Real> Model<'_, T> {
         )?;
         self.backward(work, grads, x, n, parallel);
         Ok(value)
+    }
+
+    /// The mean loss of `n` samples in training mode (forward only), the layers' outputs left
+    /// in `work` as by `gradients`.
+    pub fn training_loss(
+        &self,
+        work: &mut Work<T>,
+        x: &[T],
+        targets: Targets<'_, T>,
+        n: usize,
+    ) -> Result<f64> {
+        work.ensure(n, self.widths);
+        self.forward_train(work, x, n, true);
+        let w = self.output_width();
+        let last = self.layers.len() - 1;
+        loss::evaluate(self.loss, &work.outputs[last][..n * w], n, w, targets, None)
     }
 }
