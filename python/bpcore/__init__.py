@@ -5,13 +5,23 @@
 """
 
 from bpcore.bpcore import TrainingDivergedError, get_num_threads, set_num_threads
+from bpcore.callbacks import (
+    Callback,
+    EarlyStopping,
+    LearningRateScheduler,
+    ReduceLROnPlateau,
+)
+from bpcore.explain import Explanation, explain
 from bpcore.history import History
 from bpcore.layers import (
     ELU,
     GELU,
+    BatchNorm1d,
     Dense,
+    Dropout,
     Identity,
     Layer,
+    LayerNorm,
     LeakyReLU,
     ReLU,
     Sigmoid,
@@ -28,6 +38,8 @@ from bpcore.losses import (
 )
 from bpcore.network import Network
 from bpcore.optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from bpcore.schedules import CosineAnnealingLR, ExponentialLR, Schedule, StepLR
+from bpcore.training import GradientWarning
 
 __version__ = "0.1.0"
 
@@ -39,24 +51,38 @@ __all__ = [
     "Adam",
     "AdamW",
     "BCEWithLogitsLoss",
+    "BatchNorm1d",
+    "Callback",
+    "CosineAnnealingLR",
     "CrossEntropyLoss",
     "Dense",
+    "Dropout",
+    "EarlyStopping",
+    "Explanation",
+    "ExponentialLR",
+    "GradientWarning",
     "History",
     "HuberLoss",
     "Identity",
     "L1Loss",
     "Layer",
+    "LayerNorm",
     "LeakyReLU",
+    "LearningRateScheduler",
     "Loss",
     "MSELoss",
     "Network",
     "Optimizer",
     "RMSprop",
     "ReLU",
+    "ReduceLROnPlateau",
+    "Schedule",
     "Sigmoid",
     "Softplus",
+    "StepLR",
     "Tanh",
     "TrainingDivergedError",
+    "explain",
     "get_num_threads",
     "set_num_threads",
 ]

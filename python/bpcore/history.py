@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 
 class History:
-    """Per-epoch training records, as Keras's History.
+    """Per-epoch training records, as Keras's History, plus the gradients' health.
 
-    `history` maps a metric name ("loss", ...) to its list of per-epoch values; `epoch` lists
-    the epoch numbers (counting on across repeated `fit` calls on one network).
+    Attributes:
+        history: metric name -> list of per-epoch values: "loss" (mean training loss over the
+            epoch's batches), each metric ("accuracy", "mae", "r2", computed on the training data
+            in inference mode after the epoch), "val_loss" and "val_" + metric (with validation),
+            "lr" (the learning rate used during the epoch) and "time" (seconds of the epoch).
+        epoch: the epoch numbers, from 1, counting on across repeated `fit` calls on one network.
+        grad_norms: parameter name -> per-epoch mean L2 norm of its gradient over the epoch's
+            optimizer steps (vanishing or exploding gradients show here).
+        update_ratios: parameter name -> per-epoch ‖Δp‖ / ‖p‖, how far the epoch moved the
+            tensor relative to its size (~1e-3 per epoch is a healthy order of magnitude).
     """
 
     def __init__(self) -> None:
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
+        self.grad_norms: dict[str, list[float]] = {}
+        self.update_ratios: dict[str, list[float]] = {}
 
     def record(self, epoch: int, **values: float) -> None:
         """Appends one epoch's values."""
@@ -20,8 +33,24 @@ class History:
         for name, value in values.items():
             self.history.setdefault(name, []).append(float(value))
 
+    def record_tensors(
+        self, names: Sequence[str], grad_norms: Sequence[float], update_ratios: Sequence[float]
+    ) -> None:
+        """Appends one epoch's per-parameter gradient norms and update ratios."""
+        for name, g, r in zip(names, grad_norms, update_ratios):
+            self.grad_norms.setdefault(name, []).append(float(g))
+            self.update_ratios.setdefault(name, []).append(float(r))
+
     def __getitem__(self, name: str) -> list[float]:
         return self.history[name]
+
+    def plot(self, path: Any = None, show: bool = False) -> Any:
+        """Draws loss and metrics (train and validation) and the per-parameter gradient norms on
+        a log scale; saves a PNG at `path` when given, shows the window when `show`; returns the
+        matplotlib Figure. Needs matplotlib: ``pip install bpcore[plot]``."""
+        from bpcore.plotting import plot_history
+
+        return plot_history(self, path=path, show=show)
 
     def __repr__(self) -> str:
         keys = ", ".join(self.history)

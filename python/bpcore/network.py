@@ -5,19 +5,21 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from bpcore import training
 from bpcore._arrays import as_dtype, as_inputs, as_labels, as_values
-from bpcore._checks import boolean, positive_int
+from bpcore._checks import boolean
 from bpcore.bpcore import NativeNetwork
+from bpcore.callbacks import Callback
 from bpcore.history import History
 from bpcore.layers import Layer
 from bpcore.losses import Loss, LossLike, get_loss
 from bpcore.optimizers import Optimizer, get_optimizer
+from bpcore.schedules import Schedule
 
 
 def _check_seed(seed: Any) -> int:
@@ -26,6 +28,11 @@ def _check_seed(seed: Any) -> int:
     if not 0 <= seed < 2**64:
         raise ValueError(f"seed: must be in [0, 2**64), got {seed}")
     return int(seed)
+
+
+def _as_numpy(value: Any) -> np.ndarray:
+    """An array from a NumPy array, a nested list, or a torch tensor (any device)."""
+    return np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
 
 
 class Network:
@@ -78,6 +85,8 @@ class Network:
         }
         self._native = NativeNetwork(json.dumps(spec), self._dtype.name)
         self._epochs_done = 0
+        #: Set to True by a callback to stop `fit` after the current epoch.
+        self.stop_training = False
 
     # ----- description -------------------------------------------------------------------
 
@@ -169,11 +178,7 @@ class Network:
             )
         parts = []
         for name, shape, _ in info:
-            a = np.asarray(
-                values[name].detach().cpu().numpy()
-                if hasattr(values[name], "detach")
-                else values[name]
-            )
+            a = _as_numpy(values[name])
             if a.dtype.kind not in "biuf":
                 raise TypeError(f"{arg}[{name!r}]: expected numbers, got dtype {a.dtype}")
             if a.shape != tuple(shape):
@@ -192,12 +197,17 @@ class Network:
     def loss(self, X: Any, y: Any, training: bool = False) -> float:
         """The mean loss over the batch.
 
-        `training=True` evaluates the training objective (the mode of `gradients`); the layers
-        there are now behave the same in both modes.
+        By default in inference mode (dropout off, batch norm by its running statistics), with no
+        side effect. `training=True` evaluates the training objective, the mode of `gradients`:
+        like any training-mode forward in torch it draws new dropout masks and moves batch norm's
+        running statistics (and counts the batch).
         """
         boolean(training, "training")
         x = self._x(X)
-        return float(self._native.loss(x, self._y(y, x.shape[0])))
+        t = self._y(y, x.shape[0])
+        if training:
+            return float(self._native.training_loss(x, t))
+        return float(self._native.loss(x, t))
 
     def gradients(self, X: Any, y: Any) -> dict[str, np.ndarray]:
         """∂loss/∂parameter for every parameter (training mode), without an update."""
@@ -215,28 +225,79 @@ class Network:
         self._native.apply_gradients(self._flatten(gradients, "gradients"))
 
     def fit(
-        self, X: Any, y: Any, epochs: int = 1, batch_size: int = 32, shuffle: bool = True
+        self,
+        X: Any,
+        y: Any,
+        epochs: int = 1,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        validation_split: float = 0.0,
+        validation_data: tuple[Any, Any] | None = None,
+        metrics: Sequence[str] | None = None,
+        callbacks: Sequence[Callback] | None = None,
+        schedule: Schedule | None = None,
+        clip_grad_norm: float | None = None,
+        progress: bool | None = None,
+        sample_weight: Any = None,
     ) -> History:
-        """Trains by mini-batch backpropagation; returns the History of per-epoch losses.
+        """Trains by mini-batch backpropagation for `epochs` epochs; returns a History.
 
-        Each epoch runs in Rust with the GIL released; the samples are shuffled by the network's
-        seeded generator when `shuffle`. Calling fit again continues from where it stopped, with
-        the optimizer's state. Ctrl-C stops within a batch and leaves the network usable.
+        Each epoch's batches run in Rust with the GIL released; the samples are shuffled by the
+        network's seeded generator when `shuffle` (same seed and data, same result). Calling fit
+        again continues where it stopped: epoch numbers count on and the optimizer's state
+        carries over. Ctrl-C stops within a batch and leaves the network usable.
+
+        Args:
+            X, y: training inputs (n, n_features) and targets (labels for cross_entropy).
+            epochs, batch_size, shuffle: as Keras; the last batch is smaller when batch_size
+                does not divide the number of samples.
+            validation_split: a fraction in [0, 1): the *last* samples, taken before shuffling
+                (as Keras), are held out for validation.
+            validation_data: (X_val, y_val) to validate on instead (not with validation_split).
+            metrics: names from "accuracy" (classification losses; the default there) and
+                "mae", "r2" (regression losses; none by default). The training metrics are
+                computed after each epoch on the training data in inference mode; the "loss" is
+                the mean over the epoch's batches during training, as Keras reports it.
+            callbacks: `bpcore.callbacks.Callback` objects (EarlyStopping, ReduceLROnPlateau,
+                LearningRateScheduler, or your own; see that module for the protocol).
+            schedule: a per-epoch learning-rate schedule (StepLR, ExponentialLR,
+                CosineAnnealingLR), stepped after every epoch as torch's scheduler.step().
+            clip_grad_norm: clip the gradients' global L2 norm to this at every step during
+                this fit (torch's clip_grad_norm_); None keeps the network's setting.
+            progress: a progress bar on stderr: None shows it when stderr is a terminal,
+                True always, False never.
+            sample_weight: not supported yet; only None is accepted.
+
+        Returns:
+            History: per-epoch "loss", metrics, "val_loss" and "val_" metrics (with validation),
+            "lr" (the learning rate used in the epoch), "time" (seconds, with metrics and
+            validation), and per-parameter `grad_norms` and `update_ratios`.
+
+        Warns:
+            GradientWarning (once per fit, kind and tensor) when a weight tensor's mean gradient
+            norm in an epoch is below 1e-7 (vanishing) or above 1e3 (exploding).
+
+        Raises:
+            TrainingDivergedError: a step's loss or gradient was NaN or infinite; the message
+                names the epoch and batch (a RuntimeWarning says so first), and the network
+                keeps the weights of the last finite step.
         """
-        epochs = positive_int(epochs, "epochs")
-        batch_size = positive_int(batch_size, "batch_size")
-        shuffle = boolean(shuffle, "shuffle")
-        x = self._x(X)
-        t = self._y(y, x.shape[0])
-        history = History()
-        for _ in range(epochs):
-            start = time.perf_counter()
-            epoch = self._native.fit_epoch(x, t, batch_size, shuffle)
-            self._epochs_done += 1
-            history.record(
-                self._epochs_done, loss=epoch["loss"], lr=self.lr, time=time.perf_counter() - start
-            )
-        return history
+        return training.fit(
+            self,
+            X,
+            y,
+            epochs=epochs,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            validation_split=validation_split,
+            validation_data=validation_data,
+            metrics=metrics,
+            callbacks=callbacks,
+            schedule=schedule,
+            clip_grad_norm=clip_grad_norm,
+            progress=progress,
+            sample_weight=sample_weight,
+        )
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities: softmax of the outputs for cross_entropy, sigmoid for
@@ -283,3 +344,61 @@ class Network:
     def set_parameters(self, parameters: Mapping[str, Any]) -> None:
         """Replaces all parameters; names and shapes must match `parameters()`'s."""
         self._native.set_params(self._flatten(parameters, "parameters"))
+
+    def buffers(self) -> dict[str, np.ndarray]:
+        """Copies of the batch-norm layers' buffers, by torch's state_dict names: per layer i,
+        "i.running_mean" and "i.running_var" (num_features,) and "i.num_batches_tracked" (an int64
+        0-d array). Empty for a network without BatchNorm1d. Not parameters: the optimizer never
+        changes them."""
+        running, tracked = self._native.buffers()
+        info = self._native.buffer_info()
+        out: dict[str, np.ndarray] = {}
+        for k, counter in enumerate(self._native.tracked_names()):
+            for name, shape, offset in info[2 * k : 2 * k + 2]:
+                out[name] = running[offset : offset + math.prod(shape)].reshape(shape).copy()
+            out[counter] = np.array(tracked[k], dtype=np.int64)
+        return out
+
+    def set_buffers(self, buffers: Mapping[str, Any]) -> None:
+        """Replaces the batch-norm buffers; names and shapes must match `buffers()`'s. Running
+        statistics must be finite (variances >= 0), counts integers >= 0. On error nothing
+        changes."""
+        if not isinstance(buffers, Mapping):
+            raise TypeError(
+                f"buffers: expected a dict of name -> array, got {type(buffers).__name__}"
+            )
+        info = self._native.buffer_info()
+        counters = self._native.tracked_names()
+        names = [name for name, _, _ in info] + list(counters)
+        missing = [name for name in names if name not in buffers]
+        unknown = [name for name in buffers if name not in names]
+        if missing or unknown:
+            raise ValueError(
+                f"buffers: names do not match the network's buffers "
+                f"(missing {missing}, unknown {unknown}); expected {names}"
+            )
+        parts = []
+        for name, shape, _ in info:
+            a = _as_numpy(buffers[name])
+            if a.dtype.kind not in "biuf":
+                raise TypeError(f"buffers[{name!r}]: expected numbers, got dtype {a.dtype}")
+            if a.shape != tuple(shape):
+                raise ValueError(f"buffers[{name!r}]: expected shape {tuple(shape)}, got {a.shape}")
+            parts.append(a.astype(self.dtype, copy=False).ravel())
+        counts = []
+        for name in counters:
+            a = _as_numpy(buffers[name])
+            if a.shape != ():
+                raise ValueError(
+                    f"buffers[{name!r}]: expected a single integer (shape ()), got {a.shape}"
+                )
+            if a.dtype.kind not in "iu":
+                raise TypeError(f"buffers[{name!r}]: expected an integer, got dtype {a.dtype}")
+            counts.append(int(a))
+        running = np.ascontiguousarray(
+            np.concatenate(parts) if parts else np.zeros(0), dtype=self.dtype
+        )
+        for c in counts:
+            if not 0 <= c < 2**63:
+                raise ValueError(f"buffers: num_batches_tracked must be >= 0, got {c}")
+        self._native.set_buffers(running, np.array(counts, dtype=np.int64))

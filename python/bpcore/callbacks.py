@@ -1,0 +1,303 @@
+"""Callbacks: code that `Network.fit` calls at fixed points of training, as Keras's.
+
+The protocol — subclass `Callback` and override any of:
+
+- ``on_train_begin(logs)``: once, before the first epoch. ``logs`` holds ``"epochs"``,
+  ``"batch_size"``, ``"samples"`` (training samples) and ``"log_keys"`` (the names every
+  epoch's logs will have, e.g. ``["loss", "accuracy", "val_loss", "val_accuracy", "lr",
+  "time"]``).
+- ``on_epoch_begin(epoch, logs)``: before each epoch; ``logs`` is ``{"lr": current lr}``.
+- ``on_batch_end(batch, logs)``: while an epoch runs. Batches run in Rust with the GIL
+  released, so this is **not** called after every batch: it is called at the progress ticks,
+  about every 0.2 s, with ``batch`` = batches done so far in the epoch and ``logs`` =
+  ``{"loss": mean training loss so far, "samples": samples done, "batches": batches done}``.
+  An epoch shorter than a tick may call it not at all.
+- ``on_epoch_end(epoch, logs)``: after each epoch; ``logs`` has that epoch's values (the
+  ``log_keys``). Returning ``True`` — or setting ``self.network.stop_training = True``, here or
+  in any other hook — stops training after this epoch. Callbacks run in list order and see the
+  same ``logs`` dict: a change made by one is seen by the next and recorded in the History.
+- ``on_train_end(logs)``: once, after the last epoch (also after an early stop); ``logs`` are the
+  last epoch's.
+
+``epoch`` is the 0-based index of the epoch, counting across repeated `fit` calls on one
+network (Keras's convention); the History's ``epoch`` list and messages count from 1.
+`fit` calls ``set_network(net)`` on every callback before ``on_train_begin``.
+
+A ``monitor`` (EarlyStopping, ReduceLROnPlateau) that is not among the logs' keys raises
+ValueError naming it and the available keys — at ``on_train_begin``, before any training, so a
+typo or a ``"val_loss"`` without validation data never silently disables the callback.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bpcore._checks import real
+
+if TYPE_CHECKING:
+    from bpcore.network import Network
+
+Logs = dict[str, Any]
+
+_MAX_MODE_METRICS = ("accuracy", "acc", "r2")
+
+
+class Callback:
+    """Base of all callbacks; every hook does nothing. See the module's docstring."""
+
+    def __init__(self) -> None:
+        self.network: Network | None = None
+
+    def set_network(self, network: Network) -> None:
+        """Gives the callback the network being trained (called by fit)."""
+        self.network = network
+
+    def on_train_begin(self, logs: Logs) -> None:
+        """Called once before the first epoch."""
+
+    def on_epoch_begin(self, epoch: int, logs: Logs) -> None:
+        """Called before each epoch (0-based `epoch`)."""
+
+    def on_batch_end(self, batch: int, logs: Logs) -> None:
+        """Called at the progress ticks (about every 0.2 s), not after every batch."""
+
+    def on_epoch_end(self, epoch: int, logs: Logs) -> bool | None:
+        """Called after each epoch; return True to stop training."""
+        return None
+
+    def on_train_end(self, logs: Logs) -> None:
+        """Called once after the last epoch."""
+
+
+def _set_lr(network: Network, value: Any, who: str) -> None:
+    """Sets the optimizer's learning rate (>= 0, as torch allows 0) or raises naming `who`."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (numbers.Real, np.floating))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(f"{who}: the learning rate must be a finite number >= 0, got {value!r}")
+    network._native.lr = float(value)
+
+
+def _resolve_mode(mode: str, monitor: str) -> str:
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode: expected 'auto', 'min' or 'max', got {mode!r}")
+    if mode != "auto":
+        return mode
+    name = monitor[4:] if monitor.startswith("val_") else monitor
+    return "max" if name in _MAX_MODE_METRICS or name.endswith("accuracy") else "min"
+
+
+class _Monitoring(Callback):
+    """A callback that watches one value of the epoch logs."""
+
+    def __init__(self, monitor: str, mode: str, min_delta: float) -> None:
+        super().__init__()
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor: expected a log name, got {type(monitor).__name__}")
+        self.monitor = monitor
+        self.mode = _resolve_mode(mode, monitor)
+        self.min_delta = abs(real(min_delta, "min_delta"))
+
+    def _check_keys(self, keys: Any) -> None:
+        if keys is not None and self.monitor not in keys:
+            raise ValueError(
+                f"{type(self).__name__}: monitor={self.monitor!r} is not in the training logs "
+                f"{list(keys)}"
+                + (
+                    " (val_ values need validation_split or validation_data)"
+                    if self.monitor.startswith("val_")
+                    else ""
+                )
+            )
+
+    def _current(self, logs: Logs) -> float:
+        if self.monitor not in logs:
+            self._check_keys(list(logs))
+        return float(logs[self.monitor])
+
+    def _better(self, current: float, best: float) -> bool:
+        """Keras's rule: an improvement by more than min_delta."""
+        if self.mode == "min":
+            return current < best - self.min_delta
+        return current > best + self.min_delta
+
+    def _worst(self) -> float:
+        return math.inf if self.mode == "min" else -math.inf
+
+
+class EarlyStopping(_Monitoring):
+    """Stops training when `monitor` has not improved for `patience` epochs (Keras's rule).
+
+    An epoch improves when the value beats the best so far by more than `min_delta` (lower in
+    mode "min", higher in "max"; "auto" takes "max" for accuracy and r2, else "min"). After
+    `patience` epochs in a row without improvement, training stops. With
+    `restore_best_weights`, the parameters of the best epoch are put back when training ends
+    (whether it stopped early or not, as Keras 3).
+
+    Attributes after training: `best` (the best value), `best_epoch` (its 0-based epoch),
+    `stopped_epoch` (the 0-based epoch training stopped after, or None).
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        patience: int = 3,
+        min_delta: float = 0.0,
+        mode: str = "auto",
+        restore_best_weights: bool = False,
+    ) -> None:
+        super().__init__(monitor, mode, min_delta)
+        if isinstance(patience, bool) or not isinstance(patience, numbers.Integral):
+            raise TypeError(f"patience: expected an integer, got {type(patience).__name__}")
+        if patience < 0:
+            raise ValueError(f"patience: must be >= 0, got {patience}")
+        self.patience = int(patience)
+        if not isinstance(restore_best_weights, bool):
+            raise TypeError("restore_best_weights: expected True or False")
+        self.restore_best_weights = restore_best_weights
+        self._reset()
+
+    def _reset(self) -> None:
+        self.wait = 0
+        self.best = self._worst()
+        self.best_epoch: int | None = None
+        self.stopped_epoch: int | None = None
+        self.best_weights: dict[str, np.ndarray] | None = None
+        self._seen = 0
+
+    def on_train_begin(self, logs: Logs) -> None:
+        """Resets the state and checks that the monitor will be logged."""
+        self._reset()
+        self._check_keys(logs.get("log_keys"))
+
+    def on_epoch_end(self, epoch: int, logs: Logs) -> bool | None:
+        """Counts epochs without improvement; True (stop) when they reach `patience`."""
+        current = self._current(logs)
+        self._seen += 1
+        self.wait += 1
+        if self._better(current, self.best):
+            self.best = current
+            self.best_epoch = epoch
+            self.wait = 0
+            if self.restore_best_weights and self.network is not None:
+                self.best_weights = self.network.parameters()
+            return None
+        if self.wait >= self.patience and self._seen > 1:
+            self.stopped_epoch = epoch
+            return True
+        return None
+
+    def on_train_end(self, logs: Logs) -> None:
+        """Restores the best epoch's parameters when asked to."""
+        if self.restore_best_weights and self.best_weights is not None and self.network is not None:
+            self.network.set_parameters(self.best_weights)
+
+    def __repr__(self) -> str:
+        return (
+            f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience}, "
+            f"min_delta={self.min_delta}, mode={self.mode!r}, "
+            f"restore_best_weights={self.restore_best_weights})"
+        )
+
+
+class ReduceLROnPlateau(_Monitoring):
+    """Multiplies the learning rate by `factor` when `monitor` stops improving (Keras's rule).
+
+    An epoch improves when the value beats the best so far by more than `min_delta`. After
+    `patience` epochs in a row without improvement the learning rate becomes
+    max(lr · factor, min_lr) (only if lr > min_lr), then `cooldown` epochs pass before
+    epochs without improvement count again. With cooldown=0 this is torch's
+    ReduceLROnPlateau(factor, patience=patience - 1, threshold=min_delta, threshold_mode="abs",
+    min_lr=min_lr): torch reduces after *more than* its patience bad epochs, Keras after *as
+    many as* its patience.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        factor: float = 0.1,
+        patience: int = 10,
+        min_delta: float = 1e-4,
+        cooldown: int = 0,
+        min_lr: float = 0.0,
+        mode: str = "auto",
+    ) -> None:
+        super().__init__(monitor, mode, min_delta)
+        self.factor = real(factor, "factor", low=0.0, high=1.0, low_open=True, high_open=True)
+        for arg, value in (("patience", patience), ("cooldown", cooldown)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"{arg}: expected an integer, got {type(value).__name__}")
+            if value < 0:
+                raise ValueError(f"{arg}: must be >= 0, got {value}")
+        self.patience = int(patience)
+        self.cooldown = int(cooldown)
+        self.min_lr = real(min_lr, "min_lr", low=0.0)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.wait = 0
+        self.cooldown_counter = 0
+        self.best = self._worst()
+
+    def on_train_begin(self, logs: Logs) -> None:
+        """Resets the state and checks that the monitor will be logged."""
+        self._reset()
+        self._check_keys(logs.get("log_keys"))
+
+    def on_epoch_end(self, epoch: int, logs: Logs) -> bool | None:
+        """Counts epochs without improvement and lowers the network's lr after `patience`."""
+        current = self._current(logs)
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._better(current, self.best):
+            self.best = current
+            self.wait = 0
+        elif self.cooldown_counter == 0:
+            self.wait += 1
+            if self.wait >= self.patience and self.network is not None:
+                lr = self.network.lr
+                if lr > self.min_lr:
+                    _set_lr(self.network, max(lr * self.factor, self.min_lr), "ReduceLROnPlateau")
+                    self.cooldown_counter = self.cooldown
+                    self.wait = 0
+        return None
+
+    def __repr__(self) -> str:
+        return (
+            f"ReduceLROnPlateau(monitor={self.monitor!r}, factor={self.factor}, "
+            f"patience={self.patience}, min_delta={self.min_delta}, cooldown={self.cooldown}, "
+            f"min_lr={self.min_lr}, mode={self.mode!r})"
+        )
+
+
+class LearningRateScheduler(Callback):
+    """Sets the learning rate before each epoch to `schedule(epoch, lr)` (Keras's callback).
+
+    `epoch` is the 0-based epoch index (counting across fit calls), `lr` the current learning
+    rate; the function returns the new one (a finite number >= 0).
+    """
+
+    def __init__(self, schedule: Callable[[int, float], float]) -> None:
+        super().__init__()
+        if not callable(schedule):
+            raise TypeError(f"schedule: expected a function (epoch, lr) -> lr, got {schedule!r}")
+        self.schedule = schedule
+
+    def on_epoch_begin(self, epoch: int, logs: Logs) -> None:
+        """Sets the network's learning rate for this epoch."""
+        if self.network is None:
+            return
+        _set_lr(self.network, self.schedule(epoch, self.network.lr), "LearningRateScheduler")
+        logs["lr"] = self.network.lr
+
+    def __repr__(self) -> str:
+        return f"LearningRateScheduler({self.schedule!r})"

@@ -1,0 +1,90 @@
+"""Metrics that `Network.fit` reports per epoch, computed with NumPy from the network's outputs.
+
+- ``"accuracy"`` (classification losses): the fraction of samples whose predicted class is the
+  label — argmax of the outputs for cross_entropy; for bce_with_logits the fraction of output
+  elements whose decision (logit > 0) equals the target rounded (target > 0.5).
+- ``"mae"`` (regression losses): mean |output - y| over all elements.
+- ``"r2"`` (regression losses): the coefficient of determination 1 - SS_res / SS_tot per output
+  column, averaged over the columns, as scikit-learn's ``r2_score`` (a constant column scores
+  1.0 when predicted exactly, else 0.0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from bpcore.losses import Loss
+
+CLASSIFICATION_METRICS = ("accuracy",)
+REGRESSION_METRICS = ("mae", "r2")
+
+
+def resolve_metrics(metrics: Sequence[str] | None, loss: Loss) -> list[str]:
+    """The metric names fit reports: `metrics` checked against the loss, or the default
+    (["accuracy"] for classification losses, [] for regression)."""
+    allowed = CLASSIFICATION_METRICS if loss.is_classification else REGRESSION_METRICS
+    if metrics is None:
+        return ["accuracy"] if loss.is_classification else []
+    if isinstance(metrics, str) or not isinstance(metrics, Sequence):
+        raise TypeError(
+            f"metrics: expected a list of metric names such as {list(allowed)}, "
+            f"got {type(metrics).__name__} {metrics!r}"
+        )
+    out: list[str] = []
+    for name in metrics:
+        if name not in CLASSIFICATION_METRICS + REGRESSION_METRICS:
+            raise ValueError(
+                f"metrics: unknown metric {name!r}; expected one of {list(allowed)} "
+                f"for loss {loss.type_name}"
+            )
+        if name not in allowed:
+            kind = "classification" if loss.is_classification else "regression"
+            raise ValueError(
+                f"metrics: {name!r} does not apply to the {kind} loss {loss.type_name}; "
+                f"expected one of {list(allowed)}"
+            )
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def accuracy(outputs: np.ndarray, targets: np.ndarray, loss: Loss) -> float:
+    """Fraction right: argmax vs labels for cross_entropy, logit > 0 vs target > 0.5 else."""
+    if loss.takes_labels:
+        return float(np.mean(outputs.argmax(axis=1) == targets))
+    return float(np.mean((outputs > 0) == (targets > 0.5)))
+
+
+def mae(outputs: np.ndarray, targets: np.ndarray) -> float:
+    """Mean absolute error over all elements."""
+    return float(np.mean(np.abs(outputs.astype(np.float64) - targets)))
+
+
+def r2(outputs: np.ndarray, targets: np.ndarray) -> float:
+    """scikit-learn's r2_score with multioutput="uniform_average"."""
+    y = np.asarray(targets, dtype=np.float64).reshape(len(targets), -1)
+    p = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
+    ss_res = ((y - p) ** 2).sum(axis=0)
+    ss_tot = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
+    scores = np.where(ss_res == 0, 1.0, 0.0)
+    nonconstant = ss_tot != 0
+    scores[nonconstant] = 1.0 - ss_res[nonconstant] / ss_tot[nonconstant]
+    return float(scores.mean())
+
+
+def compute(
+    names: Sequence[str], outputs: np.ndarray, targets: Any, loss: Loss
+) -> dict[str, float]:
+    """The named metrics of `outputs` (network outputs) against `targets` (converted)."""
+    values: dict[str, float] = {}
+    for name in names:
+        if name == "accuracy":
+            values[name] = accuracy(outputs, targets, loss)
+        elif name == "mae":
+            values[name] = mae(outputs, targets)
+        else:
+            values[name] = r2(outputs, targets)
+    return values

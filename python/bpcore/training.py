@@ -1,0 +1,284 @@
+"""The epoch loop behind `Network.fit`: validation, metrics, callbacks, schedules, progress and
+the gradient warnings. Each epoch's batches run in Rust (one native call per epoch); everything
+here happens between epochs, or at the progress ticks (about every 0.2 s) while one runs.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bpcore import metrics as metric_functions
+from bpcore._arrays import as_inputs, as_labels, as_values
+from bpcore._checks import boolean, positive_int, real
+from bpcore.bpcore import TrainingDivergedError
+from bpcore.callbacks import Callback, _set_lr
+from bpcore.history import History
+from bpcore.progress import ProgressBar, enabled
+from bpcore.schedules import Schedule
+
+if TYPE_CHECKING:
+    from bpcore.network import Network
+
+#: An epoch's mean gradient norm of a weight tensor below this is reported as vanishing.
+VANISHING_NORM = 1e-7
+#: An epoch's mean gradient norm of a weight tensor above this is reported as exploding.
+EXPLODING_NORM = 1e3
+#: Seconds between the native loop's progress reports (progress bar, on_batch_end).
+PROGRESS_INTERVAL = 0.2
+
+
+class GradientWarning(RuntimeWarning):
+    """Gradients of a weight tensor vanish (mean norm < 1e-7) or explode (> 1e3) in an epoch."""
+
+
+def _validation(
+    net: Network,
+    x: np.ndarray,
+    t: np.ndarray,
+    validation_split: Any,
+    validation_data: Any,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(x_train, t_train, x_val, t_val): the last fraction as Keras, or the given data."""
+    split = real(validation_split, "validation_split", low=0.0, high=1.0, high_open=True)
+    if validation_data is not None:
+        if split > 0:
+            raise ValueError(
+                "validation_split and validation_data: give one of them, not both "
+                f"(validation_split={split})"
+            )
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError(
+                "validation_data: expected a pair (X_val, y_val), got "
+                f"{type(validation_data).__name__}"
+                + (
+                    f" of length {len(validation_data)}"
+                    if hasattr(validation_data, "__len__")
+                    else ""
+                )
+            )
+        xv = as_inputs(validation_data[0], net.dtype, net.n_features, "validation_data[0]")
+        n = xv.shape[0]
+        if net.loss_function.takes_labels:
+            tv = as_labels(validation_data[1], n, "validation_data[1]")
+        else:
+            tv = as_values(validation_data[1], net.dtype, n, net.n_outputs, "validation_data[1]")
+        return x, t, xv, tv
+    if split == 0:
+        return x, t, None, None
+    n = x.shape[0]
+    n_train = math.floor(n * (1.0 - split))
+    if n_train < 1 or n_train >= n:
+        raise ValueError(
+            f"validation_split: {split} of {n} samples leaves {n_train} for training and "
+            f"{n - n_train} for validation; both need at least one"
+        )
+    return x[:n_train], t[:n_train], x[n_train:], t[n_train:]
+
+
+def _callbacks(callbacks: Any) -> list[Callback]:
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback):
+        callbacks = [callbacks]
+    if not isinstance(callbacks, Sequence):
+        raise TypeError(
+            f"callbacks: expected a list of bpcore.callbacks.Callback, got "
+            f"{type(callbacks).__name__}"
+        )
+    for i, cb in enumerate(callbacks):
+        if not isinstance(cb, Callback):
+            raise TypeError(
+                f"callbacks[{i}]: expected a bpcore.callbacks.Callback, got {type(cb).__name__}"
+            )
+    return list(callbacks)
+
+
+def _with_epoch(message: str, epoch: int) -> str:
+    """The native divergence message with the epoch put in: "training diverged in epoch 3 at
+    batch 17: ..."."""
+    prefix = "training diverged"
+    if message.startswith(prefix):
+        return f"{prefix} in epoch {epoch}{message[len(prefix) :]}"
+    return f"epoch {epoch}: {message}"
+
+
+def _warn_gradients(
+    names: Sequence[str], norms: Sequence[float], epoch: int, warned: set[tuple[str, str]]
+) -> None:
+    for name, norm in zip(names, norms):
+        if not name.endswith("weight"):
+            continue
+        if norm < VANISHING_NORM:
+            kind = "vanishing"
+            message = (
+                f"epoch {epoch}: gradients of {name} are vanishing (mean norm {norm:.3g} < "
+                f"{VANISHING_NORM:g}); the layers below barely learn. Try ReLU-like "
+                "activations, He/Glorot initialization, normalization or fewer layers."
+            )
+        elif norm > EXPLODING_NORM:
+            kind = "exploding"
+            message = (
+                f"epoch {epoch}: gradients of {name} are exploding (mean norm {norm:.3g} > "
+                f"{EXPLODING_NORM:g}). Try a lower learning rate, clip_grad_norm=1.0 or "
+                "normalization."
+            )
+        else:
+            continue
+        if (kind, name) not in warned:
+            warned.add((kind, name))
+            warnings.warn(message, GradientWarning, stacklevel=4)
+
+
+def _numbers_only(logs: dict[str, Any]) -> dict[str, float]:
+    return {
+        k: float(v)
+        for k, v in logs.items()
+        if isinstance(v, (numbers.Real, np.floating)) and not isinstance(v, bool)
+    }
+
+
+def fit(
+    net: Network,
+    X: Any,
+    y: Any,
+    *,
+    epochs: int,
+    batch_size: int,
+    shuffle: bool,
+    validation_split: float,
+    validation_data: Any,
+    metrics: Sequence[str] | None,
+    callbacks: Any,
+    schedule: Schedule | None,
+    clip_grad_norm: float | None,
+    progress: bool | None,
+    sample_weight: Any,
+) -> History:
+    """`Network.fit`'s work; see its docstring."""
+    # Every argument is checked before anything changes: a rejected call changes nothing.
+    if sample_weight is not None:
+        raise NotImplementedError(
+            "sample_weight: not supported yet; the Rust training loop weights every sample "
+            "equally. Pass sample_weight=None (or repeat samples to weight them)."
+        )
+    epochs = positive_int(epochs, "epochs")
+    batch_size = positive_int(batch_size, "batch_size")
+    shuffle = boolean(shuffle, "shuffle")
+    loss = net.loss_function
+    names = metric_functions.resolve_metrics(metrics, loss)
+    cbs = _callbacks(callbacks)
+    if schedule is not None and not isinstance(schedule, Schedule):
+        raise TypeError(
+            "schedule: expected a bpcore schedule (StepLR, ExponentialLR, CosineAnnealingLR), "
+            f"got {type(schedule).__name__}; for a function use "
+            "callbacks=[bp.LearningRateScheduler(fn)]"
+        )
+    if clip_grad_norm is not None:
+        clip_grad_norm = real(clip_grad_norm, "clip_grad_norm", low=0.0, low_open=True)
+    show = enabled(progress)
+    x = net._x(X)
+    t = net._y(y, x.shape[0])
+    x_train, t_train, x_val, t_val = _validation(net, x, t, validation_split, validation_data)
+    native = net._native
+    if x_val is not None:
+        native.loss(x_val, t_val)  # checks the validation targets (labels in range) up front
+
+    log_keys = ["loss", *names]
+    if x_val is not None:
+        log_keys += ["val_loss", *(f"val_{m}" for m in names)]
+    log_keys += ["lr", "time"]
+    param_names = [name for name, _, _ in native.param_info()]
+    n_train = x_train.shape[0]
+    n_batches = -(-n_train // batch_size)
+    batch_cbs = [cb for cb in cbs if type(cb).on_batch_end is not Callback.on_batch_end]
+
+    history = History()
+    warned: set[tuple[str, str]] = set()
+    bar = ProgressBar(epochs) if show else None
+    previous_clip = native.clip_grad_norm
+    net.stop_training = False
+    logs: dict[str, Any] = {}
+    try:
+        if clip_grad_norm is not None:
+            native.clip_grad_norm = clip_grad_norm
+        if schedule is not None and not schedule.started:
+            schedule.start(net.lr)
+        for cb in cbs:
+            cb.set_network(net)
+        begin = {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "samples": n_train,
+            "log_keys": list(log_keys),
+        }
+        for cb in cbs:
+            cb.on_train_begin(begin)
+
+        def tick(batches: int, samples: int, mean_loss: float) -> None:
+            if bar is not None:
+                bar.update(batches, samples, mean_loss)
+            if batches > 0:
+                batch_logs = {"loss": mean_loss, "samples": samples, "batches": batches}
+                for cb in batch_cbs:
+                    cb.on_batch_end(batches - 1, batch_logs)
+
+        report = tick if bar is not None or batch_cbs else None
+        for k in range(epochs):
+            epoch = net._epochs_done  # 0-based, counting across fit calls
+            for cb in cbs:
+                cb.on_epoch_begin(epoch, {"lr": net.lr})
+            lr = net.lr
+            if bar is not None:
+                bar.epoch_begin(k + 1, n_batches)
+            start = time.perf_counter()
+            try:
+                result = native.fit_epoch(
+                    x_train, t_train, batch_size, shuffle, report, PROGRESS_INTERVAL
+                )
+            except TrainingDivergedError as e:
+                message = _with_epoch(str(e), epoch + 1)
+                warnings.warn(
+                    f"{message}; the network keeps the weights of the last finite step",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                raise TrainingDivergedError(message) from None
+            net._epochs_done += 1
+            logs = {"loss": float(result["loss"])}
+            if names:
+                logs.update(metric_functions.compute(names, native.forward(x_train), t_train, loss))
+            if x_val is not None:
+                logs["val_loss"] = float(native.loss(x_val, t_val))
+                if names:
+                    val = metric_functions.compute(names, native.forward(x_val), t_val, loss)
+                    logs.update({f"val_{m}": v for m, v in val.items()})
+            logs["lr"] = lr
+            logs["time"] = time.perf_counter() - start
+            _warn_gradients(param_names, result["grad_norms"], epoch + 1, warned)
+            if bar is not None:
+                bar.epoch_end(n_train, logs)
+            stop = False
+            for cb in cbs:
+                if cb.on_epoch_end(epoch, logs):
+                    stop = True
+            history.record(epoch + 1, **_numbers_only(logs))
+            history.record_tensors(param_names, result["grad_norms"], result["update_ratios"])
+            if schedule is not None:
+                _set_lr(net, schedule.step(net.lr), "schedule")
+            if stop or net.stop_training:
+                break
+        for cb in cbs:
+            cb.on_train_end(logs)
+    finally:
+        if bar is not None:
+            bar.close()
+        if clip_grad_norm is not None:
+            native.clip_grad_norm = previous_clip
+    return history

@@ -1,0 +1,45 @@
+"""History.plot draws loss, metrics and gradient norms and saves a PNG."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+import bpcore as bp
+
+
+def trained_history():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    y = (X[:, 0] > 0).astype(int)
+    net = bp.Network([bp.Dense(4, 8), bp.ReLU(), bp.Dense(8, 2)], loss="cross_entropy")
+    return net.fit(X, y, epochs=4, validation_split=0.2, progress=False)
+
+
+def test_plot_writes_a_png_with_three_panels(tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib not installed: pip install bpcore[plot]")
+    history = trained_history()
+    path = tmp_path / "history.png"
+    fig = history.plot(path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["loss", "metrics", "mean gradient norm per epoch"]
+    assert fig.axes[2].get_yscale() == "log"
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert labels == ["loss", "val_loss"]
+    assert len(fig.axes[2].get_lines()) == 4  # one per parameter tensor
+    np.testing.assert_allclose(fig.axes[0].get_lines()[0].get_ydata(), history["loss"])
+
+
+def test_plot_without_matplotlib_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(ImportError, match=r"bpcore\[plot\]"):
+        trained_history().plot()
+
+
+def test_empty_history_cannot_be_plotted():
+    with pytest.raises(ValueError, match="empty"):
+        bp.History().plot()
