@@ -1,0 +1,26 @@
+"""The examples run as a user would run them, and do what they say."""
+
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_digits_training_example_learns_and_saves_its_plot(tmp_path, monkeypatch, capsys):
+    plot = tmp_path / "history.png"
+    monkeypatch.setattr(sys, "argv", ["digits_training.py", str(plot)])
+    module = runpy.run_path(str(EXAMPLES / "digits_training.py"), run_name="example")
+    accuracy = module["main"](str(plot))
+    assert accuracy >= 0.95
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = capsys.readouterr().out
+    assert "test accuracy" in out and "history plot saved" in out
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.py")))
+def test_every_example_has_a_docstring_with_its_command(name):
+    text = (EXAMPLES / name).read_text()
+    assert text.startswith('"""') and "python examples/" in text
