@@ -135,16 +135,6 @@ def test_clip_grad_norm_limits_the_step_and_is_restored():
     assert net._native.clip_grad_norm is None
 
 
-def test_sample_weight_is_not_supported_yet():
-    X, y = classification_data(10)
-    net = classifier()
-    before = net.parameters()
-    with pytest.raises(NotImplementedError, match="sample_weight"):
-        net.fit(X, y, sample_weight=np.ones(10))
-    for name, value in before.items():
-        np.testing.assert_array_equal(net.parameters()[name], value)
-
-
 @pytest.mark.parametrize(
     ("kwargs", "exc", "word"),
     [

@@ -82,6 +82,29 @@ def as_values(y: Any, dtype: np.dtype, n_samples: int, width: int, arg: str = "y
     return np.ascontiguousarray(a, dtype=dtype)
 
 
+def as_weights(
+    w: Any, dtype: np.dtype, n_samples: int, arg: str = "sample_weight"
+) -> np.ndarray | None:
+    """Per-sample weights as a C-contiguous (n_samples,) array of `dtype`, or None for None.
+
+    Only the type and shape are checked here; the core refuses negative, NaN and infinite
+    weights (naming `arg`) in the pass that reads them.
+    """
+    if w is None:
+        return None
+    a = _numeric(w, arg)
+    if a.ndim != 1:
+        raise ValueError(
+            f"{arg}: expected a 1-d array of {n_samples} weights (one per sample), "
+            f"got shape {a.shape}"
+        )
+    if a.shape[0] != n_samples:
+        raise ValueError(
+            f"{arg}: expected {n_samples} weights (one per sample of X), got {a.shape[0]}"
+        )
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
 def as_dtype(dtype: Any) -> np.dtype:
     """The network dtype: float32 or float64 (names or NumPy dtypes)."""
     try:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from bpcore import training
-from bpcore._arrays import as_dtype, as_inputs, as_labels, as_values
+from bpcore._arrays import as_dtype, as_inputs, as_labels, as_values, as_weights
 from bpcore._checks import boolean
 from bpcore.bpcore import NativeNetwork
 from bpcore.callbacks import Callback
@@ -209,16 +209,28 @@ class Network:
             return float(self._native.training_loss(x, t))
         return float(self._native.loss(x, t))
 
-    def gradients(self, X: Any, y: Any) -> dict[str, np.ndarray]:
-        """∂loss/∂parameter for every parameter (training mode), without an update."""
+    def gradients(self, X: Any, y: Any, sample_weight: Any = None) -> dict[str, np.ndarray]:
+        """∂loss/∂parameter for every parameter (training mode), without an update.
+
+        With `sample_weight` (n,) the loss differentiated is the weighted one of `fit`:
+        Σ_i w_i·l_i / n (weights finite and >= 0, else ValueError).
+        """
         x = self._x(X)
-        _, flat = self._native.gradients(x, self._y(y, x.shape[0]))
+        n = x.shape[0]
+        w = as_weights(sample_weight, self.dtype, n)
+        _, flat = self._native.gradients(x, self._y(y, n), w)
         return self._split(flat)
 
-    def train_step(self, X: Any, y: Any) -> float:
-        """One forward pass, backward pass and optimizer step; returns the loss before it."""
+    def train_step(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """One forward pass, backward pass and optimizer step; returns the loss before it.
+
+        With `sample_weight` (n,) the step descends the weighted loss Σ_i w_i·l_i / n of `fit`
+        and returns that loss.
+        """
         x = self._x(X)
-        return float(self._native.train_step(x, self._y(y, x.shape[0])))
+        n = x.shape[0]
+        w = as_weights(sample_weight, self.dtype, n)
+        return float(self._native.train_step(x, self._y(y, n), w))
 
     def apply_gradients(self, gradients: Mapping[str, Any]) -> None:
         """One optimizer step with the given gradients (names and shapes as `parameters()`)."""
@@ -256,8 +268,9 @@ class Network:
             validation_data: (X_val, y_val) to validate on instead (not with validation_split).
             metrics: names from "accuracy" (classification losses; the default there) and
                 "mae", "r2" (regression losses; none by default). The training metrics are
-                computed after each epoch on the training data in inference mode; the "loss" is
-                the mean over the epoch's batches during training, as Keras reports it.
+                computed after each epoch on the training data in inference mode, unweighted;
+                the "loss" is the mean over the epoch's batches during training, as Keras
+                reports it (the weighted loss with `sample_weight`).
             callbacks: `bpcore.callbacks.Callback` objects (EarlyStopping, ReduceLROnPlateau,
                 LearningRateScheduler, or your own; see that module for the protocol).
             schedule: a per-epoch learning-rate schedule (StepLR, ExponentialLR,
@@ -266,7 +279,17 @@ class Network:
                 this fit (torch's clip_grad_norm_); None keeps the network's setting.
             progress: a progress bar on stderr: None shows it when stderr is a terminal,
                 True always, False never.
-            sample_weight: not supported yet; only None is accepted.
+            sample_weight: per-sample weights (n,), finite and >= 0, as Keras's: they weight
+                the training loss only. A batch's loss is Σ_i w_i·l_i / n_batch, where l_i is
+                sample i's loss (the mean over its outputs for mse, l1, huber and
+                bce_with_logits; its smoothed cross-entropy for cross_entropy) and n_batch
+                counts every sample of the batch, zero-weighted ones included ("sum over batch
+                size"); all ones is the unweighted mean. The gradient is that of the weighted
+                loss, the weights move with their samples when shuffling, and the reported
+                "loss" is the weighted training loss. With validation_split the weights of the
+                held-out samples are dropped: validation ("val_loss", "val_" metrics),
+                training metrics and `evaluate` stay unweighted. Negative, NaN or infinite
+                weights, or not one per sample, raise ValueError naming sample_weight.
 
         Returns:
             History: per-epoch "loss", metrics, "val_loss" and "val_" metrics (with validation),

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bpcore import metrics as metric_functions
-from bpcore._arrays import as_inputs, as_labels, as_values
+from bpcore._arrays import as_inputs, as_labels, as_values, as_weights
 from bpcore._checks import boolean, positive_int, real
 from bpcore.bpcore import TrainingDivergedError
 from bpcore.callbacks import Callback, _set_lr
@@ -163,11 +163,6 @@ def fit(
 ) -> History:
     """`Network.fit`'s work; see its docstring."""
     # Every argument is checked before anything changes: a rejected call changes nothing.
-    if sample_weight is not None:
-        raise NotImplementedError(
-            "sample_weight: not supported yet; the Rust training loop weights every sample "
-            "equally. Pass sample_weight=None (or repeat samples to weight them)."
-        )
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size")
     shuffle = boolean(shuffle, "shuffle")
@@ -185,8 +180,14 @@ def fit(
     show = enabled(progress)
     x = net._x(X)
     t = net._y(y, x.shape[0])
+    # Converted here (type, shape); the core checks the values once per epoch, before any step.
+    w = as_weights(sample_weight, net.dtype, x.shape[0])
     x_train, t_train, x_val, t_val = _validation(net, x, t, validation_split, validation_data)
+    # Validation stays unweighted: the held-out samples' weights are dropped.
+    w_train = None if w is None else w[: x_train.shape[0]]
     native = net._native
+    if w_train is not None:
+        native.check_sample_weight(w_train, x_train.shape[0])  # the core's check, up front
     if x_val is not None:
         native.loss(x_val, t_val)  # checks the validation targets (labels in range) up front
 
@@ -240,7 +241,7 @@ def fit(
             start = time.perf_counter()
             try:
                 result = native.fit_epoch(
-                    x_train, t_train, batch_size, shuffle, report, PROGRESS_INTERVAL
+                    x_train, t_train, batch_size, shuffle, report, PROGRESS_INTERVAL, w_train
                 )
             except TrainingDivergedError as e:
                 message = _with_epoch(str(e), epoch + 1)

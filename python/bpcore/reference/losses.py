@@ -4,6 +4,12 @@ Each loss takes the network's outputs (n rows of C values) and the targets, and 
 ``(L, ∂L/∂outputs)``. The mean divides by the number of terms N, so every element's
 gradient carries a factor 1/N: N = n·C for the element-wise losses, N = n (samples) for
 cross-entropy.
+
+Every loss also takes optional per-sample weights ``sample_weight`` (Keras's): sample i's
+loss l_i (the mean over its C elements, or its cross-entropy) counts w_i times, and the
+batch's loss is L = (1/n) Σ_i w_i l_i — "sum over batch size": n counts every sample, zero
+weights included. The chain rule through that sum multiplies sample i's gradient row by w_i
+and nothing else; with no weights every w_i is 1 and L is the plain mean.
 """
 
 from __future__ import annotations
@@ -18,6 +24,18 @@ from .specs import loss_spec
 Rows = Sequence[Sequence[float]]
 
 
+def _weights(sample_weight: Sequence[float] | None, n: int) -> list[float]:
+    """The weight of each of the n samples: 1.0 each without weights."""
+    if sample_weight is None:
+        return [1.0] * n
+    weights = [float(w) for w in sample_weight]
+    if len(weights) != n:
+        raise ValueError(f"sample_weight must have length {n}, got {len(weights)}")
+    if not all(math.isfinite(w) and w >= 0.0 for w in weights):
+        raise ValueError("sample_weight must be finite and >= 0")
+    return weights
+
+
 def _check_targets(outputs: Rows, targets: Rows) -> int:
     """The number of elements N, after checking that targets match outputs in shape."""
     if not outputs:
@@ -28,54 +46,66 @@ def _check_targets(outputs: Rows, targets: Rows) -> int:
     return len(outputs) * width
 
 
-def mse(outputs: Rows, targets: Rows) -> tuple[float, list[list[float]]]:
-    """Mean squared error: L = (1/N) Σ d², d = output - target; ∂L/∂output = 2d/N."""
+def mse(
+    outputs: Rows, targets: Rows, sample_weight: Sequence[float] | None = None
+) -> tuple[float, list[list[float]]]:
+    """Mean squared error: L = (1/N) Σ w d², d = output - target; ∂L/∂output = 2wd/N."""
     n = _check_targets(outputs, targets)
     total = 0.0
     grad = []
-    for out, tgt in zip(outputs, targets):
+    for out, tgt, w in zip(outputs, targets, _weights(sample_weight, len(outputs))):
         d = [o - t for o, t in zip(out, tgt)]
-        total += sum(e * e for e in d)
-        grad.append([2.0 * e / n for e in d])
+        total += w * sum(e * e for e in d)
+        grad.append([w * 2.0 * e / n for e in d])
     return total / n, grad
 
 
-def l1(outputs: Rows, targets: Rows) -> tuple[float, list[list[float]]]:
-    """Mean absolute error: L = (1/N) Σ |d|; ∂L/∂output = sign(d)/N, with sign(0) = 0."""
+def l1(
+    outputs: Rows, targets: Rows, sample_weight: Sequence[float] | None = None
+) -> tuple[float, list[list[float]]]:
+    """Mean absolute error: L = (1/N) Σ w |d|; ∂L/∂output = w sign(d)/N, with sign(0) = 0."""
     n = _check_targets(outputs, targets)
     total = 0.0
     grad = []
-    for out, tgt in zip(outputs, targets):
+    for out, tgt, w in zip(outputs, targets, _weights(sample_weight, len(outputs))):
         d = [o - t for o, t in zip(out, tgt)]
-        total += sum(abs(e) for e in d)
-        grad.append([(1.0 if e > 0.0 else -1.0 if e < 0.0 else 0.0) / n for e in d])
+        total += w * sum(abs(e) for e in d)
+        grad.append([w * (1.0 if e > 0.0 else -1.0 if e < 0.0 else 0.0) / n for e in d])
     return total / n, grad
 
 
-def huber(outputs: Rows, targets: Rows, delta: float = 1.0) -> tuple[float, list[list[float]]]:
-    """Huber loss: ½d² for |d| <= delta, else delta(|d| - ½delta); mean over N.
+def huber(
+    outputs: Rows,
+    targets: Rows,
+    delta: float = 1.0,
+    sample_weight: Sequence[float] | None = None,
+) -> tuple[float, list[list[float]]]:
+    """Huber loss: ½d² for |d| <= delta, else delta(|d| - ½delta); (weighted) mean over N.
 
     Its derivative is d inside the quadratic zone and ±delta outside, i.e. d clipped to
-    [-delta, delta], divided by N.
+    [-delta, delta], times the sample's weight, divided by N.
     """
     n = _check_targets(outputs, targets)
     total = 0.0
     grad = []
-    for out, tgt in zip(outputs, targets):
+    for out, tgt, w in zip(outputs, targets, _weights(sample_weight, len(outputs))):
         row = []
         for o, t in zip(out, tgt):
             d = o - t
             if abs(d) <= delta:
-                total += 0.5 * d * d
+                total += w * (0.5 * d * d)
             else:
-                total += delta * (abs(d) - 0.5 * delta)
-            row.append(min(max(d, -delta), delta) / n)
+                total += w * (delta * (abs(d) - 0.5 * delta))
+            row.append(w * min(max(d, -delta), delta) / n)
         grad.append(row)
     return total / n, grad
 
 
 def cross_entropy(
-    logits: Rows, labels: Sequence[int], label_smoothing: float = 0.0
+    logits: Rows,
+    labels: Sequence[int],
+    label_smoothing: float = 0.0,
+    sample_weight: Sequence[float] | None = None,
 ) -> tuple[float, list[list[float]]]:
     """Softmax cross-entropy on integer labels, with label smoothing ε; mean over samples.
 
@@ -84,7 +114,8 @@ def cross_entropy(
         loss = (1-ε)(-log p_y) + (ε/C) Σ_c (-log p_c).
     The target is the distribution q_c = (1-ε)[c = y] + ε/C, which sums to 1, and since
     ∂(-log p_k)/∂z_c = p_c - [c = k], the gradient is Σ_k q_k (p_c - [c = k]) = p_c - q_c,
-    divided by the number of samples n.
+    divided by the number of samples n. A sample weight w multiplies the sample's loss and
+    so its gradient row.
     """
     n = len(logits)
     if n == 0:
@@ -95,7 +126,7 @@ def cross_entropy(
     eps = label_smoothing
     total = 0.0
     grad = []
-    for z, y in zip(logits, labels):
+    for z, y, w in zip(logits, labels, _weights(sample_weight, n)):
         if not 0 <= y < classes:
             raise ValueError(f"label {y} is out of range for {classes} classes")
         m = max(z)
@@ -104,46 +135,52 @@ def cross_entropy(
         loss = -(1.0 - eps) * log_p[y]
         if eps:
             loss -= eps / classes * sum(log_p)
-        total += loss
-        row = [(math.exp(lp) - eps / classes) / n for lp in log_p]
-        row[y] -= (1.0 - eps) / n
-        grad.append(row)
+        total += w * loss
+        q = [eps / classes + ((1.0 - eps) if c == y else 0.0) for c in range(classes)]
+        grad.append([w * (math.exp(lp) - q_c) / n for lp, q_c in zip(log_p, q)])
     return total / n, grad
 
 
-def bce_with_logits(logits: Rows, targets: Rows) -> tuple[float, list[list[float]]]:
+def bce_with_logits(
+    logits: Rows, targets: Rows, sample_weight: Sequence[float] | None = None
+) -> tuple[float, list[list[float]]]:
     """Binary cross-entropy on logits x and targets y in [0, 1]; mean over N elements.
 
     -[y log σ(x) + (1-y) log(1-σ(x))] = max(x, 0) - x y + log(1 + e^{-|x|}), the stable
-    form. Its derivative is σ(x) - y (the familiar logistic-regression gradient), over N.
+    form. Its derivative is σ(x) - y (the familiar logistic-regression gradient), times the
+    sample's weight, over N.
     """
     n = _check_targets(logits, targets)
     total = 0.0
     grad = []
-    for out, tgt in zip(logits, targets):
+    for out, tgt, w in zip(logits, targets, _weights(sample_weight, len(logits))):
         for x, y in zip(out, tgt):
-            total += max(x, 0.0) - x * y + math.log1p(math.exp(-abs(x)))
-        grad.append([(sigmoid(x) - y) / n for x, y in zip(out, tgt)])
+            total += w * (max(x, 0.0) - x * y + math.log1p(math.exp(-abs(x))))
+        grad.append([w * (sigmoid(x) - y) / n for x, y in zip(out, tgt)])
     return total / n, grad
 
 
-def loss_value_and_grad(spec: Any, outputs: Rows, y: Any) -> tuple[float, list[list[float]]]:
+def loss_value_and_grad(
+    spec: Any, outputs: Rows, y: Any, sample_weight: Sequence[float] | None = None
+) -> tuple[float, list[list[float]]]:
     """``(L, ∂L/∂outputs)`` for a loss spec (dict, name or object with ``.to_spec()``).
 
     ``y`` is a list of integer labels for cross-entropy, else a list of rows shaped like
-    ``outputs`` (see ``Network`` for the flat form it also accepts).
+    ``outputs`` (see ``Network`` for the flat form it also accepts). ``sample_weight``: one
+    weight per sample, L = (1/n) Σ w_i l_i (see the module's docstring).
     """
     spec = loss_spec(spec)
     kind = spec["type"]
+    w = sample_weight
     if kind == "mse":
-        return mse(outputs, y)
+        return mse(outputs, y, w)
     if kind == "l1":
-        return l1(outputs, y)
+        return l1(outputs, y, w)
     if kind == "huber":
-        return huber(outputs, y, spec["delta"])
+        return huber(outputs, y, spec["delta"], w)
     if kind == "cross_entropy":
-        return cross_entropy(outputs, y, spec["label_smoothing"])
-    return bce_with_logits(outputs, y)
+        return cross_entropy(outputs, y, spec["label_smoothing"], w)
+    return bce_with_logits(outputs, y, w)
 
 
 def loss_value(spec: Any, outputs: Rows, y: Any) -> float:

@@ -285,11 +285,15 @@ class Network:
 
     # -------------------------------------------------------------------- backward
 
-    def _loss_and_gradients(self, X: Any, y: Any) -> tuple[float, dict[str, Any]]:
+    def _loss_and_gradients(
+        self, X: Any, y: Any, sample_weight: Any = None
+    ) -> tuple[float, dict[str, Any]]:
         rows = as_rows(X, "X", self.in_features)
         targets = self._targets(y, len(rows))
+        weights = None if sample_weight is None else [float(w) for w in sample_weight]
         outputs, inputs, masks = self._forward(rows, training=True)
-        value, grad = loss_value_and_grad(self.loss_spec, outputs, targets)
+        # With weights, L = (1/n) Σ_i w_i l_i: ∂L/∂outputs row i carries the factor w_i.
+        value, grad = loss_value_and_grad(self.loss_spec, outputs, targets, weights)
         # ``grad`` is ∂L/∂(output of layer k), walking k from the last layer to the first.
         grads: dict[str, Any] = {}
         first = next(k for k, s in enumerate(self.layers) if s["type"] in _PARAM_LAYERS)
@@ -325,9 +329,10 @@ class Network:
         # Parameter order: layer order, weight before bias (as ``parameters()``).
         return value, {name: grads[name] for name in self._params}
 
-    def gradients(self, X: Any, y: Any) -> dict[str, list]:
-        """Name -> ∂L/∂parameter for the batch (same shapes as ``parameters()``); no update."""
-        return self._loss_and_gradients(X, y)[1]
+    def gradients(self, X: Any, y: Any, sample_weight: Any = None) -> dict[str, list]:
+        """Name -> ∂L/∂parameter for the batch (same shapes as ``parameters()``); no update.
+        ``sample_weight``: per-sample weights of the loss (see ``losses.py``)."""
+        return self._loss_and_gradients(X, y, sample_weight)[1]
 
     # -------------------------------------------------------------------- training
 
@@ -351,8 +356,9 @@ class Network:
             else:
                 self._params[name] = flat
 
-    def train_step(self, X: Any, y: Any) -> float:
-        """Forward, backward and one optimizer step; returns the loss before the update."""
-        value, grads = self._loss_and_gradients(X, y)
+    def train_step(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Forward, backward and one optimizer step; returns the loss before the update.
+        ``sample_weight``: per-sample weights of the loss (see ``losses.py``)."""
+        value, grads = self._loss_and_gradients(X, y, sample_weight)
         self.apply_gradients(grads)
         return value

@@ -118,13 +118,16 @@ fn gradients<T: Real + Element>(
     net: &mut Network<T>,
     x: &Bound<'_, PyAny>,
     y: &Bound<'_, PyAny>,
+    sample_weight: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<(f64, Py<PyAny>)> {
     let xa = matrix::<T>(x, "X")?;
     let xs = slice(&xa, "X")?;
     let held = HeldTargets::<T>::extract(&net.spec().loss, y)?;
     let t = held.view()?;
+    let wa = weights::<T>(sample_weight)?;
+    let w = weights_view(&wa)?;
     let n = xa.shape()[0];
-    let value = py.detach(|| guarded(|| net.gradients(xs, t, n)))?;
+    let value = py.detach(|| guarded(|| net.gradients_weighted(xs, t, w, n)))?;
     Ok((
         value,
         PyArray1::from_slice(py, net.grads()).into_any().unbind(),
@@ -136,13 +139,16 @@ fn train_step<T: Real + Element>(
     net: &mut Network<T>,
     x: &Bound<'_, PyAny>,
     y: &Bound<'_, PyAny>,
+    sample_weight: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<f64> {
     let xa = matrix::<T>(x, "X")?;
     let xs = slice(&xa, "X")?;
     let held = HeldTargets::<T>::extract(&net.spec().loss, y)?;
     let t = held.view()?;
+    let wa = weights::<T>(sample_weight)?;
+    let w = weights_view(&wa)?;
     let n = xa.shape()[0];
-    py.detach(|| guarded(|| net.train_step(xs, t, n)))
+    py.detach(|| guarded(|| net.train_step_weighted(xs, t, w, n)))
 }
 
 fn flat<'py, T: Element>(v: &Bound<'py, PyAny>, arg: &str) -> PyResult<PyReadonlyArray1<'py, T>> {
@@ -152,6 +158,34 @@ fn flat<'py, T: Element>(v: &Bound<'py, PyAny>, arg: &str) -> PyResult<PyReadonl
             std::any::type_name::<T>()
         ))
     })
+}
+
+/// The optional per-sample weights: a 1-d array of the network's dtype (checked by the core).
+fn weights<'py, T: Element>(
+    w: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Option<PyReadonlyArray1<'py, T>>> {
+    w.filter(|w| !w.is_none())
+        .map(|w| flat::<T>(w, "sample_weight"))
+        .transpose()
+}
+
+/// A view of the held weights.
+fn weights_view<'a, T: Element>(
+    w: &'a Option<PyReadonlyArray1<'_, T>>,
+) -> PyResult<Option<&'a [T]>> {
+    w.as_ref().map(|w| slice(w, "sample_weight")).transpose()
+}
+
+fn check_sample_weight<T: Real + Element>(
+    _net: &Network<T>,
+    sample_weight: &Bound<'_, PyAny>,
+    n: usize,
+) -> PyResult<()> {
+    let wa = weights::<T>(Some(sample_weight))?;
+    match weights_view(&wa)? {
+        Some(w) => guarded(|| bpcore_core::loss::check_weights(w, n)),
+        None => Ok(()),
+    }
 }
 
 fn apply_gradients<T: Real + Element>(
@@ -189,11 +223,14 @@ fn fit_epoch<T: Real + Element>(
     shuffle: bool,
     progress: Option<&Bound<'_, PyAny>>,
     progress_interval: f64,
+    sample_weight: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Py<PyAny>> {
     let xa = matrix::<T>(x, "X")?;
     let xs = slice(&xa, "X")?;
     let held = HeldTargets::<T>::extract(&net.spec().loss, y)?;
     let t = held.view()?;
+    let wa = weights::<T>(sample_weight)?;
+    let w = weights_view(&wa)?;
     let n = xa.shape()[0];
     let report = progress.map(|p| p.clone().unbind());
     let interval = Duration::from_secs_f64(progress_interval.clamp(0.01, 3600.0));
@@ -212,7 +249,7 @@ fn fit_epoch<T: Real + Element>(
                             .store(p.loss_sum.to_bits(), Ordering::Relaxed);
                         stop.load(Ordering::Relaxed)
                     };
-                    net.fit_epoch(xs, t, n, batch_size, shuffle, &mut on_batch)
+                    net.fit_epoch_weighted(xs, t, w, n, batch_size, shuffle, &mut on_batch)
                 },
                 SIGNAL_CHECK_INTERVAL,
                 // Signal handlers run only on the main thread: this one, while the epoch runs
@@ -332,24 +369,30 @@ impl NativeNetwork {
         dispatch!(&self.inner, net => loss(py, net, x, y))
     }
 
-    /// (loss, flat gradients) in training mode, without an update.
+    /// (loss, flat gradients) in training mode, without an update; with `sample_weight` (1-d,
+    /// the network's dtype) the loss is Σ w_i·l_i / n.
+    #[pyo3(signature = (x, y, sample_weight=None))]
     fn gradients(
         &mut self,
         py: Python<'_>,
         x: &Bound<'_, PyAny>,
         y: &Bound<'_, PyAny>,
+        sample_weight: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<(f64, Py<PyAny>)> {
-        dispatch!(&mut self.inner, net => gradients(py, net, x, y))
+        dispatch!(&mut self.inner, net => gradients(py, net, x, y, sample_weight))
     }
 
-    /// One training step; returns the loss before it.
+    /// One training step (on the sample-weighted loss with `sample_weight`); returns the loss
+    /// before it.
+    #[pyo3(signature = (x, y, sample_weight=None))]
     fn train_step(
         &mut self,
         py: Python<'_>,
         x: &Bound<'_, PyAny>,
         y: &Bound<'_, PyAny>,
+        sample_weight: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<f64> {
-        dispatch!(&mut self.inner, net => train_step(py, net, x, y))
+        dispatch!(&mut self.inner, net => train_step(py, net, x, y, sample_weight))
     }
 
     /// One optimizer step with the given flat gradients.
@@ -360,8 +403,9 @@ impl NativeNetwork {
     /// One epoch of mini-batch training; returns a dict with the mean "loss", "batches" done,
     /// whether it "stopped" early, and per-tensor "grad_norms" and "update_ratios".
     /// `progress(batches, samples, mean_loss)` is called from this thread every
-    /// `progress_interval` seconds while the epoch runs.
-    #[pyo3(signature = (x, y, batch_size, shuffle, progress=None, progress_interval=0.2))]
+    /// `progress_interval` seconds while the epoch runs. `sample_weight` (1-d, the network's
+    /// dtype, one per sample) trains on the weighted loss; the weights are checked by the core.
+    #[pyo3(signature = (x, y, batch_size, shuffle, progress=None, progress_interval=0.2, sample_weight=None))]
     #[allow(clippy::too_many_arguments)]
     fn fit_epoch(
         &mut self,
@@ -372,8 +416,15 @@ impl NativeNetwork {
         shuffle: bool,
         progress: Option<&Bound<'_, PyAny>>,
         progress_interval: f64,
+        sample_weight: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        dispatch!(&mut self.inner, net => fit_epoch(py, net, x, y, batch_size, shuffle, progress, progress_interval))
+        dispatch!(&mut self.inner, net => fit_epoch(py, net, x, y, batch_size, shuffle, progress, progress_interval, sample_weight))
+    }
+
+    /// Checks per-sample weights for `n` samples as `fit_epoch` will (one per sample, finite,
+    /// >= 0), so that `fit` can refuse them before it changes anything.
+    fn check_sample_weight(&self, sample_weight: &Bound<'_, PyAny>, n: usize) -> PyResult<()> {
+        dispatch!(&self.inner, net => check_sample_weight(net, sample_weight, n))
     }
 
     /// The global gradient norm every step is clipped to, or None.

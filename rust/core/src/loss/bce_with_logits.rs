@@ -18,10 +18,19 @@ pub(super) fn check_targets<T: Real>(y: &[T]) -> Result<()> {
 }
 
 /// The mean binary cross-entropy of the logits `output` and, into `grad`, (σ(x) - y)/N.
-pub(super) fn loss<T: Real>(output: &[T], y: &[T], grad: Option<&mut [T]>) -> f64 {
+/// With `weights` (one per row of `width`), Σ_i w_i·l_i / n instead: see `elementwise::mean`.
+pub(super) fn loss<T: Real>(
+    output: &[T],
+    y: &[T],
+    width: usize,
+    weights: Option<&[T]>,
+    grad: Option<&mut [T]>,
+) -> f64 {
     elementwise::mean(
         output,
         y,
+        width,
+        weights,
         grad,
         |x, t| x.max(0.0) - x * t + (-x.abs()).exp().ln_1p(),
         |x, t| sigmoid(x) - t,
@@ -40,7 +49,7 @@ fn sigmoid(x: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::finite_difference::{check_gradient, eval};
+    use super::super::finite_difference::{check_gradient, check_weighted, eval};
     use crate::{Error, LossSpec, Targets};
 
     const OUT: [f64; 6] = [0.5, -1.0, 2.0, 0.0, -0.3, 3.0];
@@ -91,6 +100,12 @@ mod tests {
         for (g, w) in grad.iter().zip(&want_grad) {
             assert!((*g as f64 - w).abs() < 1e-7);
         }
+    }
+
+    #[test]
+    fn sample_weights_scale_each_row() {
+        let spec = LossSpec::BceWithLogits;
+        check_weighted(&spec, &OUT, 3, 2, Targets::Values(&Y));
     }
 
     #[test]

@@ -19,12 +19,15 @@ pub(super) fn check_labels(labels: &[i64], width: usize) -> Result<()> {
 }
 
 /// The mean over samples of `(1-ε)·(-log p_y) + (ε/C)·Σ_c (-log p_c)` and, into `grad`,
-/// `(softmax - ((1-ε)·onehot(y) + ε/C)) / n`. Labels are checked, lengths match.
+/// `(softmax - ((1-ε)·onehot(y) + ε/C)) / n`. With `weights`, sample i's loss and gradient row
+/// are multiplied by w_i and still divided by n: Σ_i w_i·l_i / n. Labels are checked, lengths
+/// match.
 pub(super) fn loss<T: Real>(
     output: &[T],
     width: usize,
     labels: &[i64],
     smoothing: f64,
+    weights: Option<&[T]>,
     grad: Option<&mut [T]>,
 ) -> f64 {
     let n = labels.len() as f64;
@@ -37,7 +40,13 @@ pub(super) fn loss<T: Real>(
     let rows = output.chunks_exact(width).zip(labels);
     let mut total = 0.0;
     let mut grad_rows = grad.map(|g| g.chunks_exact_mut(width));
+    let mut row_weights = weights.map(|w| w.iter());
     for (row, &label) in rows {
+        // Multiplying by 1.0 is exact: unweighted is the all-ones case, bit for bit.
+        let w = row_weights
+            .as_mut()
+            .and_then(Iterator::next)
+            .map_or(1.0, |w| w.f64());
         let label = usize::try_from(label).unwrap_or(usize::MAX);
         let lse = log_sum_exp(row);
         let mut at_label = 0.0;
@@ -49,12 +58,12 @@ pub(super) fn loss<T: Real>(
                 at_label = neg_log_p;
             }
         }
-        total += (1.0 - smoothing) * at_label + uniform * all;
+        total += w * ((1.0 - smoothing) * at_label + uniform * all);
         if let Some(g_row) = grad_rows.as_mut().and_then(|rows| rows.next()) {
             for (c, (g, &x)) in g_row.iter_mut().zip(row).enumerate() {
                 let p = (x.f64() - lse).exp();
                 let target = if c == label { 1.0 - smoothing } else { 0.0 } + uniform;
-                *g = T::of((p - target) / n);
+                *g = T::of(w * (p - target) / n);
             }
         }
     }
@@ -73,7 +82,7 @@ fn log_sum_exp<T: Real>(row: &[T]) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::finite_difference::{check_gradient, eval};
+    use super::super::finite_difference::{check_gradient, check_weighted, eval};
     use crate::{Error, LossSpec, Targets};
 
     /// The textbook formula, without the max shift (fine for small logits).
@@ -131,6 +140,16 @@ mod tests {
         assert!((got - want).abs() < 1e-12);
         for (g, w) in grad.iter().zip(&want_grad) {
             assert!((*g as f64 - w).abs() < 1e-7);
+        }
+    }
+
+    #[test]
+    fn sample_weights_scale_each_row() {
+        for eps in [0.0, 0.1] {
+            let spec = LossSpec::CrossEntropy {
+                label_smoothing: eps,
+            };
+            check_weighted(&spec, &OUT, 4, 2, Targets::Labels(&[1, 0, 1, 1]));
         }
     }
 

@@ -4,10 +4,20 @@ use super::elementwise::{self, sign};
 use crate::Real;
 
 /// The mean Huber loss and, into `grad`, its derivative / N.
-pub(super) fn loss<T: Real>(output: &[T], y: &[T], delta: f64, grad: Option<&mut [T]>) -> f64 {
+/// With `weights` (one per row of `width`), Σ_i w_i·l_i / n instead: see `elementwise::mean`.
+pub(super) fn loss<T: Real>(
+    output: &[T],
+    y: &[T],
+    width: usize,
+    delta: f64,
+    weights: Option<&[T]>,
+    grad: Option<&mut [T]>,
+) -> f64 {
     elementwise::mean(
         output,
         y,
+        width,
+        weights,
         grad,
         |x, t| {
             let d = (x - t).abs();
@@ -30,7 +40,7 @@ pub(super) fn loss<T: Real>(output: &[T], y: &[T], delta: f64, grad: Option<&mut
 
 #[cfg(test)]
 mod tests {
-    use super::super::finite_difference::{check_gradient, eval};
+    use super::super::finite_difference::{check_gradient, check_weighted, eval};
     use crate::{LossSpec, Targets};
 
     fn huber(d: f64, delta: f64) -> (f64, f64) {
@@ -81,6 +91,14 @@ mod tests {
         );
         assert!((got - (0.5 + 0.5 + 0.03125 + 1.5) / 4.0).abs() < 1e-12);
         assert_eq!(grad, vec![0.25f32, -0.25, 0.0625, 0.25]);
+    }
+
+    #[test]
+    fn sample_weights_scale_each_row() {
+        let out = [0.3, -1.2, 2.5, 0.0, 0.9, -0.4, 1.1, 0.2];
+        let y = [0.1, 0.2, -0.3, 1.5, 0.7, 0.0, 0.9, -1.0];
+        let spec = LossSpec::Huber { delta: 0.5 };
+        check_weighted(&spec, &out, 4, 2, Targets::Values(&y));
     }
 
     #[test]

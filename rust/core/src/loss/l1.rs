@@ -4,13 +4,28 @@ use super::elementwise::{self, sign};
 use crate::Real;
 
 /// The mean of |output - y| and, into `grad`, sign(output - y)/N.
-pub(super) fn loss<T: Real>(output: &[T], y: &[T], grad: Option<&mut [T]>) -> f64 {
-    elementwise::mean(output, y, grad, |x, t| (x - t).abs(), |x, t| sign(x - t))
+/// With `weights` (one per row of `width`), Σ_i w_i·l_i / n instead: see `elementwise::mean`.
+pub(super) fn loss<T: Real>(
+    output: &[T],
+    y: &[T],
+    width: usize,
+    weights: Option<&[T]>,
+    grad: Option<&mut [T]>,
+) -> f64 {
+    elementwise::mean(
+        output,
+        y,
+        width,
+        weights,
+        grad,
+        |x, t| (x - t).abs(),
+        |x, t| sign(x - t),
+    )
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::finite_difference::{check_gradient, eval};
+    use super::super::finite_difference::{check_gradient, check_weighted, eval};
     use crate::{LossSpec, Targets};
 
     #[test]
@@ -29,6 +44,13 @@ mod tests {
         let (got, grad) = eval(&LossSpec::L1, &out, 2, 2, Targets::Values(&y));
         assert!((got - 1.0).abs() < 1e-12);
         assert_eq!(grad, vec![0.25f32, -0.25, 0.0, 0.25]);
+    }
+
+    #[test]
+    fn sample_weights_scale_each_row() {
+        let out = [0.3, -1.2, 2.5, 0.0, 0.9, -0.4, 1.1, 0.2];
+        let y = [0.1, 0.2, -0.3, 1.5, 0.7, 0.0, 0.9, -1.0];
+        check_weighted(&LossSpec::L1, &out, 4, 2, Targets::Values(&y));
     }
 
     #[test]

@@ -46,22 +46,51 @@ pub fn evaluate<T: Real>(
     targets: Targets<'_, T>,
     grad: Option<&mut [T]>,
 ) -> Result<f64> {
+    evaluate_weighted(spec, output, n, width, targets, None, grad)
+}
+
+/// The loss of `output` against `targets` with per-sample weights, Keras's `sample_weight`:
+/// Σ_i w_i·l_i / n, where l_i is sample i's loss (the mean over its output elements for the
+/// element-wise losses, its smoothed cross-entropy for cross_entropy) and n the number of
+/// samples ("sum over batch size": zero weights still count in n). `None` is the plain mean,
+/// as [`evaluate`]; all-ones weights give the same value and gradient bit for bit.
+///
+/// `grad` receives the gradient of that weighted loss. Bad weights (see [`check_weights`])
+/// are an error naming `sample_weight`, checked before anything is written.
+pub fn evaluate_weighted<T: Real>(
+    spec: &LossSpec,
+    output: &[T],
+    n: usize,
+    width: usize,
+    targets: Targets<'_, T>,
+    weights: Option<&[T]>,
+    grad: Option<&mut [T]>,
+) -> Result<f64> {
     let len = element_count("output", n, width)?;
     check_len("output", len, output.len(), n, width)?;
     if let Some(g) = grad.as_deref() {
         check_len("grad", len, g.len(), n, width)?;
     }
+    if let Some(w) = weights {
+        check_weights(w, n)?;
+    }
     match *spec {
-        LossSpec::Mse => Ok(mse::loss(output, values(spec, targets, n, width)?, grad)),
-        LossSpec::L1 => Ok(l1::loss(output, values(spec, targets, n, width)?, grad)),
+        LossSpec::Mse => {
+            let y = values(spec, targets, n, width)?;
+            Ok(mse::loss(output, y, width, weights, grad))
+        }
+        LossSpec::L1 => {
+            let y = values(spec, targets, n, width)?;
+            Ok(l1::loss(output, y, width, weights, grad))
+        }
         LossSpec::Huber { delta } => {
             let y = values(spec, targets, n, width)?;
-            Ok(huber::loss(output, y, delta, grad))
+            Ok(huber::loss(output, y, width, delta, weights, grad))
         }
         LossSpec::BceWithLogits => {
             let y = values(spec, targets, n, width)?;
             bce_with_logits::check_targets(y)?;
-            Ok(bce_with_logits::loss(output, y, grad))
+            Ok(bce_with_logits::loss(output, y, width, weights, grad))
         }
         LossSpec::CrossEntropy { label_smoothing } => {
             let labels = labels(targets, n, width)?;
@@ -70,9 +99,30 @@ pub fn evaluate<T: Real>(
                 width,
                 labels,
                 label_smoothing,
+                weights,
                 grad,
             ))
         }
+    }
+}
+
+/// Per-sample weights must be one per sample, finite and >= 0: else an error naming
+/// `sample_weight` (a shape error for the length, a value error for the values).
+pub fn check_weights<T: Real>(weights: &[T], n: usize) -> Result<()> {
+    if weights.len() != n {
+        return Err(Error::shape(
+            "sample_weight",
+            format!("{n} weights (one per sample)"),
+            format!("{} weights", weights.len()),
+        ));
+    }
+    crate::real::check_finite(weights, "sample_weight")?;
+    match weights.iter().enumerate().find(|(_, &w)| w < T::zero()) {
+        None => Ok(()),
+        Some((i, w)) => Err(Error::value(
+            "sample_weight",
+            format!("weights must be >= 0, got {w:?} at index {i}"),
+        )),
     }
 }
 
@@ -284,6 +334,36 @@ mod tests {
             assert_eq!(checked.err(), evaluated.err(), "{spec:?} {targets:?}");
         }
         assert!(check_targets(&LossSpec::Mse, Targets::Values(&out), usize::MAX, 2).is_err());
+    }
+
+    #[test]
+    fn bad_weights_are_errors_naming_sample_weight_and_leave_grad() {
+        let out = [0.1f64, 0.2, 0.3, 0.4];
+        let mut grad = [7.0f64; 4];
+        let cases: [(&[f64], &str); 5] = [
+            (&[1.0], "2 weights"),
+            (&[1.0, 1.0, 1.0], "2 weights"),
+            (&[1.0, -0.5], "-0.5 at index 1"),
+            (&[f64::NAN, 1.0], "NaN or infinity"),
+            (&[1.0, f64::INFINITY], "NaN or infinity"),
+        ];
+        for (w, word) in cases {
+            let got = evaluate_weighted(
+                &LossSpec::Mse,
+                &out,
+                2,
+                2,
+                Targets::Values(&out),
+                Some(w),
+                Some(&mut grad),
+            );
+            let err = got.expect_err("bad weights");
+            assert!(err.to_string().starts_with("sample_weight: "), "{err}");
+            assert!(err.to_string().contains(word), "{err}");
+            assert_eq!(grad, [7.0; 4], "a rejected call changes nothing");
+        }
+        assert!(check_weights(&[0.0f32, 3.0], 2).is_ok());
+        assert!(check_weights(&[-0.0f32, 3.0], 2).is_ok());
     }
 
     #[test]

@@ -4,10 +4,19 @@ use super::elementwise;
 use crate::Real;
 
 /// The mean of (output - y)² and, into `grad`, 2(output - y)/N.
-pub(super) fn loss<T: Real>(output: &[T], y: &[T], grad: Option<&mut [T]>) -> f64 {
+/// With `weights` (one per row of `width`), Σ_i w_i·l_i / n instead: see `elementwise::mean`.
+pub(super) fn loss<T: Real>(
+    output: &[T],
+    y: &[T],
+    width: usize,
+    weights: Option<&[T]>,
+    grad: Option<&mut [T]>,
+) -> f64 {
     elementwise::mean(
         output,
         y,
+        width,
+        weights,
         grad,
         |x, t| (x - t) * (x - t),
         |x, t| 2.0 * (x - t),
@@ -16,7 +25,7 @@ pub(super) fn loss<T: Real>(output: &[T], y: &[T], grad: Option<&mut [T]>) -> f6
 
 #[cfg(test)]
 mod tests {
-    use super::super::finite_difference::{check_gradient, eval};
+    use super::super::finite_difference::{check_gradient, check_weighted, eval};
     use crate::{LossSpec, Targets};
 
     #[test]
@@ -40,6 +49,13 @@ mod tests {
         let want = (0.25 + 1.0 + 0.0625 + 6.25) / 4.0;
         assert!((got - want).abs() < 1e-12);
         assert!((grad[3] - 2.5f32 * 2.0 / 4.0).abs() < 1e-7);
+    }
+
+    #[test]
+    fn sample_weights_scale_each_row() {
+        let out = [0.3, -1.2, 2.5, 0.0, 0.7, -0.4, 1.1, 0.2];
+        let y = [0.1, 0.2, -0.3, 1.5, 0.7, 0.0, 0.9, -1.0];
+        check_weighted(&LossSpec::Mse, &out, 4, 2, Targets::Values(&y));
     }
 
     #[test]

@@ -321,12 +321,12 @@ mod tests {
         model.key = net.training.key(net.spec.seed);
         let mut single = vec![0.0; net.params().len()];
         let whole = model
-            .gradients(&mut Work::default(), &mut single, &x, t, n, false)
+            .gradients(&mut Work::default(), &mut single, &x, t, None, n, false)
             .unwrap();
         for p in [2, 3, 5] {
             let mut replicas = vec![Replica::default(); p];
             let mut grads = vec![0.0; single.len()];
-            let split = split_gradients(model, &mut replicas, &mut grads, &x, t, n).unwrap();
+            let split = split_gradients(model, &mut replicas, &mut grads, &x, t, None, n).unwrap();
             assert!((split - whole).abs() < 1e-14);
             for (a, b) in grads.iter().zip(&single) {
                 assert!((a - b).abs() < 1e-13 * (1.0 + b.abs()), "{p}: {a} vs {b}");

@@ -9,7 +9,8 @@ use crate::{Error, Real, Result};
 /// What one epoch of `fit_epoch` did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EpochOutcome {
-    /// Mean training loss over the samples seen (each batch's mean loss weighted by its size).
+    /// Mean training loss over the samples seen (each batch's mean loss weighted by its size);
+    /// with sample weights, Σ w_i·l_i / (samples seen), the weighted loss of the epoch.
     pub loss: f64,
     /// Batches completed.
     pub batches: usize,
@@ -36,6 +37,7 @@ pub(super) struct Batch<T> {
     x: Vec<T>,
     values: Vec<T>,
     labels: Vec<i64>,
+    weights: Vec<T>,
     order: Vec<usize>,
     /// The parameters when the epoch began, to measure how far it moved them.
     params_at_start: Vec<T>,
@@ -64,6 +66,23 @@ impl<T: Real> Network<T> {
         shuffle: bool,
         on_batch: &mut dyn FnMut(Progress) -> bool,
     ) -> Result<EpochOutcome> {
+        self.fit_epoch_weighted(x, targets, None, n, batch_size, shuffle, on_batch)
+    }
+
+    /// `fit_epoch` with optional per-sample weights (one per sample, finite, >= 0, checked once
+    /// for all samples before any step): each step trains on its batch's weighted loss
+    /// Σ w_i·l_i / batch rows, the weights gathered with their rows when shuffling.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fit_epoch_weighted(
+        &mut self,
+        x: &[T],
+        targets: Targets<'_, T>,
+        weights: Option<&[T]>,
+        n: usize,
+        batch_size: usize,
+        shuffle: bool,
+        on_batch: &mut dyn FnMut(Progress) -> bool,
+    ) -> Result<EpochOutcome> {
         self.check_input(x, n)?;
         if batch_size == 0 {
             return Err(Error::value("batch_size", "must be at least 1, got 0"));
@@ -71,6 +90,9 @@ impl<T: Real> Network<T> {
         // Every batch's targets are checked now, so that a bad label cannot stop the epoch
         // half-way with the network changed; likewise a last batch too small for batch norm.
         loss::check_targets(&self.spec.loss, targets, n, self.output_width())?;
+        if let Some(w) = weights {
+            loss::check_weights(w, n)?;
+        }
         let last_batch = match n % batch_size {
             0 => batch_size.min(n),
             rest => rest,
@@ -94,7 +116,9 @@ impl<T: Real> Network<T> {
         batch.params_at_start.clear();
         batch.params_at_start.extend_from_slice(&self.params);
         self.grad_stats.reset();
-        let outcome = self.run_batches(x, targets, &mut batch, batch_size, shuffle, on_batch);
+        let outcome = self.run_batches(
+            x, targets, weights, &mut batch, batch_size, shuffle, on_batch,
+        );
         self.batch = batch;
         let mut outcome = outcome?;
         let info = &self.param_info;
@@ -103,10 +127,12 @@ impl<T: Real> Network<T> {
         Ok(outcome)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn run_batches(
         &mut self,
         x: &[T],
         targets: Targets<'_, T>,
+        weights: Option<&[T]>,
         batch: &mut Batch<T>,
         batch_size: usize,
         shuffle: bool,
@@ -125,6 +151,7 @@ impl<T: Real> Network<T> {
             x: bx,
             values: bv,
             labels: bl,
+            weights: bw,
             order,
             ..
         } = batch;
@@ -151,11 +178,16 @@ impl<T: Real> Network<T> {
                         Targets::Values(&bv[..])
                     }
                 };
-                self.train_step(bx, t, rows)
+                let w = weights.map(|w| {
+                    gather(w, 1, idx, bw);
+                    &bw[..]
+                });
+                self.train_step_weighted(bx, t, w, rows)
             } else {
                 // Unshuffled batches are contiguous: train on slices of the data, no copy.
                 let (a, b) = (idx[0], idx[0] + rows);
-                self.train_step(&x[a * w_in..b * w_in], targets.rows(a, b, w_out), rows)
+                let (bx, t) = (&x[a * w_in..b * w_in], targets.rows(a, b, w_out));
+                self.train_step_weighted(bx, t, weights.map(|w| &w[a..b]), rows)
             };
             let value = value.map_err(|e| match e {
                 Error::Diverged { what, .. } => Error::Diverged {

@@ -229,8 +229,24 @@ impl<T: Real> Network<T> {
     /// Forward, loss and backward in training mode: fills `grads`, returns the mean loss.
     /// Changes no parameter. On a bad `targets` nothing is changed.
     pub fn gradients(&mut self, x: &[T], targets: Targets<'_, T>, n: usize) -> Result<f64> {
+        self.gradients_weighted(x, targets, None, n)
+    }
+
+    /// `gradients` with optional per-sample weights (one per sample, finite, >= 0): the loss is
+    /// Σ_i w_i·l_i / n and `grads` its gradient (see `loss::evaluate_weighted`). On bad targets
+    /// or weights nothing is changed.
+    pub fn gradients_weighted(
+        &mut self,
+        x: &[T],
+        targets: Targets<'_, T>,
+        weights: Option<&[T]>,
+        n: usize,
+    ) -> Result<f64> {
         self.check_input(x, n)?;
         loss::check_targets(&self.spec.loss, targets, n, self.output_width())?;
+        if let Some(w) = weights {
+            loss::check_weights(w, n)?;
+        }
         self.check_training_batch(n)?;
         // Batch norm needs the statistics of the whole batch: a network with it runs a step
         // on one thread (its products still use the pool). Dropout's masks are keyed by the
@@ -249,10 +265,19 @@ impl<T: Real> Network<T> {
             key: self.training.key(self.spec.seed),
         };
         let value = if p == 1 {
-            model.gradients(&mut self.work, &mut self.grads, x, targets, n, true)?
+            model.gradients(
+                &mut self.work,
+                &mut self.grads,
+                x,
+                targets,
+                weights,
+                n,
+                true,
+            )?
         } else {
             self.replicas.resize_with(p, Replica::default);
-            split_gradients(model, &mut self.replicas, &mut self.grads, x, targets, n)?
+            let replicas = &mut self.replicas;
+            split_gradients(model, replicas, &mut self.grads, x, targets, weights, n)?
         };
         self.finish_training_forward(x, n);
         Ok(value)
@@ -263,7 +288,18 @@ impl<T: Real> Network<T> {
     /// A step whose loss or gradients are not finite is not applied: the network keeps the
     /// weights of the last finite step and the error says what diverged.
     pub fn train_step(&mut self, x: &[T], targets: Targets<'_, T>, n: usize) -> Result<f64> {
-        let value = self.gradients(x, targets, n)?;
+        self.train_step_weighted(x, targets, None, n)
+    }
+
+    /// `train_step` on the sample-weighted loss Σ_i w_i·l_i / n (see `gradients_weighted`).
+    pub fn train_step_weighted(
+        &mut self,
+        x: &[T],
+        targets: Targets<'_, T>,
+        weights: Option<&[T]>,
+        n: usize,
+    ) -> Result<f64> {
+        let value = self.gradients_weighted(x, targets, weights, n)?;
         let norm = self.grad_stats.measure(&self.param_info, &self.grads);
         if !value.is_finite() || !norm.is_finite() {
             let what = if value.is_finite() {

@@ -46,13 +46,18 @@ fn share(n: usize, p: usize, i: usize) -> (usize, usize) {
 }
 
 /// The gradients of `n` samples computed in `replicas.len()` shares, averaged into `grads`.
-/// Targets must already be checked for all rows; `grads` is untouched on error.
+/// Targets and weights must already be checked for all rows; `grads` is untouched on error.
+///
+/// With per-sample weights the split stays exact: share k of n_k rows computes
+/// L_k = Σ_{i∈k} w_i·l_i / n_k, and Σ_k L_k·n_k/n = Σ_i w_i·l_i / n, the whole batch's weighted
+/// loss; the gradients, linear in the L_k, combine the same way.
 pub(super) fn split_gradients<T: Real>(
     model: Model<'_, T>,
     replicas: &mut [Replica<T>],
     grads: &mut [T],
     x: &[T],
     targets: Targets<'_, T>,
+    weights: Option<&[T]>,
     n: usize,
 ) -> Result<f64> {
     let (w_in, w_out) = (model.widths[0], model.widths[model.widths.len() - 1]);
@@ -66,8 +71,9 @@ pub(super) fn split_gradients<T: Real>(
             // Dropout masks are keyed by the row's index in the whole batch.
             let mut share_model = model;
             share_model.key.row_offset += a;
+            let w = weights.map(|w| &w[a..b]);
             r.loss =
-                Some(share_model.gradients(&mut r.work, &mut r.grads, x_part, t, b - a, false));
+                Some(share_model.gradients(&mut r.work, &mut r.grads, x_part, t, w, b - a, false));
         });
         let mut loss = 0.0;
         for (i, r) in replicas.iter_mut().enumerate() {
@@ -151,12 +157,12 @@ mod tests {
         let mut single = vec![0.0; net.params.len()];
         let whole = net
             .model()
-            .gradients(&mut Work::default(), &mut single, &x, t, n, false);
+            .gradients(&mut Work::default(), &mut single, &x, t, None, n, false);
         for p in [2, 3, 5] {
             let mut replicas = vec![Replica::default(); p];
             let mut grads = vec![0.0; net.params.len()];
             let model = net.model();
-            let split = split_gradients(model, &mut replicas, &mut grads, &x, t, n).unwrap();
+            let split = split_gradients(model, &mut replicas, &mut grads, &x, t, None, n).unwrap();
             assert!((split - *whole.as_ref().unwrap()).abs() < 1e-14);
             for (a, b) in grads.iter().zip(&single) {
                 assert!(
@@ -169,6 +175,63 @@ mod tests {
         net.gradients(&x, t, n).unwrap();
         for (a, b) in net.grads().iter().zip(&single) {
             assert!((a - b).abs() < 1e-14 * (1.0 + b.abs()));
+        }
+    }
+
+    #[test]
+    fn split_weighted_gradients_equal_the_single_pass() {
+        use crate::network::Network;
+        use crate::{LayerSpec, LossSpec, NetworkSpec, OptimizerSpec};
+        let spec = NetworkSpec {
+            layers: vec![
+                LayerSpec::Dense {
+                    in_features: 5,
+                    out_features: 7,
+                    bias: true,
+                },
+                LayerSpec::Tanh,
+                LayerSpec::Dense {
+                    in_features: 7,
+                    out_features: 3,
+                    bias: true,
+                },
+            ],
+            loss: LossSpec::Huber { delta: 0.5 },
+            optimizer: OptimizerSpec::Sgd {
+                lr: 0.1,
+                momentum: 0.0,
+                dampening: 0.0,
+                nesterov: false,
+                weight_decay: 0.0,
+            },
+            seed: 2,
+        };
+        let net = Network::<f64>::new(spec).unwrap();
+        let n = 29;
+        let x: Vec<f64> = (0..n * 5)
+            .map(|i| ((i * 13) % 11) as f64 / 5.0 - 1.0)
+            .collect();
+        let y: Vec<f64> = (0..n * 3)
+            .map(|i| ((i * 7) % 5) as f64 / 2.0 - 1.0)
+            .collect();
+        // Uneven weights, zeros included, so that the shares' weight sums differ.
+        let w: Vec<f64> = (0..n).map(|i| ((i * 5) % 7) as f64 / 3.0).collect();
+        let t = Targets::Values(&y);
+        let mut single = vec![0.0; net.params.len()];
+        let whole = net
+            .model()
+            .gradients(&mut Work::default(), &mut single, &x, t, Some(&w), n, false)
+            .unwrap();
+        for p in [2, 3, 4] {
+            let mut replicas = vec![Replica::default(); p];
+            let mut grads = vec![0.0; net.params.len()];
+            let model = net.model();
+            let split =
+                split_gradients(model, &mut replicas, &mut grads, &x, t, Some(&w), n).unwrap();
+            assert!((split - whole).abs() < 1e-14 * (1.0 + whole.abs()));
+            for (a, b) in grads.iter().zip(&single) {
+                assert!((a - b).abs() < 1e-14 * (1.0 + b.abs()), "{p}: {a} vs {b}");
+            }
         }
     }
 

@@ -187,14 +187,17 @@ impl<T: Real> Model<'_, T> {
         }
     }
 
-    /// Forward, loss and backward of `n` samples: writes `grads`, returns the mean loss.
-    /// `grads` is untouched when the targets are refused.
+    /// Forward, loss and backward of `n` samples: writes `grads`, returns the mean loss
+    /// (Σ w_i·l_i / n with per-sample `weights`, see `loss::evaluate_weighted`).
+    /// `grads` is untouched when the targets or weights are refused.
+    #[allow(clippy::too_many_arguments)]
     pub fn gradients(
         &self,
         work: &mut Work<T>,
         grads: &mut [T],
         x: &[T],
         targets: Targets<'_, T>,
+        weights: Option<&[T]>,
         n: usize,
         parallel: bool,
     ) -> Result<f64> {
@@ -202,12 +205,13 @@ impl<T: Real> Model<'_, T> {
         self.forward_train(work, x, n, parallel);
         let w = self.output_width();
         let last = self.layers.len() - 1;
-        let value = loss::evaluate(
+        let value = loss::evaluate_weighted(
             self.loss,
             &work.outputs[last][..n * w],
             n,
             w,
             targets,
+            weights,
             Some(&mut work.delta[..n * w]),
         )?;
         self.backward(work, grads, x, n, parallel);
