@@ -35,6 +35,32 @@ def _as_numpy(value: Any) -> np.ndarray:
     return np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
 
 
+def _named_arrays(
+    values: Any, expected: Sequence[tuple[str, tuple[int, ...]]], arg: str, what: str
+) -> list[np.ndarray]:
+    """The arrays of the dict `values` in `expected`'s order, after checking that the names are
+    exactly the expected ones and that each array holds numbers of the expected shape."""
+    if not isinstance(values, Mapping):
+        raise TypeError(f"{arg}: expected a dict of name -> array, got {type(values).__name__}")
+    names = [name for name, _ in expected]
+    missing = [name for name in names if name not in values]
+    unknown = [name for name in values if name not in names]
+    if missing or unknown:
+        raise ValueError(
+            f"{arg}: names do not match the network's {what} "
+            f"(missing {missing}, unknown {unknown}); expected {names}"
+        )
+    arrays = []
+    for name, shape in expected:
+        a = _as_numpy(values[name])
+        if a.dtype.kind not in "biuf":
+            raise TypeError(f"{arg}[{name!r}]: expected numbers, got dtype {a.dtype}")
+        if a.shape != shape:
+            raise ValueError(f"{arg}[{name!r}]: expected shape {shape}, got {a.shape}")
+        arrays.append(a)
+    return arrays
+
+
 class Network:
     """A sequential neural network trained by backpropagation.
 
@@ -165,27 +191,13 @@ class Network:
         }
 
     def _flatten(self, values: Mapping[str, Any], arg: str) -> np.ndarray:
-        if not isinstance(values, Mapping):
-            raise TypeError(f"{arg}: expected a dict of name -> array, got {type(values).__name__}")
         info = self._native.param_info()
-        names = [name for name, _, _ in info]
-        missing = [name for name in names if name not in values]
-        unknown = [name for name in values if name not in names]
-        if missing or unknown:
-            raise ValueError(
-                f"{arg}: names do not match the network's parameters "
-                f"(missing {missing}, unknown {unknown}); expected {names}"
-            )
-        parts = []
-        for name, shape, _ in info:
-            a = _as_numpy(values[name])
-            if a.dtype.kind not in "biuf":
-                raise TypeError(f"{arg}[{name!r}]: expected numbers, got dtype {a.dtype}")
-            if a.shape != tuple(shape):
-                raise ValueError(f"{arg}[{name!r}]: expected shape {tuple(shape)}, got {a.shape}")
+        expected = [(name, tuple(shape)) for name, shape, _ in info]
+        arrays = _named_arrays(values, expected, arg, "parameters")
+        for (name, _), a in zip(expected, arrays):
             if not np.isfinite(a).all():
                 raise ValueError(f"{arg}[{name!r}]: contains NaN or infinity")
-            parts.append(a.astype(self._dtype, copy=False).ravel())
+        parts = [a.astype(self._dtype, copy=False).ravel() for a in arrays]
         return np.ascontiguousarray(np.concatenate(parts), dtype=self._dtype)
 
     # ----- computation ---------------------------------------------------------------------
@@ -386,35 +398,14 @@ class Network:
         """Replaces the batch-norm buffers; names and shapes must match `buffers()`'s. Running
         statistics must be finite (variances >= 0), counts integers >= 0. On error nothing
         changes."""
-        if not isinstance(buffers, Mapping):
-            raise TypeError(
-                f"buffers: expected a dict of name -> array, got {type(buffers).__name__}"
-            )
         info = self._native.buffer_info()
-        counters = self._native.tracked_names()
-        names = [name for name, _, _ in info] + list(counters)
-        missing = [name for name in names if name not in buffers]
-        unknown = [name for name in buffers if name not in names]
-        if missing or unknown:
-            raise ValueError(
-                f"buffers: names do not match the network's buffers "
-                f"(missing {missing}, unknown {unknown}); expected {names}"
-            )
-        parts = []
-        for name, shape, _ in info:
-            a = _as_numpy(buffers[name])
-            if a.dtype.kind not in "biuf":
-                raise TypeError(f"buffers[{name!r}]: expected numbers, got dtype {a.dtype}")
-            if a.shape != tuple(shape):
-                raise ValueError(f"buffers[{name!r}]: expected shape {tuple(shape)}, got {a.shape}")
-            parts.append(a.astype(self.dtype, copy=False).ravel())
+        counters = list(self._native.tracked_names())
+        expected = [(name, tuple(shape)) for name, shape, _ in info]
+        expected += [(name, ()) for name in counters]
+        arrays = _named_arrays(buffers, expected, "buffers", "buffers")
+        parts = [a.astype(self.dtype, copy=False).ravel() for a in arrays[: len(info)]]
         counts = []
-        for name in counters:
-            a = _as_numpy(buffers[name])
-            if a.shape != ():
-                raise ValueError(
-                    f"buffers[{name!r}]: expected a single integer (shape ()), got {a.shape}"
-                )
+        for name, a in zip(counters, arrays[len(info) :]):
             if a.dtype.kind not in "iu":
                 raise TypeError(f"buffers[{name!r}]: expected an integer, got dtype {a.dtype}")
             counts.append(int(a))

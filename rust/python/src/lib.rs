@@ -1,7 +1,9 @@
 //! `bpcore.bpcore`: the native module. Conversion, dtype dispatch, error mapping and GIL release
 //! only; the numerics live in `bpcore-core`.
 
+mod arrays;
 mod errors;
+mod fit;
 mod matmul;
 mod network;
 

@@ -1,21 +1,12 @@
 //! The native `Network` class: a core network of either dtype behind one Python type.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
-
-use bpcore_core::network::Progress;
-use bpcore_core::{LossSpec, Network, NetworkSpec, Real, Targets};
-use numpy::{
-    Element, PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
-};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use bpcore_core::{Network, NetworkSpec, Real};
+use numpy::{Element, PyArray1, PyArrayMethods, PyUntypedArrayMethods};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 
+use crate::arrays::{flat, matrix, slice, weights, weights_view, HeldBatch};
 use crate::errors::guarded;
-
-/// How often a running epoch looks for Ctrl-C.
-const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
 enum Inner {
     F32(Network<f32>),
@@ -36,50 +27,6 @@ macro_rules! dispatch {
 #[pyclass(module = "bpcore.bpcore", name = "NativeNetwork")]
 pub struct NativeNetwork {
     inner: Inner,
-}
-
-/// A contiguous view of a NumPy array's data, or a ValueError naming `arg`.
-fn slice<'a, T: Element, D: numpy::ndarray::Dimension>(
-    a: &'a numpy::PyReadonlyArray<'_, T, D>,
-    arg: &str,
-) -> PyResult<&'a [T]> {
-    a.as_slice()
-        .map_err(|_| PyValueError::new_err(format!("{arg}: must be a C-contiguous array")))
-}
-
-fn matrix<'py, T: Element>(x: &Bound<'py, PyAny>, arg: &str) -> PyResult<PyReadonlyArray2<'py, T>> {
-    x.extract::<PyReadonlyArray2<'py, T>>().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "{arg}: expected a 2-d {} array",
-            std::any::type_name::<T>()
-        ))
-    })
-}
-
-/// Targets as the loss wants them: int64 labels (n,) or values (n, width) of the network's dtype.
-enum HeldTargets<'py, T: Element> {
-    Labels(PyReadonlyArray1<'py, i64>),
-    Values(PyReadonlyArray2<'py, T>),
-}
-
-impl<'py, T: Element> HeldTargets<'py, T> {
-    fn extract(loss: &LossSpec, y: &Bound<'py, PyAny>) -> PyResult<Self> {
-        if matches!(loss, LossSpec::CrossEntropy { .. }) {
-            let labels = y.extract::<PyReadonlyArray1<'py, i64>>().map_err(|_| {
-                PyTypeError::new_err("y: expected a 1-d int64 array of class labels")
-            })?;
-            Ok(HeldTargets::Labels(labels))
-        } else {
-            Ok(HeldTargets::Values(matrix::<T>(y, "y")?))
-        }
-    }
-
-    fn view(&self) -> PyResult<Targets<'_, T>> {
-        Ok(match self {
-            HeldTargets::Labels(l) => Targets::Labels(slice(l, "y")?),
-            HeldTargets::Values(v) => Targets::Values(slice(v, "y")?),
-        })
-    }
 }
 
 fn forward<T: Real + Element>(
@@ -105,12 +52,9 @@ fn loss<T: Real + Element>(
     x: &Bound<'_, PyAny>,
     y: &Bound<'_, PyAny>,
 ) -> PyResult<f64> {
-    let xa = matrix::<T>(x, "X")?;
-    let xs = slice(&xa, "X")?;
-    let held = HeldTargets::<T>::extract(&net.spec().loss, y)?;
-    let t = held.view()?;
-    let n = xa.shape()[0];
-    py.detach(|| guarded(|| net.loss(xs, t, n)))
+    let held = HeldBatch::<T>::extract(&net.spec().loss, x, y, None)?;
+    let b = held.view()?;
+    py.detach(|| guarded(|| net.loss(b.x, b.targets, b.n)))
 }
 
 fn gradients<T: Real + Element>(
@@ -120,14 +64,9 @@ fn gradients<T: Real + Element>(
     y: &Bound<'_, PyAny>,
     sample_weight: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<(f64, Py<PyAny>)> {
-    let xa = matrix::<T>(x, "X")?;
-    let xs = slice(&xa, "X")?;
-    let held = HeldTargets::<T>::extract(&net.spec().loss, y)?;
-    let t = held.view()?;
-    let wa = weights::<T>(sample_weight)?;
-    let w = weights_view(&wa)?;
-    let n = xa.shape()[0];
-    let value = py.detach(|| guarded(|| net.gradients_weighted(xs, t, w, n)))?;
+    let held = HeldBatch::<T>::extract(&net.spec().loss, x, y, sample_weight)?;
+    let b = held.view()?;
+    let value = py.detach(|| guarded(|| net.gradients_weighted(b.x, b.targets, b.weights, b.n)))?;
     Ok((
         value,
         PyArray1::from_slice(py, net.grads()).into_any().unbind(),
@@ -141,39 +80,9 @@ fn train_step<T: Real + Element>(
     y: &Bound<'_, PyAny>,
     sample_weight: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<f64> {
-    let xa = matrix::<T>(x, "X")?;
-    let xs = slice(&xa, "X")?;
-    let held = HeldTargets::<T>::extract(&net.spec().loss, y)?;
-    let t = held.view()?;
-    let wa = weights::<T>(sample_weight)?;
-    let w = weights_view(&wa)?;
-    let n = xa.shape()[0];
-    py.detach(|| guarded(|| net.train_step_weighted(xs, t, w, n)))
-}
-
-fn flat<'py, T: Element>(v: &Bound<'py, PyAny>, arg: &str) -> PyResult<PyReadonlyArray1<'py, T>> {
-    v.extract::<PyReadonlyArray1<'py, T>>().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "{arg}: expected a 1-d {} array",
-            std::any::type_name::<T>()
-        ))
-    })
-}
-
-/// The optional per-sample weights: a 1-d array of the network's dtype (checked by the core).
-fn weights<'py, T: Element>(
-    w: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Option<PyReadonlyArray1<'py, T>>> {
-    w.filter(|w| !w.is_none())
-        .map(|w| flat::<T>(w, "sample_weight"))
-        .transpose()
-}
-
-/// A view of the held weights.
-fn weights_view<'a, T: Element>(
-    w: &'a Option<PyReadonlyArray1<'_, T>>,
-) -> PyResult<Option<&'a [T]>> {
-    w.as_ref().map(|w| slice(w, "sample_weight")).transpose()
+    let held = HeldBatch::<T>::extract(&net.spec().loss, x, y, sample_weight)?;
+    let b = held.view()?;
+    py.detach(|| guarded(|| net.train_step_weighted(b.x, b.targets, b.weights, b.n)))
 }
 
 fn check_sample_weight<T: Real + Element>(
@@ -202,99 +111,6 @@ fn set_params<T: Real + Element>(net: &mut Network<T>, p: &Bound<'_, PyAny>) -> 
     let pa = flat::<T>(p, "parameters")?;
     let ps = slice(&pa, "parameters")?;
     guarded(|| net.set_params(ps))
-}
-
-/// What the epoch has done so far, shared between the pool thread that trains and the caller's
-/// thread that reports it.
-#[derive(Default)]
-struct SharedProgress {
-    batches: AtomicUsize,
-    samples: AtomicUsize,
-    loss_sum_bits: AtomicU64,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn fit_epoch<T: Real + Element>(
-    py: Python<'_>,
-    net: &mut Network<T>,
-    x: &Bound<'_, PyAny>,
-    y: &Bound<'_, PyAny>,
-    batch_size: usize,
-    shuffle: bool,
-    progress: Option<&Bound<'_, PyAny>>,
-    progress_interval: f64,
-    sample_weight: Option<&Bound<'_, PyAny>>,
-) -> PyResult<Py<PyAny>> {
-    let xa = matrix::<T>(x, "X")?;
-    let xs = slice(&xa, "X")?;
-    let held = HeldTargets::<T>::extract(&net.spec().loss, y)?;
-    let t = held.view()?;
-    let wa = weights::<T>(sample_weight)?;
-    let w = weights_view(&wa)?;
-    let n = xa.shape()[0];
-    let report = progress.map(|p| p.clone().unbind());
-    let interval = Duration::from_secs_f64(progress_interval.clamp(0.01, 3600.0));
-    let shared = SharedProgress::default();
-    let mut interrupt: Option<PyErr> = None;
-    let mut last_report = Instant::now();
-    let outcome = py.detach(|| {
-        guarded(|| {
-            bpcore_core::threads::run_polling(
-                |stop| {
-                    let mut on_batch = |p: Progress| {
-                        shared.batches.store(p.batches, Ordering::Relaxed);
-                        shared.samples.store(p.samples, Ordering::Relaxed);
-                        shared
-                            .loss_sum_bits
-                            .store(p.loss_sum.to_bits(), Ordering::Relaxed);
-                        stop.load(Ordering::Relaxed)
-                    };
-                    net.fit_epoch_weighted(xs, t, w, n, batch_size, shuffle, &mut on_batch)
-                },
-                SIGNAL_CHECK_INTERVAL,
-                // Signal handlers run only on the main thread: this one, while the epoch runs
-                // on bpcore's pool. A progress report that raises stops the epoch like Ctrl-C.
-                || {
-                    Python::attach(|py| {
-                        let mut result = py.check_signals();
-                        if let (Ok(()), Some(report)) = (&result, &report) {
-                            if last_report.elapsed() >= interval {
-                                last_report = Instant::now();
-                                let samples = shared.samples.load(Ordering::Relaxed);
-                                let loss_sum =
-                                    f64::from_bits(shared.loss_sum_bits.load(Ordering::Relaxed));
-                                let mean = if samples > 0 {
-                                    loss_sum / samples as f64
-                                } else {
-                                    f64::NAN
-                                };
-                                let batches = shared.batches.load(Ordering::Relaxed);
-                                result = report.call1(py, (batches, samples, mean)).map(drop);
-                            }
-                        }
-                        match result {
-                            Ok(()) => false,
-                            Err(e) => {
-                                interrupt = Some(e);
-                                true
-                            }
-                        }
-                    })
-                },
-            )
-        })
-    });
-    if let Some(e) = interrupt {
-        return Err(e);
-    }
-    let outcome = outcome?;
-    let result = PyDict::new(py);
-    result.set_item("loss", outcome.loss)?;
-    result.set_item("batches", outcome.batches)?;
-    result.set_item("stopped", outcome.stopped)?;
-    result.set_item("grad_norms", outcome.grad_norms)?;
-    result.set_item("update_ratios", outcome.update_ratios)?;
-    Ok(result.into_any().unbind())
 }
 
 #[pymethods]
@@ -418,7 +234,7 @@ impl NativeNetwork {
         progress_interval: f64,
         sample_weight: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        dispatch!(&mut self.inner, net => fit_epoch(py, net, x, y, batch_size, shuffle, progress, progress_interval, sample_weight))
+        dispatch!(&mut self.inner, net => crate::fit::fit_epoch(py, net, x, y, batch_size, shuffle, progress, progress_interval, sample_weight))
     }
 
     /// Checks per-sample weights for `n` samples as `fit_epoch` will (one per sample, finite,
@@ -466,12 +282,9 @@ impl NativeNetwork {
         y: &Bound<'_, PyAny>,
     ) -> PyResult<f64> {
         dispatch!(&mut self.inner, net => {
-            let xa = matrix(x, "X")?;
-            let xs = slice(&xa, "X")?;
-            let held = HeldTargets::extract(&net.spec().loss, y)?;
-            let t = held.view()?;
-            let n = xa.shape()[0];
-            py.detach(|| guarded(|| net.training_loss(xs, t, n)))
+            let held = HeldBatch::extract(&net.spec().loss, x, y, None)?;
+            let b = held.view()?;
+            py.detach(|| guarded(|| net.training_loss(b.x, b.targets, b.n)))
         })
     }
 
