@@ -32,12 +32,16 @@ def test_validation_split_holds_out_the_last_fraction_and_metrics_match_numpy():
     net, twin = classifier(), classifier()
     h = net.fit(X, y, epochs=1, batch_size=8, shuffle=False, validation_split=0.2, progress=False)
     # The training loss is the mean over the epoch's batches of the first 40 samples.
-    losses = [twin.train_step(X[a : a + 8], y[a : a + 8]) for a in range(0, 40, 8)]
+    # Training metrics are Keras's running values: each step's own outputs, before its update.
+    outputs, losses = [], []
+    for a in range(0, 40, 8):
+        outputs.append(twin.forward(X[a : a + 8]))
+        losses.append(twin.train_step(X[a : a + 8], y[a : a + 8]))
     assert h.history["loss"] == [pytest.approx(np.mean(losses), rel=1e-12)]
     for name, value in twin.parameters().items():
         np.testing.assert_array_equal(net.parameters()[name], value)
-    z_train, z_val = net.forward(X[:40]), net.forward(X[40:])
-    assert h.history["accuracy"] == [np.mean(z_train.argmax(1) == y[:40])]
+    z_steps, z_val = np.concatenate(outputs), net.forward(X[40:])
+    assert h.history["accuracy"] == [np.mean(z_steps.argmax(1) == y[:40])]
     assert h.history["val_accuracy"] == [np.mean(z_val.argmax(1) == y[40:])]
     assert h.history["val_loss"] == [pytest.approx(net.loss(X[40:], y[40:]), rel=1e-12)]
     assert list(h.history) == ["loss", "accuracy", "val_loss", "val_accuracy", "lr", "time"]
@@ -62,9 +66,17 @@ def test_regression_metrics_match_numpy_and_sklearn():
     X = rng.normal(size=(60, 3))
     Y = X @ rng.normal(size=(3, 2)) + 0.1 * rng.normal(size=(60, 2))
     net = bp.Network([bp.Dense(3, 8), bp.ReLU(), bp.Dense(8, 2)], dtype="float64", seed=1)
-    h = net.fit(X, Y, epochs=2, metrics=["mae", "r2"], validation_split=0.25, progress=False)
+    twin = bp.Network([bp.Dense(3, 8), bp.ReLU(), bp.Dense(8, 2)], dtype="float64", seed=1)
+    h = net.fit(
+        X, Y, epochs=1, metrics=["mae", "r2"], validation_split=0.25, shuffle=False, progress=False
+    )
     assert list(h.history) == ["loss", "mae", "r2", "val_loss", "val_mae", "val_r2", "lr", "time"]
-    P, Pv = net.forward(X[:45]), net.forward(X[45:])
+    # Training metrics come from each step's own outputs (Keras's running values).
+    steps = []
+    for a in range(0, 45, 32):
+        steps.append(twin.forward(X[a : min(a + 32, 45)]))
+        twin.train_step(X[a : min(a + 32, 45)], Y[a : min(a + 32, 45)])
+    P, Pv = np.concatenate(steps), net.forward(X[45:])
     assert h.history["mae"][-1] == pytest.approx(np.abs(P - Y[:45]).mean(), rel=1e-12)
     assert h.history["val_mae"][-1] == pytest.approx(np.abs(Pv - Y[45:]).mean(), rel=1e-12)
     assert h.history["r2"][-1] == pytest.approx(r2_score(Y[:45], P), rel=1e-12)
@@ -220,3 +232,26 @@ def test_divergence_names_epoch_and_batch_and_keeps_finite_weights(dtype):
         net.fit(X, Y, epochs=5, batch_size=8, progress=False)
     assert all(np.isfinite(v).all() for v in net.parameters().values())
     assert issubclass(bp.TrainingDivergedError, ArithmeticError)
+
+
+def test_binary_accuracy_counts_every_output_element_of_the_steps():
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(40, 3))
+    Y = (X[:, :2] + 0.3 * rng.normal(size=(40, 2)) > 0).astype(float)
+
+    def make():
+        return bp.Network(
+            [bp.Dense(3, 5), bp.Tanh(), bp.Dense(5, 2)],
+            loss="bce_with_logits",
+            dtype="float64",
+            seed=2,
+        )
+
+    net, twin = make(), make()
+    h = net.fit(X, Y, epochs=1, batch_size=16, shuffle=False, progress=False)
+    outputs = []
+    for a in range(0, 40, 16):
+        outputs.append(twin.forward(X[a : a + 16]))
+        twin.train_step(X[a : a + 16], Y[a : a + 16])
+    expected = np.mean((np.concatenate(outputs) > 0) == (Y > 0.5))
+    assert h.history["accuracy"] == [pytest.approx(expected, rel=1e-15)]

@@ -1,4 +1,9 @@
-"""Metrics that `Network.fit` reports per epoch, computed with NumPy from the network's outputs.
+"""Metrics that `Network.fit` reports per epoch.
+
+Validation metrics are computed with NumPy from the network's inference outputs. Training
+metrics are, as Keras reports them, running values over the epoch's training steps, from each
+step's own (training-mode) outputs: the native loop sums them as it goes (`from_sums`), so they
+cost no extra pass of the network over the data.
 
 - ``"accuracy"`` (classification losses): the fraction of samples whose predicted class is the
   label — argmax of the outputs for cross_entropy; for bce_with_logits the fraction of output
@@ -73,6 +78,36 @@ def r2(outputs: np.ndarray, targets: np.ndarray) -> float:
     nonconstant = ss_tot != 0
     scores[nonconstant] = 1.0 - ss_res[nonconstant] / ss_tot[nonconstant]
     return float(scores.mean())
+
+
+def from_sums(
+    names: Sequence[str], sums: dict[str, Any], loss: Loss, width: int
+) -> dict[str, float]:
+    """The named metrics from the native epoch's running sums (see the module docstring), for a
+    network with `width` outputs.
+
+    R² uses SS_tot = Σy² − (Σy)²/n per column, the same quantity as scikit-learn's up to
+    rounding.
+    """
+    rows = int(sums["rows"])
+    values: dict[str, float] = {}
+    for name in names:
+        if name == "accuracy":
+            count = rows if loss.takes_labels else rows * width
+            values[name] = float(sums["correct"]) / count if count else float("nan")
+        elif name == "mae":
+            elements = rows * width
+            values[name] = float(sums["abs_err"]) / elements if elements else float("nan")
+        else:
+            ss_res = np.asarray(sums["sq_err"], dtype=np.float64)
+            y_sum = np.asarray(sums["y_sum"], dtype=np.float64)
+            ss_tot = np.asarray(sums["y_sq_sum"], dtype=np.float64) - y_sum**2 / max(rows, 1)
+            ss_tot = np.maximum(ss_tot, 0.0)
+            scores = np.where(ss_res == 0, 1.0, 0.0)
+            nonconstant = ss_tot > 1e-12 * np.maximum(np.abs(y_sum), 1.0) ** 2 / max(rows, 1)
+            scores[nonconstant] = 1.0 - ss_res[nonconstant] / ss_tot[nonconstant]
+            values[name] = float(scores.mean()) if len(scores) else float("nan")
+    return values
 
 
 def compute(

@@ -279,10 +279,11 @@ class Network:
                 (as Keras), are held out for validation.
             validation_data: (X_val, y_val) to validate on instead (not with validation_split).
             metrics: names from "accuracy" (classification losses; the default there) and
-                "mae", "r2" (regression losses; none by default). The training metrics are
-                computed after each epoch on the training data in inference mode, unweighted;
-                the "loss" is the mean over the epoch's batches during training, as Keras
-                reports it (the weighted loss with `sample_weight`).
+                "mae", "r2" (regression losses; none by default). Training metrics, like
+                the "loss", are Keras's running values over the epoch: each step's own outputs
+                before its update, summed natively at no extra pass over the data (unweighted;
+                the loss is the weighted one with `sample_weight`). Validation metrics use the
+                network after the epoch.
             callbacks: `bpcore.callbacks.Callback` objects (EarlyStopping, ReduceLROnPlateau,
                 LearningRateScheduler, or your own; see that module for the protocol).
             schedule: a per-epoch learning-rate schedule (StepLR, ExponentialLR,

@@ -254,7 +254,8 @@ def fit(
             net._epochs_done += 1
             logs = {"loss": float(result["loss"])}
             if names:
-                logs.update(metric_functions.compute(names, native.forward(x_train), t_train, loss))
+                sums = result["metric_sums"]
+                logs.update(metric_functions.from_sums(names, sums, loss, net.n_outputs))
             if x_val is not None:
                 logs["val_loss"] = float(native.loss(x_val, t_val))
                 if names:

@@ -90,12 +90,42 @@ impl Real for f64 {
     }
 }
 
+/// Lanes of the reductions below: independent running sums, so that the adds neither wait on
+/// each other nor stop the compiler from vectorizing (a single running sum is a chain of adds
+/// the compiler may not reorder).
+const LANES: usize = 16;
+
+/// Σ over `values` of `f(v)`, in `LANES` running sums of `T`.
+#[inline(always)]
+fn lane_sum<T: Real>(values: &[T], f: impl Fn(T) -> T) -> T {
+    let mut sums = [T::zero(); LANES];
+    let chunks = values.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (s, &v) in sums.iter_mut().zip(chunk) {
+            *s += f(v);
+        }
+    }
+    let tail = rest.iter().fold(T::zero(), |acc, &v| acc + f(v));
+    sums.iter().fold(tail, |acc, &s| acc + s)
+}
+
 /// Whether every value is finite (no NaN, no infinity), in one pass that vectorizes:
 /// `0 · v` is 0 for a finite `v` and NaN otherwise.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 pub fn all_finite<T: Real>(values: &[T]) -> bool {
     values
+        .chunks(4096)
+        .all(|c| lane_sum(c, |v| v * T::zero()) == T::zero())
+}
+
+/// Σ v² in f64: blocks summed in `T` (vectorized), the blocks' sums added in f64.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+pub fn sum_squares<T: Real>(values: &[T]) -> f64 {
+    values
         .chunks(1024)
-        .all(|c| c.iter().fold(T::zero(), |acc, &v| acc + v * T::zero()) == T::zero())
+        .map(|c| lane_sum(c, |v| v * v).f64())
+        .sum()
 }
 
 /// `Ok` if every value is finite, else an error naming `arg` and the first bad value's index.
@@ -132,6 +162,14 @@ mod tests {
         assert_eq!((-1e30f32).tanh_fast(), -1.0);
         assert!(f32::NAN.tanh_fast().is_nan());
         assert_eq!(0.5f64.tanh_fast(), 0.5f64.tanh());
+    }
+
+    #[test]
+    fn sum_squares_adds_every_element() {
+        let v: Vec<f32> = (0..5003).map(|i| (i % 7) as f32 - 3.0).collect();
+        let want: f64 = v.iter().map(|&x| (x as f64) * (x as f64)).sum();
+        assert_eq!(sum_squares(&v), want);
+        assert_eq!(sum_squares::<f64>(&[]), 0.0);
     }
 
     #[test]

@@ -109,5 +109,14 @@ pub fn fit_epoch<T: Real + Element>(
     result.set_item("stopped", outcome.stopped)?;
     result.set_item("grad_norms", outcome.grad_norms)?;
     result.set_item("update_ratios", outcome.update_ratios)?;
+    let m = &outcome.metrics;
+    let sums = PyDict::new(py);
+    sums.set_item("rows", m.rows)?;
+    sums.set_item("correct", m.correct)?;
+    sums.set_item("abs_err", m.abs_err)?;
+    sums.set_item("sq_err", &m.sq_err)?;
+    sums.set_item("y_sum", &m.y_sum)?;
+    sums.set_item("y_sq_sum", &m.y_sq_sum)?;
+    result.set_item("metric_sums", sums)?;
     Ok(result.into_any().unbind())
 }

@@ -20,6 +20,8 @@ pub struct EpochOutcome {
     pub grad_norms: Vec<f64>,
     /// Per parameter tensor: ‖change over the epoch‖ / ‖value at its start‖.
     pub update_ratios: Vec<f64>,
+    /// The training metrics' sums over the epoch's steps, from the steps' own outputs.
+    pub metrics: super::MetricSums,
 }
 
 /// Where an epoch stands, as `on_batch` sees it before each batch.
@@ -116,6 +118,7 @@ impl<T: Real> Network<T> {
         batch.params_at_start.clear();
         batch.params_at_start.extend_from_slice(&self.params);
         self.grad_stats.reset();
+        self.metrics.clear();
         let outcome = self.run_batches(
             x, targets, weights, &mut batch, batch_size, shuffle, on_batch,
         );
@@ -124,6 +127,7 @@ impl<T: Real> Network<T> {
         let info = &self.param_info;
         outcome.grad_norms = self.grad_stats.mean_norms(info.len());
         outcome.update_ratios = update_ratios(info, &self.batch.params_at_start, &self.params);
+        outcome.metrics = self.metrics.clone();
         Ok(outcome)
     }
 
@@ -145,6 +149,7 @@ impl<T: Real> Network<T> {
             stopped: false,
             grad_norms: Vec::new(),
             update_ratios: Vec::new(),
+            metrics: super::MetricSums::default(),
         };
         let mut seen = 0usize;
         let Batch {

@@ -4,6 +4,7 @@
 mod buffers;
 mod epoch;
 mod layout;
+mod metrics;
 mod parallel;
 mod pass;
 mod scratch;
@@ -19,6 +20,7 @@ use crate::{threads, Error, NetworkSpec, Real, Result};
 
 pub use epoch::{EpochOutcome, Progress};
 pub use layout::{Layer, ParamInfo};
+pub use metrics::MetricSums;
 
 use layout::{build_layers, Layout};
 use parallel::{parts, split_gradients, Replica};
@@ -45,6 +47,8 @@ pub struct Network<T> {
     batch: epoch::Batch<T>,
     scratch: ScratchPool<T>,
     grad_stats: GradStats,
+    /// Metric sums of the training steps since the last reset (each epoch's start).
+    metrics: MetricSums,
     /// Largest global gradient norm a step may apply; larger ones are scaled down to it.
     clip_grad_norm: Option<f64>,
     /// Batch-norm running statistics and the dropout masks' step (network/buffers.rs).
@@ -90,6 +94,7 @@ impl<T: Real> Network<T> {
             batch: Default::default(),
             scratch: ScratchPool::default(),
             grad_stats: GradStats::default(),
+            metrics: MetricSums::default(),
             clip_grad_norm: None,
             training: buffers::TrainingState::new(buffer_info, n_buffers, tracked_names),
         })
@@ -265,7 +270,7 @@ impl<T: Real> Network<T> {
             key: self.training.key(self.spec.seed),
         };
         let value = if p == 1 {
-            model.gradients(
+            let value = model.gradients(
                 &mut self.work,
                 &mut self.grads,
                 x,
@@ -273,11 +278,17 @@ impl<T: Real> Network<T> {
                 weights,
                 n,
                 true,
-            )?
+            )?;
+            self.metrics.merge(&self.work.metrics);
+            value
         } else {
             self.replicas.resize_with(p, Replica::default);
             let replicas = &mut self.replicas;
-            split_gradients(model, replicas, &mut self.grads, x, targets, weights, n)?
+            let value = split_gradients(model, replicas, &mut self.grads, x, targets, weights, n)?;
+            for r in &self.replicas[..p] {
+                self.metrics.merge(r.metrics());
+            }
+            value
         };
         self.finish_training_forward(x, n);
         Ok(value)

@@ -30,6 +30,13 @@ pub(super) struct Replica<T> {
     loss: Option<Result<f64>>,
 }
 
+impl<T> Replica<T> {
+    /// The metric sums of this share's last pass.
+    pub fn metrics(&self) -> &super::metrics::MetricSums {
+        &self.work.metrics
+    }
+}
+
 /// How many shares a step of `n` rows should be split into on `threads` threads.
 pub(super) fn parts(n: usize, macs_per_row: usize, threads: usize) -> usize {
     if macs_per_row > MAX_PARAMS_TO_SPLIT {

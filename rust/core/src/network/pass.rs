@@ -2,6 +2,7 @@
 //! layer by layer down to every parameter's gradient, over caller-owned buffers.
 
 use super::layout::Layer;
+use super::metrics::MetricSums;
 use crate::dropout::MaskKey;
 use crate::loss::{self, Targets};
 use crate::{LossSpec, Real, Result};
@@ -32,6 +33,8 @@ pub(super) struct Work<T> {
     delta_next: Vec<T>,
     /// Per-feature statistics of a normalization layer (4 × the widest layer, f64).
     pub stats: Vec<f64>,
+    /// The last pass's metric sums (accuracy, errors) from its own outputs.
+    pub metrics: MetricSums,
 }
 
 /// Two ping-pong buffers for inference, which keeps no layer's output.
@@ -214,6 +217,9 @@ impl<T: Real> Model<'_, T> {
             weights,
             Some(&mut work.delta[..n * w]),
         )?;
+        work.metrics.clear();
+        let out = &work.outputs[last][..n * w];
+        work.metrics.add(self.loss, out, targets, n, w);
         self.backward(work, grads, x, n, parallel);
         Ok(value)
     }

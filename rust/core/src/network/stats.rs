@@ -5,14 +5,8 @@
 //! make them visible epoch by epoch at the cost of one pass over the gradients per step.
 
 use super::layout::ParamInfo;
+use crate::real::sum_squares;
 use crate::Real;
-
-/// Σ x², summed in blocks of the element type (so it vectorizes) and accumulated in f64.
-pub(super) fn sum_squares<T: Real>(x: &[T]) -> f64 {
-    x.chunks(256)
-        .map(|c| c.iter().fold(T::zero(), |acc, &v| acc + v * v).f64())
-        .sum()
-}
 
 /// Per-tensor gradient statistics accumulated over the steps of an epoch.
 #[derive(Debug, Clone, Default)]
