@@ -9,29 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from bpcore._checks import boolean, positive_int, real
+from bpcore._spec import Described
 
 
-class Layer:
+class Layer(Described):
     """Base of all layers: a named description with a `to_spec()` dict."""
-
-    type_name: str = ""
-
-    def to_spec(self) -> dict[str, Any]:
-        """The layer's description as the core reads it: {"type": ..., hyperparameters...}."""
-        return {"type": self.type_name, **self._hyper()}
-
-    def _hyper(self) -> dict[str, Any]:
-        return {}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._hyper().items())
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.to_spec() == other.to_spec()  # type: ignore[attr-defined]
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, tuple(sorted(self._hyper().items()))))
 
 
 class Dense(Layer):

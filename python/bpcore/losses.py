@@ -5,27 +5,16 @@ from __future__ import annotations
 from typing import Any, Union
 
 from bpcore._checks import real
+from bpcore._spec import Described
 
 
-class Loss:
+class Loss(Described):
     """Base of all losses: a description with a `to_spec()` dict."""
 
-    type_name: str = ""
     #: Whether targets are integer class labels (n,) rather than values of the output's shape.
     takes_labels: bool = False
     #: Whether the outputs are logits of a classifier (so predict gives classes).
     is_classification: bool = False
-
-    def to_spec(self) -> dict[str, Any]:
-        """The loss's description as the core reads it."""
-        return {"type": self.type_name, **self._hyper()}
-
-    def _hyper(self) -> dict[str, Any]:
-        return {}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._hyper().items())
-        return f"{type(self).__name__}({args})"
 
 
 class MSELoss(Loss):

@@ -5,26 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from bpcore._checks import boolean, real
+from bpcore._spec import Described
 
 
-class Optimizer:
-    """Base of all optimizers: a description with a `to_spec()` dict."""
-
-    type_name: str = ""
+class Optimizer(Described):
+    """Base of all optimizers: a description with a `to_spec()` dict. Subclasses' `_hyper()`
+    adds their hyperparameters to the learning rate's."""
 
     def __init__(self, lr: float) -> None:
         self.lr = real(lr, "lr", low=0.0, low_open=True)
 
-    def to_spec(self) -> dict[str, Any]:
-        """The optimizer's description as the core reads it."""
-        return {"type": self.type_name, "lr": self.lr, **self._hyper()}
-
     def _hyper(self) -> dict[str, Any]:
-        return {}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in {"lr": self.lr, **self._hyper()}.items())
-        return f"{type(self).__name__}({args})"
+        return {"lr": self.lr}
 
 
 class SGD(Optimizer):
@@ -50,6 +42,7 @@ class SGD(Optimizer):
 
     def _hyper(self) -> dict[str, Any]:
         return {
+            **super()._hyper(),
             "momentum": self.momentum,
             "dampening": self.dampening,
             "nesterov": self.nesterov,
@@ -83,6 +76,7 @@ class Adam(Optimizer):
 
     def _hyper(self) -> dict[str, Any]:
         return {
+            **super()._hyper(),
             "betas": list(self.betas),
             "eps": self.eps,
             "weight_decay": self.weight_decay,
@@ -129,6 +123,7 @@ class RMSprop(Optimizer):
 
     def _hyper(self) -> dict[str, Any]:
         return {
+            **super()._hyper(),
             "alpha": self.alpha,
             "eps": self.eps,
             "weight_decay": self.weight_decay,
@@ -160,6 +155,7 @@ class Adagrad(Optimizer):
 
     def _hyper(self) -> dict[str, Any]:
         return {
+            **super()._hyper(),
             "lr_decay": self.lr_decay,
             "weight_decay": self.weight_decay,
             "eps": self.eps,
