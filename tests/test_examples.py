@@ -24,3 +24,16 @@ def test_digits_training_example_learns_and_saves_its_plot(tmp_path, monkeypatch
 def test_every_example_has_a_docstring_with_its_command(name):
     text = (EXAMPLES / name).read_text()
     assert text.startswith('"""') and "python examples/" in text
+
+
+def test_backprop_tutorial_agrees_three_ways_and_shows_vanishing_gradients(tmp_path, capsys):
+    module = runpy.run_path(str(EXAMPLES / "backprop_tutorial.py"), run_name="example")
+    plot = tmp_path / "norms.png"
+    module["main"](str(plot))
+    out = capsys.readouterr().out
+    assert "∂L/∂w by the Rust kernels" in out
+    assert "product and gradient are equal" in out
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    ratios = [line for line in out.splitlines() if "first/last layer ratio" in line]
+    sigmoid_ratio = float(ratios[0].split("sigmoid ")[1].split(",")[0])
+    assert sigmoid_ratio < 1e-3  # the deep sigmoid network's first layer barely learns
