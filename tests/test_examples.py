@@ -37,3 +37,9 @@ def test_backprop_tutorial_agrees_three_ways_and_shows_vanishing_gradients(tmp_p
     ratios = [line for line in out.splitlines() if "first/last layer ratio" in line]
     sigmoid_ratio = float(ratios[0].split("sigmoid ")[1].split(",")[0])
     assert sigmoid_ratio < 1e-3  # the deep sigmoid network's first layer barely learns
+
+
+def test_regression_example_matches_the_linear_baseline():
+    module = runpy.run_path(str(EXAMPLES / "regression_diabetes.py"), run_name="example")
+    r2, baseline = module["main"]()
+    assert r2 > 0.3 and r2 >= baseline - 0.05
