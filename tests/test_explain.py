@@ -135,5 +135,5 @@ def test_one_sample_only():
 
 def test_layers_the_reference_does_not_know_are_refused_clearly():
     net = bp.Network([bp.Dense(3, 4), bp.Dropout(0.5), bp.Dense(4, 1)])
-    with pytest.raises(NotImplementedError, match="Dropout"):
+    with pytest.raises(ValueError, match="Dropout"):
         bp.explain(net, np.zeros(3), np.zeros(1), 0, (0, 0))

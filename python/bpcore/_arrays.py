@@ -63,7 +63,18 @@ def as_labels(y: Any, n_samples: int, arg: str = "y") -> np.ndarray:
             raise ValueError(f"{arg}: contains NaN or infinity")
         if not np.array_equal(a, np.round(a)):
             raise ValueError(f"{arg}: class labels must be whole numbers")
+    if a.dtype.kind in "fu" and a.size:
+        # Beyond int64 a cast would wrap; such a label is no class either way (the core checks
+        # the range of the rest).
+        outside = (a > _LABEL_LIMIT) | (a < -_LABEL_LIMIT)
+        if outside.any():
+            i = int(np.argmax(outside))
+            raise ValueError(f"{arg}: label {a[i]!r} at index {i} is outside the classes")
     return np.ascontiguousarray(a, dtype=np.int64)
+
+
+#: Labels of float or unsigned arrays beyond this are refused before the cast to int64.
+_LABEL_LIMIT = 2**62
 
 
 def as_values(y: Any, dtype: np.dtype, n_samples: int, width: int, arg: str = "y") -> np.ndarray:

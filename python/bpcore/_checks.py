@@ -6,14 +6,25 @@ import math
 import numbers
 from typing import Any
 
+#: Largest width (features of a layer) and size the core takes: 2**40, as its buffers.
+MAX_SIZE = 2**40
 
-def positive_int(value: Any, arg: str) -> int:
-    """Return `value` as an int >= 1, or raise TypeError/ValueError naming `arg`."""
+
+def positive_int(value: Any, arg: str, high: int | None = None) -> int:
+    """Return `value` as an int >= 1 (and <= `high`), or raise TypeError/ValueError naming
+    `arg`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{arg}: expected an integer, got {type(value).__name__} {value!r}")
     if value < 1:
         raise ValueError(f"{arg}: must be at least 1, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{arg}: must be at most {high}, got {value}")
     return int(value)
+
+
+def width(value: Any, arg: str) -> int:
+    """A layer width: an int in [1, MAX_SIZE], or raise naming `arg`."""
+    return positive_int(value, arg, high=MAX_SIZE)
 
 
 def real(

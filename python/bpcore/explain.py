@@ -154,8 +154,8 @@ def explain(net: Network, x: Any, y: Any, layer: int, index: Any) -> Explanation
         try:
             ref.scalar_functions(spec)
         except ValueError:
-            raise NotImplementedError(
-                f"explain: layer {k} ({type(layers[k]).__name__}) is not supported yet; "
+            raise ValueError(
+                f"net: layer {k} ({type(layers[k]).__name__}) is not supported by explain yet; "
                 "explain handles networks of Dense layers and activations"
             ) from None
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bpcore._checks import boolean, positive_int, real
+from bpcore._checks import boolean, real, width
 from bpcore._spec import Described
 
 
@@ -22,8 +22,8 @@ class Dense(Layer):
     type_name = "dense"
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
-        self.in_features = positive_int(in_features, "in_features")
-        self.out_features = positive_int(out_features, "out_features")
+        self.in_features = width(in_features, "in_features")
+        self.out_features = width(out_features, "out_features")
         self.bias = boolean(bias, "bias")
 
     def _hyper(self) -> dict[str, Any]:
@@ -158,7 +158,7 @@ class BatchNorm1d(Layer):
         affine: bool = True,
         track_running_stats: bool = True,
     ) -> None:
-        self.num_features = positive_int(num_features, "num_features")
+        self.num_features = width(num_features, "num_features")
         self.eps = _eps(eps)
         if momentum is None:
             raise ValueError(
@@ -191,7 +191,7 @@ class LayerNorm(Layer):
                     f"normalized; give an int or a 1-tuple, got {tuple(normalized_shape)}"
                 )
             normalized_shape = normalized_shape[0]
-        self.normalized_shape = positive_int(normalized_shape, "normalized_shape")
+        self.normalized_shape = width(normalized_shape, "normalized_shape")
         self.eps = _eps(eps)
         if not boolean(elementwise_affine, "elementwise_affine"):
             raise ValueError(

@@ -133,7 +133,7 @@ def _warn_gradients(
             continue
         if (kind, name) not in warned:
             warned.add((kind, name))
-            warnings.warn(message, GradientWarning, stacklevel=4)
+            warnings.warn(message, GradientWarning, stacklevel=5)  # user → Network.fit (2 frames)
 
 
 def _numbers_only(logs: dict[str, Any]) -> dict[str, float]:
@@ -198,6 +198,7 @@ def fit(
     param_names = [name for name, _, _ in native.param_info()]
     n_train = x_train.shape[0]
     n_batches = -(-n_train // batch_size)
+    native_batch = min(batch_size, n_train)  # one batch of all samples; fits the core's size type
     batch_cbs = [cb for cb in cbs if type(cb).on_batch_end is not Callback.on_batch_end]
 
     history = History()
@@ -241,14 +242,14 @@ def fit(
             start = time.perf_counter()
             try:
                 result = native.fit_epoch(
-                    x_train, t_train, batch_size, shuffle, report, PROGRESS_INTERVAL, w_train
+                    x_train, t_train, native_batch, shuffle, report, PROGRESS_INTERVAL, w_train
                 )
             except TrainingDivergedError as e:
                 message = _with_epoch(str(e), epoch + 1)
                 warnings.warn(
                     f"{message}; the network keeps the weights of the last finite step",
                     RuntimeWarning,
-                    stacklevel=3,
+                    stacklevel=4,  # the caller of Network.fit (behind its busy guard)
                 )
                 raise TrainingDivergedError(message) from None
             net._epochs_done += 1

@@ -13,6 +13,7 @@ pub mod init;
 pub mod layer_norm;
 pub mod loss;
 pub mod matmul;
+pub mod memory;
 pub mod network;
 pub mod optim;
 pub mod real;

@@ -22,7 +22,7 @@ fn default_threads() -> usize {
     std::env::var("BPCORE_NUM_THREADS")
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|&n| n > 0)
+        .filter(|&n| (1..=MAX_THREADS).contains(&n))
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
@@ -51,12 +51,16 @@ fn pool() -> Result<Pool> {
     Ok(p)
 }
 
-/// Uses `n` threads from now on (`n >= 1`).
+/// Most threads bpcore's pool may have: far above any core count, low enough that a typo
+/// (an extra zero or three) cannot exhaust the process's threads.
+pub const MAX_THREADS: usize = 1024;
+
+/// Uses `n` threads from now on (`1 <= n <= MAX_THREADS`).
 pub fn set_num_threads(n: usize) -> Result<()> {
-    if n == 0 {
+    if !(1..=MAX_THREADS).contains(&n) {
         return Err(Error::value(
             "n",
-            "the number of threads must be at least 1, got 0",
+            format!("the number of threads must be in [1, {MAX_THREADS}], got {n}"),
         ));
     }
     let p = build(n)?;

@@ -191,6 +191,7 @@ impl<T: Real> Network<T> {
     /// statistics moved, as by `gradients`, but no gradient computed.
     pub fn training_loss(&mut self, x: &[T], targets: Targets<'_, T>, n: usize) -> Result<f64> {
         self.check_input(x, n)?;
+        self.check_batch_memory(n)?;
         self.check_training_batch(n)?;
         loss::check_targets(&self.spec.loss, targets, n, self.output_width())?;
         let model = Model {

@@ -49,6 +49,7 @@ pub(super) struct Batch<T> {
 fn gather<X: Copy>(src: &[X], width: usize, idx: &[usize], dst: &mut Vec<X>) {
     dst.clear();
     for &i in idx {
+        // panic-free: idx is a permutation of 0..n and check_input proved src.len() == n × width.
         dst.extend_from_slice(&src[i * width..(i + 1) * width]);
     }
 }
@@ -89,6 +90,8 @@ impl<T: Real> Network<T> {
         if batch_size == 0 {
             return Err(Error::value("batch_size", "must be at least 1, got 0"));
         }
+        // A batch never holds more than the n samples (batch_size may exceed them).
+        self.check_batch_memory(batch_size.min(n))?;
         // Every batch's targets are checked now, so that a bad label cannot stop the epoch
         // half-way with the network changed; likewise a last batch too small for batch norm.
         loss::check_targets(&self.spec.loss, targets, n, self.output_width())?;

@@ -118,7 +118,15 @@ pub(super) fn build_layers(specs: &[LayerSpec]) -> Result<Layout> {
                 let weight_len = in_features
                     .checked_mul(out_features)
                     .filter(|&n| n <= (1 << 40))
-                    .ok_or_else(|| dense_error(i, "Dense layer too large".to_string()))?;
+                    .ok_or_else(|| {
+                        dense_error(
+                            i,
+                            format!(
+                                "Dense({in_features}, {out_features}) is too large: \
+                                 in_features × out_features must be at most 2^40"
+                            ),
+                        )
+                    })?;
                 let dense = Dense {
                     in_features,
                     out_features,

@@ -189,7 +189,8 @@ fn initial_value<T: Real>(spec: &OptimizerSpec) -> T {
 }
 
 /// Most state buffers any optimizer keeps (Adam with amsgrad, centered RMSprop with momentum).
-const MAX_STATE: usize = 3;
+/// Most state buffers an optimizer keeps (Adam with amsgrad, RMSprop centered with momentum).
+pub const MAX_STATE: usize = 3;
 /// Below this many parameters an update runs on one thread.
 const PARALLEL_MIN_PARAMS: usize = 1 << 16;
 

@@ -1,0 +1,81 @@
+"""bpcore and Python threads: the pool size, and what happens when threads share a network.
+
+Inference (`forward`, `predict`, `predict_proba`, `evaluate`, `loss`, `parameters`) releases
+the GIL and may run from many threads at once on one network; the results equal serial ones.
+A call that changes the network (`train_step`, `fit`, `gradients`, `apply_gradients`,
+`set_parameters`, ...) needs it alone: made while another thread uses the network, or a read
+made while another thread trains it, it is refused with `NetworkBusyError` before it changes
+anything. bpcore never waits, so it never deadlocks and never tears weights; to share one
+network between a training thread and serving threads, guard it with your own lock (or predict
+on a copy made with `set_parameters`).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, TypeVar
+
+from bpcore import bpcore as _native
+from bpcore._checks import positive_int
+
+#: The messages of the native module's borrow check, the one place they are recognized.
+_BORROW_MESSAGES = frozenset({"Already borrowed", "Already mutably borrowed"})
+
+F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C", bound=type)
+
+
+class NetworkBusyError(RuntimeError):
+    """The network is in use by another thread: a training call while any other call runs on
+    it, or any call while it trains. Nothing was changed; retry once the other call is done."""
+
+
+def set_num_threads(n: int) -> None:
+    """Uses `n` threads (1 to 1024) for bpcore's parallel work from now on."""
+    _native.set_num_threads(positive_int(n, "n"))
+
+
+def get_num_threads() -> int:
+    """The number of threads bpcore's parallel work runs on."""
+    return int(_native.get_num_threads())
+
+
+def _refusing(method: F) -> F:
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except RuntimeError as e:
+            # Renamed at every level, so that the message names the method the user called.
+            busy = isinstance(e, NetworkBusyError)
+            if busy or (type(e) is RuntimeError and str(e) in _BORROW_MESSAGES):
+                raise NetworkBusyError(
+                    f"network is busy: {method.__name__} cannot run while another thread "
+                    "trains this network, and a training call cannot run while another "
+                    "thread uses it; nothing was changed (use a lock to share it)"
+                ) from None
+            raise
+
+    return call  # type: ignore[return-value]
+
+
+def refuses_when_busy(cls: C) -> C:
+    """Class decorator: the public methods and properties of `cls` turn the native borrow
+    check's RuntimeError into `NetworkBusyError`."""
+    for name, value in list(vars(cls).items()):
+        if name.startswith("_"):
+            continue
+        if isinstance(value, property):
+            setattr(
+                cls,
+                name,
+                property(
+                    value.fget and _refusing(value.fget),
+                    value.fset and _refusing(value.fset),
+                    value.fdel,
+                    value.__doc__,
+                ),
+            )
+        elif callable(value) and not isinstance(value, (classmethod, staticmethod, type)):
+            setattr(cls, name, _refusing(value))
+    return cls
