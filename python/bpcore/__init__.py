@@ -4,7 +4,7 @@
 >>> net = bp.Network([bp.Dense(4, 16), bp.ReLU(), bp.Dense(16, 3)], loss="cross_entropy")
 """
 
-from bpcore.bpcore import TrainingDivergedError, get_num_threads, set_num_threads
+from bpcore.bpcore import TrainingDivergedError
 from bpcore.callbacks import (
     Callback,
     EarlyStopping,
@@ -39,6 +39,8 @@ from bpcore.losses import (
 from bpcore.network import Network
 from bpcore.optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from bpcore.schedules import CosineAnnealingLR, ExponentialLR, Schedule, StepLR
+from bpcore.threads import NetworkBusyError, get_num_threads, set_num_threads
+from bpcore.torch_exchange import from_torch, to_torch
 from bpcore.training import GradientWarning
 
 __version__ = "0.1.0"
@@ -72,6 +74,7 @@ __all__ = [
     "Loss",
     "MSELoss",
     "Network",
+    "NetworkBusyError",
     "Optimizer",
     "RMSprop",
     "ReLU",
@@ -83,6 +86,8 @@ __all__ = [
     "Tanh",
     "TrainingDivergedError",
     "explain",
+    "from_torch",
     "get_num_threads",
     "set_num_threads",
+    "to_torch",
 ]

@@ -20,6 +20,7 @@ from bpcore.layers import Layer
 from bpcore.losses import Loss, LossLike, get_loss
 from bpcore.optimizers import Optimizer, get_optimizer
 from bpcore.schedules import Schedule
+from bpcore.threads import refuses_when_busy
 
 
 def _check_seed(seed: Any) -> int:
@@ -61,6 +62,7 @@ def _named_arrays(
     return arrays
 
 
+@refuses_when_busy
 class Network:
     """A sequential neural network trained by backpropagation.
 
@@ -417,3 +419,88 @@ class Network:
             if not 0 <= c < 2**63:
                 raise ValueError(f"buffers: num_batches_tracked must be >= 0, got {c}")
         self._native.set_buffers(running, np.array(counts, dtype=np.int64))
+
+    # ----- saving, pickling and torch's state_dict (issue 5: bpcore/serialization.py) -------
+
+    def save(self, path: Any, include_optimizer: bool = False) -> None:
+        """Saves the network to `path` in the safetensors format, atomically.
+
+        The file holds the parameters and batch-norm buffers under their names and, in its
+        metadata, the architecture, loss, optimizer configuration, seed and dtype. With
+        `include_optimizer=True` it also holds the optimizer's state, step count and learning
+        rate, the shuffling generator and the dropout-mask counter: a loaded network then
+        trains on bit for bit as this one would. The file is written to a temporary file in
+        the same folder, fsynced and renamed over `path`: a failed or interrupted save leaves
+        any previous file intact. Load it with `bp.Network.load(path)`.
+        """
+        from bpcore import serialization
+
+        serialization.save(self, path, include_optimizer)
+
+    @classmethod
+    def load(cls, path: Any) -> Network:
+        """The network saved at `path` by `save`. Loading never executes code; a truncated,
+        corrupted, foreign or inconsistent file raises ValueError and builds nothing."""
+        from bpcore import serialization
+
+        return serialization.load(path)
+
+    def to_bytes(self, include_optimizer: bool = False) -> bytes:
+        """The bytes `save` writes (safetensors), for storing without a file."""
+        from bpcore import serialization
+
+        return serialization.to_bytes(self, include_optimizer)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Network:
+        """The network of `to_bytes`' bytes; checked as `load` checks a file."""
+        from bpcore import serialization
+
+        return serialization.from_bytes(data)
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        """Pickles (and copies) through the safetensors bytes with the optimizer state: an
+        unpickled network trains on exactly as this one would, and unpickling runs no code
+        but bpcore's checked loader."""
+        from bpcore import serialization
+
+        return (serialization._from_pickle, (self.to_bytes(include_optimizer=True),))
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Parameters and buffers by torch's names and in torch's order, as NumPy arrays
+        (copies): what `torch.nn.Sequential.state_dict()` of the equal module holds
+        (num_batches_tracked as int64 0-d arrays)."""
+        entries = {**self.parameters(), **self.buffers()}
+        kinds = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+
+        def order(name: str) -> tuple[int, int]:
+            index, kind = name.split(".", 1)
+            return int(index), kinds.index(kind)
+
+        return {name: entries[name] for name in sorted(entries, key=order)}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Loads parameters and buffers from a `state_dict()`-like dict of NumPy arrays or torch
+        tensors (any device and float dtype), e.g. a torch module's `state_dict()`. Names must
+        match exactly (torch's strict loading) and shapes too; on error nothing changes."""
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(
+                f"state_dict: expected a dict of name -> array, got {type(state_dict).__name__}"
+            )
+        param_names = {name for name, _, _ in self._native.param_info()}
+        buffer_names = set(self.buffers())
+        unknown = [k for k in state_dict if k not in param_names and k not in buffer_names]
+        missing = [k for k in (*param_names, *buffer_names) if k not in state_dict]
+        if unknown or missing:
+            raise ValueError(
+                f"state_dict: names do not match the network's (missing {sorted(missing)}, "
+                f"unknown {unknown})"
+            )
+        flat = self._flatten({k: state_dict[k] for k in param_names}, "state_dict")
+        before = self._native.params()
+        self._native.set_params(flat)
+        try:
+            self.set_buffers({k: state_dict[k] for k in buffer_names})
+        except BaseException:
+            self._native.set_params(before)
+            raise

@@ -23,6 +23,9 @@ macro_rules! dispatch {
     };
 }
 
+// Saving and restoring the optimizer's and the generator's state (issue 5).
+mod state;
+
 /// The native network. `bpcore.Network` wraps it; use that.
 #[pyclass(module = "bpcore.bpcore", name = "NativeNetwork")]
 pub struct NativeNetwork {
@@ -38,6 +41,8 @@ fn forward<T: Real + Element>(
     let xs = slice(&xa, "X")?;
     let n = xa.shape()[0];
     let w = net.output_width();
+    guarded(|| net.check_output_memory(n))?;
+    // panic-free: check_output_memory bounded n × output width by 2^40.
     let mut out = vec![T::zero(); n * w];
     py.detach(|| guarded(|| net.forward(xs, n, &mut out)))?;
     Ok(PyArray1::from_vec(py, out)

@@ -16,7 +16,7 @@ use crate::init::init_dense;
 use crate::loss::{self, Targets};
 use crate::optim::Optimizer;
 use crate::rng::Rng;
-use crate::{threads, Error, NetworkSpec, Real, Result};
+use crate::{memory, threads, Error, NetworkSpec, Real, Result};
 
 pub use epoch::{EpochOutcome, Progress};
 pub use layout::{Layer, ParamInfo};
@@ -67,6 +67,14 @@ impl<T: Real> Network<T> {
             n_buffers,
             tracked_names,
         } = build_layers(&spec.layers)?;
+        // Parameters, gradients, the epoch's starting copy and the optimizer's state buffers,
+        // plus the batch-norm buffers: refused up front rather than aborting in an allocation.
+        let per_param = 3 + crate::optim::MAX_STATE;
+        memory::check_alloc::<T>(
+            memory::sum([memory::product(&[n_params, per_param]), Some(n_buffers)]),
+            "layers",
+            "the network's parameters, gradients and optimizer state",
+        )?;
         let mut rng = Rng::new(spec.seed);
         let mut params = vec![T::zero(); n_params];
         for (i, layer) in layers.iter().enumerate() {
@@ -150,6 +158,19 @@ impl<T: Real> Network<T> {
         &self.rng
     }
 
+    /// Restores the generator from a saved [`Rng::state`] (to resume training exactly). The
+    /// all-zero state is refused: xoshiro would stay at zero forever.
+    pub fn set_rng_state(&mut self, state: [u64; 4]) -> Result<()> {
+        if state == [0; 4] {
+            return Err(Error::value(
+                "rng_state",
+                "the all-zero generator state is invalid",
+            ));
+        }
+        self.rng = Rng::from_state(state);
+        Ok(())
+    }
+
     /// Replaces every parameter (flat, `param_info` order).
     pub fn set_params(&mut self, values: &[T]) -> Result<()> {
         if values.len() != self.params.len() {
@@ -194,6 +215,33 @@ impl<T: Real> Network<T> {
         crate::real::check_finite(x, "X")
     }
 
+    /// Refuses `n` samples whose outputs (n × output width) could not be allocated: an error
+    /// naming X instead of an abort. Inference runs in chunks and needs no more.
+    pub fn check_output_memory(&self, n: usize) -> Result<()> {
+        memory::check_alloc::<T>(
+            n.checked_mul(self.output_width()),
+            "X",
+            &format!("the outputs of {n} samples"),
+        )
+    }
+
+    /// Refuses a training batch of `n` samples whose work buffers (every layer's output and
+    /// two backward buffers of the widest layer) could not be allocated.
+    pub fn check_batch_memory(&self, n: usize) -> Result<()> {
+        let max_width = self.widths.iter().copied().max().unwrap_or(0);
+        let per_row = memory::sum(
+            self.widths[1..]
+                .iter()
+                .map(|&w| Some(w))
+                .chain([max_width.checked_mul(2)]),
+        );
+        memory::check_alloc::<T>(
+            per_row.and_then(|r| r.checked_mul(n)),
+            "X",
+            &format!("a batch of {n} samples"),
+        )
+    }
+
     /// Inference: the outputs of `n` samples `x` (n × input width) into `out` (n × output width).
     ///
     /// Touches no state of the network, so it may run from many threads at once. Large inputs
@@ -201,6 +249,8 @@ impl<T: Real> Network<T> {
     pub fn forward(&self, x: &[T], n: usize, out: &mut [T]) -> Result<()> {
         self.check_input(x, n)?;
         let (w_in, w_out) = (self.input_width(), self.output_width());
+        self.check_output_memory(n)?;
+        // panic-free: check_output_memory bounded n × output width by memory::MAX_ELEMENTS.
         if out.len() != n * w_out {
             return Err(Error::shape(
                 "out",
@@ -226,7 +276,9 @@ impl<T: Real> Network<T> {
 
     /// The mean loss of `n` samples in inference mode.
     pub fn loss(&self, x: &[T], targets: Targets<'_, T>, n: usize) -> Result<f64> {
-        let mut out = vec![T::zero(); n.saturating_mul(self.output_width())];
+        self.check_output_memory(n)?;
+        // panic-free: check_output_memory bounded n × output width by memory::MAX_ELEMENTS.
+        let mut out = vec![T::zero(); n * self.output_width()];
         self.forward(x, n, &mut out)?;
         loss::evaluate(&self.spec.loss, &out, n, self.output_width(), targets, None)
     }
@@ -248,6 +300,7 @@ impl<T: Real> Network<T> {
         n: usize,
     ) -> Result<f64> {
         self.check_input(x, n)?;
+        self.check_batch_memory(n)?;
         loss::check_targets(&self.spec.loss, targets, n, self.output_width())?;
         if let Some(w) = weights {
             loss::check_weights(w, n)?;

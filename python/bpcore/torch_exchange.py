@@ -1,0 +1,176 @@
+"""Networks to and from PyTorch: `to_torch(net)` builds the equal `torch.nn.Sequential` and
+`from_torch(module)` reads one back, weights and batch-norm buffers included.
+
+torch is optional (``pip install bpcore[torch]``) and imported only when these are called.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bpcore.layers import (
+    ELU,
+    GELU,
+    BatchNorm1d,
+    Dense,
+    Dropout,
+    Identity,
+    Layer,
+    LayerNorm,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    Softplus,
+    Tanh,
+)
+from bpcore.losses import LossLike
+from bpcore.network import Network
+from bpcore.optimizers import Optimizer
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(
+            "bpcore's PyTorch exchange needs torch, which is not installed: "
+            "pip install 'bpcore[torch]' (or pip install torch)"
+        ) from None
+    return torch
+
+
+def _torch_layer(nn: Any, layer: Layer) -> Any:
+    """The torch module equal to one bpcore layer."""
+    if isinstance(layer, Dense):
+        return nn.Linear(layer.in_features, layer.out_features, bias=layer.bias)
+    if isinstance(layer, LeakyReLU):
+        return nn.LeakyReLU(layer.negative_slope)
+    if isinstance(layer, ELU):
+        return nn.ELU(layer.alpha)
+    if isinstance(layer, Softplus):
+        return nn.Softplus(beta=layer.beta, threshold=layer.threshold)
+    if isinstance(layer, Dropout):
+        return nn.Dropout(layer.p)
+    if isinstance(layer, BatchNorm1d):
+        return nn.BatchNorm1d(layer.num_features, eps=layer.eps, momentum=layer.momentum)
+    if isinstance(layer, LayerNorm):
+        return nn.LayerNorm(layer.normalized_shape, eps=layer.eps)
+    if isinstance(layer, GELU):
+        return nn.GELU(approximate="none")
+    simple = {ReLU: nn.ReLU, Sigmoid: nn.Sigmoid, Tanh: nn.Tanh, Identity: nn.Identity}
+    for cls, module in simple.items():
+        if isinstance(layer, cls):
+            return module()
+    raise TypeError(f"to_torch: no torch module for the layer {layer!r}")
+
+
+def to_torch(net: Network) -> Any:
+    """The `torch.nn.Sequential` equal to `net`: the same layers (Linear for Dense, GELU exact,
+    Softplus with its beta and threshold, ...), the same weights and batch-norm buffers, in the
+    network's dtype, on the CPU. Like every new torch module it is in training mode; call
+    `.eval()` for the outputs of `net.forward`. The loss and optimizer are not part of it.
+
+    Raises:
+        ImportError: torch is not installed (it is the `torch` extra of bpcore).
+    """
+    if not isinstance(net, Network):
+        raise TypeError(f"net: expected a bpcore.Network, got {type(net).__name__}")
+    torch = _torch()
+    nn = torch.nn
+    dtype = torch.float64 if net.dtype == np.float64 else torch.float32
+    module = nn.Sequential(*(_torch_layer(nn, layer) for layer in net.layers)).to(dtype)
+    state = {
+        name: torch.from_numpy(np.ascontiguousarray(value))
+        for name, value in net.state_dict().items()
+    }
+    module.load_state_dict(state, strict=True)
+    return module
+
+
+def _bpcore_layer(nn: Any, module: Any, index: int) -> Layer:
+    """The bpcore layer equal to one torch module, or a ValueError naming what is not."""
+    where = f"module[{index}] ({type(module).__name__})"
+    if isinstance(module, nn.Linear):
+        return Dense(module.in_features, module.out_features, bias=module.bias is not None)
+    if isinstance(module, nn.BatchNorm1d):
+        if not module.affine or not module.track_running_stats or module.momentum is None:
+            raise ValueError(
+                f"from_torch: {where}: only affine=True, track_running_stats=True and a numeric "
+                "momentum are supported"
+            )
+        return BatchNorm1d(module.num_features, eps=module.eps, momentum=module.momentum)
+    if isinstance(module, nn.LayerNorm):
+        shape = tuple(module.normalized_shape)
+        if len(shape) != 1 or not module.elementwise_affine or getattr(module, "bias", 1) is None:
+            raise ValueError(
+                f"from_torch: {where}: only a 1-d normalized_shape with elementwise_affine=True "
+                "and a bias is supported"
+            )
+        return LayerNorm(shape[0], eps=module.eps)
+    if isinstance(module, nn.GELU):
+        if module.approximate != "none":
+            raise ValueError(
+                f"from_torch: {where}: only the exact GELU (approximate='none') is supported"
+            )
+        return GELU()
+    if isinstance(module, nn.LeakyReLU):
+        return LeakyReLU(module.negative_slope)
+    if isinstance(module, nn.ELU):
+        return ELU(module.alpha)
+    if isinstance(module, nn.Softplus):
+        return Softplus(beta=float(module.beta), threshold=float(module.threshold))
+    if isinstance(module, nn.Dropout):
+        return Dropout(module.p)
+    simple = {nn.ReLU: ReLU, nn.Sigmoid: Sigmoid, nn.Tanh: Tanh, nn.Identity: Identity}
+    for cls, layer in simple.items():
+        if type(module) is cls:
+            return layer()
+    raise ValueError(
+        f"from_torch: {where} is not supported; supported are Linear, ReLU, LeakyReLU, Sigmoid, "
+        "Tanh, GELU, ELU, Softplus, Identity, Dropout, BatchNorm1d and LayerNorm"
+    )
+
+
+def from_torch(
+    module: Any,
+    loss: LossLike = "mse",
+    optimizer: Optimizer | str | None = None,
+    seed: int = 0,
+) -> Network:
+    """The bpcore Network equal to a `torch.nn.Sequential` of supported modules (Linear, ReLU,
+    LeakyReLU, Sigmoid, Tanh, GELU (exact), ELU, Softplus, Identity, Dropout, BatchNorm1d,
+    LayerNorm), with its weights and buffers; float32 or float64 as the module's parameters.
+    The loss, optimizer and seed are the Network's own arguments (torch modules hold none).
+
+    Raises:
+        ImportError: torch is not installed.
+        TypeError: `module` is not a torch.nn.Sequential.
+        ValueError: a module (named by index and type) is not supported, or the dtype is not
+            float32/float64.
+    """
+    torch = _torch()
+    nn = torch.nn
+    if not isinstance(module, nn.Sequential):
+        raise TypeError(f"from_torch: expected a torch.nn.Sequential, got {type(module).__name__}")
+    layers = [_bpcore_layer(nn, m, i) for i, m in enumerate(module)]
+    if not layers:
+        raise ValueError("from_torch: the Sequential is empty")
+    dtypes = {p.dtype for p in module.parameters()} | {
+        b.dtype for b in module.buffers() if b.is_floating_point()
+    }
+    if not dtypes:
+        raise ValueError("from_torch: the Sequential has no parameters (no Linear layer)")
+    if len(dtypes) != 1 or next(iter(dtypes)) not in (torch.float32, torch.float64):
+        raise ValueError(
+            "from_torch: parameters must all be float32 or all float64, got "
+            f"{sorted(map(str, dtypes))}"
+        )
+    dtype = "float64" if next(iter(dtypes)) == torch.float64 else "float32"
+    net = Network(layers, loss=loss, optimizer=optimizer, dtype=dtype, seed=seed)
+    net.load_state_dict(module.state_dict())
+    return net
+
+
+__all__ = ["from_torch", "to_torch"]
