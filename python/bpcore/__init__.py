@@ -9,6 +9,7 @@ from bpcore.callbacks import (
     Callback,
     EarlyStopping,
     LearningRateScheduler,
+    ModelCheckpoint,
     ReduceLROnPlateau,
 )
 from bpcore.explain import Explanation, explain
@@ -73,6 +74,7 @@ __all__ = [
     "LearningRateScheduler",
     "Loss",
     "MSELoss",
+    "ModelCheckpoint",
     "Network",
     "NetworkBusyError",
     "Optimizer",

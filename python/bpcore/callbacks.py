@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -171,6 +172,7 @@ class EarlyStopping(_Monitoring):
         self.best_epoch: int | None = None
         self.stopped_epoch: int | None = None
         self.best_weights: dict[str, np.ndarray] | None = None
+        self.best_buffers: dict[str, np.ndarray] | None = None
         self._seen = 0
 
     def on_train_begin(self, logs: Logs) -> None:
@@ -189,6 +191,7 @@ class EarlyStopping(_Monitoring):
             self.wait = 0
             if self.restore_best_weights and self.network is not None:
                 self.best_weights = self.network.parameters()
+                self.best_buffers = self.network.buffers()
             return None
         if self.wait >= self.patience and self._seen > 1:
             self.stopped_epoch = epoch
@@ -199,6 +202,8 @@ class EarlyStopping(_Monitoring):
         """Restores the best epoch's parameters when asked to."""
         if self.restore_best_weights and self.best_weights is not None and self.network is not None:
             self.network.set_parameters(self.best_weights)
+            if self.best_buffers:  # batch norm's running statistics belong to the weights too
+                self.network.set_buffers(self.best_buffers)
 
     def __repr__(self) -> str:
         return (
@@ -301,3 +306,73 @@ class LearningRateScheduler(Callback):
 
     def __repr__(self) -> str:
         return f"LearningRateScheduler({self.schedule!r})"
+
+
+class ModelCheckpoint(_Monitoring):
+    """Saves the network after epochs, as Keras's ModelCheckpoint, with `Network.save`.
+
+    `filepath` may name the epoch and logged values, e.g. ``"model-{epoch:02d}-{val_loss:.3f}"``
+    (epoch counted from 1). With `save_best_only`, a file is written only when `monitor`
+    improves on the best so far (mode as `EarlyStopping`), so a fixed `filepath` always holds the
+    best network. Saves are atomic: an interrupted save leaves the previous file intact. With
+    `include_optimizer`, training can resume from the file exactly (`Network.load`).
+
+    Attributes: `best` (the monitored value of the last saved epoch when saving the best only),
+    `saved` (the paths written, in order).
+    """
+
+    def __init__(
+        self,
+        filepath: str | os.PathLike[str],
+        monitor: str = "val_loss",
+        save_best_only: bool = False,
+        mode: str = "auto",
+        include_optimizer: bool = False,
+    ) -> None:
+        super().__init__(monitor, mode, 0.0)
+        if not isinstance(filepath, (str, os.PathLike)):
+            raise TypeError(f"filepath: expected a path, got {type(filepath).__name__}")
+        for arg, value in (
+            ("save_best_only", save_best_only),
+            ("include_optimizer", include_optimizer),
+        ):
+            if not isinstance(value, bool):
+                raise TypeError(f"{arg}: expected True or False, got {value!r}")
+        self.filepath = os.fspath(filepath)
+        self.save_best_only = save_best_only
+        self.include_optimizer = include_optimizer
+        self.best = self._worst()
+        self.saved: list[str] = []
+
+    def on_train_begin(self, logs: Logs) -> None:
+        """Checks that the monitor will be logged when only the best is saved."""
+        if self.save_best_only:
+            self._check_keys(logs.get("log_keys"))
+
+    def on_epoch_end(self, epoch: int, logs: Logs) -> bool | None:
+        """Saves the network (when it improved, with `save_best_only`)."""
+        if self.network is None:
+            return None
+        if self.save_best_only:
+            current = self._current(logs)
+            if not self._better(current, self.best):
+                return None
+            self.best = current
+        values = {k: v for k, v in logs.items() if isinstance(v, (int, float))}
+        try:
+            path = self.filepath.format(epoch=epoch + 1, **values)
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(
+                f"filepath: cannot fill {self.filepath!r} from epoch and the logged values "
+                f"{sorted(values)} ({e})"
+            ) from None
+        self.network.save(path, include_optimizer=self.include_optimizer)
+        self.saved.append(path)
+        return None
+
+    def __repr__(self) -> str:
+        return (
+            f"ModelCheckpoint({self.filepath!r}, monitor={self.monitor!r}, "
+            f"save_best_only={self.save_best_only}, mode={self.mode!r}, "
+            f"include_optimizer={self.include_optimizer})"
+        )

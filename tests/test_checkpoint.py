@@ -1,0 +1,127 @@
+"""ModelCheckpoint: which epochs it saves, what the files hold, and resuming from one."""
+
+import numpy as np
+import pytest
+
+import bpcore as bp
+from bpcore.callbacks import Callback
+
+
+class Script(Callback):
+    """Sets logs["val_loss"] to the next scripted value and records the parameters."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = list(values)
+        self.params = []
+
+    def on_epoch_end(self, epoch, logs):
+        logs["val_loss"] = self.values[epoch]
+        self.params.append(self.network.parameters())
+
+
+def data(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4))
+    return X, (X @ rng.normal(size=(4, 3))).argmax(axis=1)
+
+
+def network(dtype="float64"):
+    return bp.Network(
+        [bp.Dense(4, 8), bp.ReLU(), bp.Dropout(0.2), bp.Dense(8, 3)],
+        loss="cross_entropy",
+        optimizer=bp.Adam(lr=0.01),
+        dtype=dtype,
+        seed=1,
+    )
+
+
+def same(a, b):
+    return all(np.array_equal(a[k], b[k]) for k in a) and a.keys() == b.keys()
+
+
+def test_save_best_only_keeps_the_best_epoch_in_one_file(tmp_path):
+    path = tmp_path / "best.safetensors"
+    X, y = data()
+    script = Script([0.9, 0.7, 0.8, 0.5, 0.6])  # improvements at epochs 1, 2 and 4
+    checkpoint = bp.ModelCheckpoint(path, save_best_only=True)
+    network().fit(
+        X, y, epochs=5, validation_split=0.25, callbacks=[script, checkpoint], progress=False
+    )
+    assert checkpoint.saved == [str(path)] * 3
+    assert checkpoint.best == 0.5
+    assert same(bp.Network.load(path).parameters(), script.params[3])
+
+
+def test_a_formatted_path_saves_every_epoch(tmp_path):
+    X, y = data()
+    script = Script([0.9, 0.8, 0.7])
+    pattern = str(tmp_path / "ck-{epoch:02d}-{val_loss:.1f}.safetensors")
+    checkpoint = bp.ModelCheckpoint(pattern)
+    network().fit(X, y, epochs=3, callbacks=[script, checkpoint], progress=False)
+    names = [p.rsplit("/", 1)[1] for p in checkpoint.saved]
+    assert names == ["ck-01-0.9.safetensors", "ck-02-0.8.safetensors", "ck-03-0.7.safetensors"]
+    for path, params in zip(checkpoint.saved, script.params):
+        assert same(bp.Network.load(path).parameters(), params)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_checkpoint_with_the_optimizer_resumes_exactly(tmp_path, dtype):
+    X, y = data(64)
+    pattern = str(tmp_path / "epoch-{epoch}.safetensors")
+    checkpoint = bp.ModelCheckpoint(pattern, include_optimizer=True)
+    straight = network(dtype)
+    straight.fit(X, y, epochs=3, batch_size=8, callbacks=[checkpoint], progress=False)
+    resumed = bp.Network.load(checkpoint.saved[1])
+    resumed.fit(X, y, epochs=1, batch_size=8, progress=False)
+    for name, value in straight.parameters().items():
+        assert resumed.parameters()[name].tobytes() == value.tobytes(), name
+
+
+def test_bad_arguments_name_themselves(tmp_path):
+    with pytest.raises(TypeError, match="filepath"):
+        bp.ModelCheckpoint(3)
+    with pytest.raises(TypeError, match="save_best_only"):
+        bp.ModelCheckpoint(tmp_path / "m", save_best_only="yes")
+    with pytest.raises(ValueError, match="filepath"):
+        X, y = data()
+        network().fit(
+            X, y, callbacks=[bp.ModelCheckpoint(str(tmp_path / "m-{nope}"))], progress=False
+        )
+    with pytest.raises(ValueError, match="monitor"):
+        X, y = data()
+        network().fit(
+            X,
+            y,
+            callbacks=[bp.ModelCheckpoint(tmp_path / "m", save_best_only=True)],
+            progress=False,
+        )
+
+
+def test_early_stopping_restores_batch_norm_statistics_with_the_weights():
+    X, y = data(64)
+    net = bp.Network(
+        [bp.Dense(4, 8), bp.BatchNorm1d(8), bp.ReLU(), bp.Dense(8, 3)],
+        loss="cross_entropy",
+        dtype="float64",
+        seed=0,
+    )
+
+    class Both(Script):
+        def on_epoch_end(self, epoch, logs):
+            super().on_epoch_end(epoch, logs)
+            self.buffers = [*getattr(self, "buffers", []), self.network.buffers()]
+
+    script = Both([0.5, 0.9, 0.9, 0.9])
+    stop = bp.EarlyStopping(patience=2, restore_best_weights=True)
+    net.fit(
+        X,
+        y,
+        epochs=4,
+        batch_size=16,
+        validation_split=0.25,
+        callbacks=[script, stop],
+        progress=False,
+    )
+    assert same(net.parameters(), script.params[0])
+    assert same(net.buffers(), script.buffers[0])
