@@ -1,6 +1,9 @@
 """The examples run as a user would run them, and do what they say."""
 
+import importlib.util
+import os
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -43,3 +46,45 @@ def test_regression_example_matches_the_linear_baseline():
     module = runpy.run_path(str(EXAMPLES / "regression_diabetes.py"), run_name="example")
     r2, baseline = module["main"]()
     assert r2 > 0.3 and r2 >= baseline - 0.05
+
+
+def test_save_load_resume_example_resumes_bit_for_bit(tmp_path, capsys):
+    path = tmp_path / "digits.safetensors"
+    module = runpy.run_path(str(EXAMPLES / "save_load_resume.py"), run_name="example")
+    identical, same_predictions, accuracy = module["main"](str(path))
+    assert identical is True and same_predictions is True
+    assert accuracy >= 0.9
+    assert path.read_bytes()[8:9] == b"{"  # safetensors: header length, then its JSON
+    assert not (tmp_path / "digits-weights-only.safetensors").exists()
+    out = capsys.readouterr().out
+    assert "optimizer.exp_avg" in out and "0.weight" in out and "3.bias" in out
+
+
+def test_sklearn_grid_search_example_tunes_a_pipeline(capsys):
+    threads = os.environ.get("BPCORE_NUM_THREADS")
+    module = runpy.run_path(str(EXAMPLES / "sklearn_grid_search.py"), run_name="example")
+    best, cv_score, test_accuracy = module["main"](2)
+    assert set(best) == {"mlp__hidden_layer_sizes", "mlp__dropout", "mlp__learning_rate_init"}
+    assert cv_score >= 0.9 and test_accuracy >= 0.9
+    assert os.environ.get("BPCORE_NUM_THREADS") == threads  # the workers' setting is undone
+    assert "best parameters" in capsys.readouterr().out
+
+
+def test_torch_exchange_example_agrees_with_torch_or_skips_cleanly(capsys):
+    module = runpy.run_path(str(EXAMPLES / "torch_exchange.py"), run_name="example")
+    result = module["main"]()
+    out = capsys.readouterr().out
+    if importlib.util.find_spec("torch") is None:
+        assert result is None
+        assert 'pip install "bpcore[torch]"' in out
+        # As a script, it exits with status 0.
+        done = subprocess.run(
+            [sys.executable, str(EXAMPLES / "torch_exchange.py")], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        assert "bpcore[torch]" in done.stdout
+    else:
+        assert result is not None
+        assert max(result["forward"], result["step"], result["read_back"]) <= 1e-10
+        assert result["accuracy"] >= 0.9
+        assert "agree to 1e-10 both ways" in out
