@@ -119,7 +119,7 @@ def as_weights(
 def as_dtype(dtype: Any) -> np.dtype:
     """The network dtype: float32 or float64 (names or NumPy dtypes)."""
     try:
-        d = np.dtype(dtype)
+        d: np.dtype[Any] = np.dtype(dtype)
     except TypeError:
         raise TypeError(f"dtype: expected 'float32' or 'float64', got {dtype!r}") from None
     if d not in (np.dtype(np.float32), np.dtype(np.float64)):

@@ -15,6 +15,7 @@ def positive_int(value: Any, arg: str, high: int | None = None) -> int:
     `arg`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{arg}: expected an integer, got {type(value).__name__} {value!r}")
+    value = int(value)
     if value < 1:
         raise ValueError(f"{arg}: must be at least 1, got {value}")
     if high is not None and value > high:

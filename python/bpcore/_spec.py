@@ -23,7 +23,7 @@ class Described:
         return f"{type(self).__name__}({args})"
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.to_spec() == other.to_spec()  # type: ignore[attr-defined]
+        return type(self) is type(other) and self.to_spec() == other.to_spec()  # type: ignore[attr-defined,unused-ignore]
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, repr(sorted(self._hyper().items()))))

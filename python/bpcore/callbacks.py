@@ -145,6 +145,15 @@ class EarlyStopping(_Monitoring):
 
     Attributes after training: `best` (the best value), `best_epoch` (its 0-based epoch),
     `stopped_epoch` (the 0-based epoch training stopped after, or None).
+
+    Example:
+        >>> import numpy as np, bpcore as bp
+        >>> X = np.linspace(-1, 1, 64, dtype=np.float32).reshape(-1, 1)
+        >>> net = bp.Network([bp.Dense(1, 1)], loss="mse", optimizer=bp.SGD(lr=0.01), seed=0)
+        >>> stop = bp.EarlyStopping(monitor="loss", patience=2, min_delta=1.0)
+        >>> history = net.fit(X, 2 * X, epochs=50, callbacks=[stop], progress=False)
+        >>> len(history.epoch), stop.stopped_epoch  # no epoch after the first gains 1.0
+        (3, 2)
     """
 
     def __init__(
@@ -160,10 +169,10 @@ class EarlyStopping(_Monitoring):
             raise TypeError(f"patience: expected an integer, got {type(patience).__name__}")
         if patience < 0:
             raise ValueError(f"patience: must be >= 0, got {patience}")
-        self.patience = int(patience)
+        self.patience: int = int(patience)
         if not isinstance(restore_best_weights, bool):
             raise TypeError("restore_best_weights: expected True or False")
-        self.restore_best_weights = restore_best_weights
+        self.restore_best_weights: bool = restore_best_weights
         self._reset()
 
     def _reset(self) -> None:
@@ -242,7 +251,7 @@ class ReduceLROnPlateau(_Monitoring):
                 raise TypeError(f"{arg}: expected an integer, got {type(value).__name__}")
             if value < 0:
                 raise ValueError(f"{arg}: must be >= 0, got {value}")
-        self.patience = int(patience)
+        self.patience: int = int(patience)
         self.cooldown = int(cooldown)
         self.min_lr = real(min_lr, "min_lr", low=0.0)
         self._reset()

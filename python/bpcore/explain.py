@@ -134,6 +134,16 @@ def explain(net: Network, x: Any, y: Any, layer: int, index: Any) -> Explanation
         index: (i, j): output unit i, input j, as in ``weight[i, j]``.
 
     Returns an `Explanation` (print it); `.product` equals `.gradient` up to `.tolerance`.
+
+    Example:
+        >>> import numpy as np, bpcore as bp
+        >>> net = bp.Network([bp.Dense(2, 3), bp.Sigmoid(), bp.Dense(3, 1)], loss="mse",
+        ...                  dtype="float64", seed=0)
+        >>> e = bp.explain(net, np.array([0.5, -1.0]), np.array([1.0]), layer=0, index=(1, 0))
+        >>> [name for name, _ in e.terms]
+        ['∂L/∂h_1', '∂h_1/∂z_1', '∂z_1/∂w_1,0 = a_0']
+        >>> e.matches, e.terms[2][1]  # ∂z_i/∂w_ij is the input a_j
+        (True, 0.5)
     """
     layers = net.layers
     if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):

@@ -17,7 +17,14 @@ class Layer(Described):
 
 
 class Dense(Layer):
-    """Fully connected layer `y = x Wᵀ + b`, weight (out_features, in_features): torch.nn.Linear."""
+    """Fully connected layer `y = x Wᵀ + b`, weight (out_features, in_features): torch.nn.Linear.
+
+    Example:
+        >>> import bpcore as bp
+        >>> net = bp.Network([bp.Dense(3, 2)], loss="mse", seed=0)
+        >>> {name: p.shape for name, p in net.parameters().items()}
+        {'0.weight': (2, 3), '0.bias': (2,)}
+    """
 
     type_name = "dense"
 

@@ -42,7 +42,15 @@ class HuberLoss(Loss):
 
 
 class CrossEntropyLoss(Loss):
-    """Softmax cross-entropy on integer class labels, with optional label smoothing."""
+    """Softmax cross-entropy on integer class labels, with optional label smoothing.
+
+    Example:
+        >>> import numpy as np, bpcore as bp
+        >>> net = bp.Network([bp.Dense(2, 3)], loss=bp.CrossEntropyLoss(), seed=0)
+        >>> net.set_parameters({"0.weight": np.zeros((3, 2)), "0.bias": np.zeros(3)})
+        >>> round(net.loss(np.ones((4, 2)), np.array([0, 1, 2, 0])), 4)  # ln 3: uniform odds
+        1.0986
+    """
 
     type_name = "cross_entropy"
     takes_labels = True

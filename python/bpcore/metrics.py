@@ -16,7 +16,7 @@ cost no extra pass of the network over the data.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -81,7 +81,7 @@ def r2(outputs: np.ndarray, targets: np.ndarray) -> float:
 
 
 def from_sums(
-    names: Sequence[str], sums: dict[str, Any], loss: Loss, width: int
+    names: Sequence[str], sums: Mapping[str, Any], loss: Loss, width: int
 ) -> dict[str, float]:
     """The named metrics from the native epoch's running sums (see the module docstring), for a
     network with `width` outputs.

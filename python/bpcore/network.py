@@ -6,7 +6,7 @@ import json
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -22,10 +22,17 @@ from bpcore.optimizers import Optimizer, get_optimizer
 from bpcore.schedules import Schedule
 from bpcore.threads import refuses_when_busy
 
+# The native network's dtype names, as its constructor's Literal type spells them.
+_DTYPE_NAMES: dict[str, Literal["float32", "float64"]] = {
+    "float32": "float32",
+    "float64": "float64",
+}
+
 
 def _check_seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed: expected an integer, got {type(seed).__name__} {seed!r}")
+    seed = int(seed)
     if not 0 <= seed < 2**64:
         raise ValueError(f"seed: must be in [0, 2**64), got {seed}")
     return int(seed)
@@ -111,7 +118,7 @@ class Network:
             "optimizer": self._optimizer.to_spec(),
             "seed": self._seed,
         }
-        self._native = NativeNetwork(json.dumps(spec), self._dtype.name)
+        self._native = NativeNetwork(json.dumps(spec), _DTYPE_NAMES[self._dtype.name])
         self._epochs_done = 0
         #: Set to True by a callback to stop `fit` after the current epoch.
         self.stop_training = False
@@ -205,7 +212,15 @@ class Network:
     # ----- computation ---------------------------------------------------------------------
 
     def forward(self, X: Any) -> np.ndarray:
-        """The network's outputs (n, n_outputs) in inference mode; changes nothing."""
+        """The network's outputs (n, n_outputs) in inference mode; changes nothing.
+
+        Example:
+            >>> import numpy as np, bpcore as bp
+            >>> net = bp.Network([bp.Dense(3, 2)], loss="mse", seed=0)
+            >>> net.set_parameters({"0.weight": np.eye(2, 3), "0.bias": np.array([0.5, 0.0])})
+            >>> net.forward(np.array([[1.0, 2.0, 3.0]]))
+            array([[1.5, 2. ]], dtype=float32)
+        """
         return self._native.forward(self._x(X))
 
     def loss(self, X: Any, y: Any, training: bool = False) -> float:
@@ -228,6 +243,14 @@ class Network:
 
         With `sample_weight` (n,) the loss differentiated is the weighted one of `fit`:
         Σ_i w_i·l_i / n (weights finite and >= 0, else ValueError).
+
+        Example:
+            >>> import numpy as np, bpcore as bp
+            >>> net = bp.Network([bp.Dense(1, 1)], loss="mse", dtype="float64", seed=0)
+            >>> net.set_parameters({"0.weight": np.array([[2.0]]), "0.bias": np.array([0.0])})
+            >>> g = net.gradients(np.array([[1.0]]), np.array([[0.0]]))  # L = (2x - 0)²
+            >>> g["0.weight"], g["0.bias"]  # ∂L/∂w = 2·(wx - y)·x, ∂L/∂b = 2·(wx - y)
+            (array([[4.]]), array([4.]))
         """
         x = self._x(X)
         n = x.shape[0]
@@ -240,6 +263,15 @@ class Network:
 
         With `sample_weight` (n,) the step descends the weighted loss Σ_i w_i·l_i / n of `fit`
         and returns that loss.
+
+        Example:
+            >>> import numpy as np, bpcore as bp
+            >>> net = bp.Network([bp.Dense(1, 1)], loss="mse", optimizer=bp.SGD(lr=0.1),
+            ...                  dtype="float64", seed=0)
+            >>> net.set_parameters({"0.weight": np.array([[2.0]]), "0.bias": np.array([0.0])})
+            >>> X, y = np.array([[1.0]]), np.array([[0.0]])
+            >>> net.train_step(X, y), net.parameters()["0.weight"]  # w -= 0.1 · 4
+            (4.0, array([[1.6]]))
         """
         x = self._x(X)
         n = x.shape[0]
@@ -319,6 +351,22 @@ class Network:
             TrainingDivergedError: a step's loss or gradient was NaN or infinite; the message
                 names the epoch and batch (a RuntimeWarning says so first), and the network
                 keeps the weights of the last finite step.
+
+        Example:
+            >>> import numpy as np, bpcore as bp
+            >>> rng = np.random.default_rng(0)
+            >>> X = rng.normal(size=(200, 2)).astype(np.float32)
+            >>> y = (X[:, 0] * X[:, 1] > 0).astype(np.int64)  # XOR of the signs
+            >>> net = bp.Network([bp.Dense(2, 16), bp.ReLU(), bp.Dense(16, 2)],
+            ...                  loss="cross_entropy", optimizer=bp.Adam(lr=0.02), seed=0)
+            >>> history = net.fit(X, y, epochs=30, batch_size=20, validation_split=0.2,
+            ...                   progress=False)
+            >>> sorted(history.history)
+            ['accuracy', 'loss', 'lr', 'time', 'val_accuracy', 'val_loss']
+            >>> history.epoch[-1], history.history["loss"][-1] < history.history["loss"][0]
+            (30, True)
+            >>> net.evaluate(X, y)["accuracy"] > 0.9
+            True
         """
         return training.fit(
             self,
@@ -349,15 +397,18 @@ class Network:
         if self._loss.takes_labels:
             z = z - z.max(axis=1, keepdims=True)
             e = np.exp(z)
-            return e / e.sum(axis=1, keepdims=True)
-        return 1.0 / (1.0 + np.exp(-z))
+            p: np.ndarray = e / e.sum(axis=1, keepdims=True)
+            return p
+        p = 1.0 / (1.0 + np.exp(-z))
+        return p
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted classes (n,) for cross_entropy, 0/1 decisions for bce_with_logits, and the
         outputs themselves (as `forward`) for regression losses."""
         z = self.forward(X)
         if self._loss.takes_labels:
-            return z.argmax(axis=1)
+            labels: np.ndarray = z.argmax(axis=1)
+            return labels
         if self._loss.is_classification:
             return (z > 0).astype(np.int64)
         return z
@@ -432,6 +483,17 @@ class Network:
         trains on bit for bit as this one would. The file is written to a temporary file in
         the same folder, fsynced and renamed over `path`: a failed or interrupted save leaves
         any previous file intact. Load it with `bp.Network.load(path)`.
+
+        Example:
+            >>> import os, tempfile, numpy as np, bpcore as bp
+            >>> net = bp.Network([bp.Dense(3, 4), bp.Tanh(), bp.Dense(4, 1)], loss="mse", seed=1)
+            >>> X = np.ones((2, 3), dtype=np.float32)
+            >>> with tempfile.TemporaryDirectory() as folder:
+            ...     path = os.path.join(folder, "model.safetensors")
+            ...     net.save(path, include_optimizer=True)
+            ...     loaded = bp.Network.load(path)
+            >>> np.array_equal(loaded.forward(X), net.forward(X)), loaded.layers == net.layers
+            (True, True)
         """
         from bpcore import serialization
 
@@ -443,7 +505,8 @@ class Network:
         corrupted, foreign or inconsistent file raises ValueError and builds nothing."""
         from bpcore import serialization
 
-        return serialization.load(path)
+        net: Network = serialization.load(path)
+        return net
 
     def to_bytes(self, include_optimizer: bool = False) -> bytes:
         """The bytes `save` writes (safetensors), for storing without a file."""
@@ -456,7 +519,8 @@ class Network:
         """The network of `to_bytes`' bytes; checked as `load` checks a file."""
         from bpcore import serialization
 
-        return serialization.from_bytes(data)
+        net: Network = serialization.from_bytes(data)
+        return net
 
     def __reduce__(self) -> tuple[Any, tuple[bytes]]:
         """Pickles (and copies) through the safetensors bytes with the optimizer state: an

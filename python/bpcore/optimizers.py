@@ -51,7 +51,17 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba), with L2 weight decay added to the gradient and optional AMSGrad."""
+    """Adam (Kingma & Ba), with L2 weight decay added to the gradient and optional AMSGrad.
+
+    Example:
+        >>> import numpy as np, bpcore as bp
+        >>> net = bp.Network([bp.Dense(1, 1)], loss="mse", optimizer=bp.Adam(lr=0.1),
+        ...                  dtype="float64", seed=0)
+        >>> net.set_parameters({"0.weight": np.array([[1.0]]), "0.bias": np.array([0.0])})
+        >>> net.apply_gradients({"0.weight": np.array([[2.0]]), "0.bias": np.array([-3.0])})
+        >>> {k: np.round(v, 4).tolist() for k, v in net.parameters().items()}  # steps of ~lr
+        {'0.weight': [[0.9]], '0.bias': [0.1]}
+    """
 
     type_name = "adam"
 
@@ -183,7 +193,10 @@ def get_optimizer(optimizer: Optimizer | str | None) -> Optimizer:
             raise ValueError(
                 f"optimizer: unknown optimizer {optimizer!r}; expected one of {sorted(OPTIMIZERS)}"
             )
-        return OPTIMIZERS[optimizer]()
+        # Every registered optimizer has defaults for all its arguments (the base class has none).
+        default: Any = OPTIMIZERS[optimizer]
+        made: Optimizer = default()
+        return made
     raise TypeError(
         f"optimizer: expected a name or a bpcore Optimizer, got {type(optimizer).__name__}"
     )

@@ -116,6 +116,11 @@ class CosineAnnealingLR(Schedule):
     (torch's CosineAnnealingLR, without restarts):
     lr_e ≈ eta_min + (base_lr - eta_min) · (1 + cos(π e / T_max)) / 2,
     computed with torch's recursive update so the values are torch's bit for bit.
+
+    Example:
+        >>> import bpcore as bp
+        >>> [round(lr, 3) for lr in bp.CosineAnnealingLR(T_max=4).values(0.1, 6)]
+        [0.1, 0.085, 0.05, 0.015, 0.0, 0.015]
     """
 
     def __init__(self, T_max: int, eta_min: float = 0.0) -> None:

@@ -79,7 +79,11 @@ LAYER_TYPES: dict[str, type[Layer]] = {
     )
 }
 
-_DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8"), "I64": np.dtype("<i8")}
+_DTYPES: dict[str, np.dtype[Any]] = {
+    "F32": np.dtype("<f4"),
+    "F64": np.dtype("<f8"),
+    "I64": np.dtype("<i8"),
+}
 _CODES = {"float32": "F32", "float64": "F64", "int64": "I64"}
 #: Optimizer state that is a running sum or average of squares: never negative.
 _NON_NEGATIVE_STATE = {"exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum"}
@@ -408,13 +412,14 @@ def _training_state(text: str, names: list[str], source: str) -> dict[str, Any]:
         v = state[key]
         if not _is_int(v) or not 0 <= v < 2**64:
             raise _bad(source, f"training_state {key!r}: expected an integer >= 0, got {v!r}")
-        return v
+        return int(v)
 
     for key in ("optimizer_steps", "training_forwards", "epochs_done"):
         count(key)
     lr = state["lr"]
-    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not math.isfinite(lr) or lr <= 0:
-        raise _bad(source, f"training_state 'lr': expected a finite number > 0, got {lr!r}")
+    # 0 is a learning rate a schedule reaches (CosineAnnealingLR's default eta_min).
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not math.isfinite(lr) or lr < 0:
+        raise _bad(source, f"training_state 'lr': expected a finite number >= 0, got {lr!r}")
     clip = state["clip_grad_norm"]
     if clip is not None and (
         not isinstance(clip, (int, float))

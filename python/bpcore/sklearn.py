@@ -28,6 +28,7 @@ scikit-learn is needed (``pip install bpcore[sklearn]``); this module imports it
 
 from __future__ import annotations
 
+import math
 import numbers
 import warnings
 from typing import Any
@@ -56,9 +57,15 @@ _SOLVERS = ("adam", "sgd", "adamw", "rmsprop", "adagrad")
 def _number(
     value: Any, name: str, low: float, high: float, low_open: bool, high_open: bool
 ) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name}: expected a finite number, got {value!r}")
-    if value < low or (low_open and value == low) or value > high or (high_open and value == high):
+    try:
+        v = float(value)
+    except OverflowError:
+        v = math.inf
+    if not np.isfinite(v):
+        raise ValueError(f"{name}: expected a finite number, got {value!r}")
+    if v < low or (low_open and v == low) or v > high or (high_open and v == high):
         lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
         raise ValueError(f"{name}: must be in {lo}{low}, {high}{hi}, got {value!r}")
     return float(value)
@@ -179,13 +186,14 @@ class _BaseMLP(BaseEstimator):
     def _batch_size(self, n: int) -> int:
         if self.batch_size == "auto":
             return min(200, n)
-        if not 1 <= self.batch_size <= n:
+        size = int(self.batch_size)  # checked to be an integer by _check_params
+        if not 1 <= size <= n:
             warnings.warn(
                 "Got `batch_size` less than 1 or larger than sample size. It is going to be "
                 "clipped",
                 stacklevel=3,
             )
-        return int(np.clip(self.batch_size, 1, n))
+        return int(np.clip(size, 1, n))
 
     def _optimizer(self, batch_size: int) -> Optimizer:
         lr = self.learning_rate_init
@@ -292,6 +300,9 @@ class _BaseMLP(BaseEstimator):
             if self.verbose:
                 print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
             if early_stopping:
+                assert X_val is not None and t_val is not None
+                assert self.validation_scores_ is not None
+                assert self.best_validation_score_ is not None
                 score = self._validation_score(X_val, t_val)
                 self.validation_scores_.append(score)
                 if self.verbose:
@@ -304,6 +315,7 @@ class _BaseMLP(BaseEstimator):
                     self.best_validation_score_ = score
                     best_params = self.net_.parameters()
             else:
+                assert self.best_loss_ is not None  # set without early stopping
                 if loss > self.best_loss_ - self.tol:
                     self._no_improvement_count += 1
                 else:
@@ -402,6 +414,18 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         n_features_in_, feature_names_in_ (for DataFrames), n_outputs_, coefs_, intercepts_,
         n_layers_, out_activation_ ("softmax").
         net_: the trained `bpcore.Network`.
+
+    Example:
+        >>> from sklearn.datasets import load_iris
+        >>> from bpcore.sklearn import MLPClassifier
+        >>> X, y = load_iris(return_X_y=True)
+        >>> X = (X - X.mean(axis=0)) / X.std(axis=0)
+        >>> clf = MLPClassifier(hidden_layer_sizes=(16,), learning_rate_init=0.01, max_iter=300,
+        ...                     tol=1e-3, random_state=0)
+        >>> clf.fit(X, y).score(X, y) > 0.9
+        True
+        >>> clf.predict_proba(X[:2]).shape
+        (2, 3)
     """
 
     _loss = "cross_entropy"

@@ -188,7 +188,7 @@ def fit(
     native = net._native
     if w_train is not None:
         native.check_sample_weight(w_train, x_train.shape[0])  # the core's check, up front
-    if x_val is not None:
+    if x_val is not None and t_val is not None:
         native.loss(x_val, t_val)  # checks the validation targets (labels in range) up front
 
     log_keys = ["loss", *names]
@@ -257,7 +257,7 @@ def fit(
             if names:
                 sums = result["metric_sums"]
                 logs.update(metric_functions.from_sums(names, sums, loss, net.n_outputs))
-            if x_val is not None:
+            if x_val is not None and t_val is not None:
                 logs["val_loss"] = float(native.loss(x_val, t_val))
                 if names:
                     val = metric_functions.compute(names, native.forward(x_val), t_val, loss)

@@ -88,7 +88,8 @@ def measure(system: str, samples: int, threads: int) -> dict[str, float]:
         capture_output=True,
         text=True,
     ).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    peaks: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return peaks
 
 
 if __name__ == "__main__":

@@ -18,14 +18,15 @@ import numpy as np
 
 def activate(name: str, z: np.ndarray) -> np.ndarray:
     """f(z) for "tanh" or "relu"."""
-    return np.tanh(z) if name == "tanh" else np.maximum(z, 0)
+    h: np.ndarray = np.tanh(z) if name == "tanh" else np.maximum(z, 0)
+    return h
 
 
 def activation_grad(name: str, h: np.ndarray, grad_h: np.ndarray) -> np.ndarray:
     """∂L/∂z = ∂L/∂h ⊙ f'(z), from the activation's output h = f(z)."""
-    if name == "tanh":
-        return grad_h * (1 - h * h)  # tanh' = 1 - tanh²
-    return grad_h * (h > 0)  # relu' = 1 where z > 0
+    # tanh' = 1 - tanh²; relu' = 1 where z > 0
+    grad_z: np.ndarray = grad_h * (1 - h * h) if name == "tanh" else grad_h * (h > 0)
+    return grad_z
 
 
 # ----- losses: mean over the batch, as torch.nn.MSELoss and CrossEntropyLoss ------------------
@@ -159,7 +160,9 @@ class NumpyMLP:
         self.optimizer.step(self.weights + self.biases, grads)
         return loss
 
-    def fit_epoch(self, X: np.ndarray, y: np.ndarray, batch_size: int, rng: np.random.Generator):
+    def fit_epoch(
+        self, X: np.ndarray, y: np.ndarray, batch_size: int, rng: np.random.Generator
+    ) -> float:
         """One epoch of mini-batches in a shuffled order; returns the mean batch loss."""
         order = rng.permutation(len(X))
         losses = []

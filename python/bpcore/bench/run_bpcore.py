@@ -61,4 +61,4 @@ def has_matmul() -> bool:
 def matmul_gflops(a: np.ndarray, b: np.ndarray, repeats: int) -> float:
     """GFLOP/s of ``bpcore.bpcore.matmul(a, b)``: 2·m·k·n / best time."""
     seconds = best_seconds(lambda: bp.bpcore.matmul(a, b), repeats)
-    return 2 * a.shape[0] * a.shape[1] * b.shape[1] / seconds / 1e9
+    return float(2 * a.shape[0] * a.shape[1] * b.shape[1] / seconds / 1e9)

@@ -45,4 +45,4 @@ def predict_microseconds(
 def sgemm_gflops(a: np.ndarray, b: np.ndarray, repeats: int) -> float:
     """GFLOP/s of NumPy's ``a @ b`` (its BLAS): 2·m·k·n / best time."""
     seconds = best_seconds(lambda: a @ b, repeats)
-    return 2 * a.shape[0] * a.shape[1] * b.shape[1] / seconds / 1e9
+    return float(2 * a.shape[0] * a.shape[1] * b.shape[1] / seconds / 1e9)

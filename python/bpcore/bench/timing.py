@@ -8,7 +8,7 @@ import time
 from typing import Callable
 
 
-def samples_per_second(epoch: Callable[[], None], samples: int, min_seconds: float) -> float:
+def samples_per_second(epoch: Callable[[], object], samples: int, min_seconds: float) -> float:
     """Runs ``epoch`` (which trains on ``samples`` samples) until ``min_seconds`` have passed,
     at least once, and returns the samples trained per second."""
     done, start = 0, time.perf_counter()

@@ -144,16 +144,18 @@ class Network:
     @property
     def in_features(self) -> int:
         """The width of an input row (that of the first dense or normalization layer)."""
-        return next(
-            s["in_features"] if s["type"] == "dense" else s[_FEATURES[s["type"]]]
-            for s in self.layers
-            if s["type"] == "dense" or s["type"] in _FEATURES
+        return int(
+            next(
+                s["in_features"] if s["type"] == "dense" else s[_FEATURES[s["type"]]]
+                for s in self.layers
+                if s["type"] == "dense" or s["type"] in _FEATURES
+            )
         )
 
     @property
     def out_features(self) -> int:
         """The width of an output row (that of the last dense layer)."""
-        return [s["out_features"] for s in self.layers if s["type"] == "dense"][-1]
+        return int([s["out_features"] for s in self.layers if s["type"] == "dense"][-1])
 
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
         """Parameter name -> shape, in parameter order."""
@@ -169,7 +171,7 @@ class Network:
 
     # ------------------------------------------------------------------ parameters
 
-    def parameters(self) -> dict[str, list]:
+    def parameters(self) -> dict[str, list[Any]]:
         """Name -> value (weights as lists of rows, biases as lists), deep copies."""
         return copy.deepcopy(self._params)
 
@@ -179,7 +181,7 @@ class Network:
         for name in values:
             if name not in self._params:
                 raise ValueError(f"{what}: unexpected parameter {name!r}")
-        checked = {}
+        checked: dict[str, Any] = {}
         for name, shape in self.parameter_shapes().items():
             if name not in values:
                 raise ValueError(f"{what}: missing parameter {name!r}")
@@ -302,9 +304,11 @@ class Network:
             if spec["type"] == "dense":
                 # ∂L/∂W = gradᵀ x, ∂L/∂b = Σ_batch grad, ∂L/∂x = grad W (dense.py);
                 # the first layer with parameters needs no ∂L/∂x: nothing below it learns.
-                grad_w, grad_b, grad = dense_backward(
+                grad_w, grad_b, grad_x = dense_backward(
                     x, self._params[f"{k}.weight"], grad, input_grad=k > first
                 )
+                if grad_x is not None:  # None only for the first layer: the walk ends there
+                    grad = grad_x
                 grads[f"{k}.weight"] = grad_w
                 if spec["bias"]:
                     grads[f"{k}.bias"] = grad_b
@@ -329,7 +333,7 @@ class Network:
         # Parameter order: layer order, weight before bias (as ``parameters()``).
         return value, {name: grads[name] for name in self._params}
 
-    def gradients(self, X: Any, y: Any, sample_weight: Any = None) -> dict[str, list]:
+    def gradients(self, X: Any, y: Any, sample_weight: Any = None) -> dict[str, list[Any]]:
         """Name -> ∂L/∂parameter for the batch (same shapes as ``parameters()``); no update.
         ``sample_weight``: per-sample weights of the loss (see ``losses.py``)."""
         return self._loss_and_gradients(X, y, sample_weight)[1]

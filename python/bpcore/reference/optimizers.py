@@ -48,7 +48,7 @@ class Optimizer:
     def _init_state(self, p: list[float]) -> dict[str, list[float]]:
         return {}
 
-    def _update(self, p: list[float], g: Sequence[float], state: dict) -> None:
+    def _update(self, p: list[float], g: Sequence[float], state: dict[str, Any]) -> None:
         raise NotImplementedError
 
 
@@ -64,7 +64,7 @@ class SGD(Optimizer):
     def _init_state(self, p: list[float]) -> dict[str, list[float]]:
         return {"momentum_buffer": [0.0] * len(p)}
 
-    def _update(self, p: list[float], g: Sequence[float], state: dict) -> None:
+    def _update(self, p: list[float], g: Sequence[float], state: dict[str, Any]) -> None:
         s = self.spec
         lr, mu, damp, wd = s["lr"], s["momentum"], s["dampening"], s["weight_decay"]
         buf = state["momentum_buffer"]
@@ -96,7 +96,7 @@ class Adam(Optimizer):
             "max_exp_avg_sq": list(zeros),
         }
 
-    def _update(self, p: list[float], g: Sequence[float], state: dict) -> None:
+    def _update(self, p: list[float], g: Sequence[float], state: dict[str, Any]) -> None:
         s = self.spec
         lr, eps, wd, amsgrad = s["lr"], s["eps"], s["weight_decay"], s["amsgrad"]
         b1, b2 = s["betas"]
@@ -145,7 +145,7 @@ class RMSprop(Optimizer):
             "momentum_buffer": list(zeros),
         }
 
-    def _update(self, p: list[float], g: Sequence[float], state: dict) -> None:
+    def _update(self, p: list[float], g: Sequence[float], state: dict[str, Any]) -> None:
         s = self.spec
         lr, alpha, eps = s["lr"], s["alpha"], s["eps"]
         wd, mu, centered = s["weight_decay"], s["momentum"], s["centered"]
@@ -177,7 +177,7 @@ class Adagrad(Optimizer):
     def _init_state(self, p: list[float]) -> dict[str, list[float]]:
         return {"sum": [self.spec["initial_accumulator_value"]] * len(p)}
 
-    def _update(self, p: list[float], g: Sequence[float], state: dict) -> None:
+    def _update(self, p: list[float], g: Sequence[float], state: dict[str, Any]) -> None:
         s = self.spec
         eps, wd = s["eps"], s["weight_decay"]
         clr = s["lr"] / (1.0 + (self.t - 1) * s["lr_decay"])

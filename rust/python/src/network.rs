@@ -151,11 +151,13 @@ impl NativeNetwork {
         dispatch!(&self.inner, net => net.spec().to_json())
     }
 
+    /// Features per sample the network takes (the first layer's input width).
     #[getter]
     fn input_width(&self) -> usize {
         dispatch!(&self.inner, net => net.input_width())
     }
 
+    /// Outputs per sample the network gives (the last layer's output width).
     #[getter]
     fn output_width(&self) -> usize {
         dispatch!(&self.inner, net => net.output_width())

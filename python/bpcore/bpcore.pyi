@@ -1,0 +1,162 @@
+"""Type stubs of `bpcore.bpcore`, the native (Rust, PyO3) module.
+
+Conversion, dtype dispatch, error mapping and GIL release only; the numerics live in the Rust
+crate `bpcore-core`. Users want `bpcore.Network`, which wraps `NativeNetwork`.
+
+Arrays passed in must already have the network's dtype (float32 or float64) and be
+C-contiguous: `bpcore.Network` converts and checks them first. Labels for "cross_entropy" are
+int64; targets of the other losses have the network's dtype. Errors: ValueError for shapes and
+values, TypeError for types, `TrainingDivergedError` for a non-finite loss or gradient.
+"""
+
+from collections.abc import Callable, Sequence
+from typing import Any, Final, Literal, TypedDict, final
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "NativeNetwork",
+    "TrainingDivergedError",
+    "__version__",
+    "get_num_threads",
+    "matmul",
+    "set_num_threads",
+]
+
+__version__: Final[str]
+
+_Float = np.float32 | np.float64
+_FloatArray = npt.NDArray[np.float32] | npt.NDArray[np.float64]
+
+class TrainingDivergedError(ArithmeticError):
+    """Training produced a non-finite loss or gradient; the step was not applied."""
+
+class _MetricSums(TypedDict):
+    rows: int
+    correct: float
+    abs_err: float
+    sq_err: list[float]
+    y_sum: list[float]
+    y_sq_sum: list[float]
+
+class _EpochResult(TypedDict):
+    loss: float
+    batches: int
+    stopped: bool
+    grad_norms: list[float]
+    update_ratios: list[float]
+    metric_sums: _MetricSums
+
+def set_num_threads(n: int) -> None:
+    """Uses `n` threads for bpcore's parallel work from now on."""
+
+def get_num_threads() -> int:
+    """The number of threads bpcore's parallel work runs on."""
+
+def matmul(a: npt.NDArray[_Float], b: npt.NDArray[_Float]) -> _FloatArray:
+    """`a @ b` for C-contiguous 2-d float32 or float64 arrays of one dtype."""
+
+@final
+class NativeNetwork:
+    """The native network. `bpcore.Network` wraps it; use that."""
+
+    def __new__(cls, spec_json: str, dtype: Literal["float32", "float64"]) -> NativeNetwork: ...
+    @property
+    def dtype(self) -> Literal["float32", "float64"]:
+        """ "float32" or "float64"."""
+    @property
+    def spec_json(self) -> str:
+        """The JSON description the network was built from."""
+    @property
+    def input_width(self) -> int:
+        """Features per sample the network takes (the first layer's input width)."""
+    @property
+    def output_width(self) -> int:
+        """Outputs per sample the network gives (the last layer's output width)."""
+    def param_info(self) -> list[tuple[str, list[int], int]]:
+        """(name, shape, offset) of each parameter tensor, in the flat buffers' order."""
+    def params(self) -> _FloatArray:
+        """A copy of all parameters, flat."""
+    def set_params(self, p: npt.NDArray[_Float]) -> None:
+        """Replaces all parameters from a flat array of the network's dtype."""
+    def forward(self, x: npt.NDArray[_Float]) -> _FloatArray:
+        """Inference outputs (n, output width)."""
+    def loss(self, x: npt.NDArray[_Float], y: npt.NDArray[Any]) -> float:
+        """Mean loss in inference mode."""
+    def gradients(
+        self,
+        x: npt.NDArray[_Float],
+        y: npt.NDArray[Any],
+        sample_weight: npt.NDArray[_Float] | None = None,
+    ) -> tuple[float, _FloatArray]:
+        """(loss, flat gradients) in training mode, without an update; with `sample_weight` (1-d,
+        the network's dtype) the loss is Σ w_i·l_i / n."""
+    def train_step(
+        self,
+        x: npt.NDArray[_Float],
+        y: npt.NDArray[Any],
+        sample_weight: npt.NDArray[_Float] | None = None,
+    ) -> float:
+        """One training step (on the sample-weighted loss with `sample_weight`); returns the loss
+        before it."""
+    def apply_gradients(self, g: npt.NDArray[_Float]) -> None:
+        """One optimizer step with the given flat gradients."""
+    def fit_epoch(
+        self,
+        x: npt.NDArray[_Float],
+        y: npt.NDArray[Any],
+        batch_size: int,
+        shuffle: bool,
+        progress: Callable[[int, int, float], object] | None = None,
+        progress_interval: float = 0.2,
+        sample_weight: npt.NDArray[_Float] | None = None,
+    ) -> _EpochResult:
+        """One epoch of mini-batch training; returns a dict with the mean "loss", "batches" done,
+        whether it "stopped" early, and per-tensor "grad_norms" and "update_ratios".
+        `progress(batches, samples, mean_loss)` is called from this thread every
+        `progress_interval` seconds while the epoch runs. `sample_weight` (1-d, the network's
+        dtype, one per sample) trains on the weighted loss; the weights are checked by the core."""
+    def check_sample_weight(self, sample_weight: npt.NDArray[_Float], n: int) -> None:
+        """Checks per-sample weights for `n` samples as `fit_epoch` will (one per sample, finite,
+        >= 0), so that `fit` can refuse them before it changes anything."""
+    @property
+    def clip_grad_norm(self) -> float | None:
+        """The global gradient norm every step is clipped to, or None."""
+    @clip_grad_norm.setter
+    def clip_grad_norm(self, max_norm: float | None) -> None: ...
+    @property
+    def lr(self) -> float:
+        """The optimizer's current learning rate."""
+    @lr.setter
+    def lr(self, lr: float) -> None: ...
+    @property
+    def steps(self) -> int:
+        """Optimizer steps taken."""
+    def training_loss(self, x: npt.NDArray[_Float], y: npt.NDArray[Any]) -> float:
+        """Mean loss in training mode: dropout masks drawn, batch-norm running statistics moved."""
+    def buffer_info(self) -> list[tuple[str, list[int], int]]:
+        """(name, shape, offset) of each running statistic in the flat first part of
+        `buffers()`."""
+    def tracked_names(self) -> list[str]:
+        """The names "i.num_batches_tracked" of the batch-norm layers, in order."""
+    def buffers(self) -> tuple[_FloatArray, npt.NDArray[np.int64]]:
+        """(flat running statistics of the network's dtype, int64 num_batches_tracked counts)."""
+    def set_buffers(self, running: npt.NDArray[_Float], tracked: npt.NDArray[np.int64]) -> None:
+        """Replaces the running statistics (flat, network dtype) and the counts (int64)."""
+    @property
+    def training_forwards(self) -> int:
+        """Training-mode forwards run so far (the step that keys the next dropout masks)."""
+    @training_forwards.setter
+    def training_forwards(self, forwards: int) -> None: ...
+    def optimizer_state_names(self) -> list[str]:
+        """torch's names of the optimizer's state buffers, in `optimizer_state()`'s order."""
+    def optimizer_state(self) -> tuple[int, list[_FloatArray]]:
+        """(steps taken, copies of the flat state buffers, each as long as the parameters)."""
+    def load_optimizer_state(self, steps: int, buffers: Sequence[npt.NDArray[_Float]]) -> None:
+        """Restores the optimizer's step count and state buffers (flat, the network's dtype, in
+        `optimizer_state_names()` order); on an error nothing changes."""
+    def rng_state(self) -> list[int]:
+        """The shuffling generator's state: four 64-bit words."""
+    def set_rng_state(self, state: Sequence[int]) -> None:
+        """Restores the shuffling generator from `rng_state()`'s four words (not all zero)."""
