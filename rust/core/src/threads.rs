@@ -125,9 +125,9 @@ pub fn run_polling<R: Send>(
     });
     match result {
         Some(r) => r,
-        // panic-free: reached only if the work panicked, and then the scope above has already
-        // re-raised its panic (which the binding's guard turns into a Python exception).
-        None => unreachable!("work finished without a result"),
+        // Reached only if the work panicked, and then the scope above has already re-raised its
+        // panic (which the binding's guard turns into a Python exception).
+        None => unreachable!("work finished without a result"), // panic-free: see above
     }
 }
 
