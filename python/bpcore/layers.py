@@ -208,3 +208,8 @@ class LayerNorm(Layer):
 
     def _hyper(self) -> dict[str, Any]:
         return {"normalized_shape": self.normalized_shape, "eps": self.eps}
+
+
+#: Every layer class by its spec type name (what saved files and the core call it).
+_ALL: tuple[type[Layer], ...] = (Dense, *ACTIVATIONS, Dropout, BatchNorm1d, LayerNorm)
+LAYERS: dict[str, type[Layer]] = {cls.type_name: cls for cls in _ALL}

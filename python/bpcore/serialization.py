@@ -32,19 +32,11 @@ from typing import IO, Any, Union
 import numpy as np
 
 from bpcore.layers import (
-    ELU,
-    GELU,
+    LAYERS,
     BatchNorm1d,
     Dense,
-    Dropout,
-    Identity,
     Layer,
     LayerNorm,
-    LeakyReLU,
-    ReLU,
-    Sigmoid,
-    Softplus,
-    Tanh,
 )
 from bpcore.losses import LOSSES, Loss
 from bpcore.optimizers import OPTIMIZERS, Optimizer
@@ -60,24 +52,6 @@ FORMAT_VERSION = "1"
 MAX_HEADER_BYTES = 100_000_000
 #: Prefix of the optimizer's state tensors.
 OPTIMIZER_PREFIX = "optimizer."
-
-LAYER_TYPES: dict[str, type[Layer]] = {
-    cls.type_name: cls
-    for cls in (
-        Dense,
-        ReLU,
-        LeakyReLU,
-        Sigmoid,
-        Tanh,
-        GELU,
-        ELU,
-        Softplus,
-        Identity,
-        Dropout,
-        BatchNorm1d,
-        LayerNorm,
-    )
-}
 
 _DTYPES: dict[str, np.dtype[Any]] = {
     "F32": np.dtype("<f4"),
@@ -459,9 +433,7 @@ def _build(tensors: dict[str, np.ndarray], metadata: dict[str, str], source: str
         raise _bad(source, f"'network' metadata: expected the keys {sorted(keys)}")
     if not isinstance(spec["layers"], list) or not spec["layers"]:
         raise _bad(source, "'network' metadata: 'layers' must be a non-empty list")
-    layers = [
-        _spec_object(s, LAYER_TYPES, f"layers[{i}]", source) for i, s in enumerate(spec["layers"])
-    ]
+    layers = [_spec_object(s, LAYERS, f"layers[{i}]", source) for i, s in enumerate(spec["layers"])]
     loss: Loss = _spec_object(spec["loss"], LOSSES, "loss", source)
     optimizer: Optimizer = _spec_object(spec["optimizer"], OPTIMIZERS, "optimizer", source)
     dtype, seed = spec["dtype"], spec["seed"]

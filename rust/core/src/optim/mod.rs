@@ -233,16 +233,8 @@ impl Update<'_> {
                 weight_decay,
                 amsgrad,
                 ..
-            } => adam::Adam {
-                lr: self.lr,
-                betas,
-                eps,
-                weight_decay,
-                amsgrad,
-                decoupled: false,
             }
-            .step(self.t, params, grads, state),
-            OptimizerSpec::AdamW {
+            | OptimizerSpec::AdamW {
                 betas,
                 eps,
                 weight_decay,
@@ -254,7 +246,7 @@ impl Update<'_> {
                 eps,
                 weight_decay,
                 amsgrad,
-                decoupled: true,
+                decoupled: matches!(self.spec, OptimizerSpec::AdamW { .. }),
             }
             .step(self.t, params, grads, state),
             OptimizerSpec::RmsProp {
