@@ -1,7 +1,6 @@
 //! One epoch of mini-batch training: shuffle with the network's generator, then a training step
 //! per batch, all inside Rust.
 
-use super::stats::update_ratios;
 use super::Network;
 use crate::loss::{self, Targets};
 use crate::{Error, Real, Result};
@@ -42,7 +41,7 @@ pub(super) struct Batch<T> {
     weights: Vec<T>,
     order: Vec<usize>,
     /// The parameters when the epoch began, to measure how far it moved them.
-    params_at_start: Vec<T>,
+    pub(super) params_at_start: Vec<T>,
 }
 
 /// Copies the rows `idx` of a row-major `width`-wide buffer into `dst`.
@@ -112,26 +111,24 @@ impl<T: Real> Network<T> {
                 ),
             )
         })?;
+        self.begin_epoch_stats();
         let mut batch = std::mem::take(&mut self.batch);
         batch.order.clear();
         batch.order.extend(0..n);
         if shuffle {
             self.rng.shuffle(&mut batch.order);
         }
-        batch.params_at_start.clear();
-        batch.params_at_start.extend_from_slice(&self.params);
-        self.grad_stats.reset();
-        self.metrics.clear();
         let outcome = self.run_batches(
             x, targets, weights, &mut batch, batch_size, shuffle, on_batch,
         );
         self.batch = batch;
-        let mut outcome = outcome?;
-        let info = &self.param_info;
-        outcome.grad_norms = self.grad_stats.mean_norms(info.len());
-        outcome.update_ratios = update_ratios(info, &self.batch.params_at_start, &self.params);
-        outcome.metrics = self.metrics.clone();
-        Ok(outcome)
+        let outcome = outcome?;
+        Ok(EpochOutcome {
+            loss: outcome.loss,
+            batches: outcome.batches,
+            stopped: outcome.stopped,
+            ..self.epoch_stats()
+        })
     }
 
     #[allow(clippy::too_many_arguments)]

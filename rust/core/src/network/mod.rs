@@ -2,6 +2,7 @@
 //! optimizer's state, and per-batch work buffers that are sized once and then reused.
 
 mod buffers;
+mod data_parallel;
 mod epoch;
 mod layout;
 mod metrics;
@@ -12,12 +13,14 @@ mod stats;
 
 use rayon::prelude::*;
 
+use crate::dropout::MaskKey;
 use crate::init::init_dense;
 use crate::loss::{self, Targets};
 use crate::optim::Optimizer;
 use crate::rng::Rng;
 use crate::{memory, threads, Error, NetworkSpec, Real, Result};
 
+pub use data_parallel::REDUCE_EXTRA_SLOTS;
 pub use epoch::{EpochOutcome, Progress};
 pub use layout::{Layer, ParamInfo};
 pub use metrics::MetricSums;
@@ -299,6 +302,24 @@ impl<T: Real> Network<T> {
         weights: Option<&[T]>,
         n: usize,
     ) -> Result<f64> {
+        let mut grads = std::mem::take(&mut self.grads);
+        let value = self.gradients_into(x, targets, weights, n, 0, &mut grads);
+        self.grads = grads;
+        value
+    }
+
+    /// `gradients_weighted` into the caller's `grads` (as long as the parameters), the dropout
+    /// masks keyed as rows `row_offset..row_offset + n` of a larger batch: a data-parallel rank
+    /// computing its share of a global batch draws the masks that batch's rows would get.
+    fn gradients_into(
+        &mut self,
+        x: &[T],
+        targets: Targets<'_, T>,
+        weights: Option<&[T]>,
+        n: usize,
+        row_offset: usize,
+        grads: &mut [T],
+    ) -> Result<f64> {
         self.check_input(x, n)?;
         self.check_batch_memory(n)?;
         loss::check_targets(&self.spec.loss, targets, n, self.output_width())?;
@@ -320,24 +341,19 @@ impl<T: Real> Network<T> {
             params: &self.params,
             buffers: self.training.running(),
             loss: &self.spec.loss,
-            key: self.training.key(self.spec.seed),
+            key: MaskKey {
+                row_offset,
+                ..self.training.key(self.spec.seed)
+            },
         };
         let value = if p == 1 {
-            let value = model.gradients(
-                &mut self.work,
-                &mut self.grads,
-                x,
-                targets,
-                weights,
-                n,
-                true,
-            )?;
+            let value = model.gradients(&mut self.work, grads, x, targets, weights, n, true)?;
             self.metrics.merge(&self.work.metrics);
             value
         } else {
             self.replicas.resize_with(p, Replica::default);
             let replicas = &mut self.replicas;
-            let value = split_gradients(model, replicas, &mut self.grads, x, targets, weights, n)?;
+            let value = split_gradients(model, replicas, grads, x, targets, weights, n)?;
             for r in &self.replicas[..p] {
                 self.metrics.merge(r.metrics());
             }
@@ -364,7 +380,17 @@ impl<T: Real> Network<T> {
         n: usize,
     ) -> Result<f64> {
         let value = self.gradients_weighted(x, targets, weights, n)?;
-        let norm = self.grad_stats.measure(&self.param_info, &self.grads);
+        let mut grads = std::mem::take(&mut self.grads);
+        let applied = self.descend(value, &mut grads);
+        self.grads = grads;
+        applied.map(|()| value)
+    }
+
+    /// The optimizer step of a batch whose loss was `value` and gradients `grads`: refused
+    /// (`Error::Diverged`, nothing changed) when either is not finite, else the gradients are
+    /// measured, clipped in place to `clip_grad_norm` and applied.
+    fn descend(&mut self, value: f64, grads: &mut [T]) -> Result<()> {
+        let norm = self.grad_stats.measure(&self.param_info, grads);
         if !value.is_finite() || !norm.is_finite() {
             let what = if value.is_finite() {
                 format!("a gradient is not finite (global norm {norm})")
@@ -379,11 +405,11 @@ impl<T: Real> Network<T> {
             let coef = max_norm / (norm + 1e-6);
             if coef < 1.0 {
                 let c = T::of(coef);
-                self.grads.iter_mut().for_each(|g| *g *= c);
+                grads.iter_mut().for_each(|g| *g *= c);
             }
         }
-        self.optimizer.step(&mut self.params, &self.grads);
-        Ok(value)
+        self.optimizer.step(&mut self.params, grads);
+        Ok(())
     }
 
     /// Clips every later step's gradients to this global L2 norm (`None`: no clipping).
