@@ -117,6 +117,29 @@ class NativeNetwork:
         `progress(batches, samples, mean_loss)` is called from this thread every
         `progress_interval` seconds while the epoch runs. `sample_weight` (1-d, the network's
         dtype, one per sample) trains on the weighted loss; the weights are checked by the core."""
+    @property
+    def reduce_len(self) -> int:
+        """Length of the buffer a data-parallel step reduces: the parameters, then the rows, the
+        loss sum and the failures slot."""
+    def begin_shared_epoch(self) -> None:
+        """Starts an epoch of data-parallel steps (gradient statistics, metrics, update ratios)."""
+    def shared_step_gradients(
+        self,
+        x: npt.NDArray[_Float],
+        y: npt.NDArray[Any],
+        buffer: npt.NDArray[_Float],
+        row_offset: int,
+        sample_weight: npt.NDArray[_Float] | None = None,
+    ) -> float:
+        """This rank's share of a step into `buffer` (its gradients and loss times its rows, and
+        its rows); `row_offset` is its first row's index in the global batch. Returns the
+        share's mean loss. `x` may have 0 rows when this rank's data has run out."""
+    def apply_reduced(self, buffer: npt.NDArray[_Float]) -> tuple[float, int]:
+        """The optimizer step from `buffer` summed over every rank; returns the global batch's
+        (mean loss, rows). Raises TrainingDivergedError, changing nothing, if it is not finite."""
+    def end_shared_epoch(self) -> _EpochResult:
+        """The epoch's gradient norms, update ratios and this rank's metric sums, as `fit_epoch`'s
+        dict (its "loss" and "batches" are the caller's to fill in)."""
     def check_sample_weight(self, sample_weight: npt.NDArray[_Float], n: int) -> None:
         """Checks per-sample weights for `n` samples as `fit_epoch` will (one per sample, finite,
         >= 0), so that `fit` can refuse them before it changes anything."""

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bpcore_core::network::Progress;
+use bpcore_core::network::{EpochOutcome, Progress};
 use bpcore_core::{Network, Real};
 use numpy::Element;
 use pyo3::prelude::*;
@@ -102,13 +102,17 @@ pub fn fit_epoch<T: Real + Element>(
     if let Some(e) = interrupt {
         return Err(e);
     }
-    let outcome = outcome?;
+    outcome_dict(py, &outcome?)
+}
+
+/// An epoch's outcome as the dict `fit_epoch` returns.
+pub fn outcome_dict(py: Python<'_>, outcome: &EpochOutcome) -> PyResult<Py<PyAny>> {
     let result = PyDict::new(py);
     result.set_item("loss", outcome.loss)?;
     result.set_item("batches", outcome.batches)?;
     result.set_item("stopped", outcome.stopped)?;
-    result.set_item("grad_norms", outcome.grad_norms)?;
-    result.set_item("update_ratios", outcome.update_ratios)?;
+    result.set_item("grad_norms", &outcome.grad_norms)?;
+    result.set_item("update_ratios", &outcome.update_ratios)?;
     let m = &outcome.metrics;
     let sums = PyDict::new(py);
     sums.set_item("rows", m.rows)?;

@@ -26,6 +26,9 @@ macro_rules! dispatch {
 // Saving and restoring the optimizer's and the generator's state (issue 5).
 mod state;
 
+// The halves of a data-parallel step (issue 7).
+mod data_parallel;
+
 /// The native network. `bpcore.Network` wraps it; use that.
 #[pyclass(module = "bpcore.bpcore", name = "NativeNetwork")]
 pub struct NativeNetwork {
