@@ -4,6 +4,7 @@
 >>> net = bp.Network([bp.Dense(4, 16), bp.ReLU(), bp.Dense(16, 3)], loss="cross_entropy")
 """
 
+from bpcore import distributed
 from bpcore.bpcore import TrainingDivergedError
 from bpcore.callbacks import (
     Callback,
@@ -87,6 +88,7 @@ __all__ = [
     "StepLR",
     "Tanh",
     "TrainingDivergedError",
+    "distributed",
     "explain",
     "from_torch",
     "get_num_threads",

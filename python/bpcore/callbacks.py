@@ -51,6 +51,11 @@ _MAX_MODE_METRICS = ("accuracy", "acc", "r2")
 class Callback:
     """Base of all callbacks; every hook does nothing. See the module's docstring."""
 
+    #: In a data-parallel fit (``comm=``), whether only rank 0 runs this callback: true for
+    #: callbacks with effects outside the network, such as writing files. The others run on
+    #: every rank with the same reduced logs, so that their decisions agree.
+    rank_zero_only: bool = False
+
     def __init__(self) -> None:
         self.network: Network | None = None
 
@@ -328,7 +333,11 @@ class ModelCheckpoint(_Monitoring):
 
     Attributes: `best` (the monitored value of the last saved epoch when saving the best only),
     `saved` (the paths written, in order).
+
+    In a data-parallel fit only rank 0 saves (every rank holds the same network).
     """
+
+    rank_zero_only = True
 
     def __init__(
         self,

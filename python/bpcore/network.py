@@ -297,6 +297,7 @@ class Network:
         clip_grad_norm: float | None = None,
         progress: bool | None = None,
         sample_weight: Any = None,
+        comm: Any = None,
     ) -> History:
         """Trains by mini-batch backpropagation for `epochs` epochs; returns a History.
 
@@ -337,6 +338,19 @@ class Network:
                 held-out samples are dropped: validation ("val_loss", "val_" metrics),
                 training metrics and `evaluate` stay unweighted. Negative, NaN or infinite
                 weights, or not one per sample, raise ValueError naming sample_weight.
+            comm: an mpi4py communicator (``MPI.COMM_WORLD``) to train data-parallel on all
+                its ranks, each calling fit with its own shard of the data (see
+                `bpcore.distributed.shard`): `batch_size` is per rank, and global batch s is
+                every rank's batch s in rank order, so the parameters follow the steps one
+                process would take on those global batches. Rank 0's state (weights,
+                optimizer, epochs) is broadcast first; each step's gradients are summed with
+                one Allreduce; losses and metrics are over all ranks; callbacks decide the same
+                on every rank; only rank 0 shows progress and writes checkpoints. Shuffling
+                is within each rank's shard, seeded by the seed, the rank and the epoch.
+                `validation_split` holds out the last fraction of each shard. Batch norm uses
+                each rank's share of the batch and rank 0's running statistics (as torch's
+                DistributedDataParallel). If any rank fails, every rank raises
+                `bpcore.distributed.DistributedTrainingError`.
 
         Returns:
             History: per-epoch "loss", metrics, "val_loss" and "val_" metrics (with validation),
@@ -383,6 +397,7 @@ class Network:
             clip_grad_norm=clip_grad_norm,
             progress=progress,
             sample_weight=sample_weight,
+            comm=comm,
         )
 
     def predict_proba(self, X: Any) -> np.ndarray:

@@ -10,6 +10,7 @@ import numbers
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,6 +18,7 @@ import numpy as np
 from bpcore import metrics as metric_functions
 from bpcore._arrays import as_inputs, as_labels, as_values, as_weights
 from bpcore._checks import boolean, positive_int, real
+from bpcore._data_parallel import RankGroup
 from bpcore.bpcore import TrainingDivergedError
 from bpcore.callbacks import Callback, _set_lr
 from bpcore.history import History
@@ -30,6 +32,9 @@ if TYPE_CHECKING:
 VANISHING_NORM = 1e-7
 #: An epoch's mean gradient norm of a weight tensor above this is reported as exploding.
 EXPLODING_NORM = 1e3
+#: The stack level of the code that called Network.fit, seen from _fit_local or _fit_ranks:
+#: they are called by _fit, fit, Network.fit and its busy guard.
+_USER_FRAME = 6
 #: Seconds between the native loop's progress reports (progress bar, on_batch_end).
 PROGRESS_INTERVAL = 0.2
 
@@ -110,7 +115,11 @@ def _with_epoch(message: str, epoch: int) -> str:
 
 
 def _warn_gradients(
-    names: Sequence[str], norms: Sequence[float], epoch: int, warned: set[tuple[str, str]]
+    names: Sequence[str],
+    norms: Sequence[float],
+    epoch: int,
+    warned: set[tuple[str, str]],
+    stacklevel: int,
 ) -> None:
     for name, norm in zip(names, norms):
         if not name.endswith("weight"):
@@ -133,7 +142,7 @@ def _warn_gradients(
             continue
         if (kind, name) not in warned:
             warned.add((kind, name))
-            warnings.warn(message, GradientWarning, stacklevel=5)  # user → Network.fit (2 frames)
+            warnings.warn(message, GradientWarning, stacklevel=stacklevel)
 
 
 def _numbers_only(logs: dict[str, Any]) -> dict[str, float]:
@@ -160,9 +169,126 @@ def fit(
     clip_grad_norm: float | None,
     progress: bool | None,
     sample_weight: Any,
+    comm: Any = None,
 ) -> History:
     """`Network.fit`'s work; see its docstring."""
-    # Every argument is checked before anything changes: a rejected call changes nothing.
+    if comm is None:
+        return _fit(net, X, y, None, **_arguments(locals()))
+    group = RankGroup(comm, net)
+    try:
+        with group.catching_interrupts():
+            return _fit(net, X, y, group, **_arguments(locals()))
+    except BaseException as e:
+        if not group.agreed:
+            group.abort(e)
+        raise
+
+
+def _arguments(given: dict[str, Any]) -> dict[str, Any]:
+    skip = ("net", "X", "y", "comm", "group")
+    return {k: v for k, v in given.items() if k not in skip}
+
+
+def _check_targets_locally(net: Network, x: np.ndarray, t: np.ndarray) -> None:
+    """What the core checks at the start of an epoch, for a data-parallel rank, whose steps
+    check only their own batch: a bad value must stop every rank before the first step."""
+    if not np.isfinite(x).all():
+        raise ValueError("X: contains NaN or infinity")
+    if net.loss_function.takes_labels:
+        if len(t) and (t.min() < 0 or t.max() >= net.n_outputs):
+            raise ValueError(
+                f"y: class labels must be in [0, {net.n_outputs}), got values in "
+                f"[{t.min()}, {t.max()}]"
+            )
+    elif not np.isfinite(t).all():
+        raise ValueError("y: contains NaN or infinity")
+
+
+def _fit(
+    net: Network,
+    X: Any,
+    y: Any,
+    group: RankGroup | None,
+    *,
+    epochs: int,
+    batch_size: int,
+    shuffle: bool,
+    validation_split: float,
+    validation_data: Any,
+    metrics: Sequence[str] | None,
+    callbacks: Any,
+    schedule: Schedule | None,
+    clip_grad_norm: float | None,
+    progress: bool | None,
+    sample_weight: Any,
+) -> History:
+    if group is None:
+        return _fit_local(net, *_prepare(net, X, y, None, **_arguments(locals())))
+    prepared = group.local(_prepare, net, X, y, group, **_arguments(locals()))
+    facts: dict[str, Any] = {}
+    n_train = 0
+    if prepared is not None:
+        plan = prepared[0]
+        n_train = plan.x_train.shape[0]
+        facts = {
+            "epochs": plan.epochs,
+            "shuffle": plan.shuffle,
+            "metrics": plan.names,
+            "validation": plan.x_val is not None,
+            "sample_weight": plan.w_train is not None,
+            "clip_grad_norm": plan.clip_grad_norm,
+            "schedule": type(plan.schedule).__name__,
+            "callbacks": [type(cb).__name__ for cb in plan.cbs],
+        }
+    group.setup(facts, n_train, batch_size)
+    assert prepared is not None  # setup raised on every rank if any rank's preparation failed
+    return _fit_ranks(net, group, *prepared)
+
+
+@dataclass
+class _Plan:
+    """A fit call's checked arguments and converted data."""
+
+    epochs: int
+    batch_size: int
+    shuffle: bool
+    names: list[str]
+    cbs: list[Callback]
+    schedule: Schedule | None
+    clip_grad_norm: float | None
+    show: bool
+    x_train: np.ndarray
+    t_train: np.ndarray
+    w_train: np.ndarray | None
+    x_val: np.ndarray | None
+    t_val: np.ndarray | None
+    log_keys: list[str]
+    param_names: list[str]
+    n_train: int
+    n_batches: int
+    native_batch: int
+
+
+def _prepare(
+    net: Network,
+    X: Any,
+    y: Any,
+    group: RankGroup | None,
+    *,
+    epochs: int,
+    batch_size: int,
+    shuffle: bool,
+    validation_split: float,
+    validation_data: Any,
+    metrics: Sequence[str] | None,
+    callbacks: Any,
+    schedule: Schedule | None,
+    clip_grad_norm: float | None,
+    progress: bool | None,
+    sample_weight: Any,
+) -> tuple[_Plan, list[Callback]]:
+    """Every argument checked and converted before anything changes: a rejected call changes
+    nothing."""
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size")
     shuffle = boolean(shuffle, "shuffle")
@@ -177,7 +303,7 @@ def fit(
         )
     if clip_grad_norm is not None:
         clip_grad_norm = real(clip_grad_norm, "clip_grad_norm", low=0.0, low_open=True)
-    show = enabled(progress)
+    show = enabled(progress) and (group is None or group.is_root)
     x = net._x(X)
     t = net._y(y, x.shape[0])
     # Converted here (type, shape); the core checks the values once per epoch, before any step.
@@ -190,6 +316,8 @@ def fit(
         native.check_sample_weight(w_train, x_train.shape[0])  # the core's check, up front
     if x_val is not None and t_val is not None:
         native.loss(x_val, t_val)  # checks the validation targets (labels in range) up front
+    if group is not None:
+        _check_targets_locally(net, x_train, t_train)
 
     log_keys = ["loss", *names]
     if x_val is not None:
@@ -201,9 +329,40 @@ def fit(
     native_batch = min(batch_size, n_train)  # one batch of all samples; fits the core's size type
     batch_cbs = [cb for cb in cbs if type(cb).on_batch_end is not Callback.on_batch_end]
 
+    plan = _Plan(
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        names=names,
+        cbs=cbs,
+        schedule=schedule,
+        clip_grad_norm=clip_grad_norm,
+        show=show,
+        x_train=x_train,
+        t_train=t_train,
+        w_train=w_train,
+        x_val=x_val,
+        t_val=t_val,
+        log_keys=log_keys,
+        param_names=param_names,
+        n_train=n_train,
+        n_batches=n_batches,
+        native_batch=native_batch,
+    )
+    return plan, batch_cbs
+
+
+def _fit_local(net: Network, plan: _Plan, batch_cbs: list[Callback]) -> History:
+    """The epochs of a fit in this process alone: each one native call."""
+    epochs, batch_size, shuffle = plan.epochs, plan.batch_size, plan.shuffle
+    names, cbs, schedule, clip_grad_norm = plan.names, plan.cbs, plan.schedule, plan.clip_grad_norm
+    x_train, t_train, w_train = plan.x_train, plan.t_train, plan.w_train
+    x_val, t_val, log_keys, param_names = plan.x_val, plan.t_val, plan.log_keys, plan.param_names
+    n_train, n_batches, native_batch = plan.n_train, plan.n_batches, plan.native_batch
+    loss, native = net.loss_function, net._native
+    bar = ProgressBar(epochs) if plan.show else None
     history = History()
     warned: set[tuple[str, str]] = set()
-    bar = ProgressBar(epochs) if show else None
     previous_clip = native.clip_grad_norm
     net.stop_training = False
     logs: dict[str, Any] = {}
@@ -249,7 +408,7 @@ def fit(
                 warnings.warn(
                     f"{message}; the network keeps the weights of the last finite step",
                     RuntimeWarning,
-                    stacklevel=4,  # the caller of Network.fit (behind its busy guard)
+                    stacklevel=_USER_FRAME,
                 )
                 raise TrainingDivergedError(message) from None
             net._epochs_done += 1
@@ -264,7 +423,7 @@ def fit(
                     logs.update({f"val_{m}": v for m, v in val.items()})
             logs["lr"] = lr
             logs["time"] = time.perf_counter() - start
-            _warn_gradients(param_names, result["grad_norms"], epoch + 1, warned)
+            _warn_gradients(param_names, result["grad_norms"], epoch + 1, warned, _USER_FRAME + 1)
             if bar is not None:
                 bar.epoch_end(n_train, logs)
             stop = False
@@ -284,4 +443,117 @@ def fit(
             bar.close()
         if clip_grad_norm is not None:
             native.clip_grad_norm = previous_clip
+    return history
+
+
+def _fit_ranks(net: Network, group: RankGroup, plan: _Plan, batch_cbs: list[Callback]) -> History:
+    """The epochs of a data-parallel fit, the same on every rank of `group`: the same steps,
+    the same reduced logs, the same callback decisions. Only rank 0 draws the progress bar,
+    warns about gradients and runs rank-zero-only callbacks (ModelCheckpoint)."""
+    native, loss = net._native, net.loss_function
+    names = plan.names
+    cbs = [cb for cb in plan.cbs if group.is_root or not cb.rank_zero_only]
+    batch_cbs = [cb for cb in batch_cbs if cb in cbs]
+    validation = None
+    if plan.x_val is not None and plan.t_val is not None:
+        validation = (plan.x_val, plan.t_val)
+    bar = ProgressBar(plan.epochs) if plan.show else None
+    history = History()
+    warned: set[tuple[str, str]] = set()
+    previous_clip = native.clip_grad_norm
+    net.stop_training = False
+    logs: dict[str, Any] = {}
+
+    def start() -> None:
+        if plan.clip_grad_norm is not None:
+            native.clip_grad_norm = plan.clip_grad_norm
+        if plan.schedule is not None and not plan.schedule.started:
+            plan.schedule.start(net.lr)
+        begin = {
+            "epochs": plan.epochs,
+            "batch_size": plan.batch_size,
+            "samples": plan.n_train,
+            "log_keys": list(plan.log_keys),
+        }
+        for cb in cbs:
+            cb.set_network(net)
+        for cb in cbs:
+            cb.on_train_begin(begin)
+
+    def tick(batches: int, samples: int, mean_loss: float) -> None:
+        if bar is not None:
+            bar.update(batches, samples, mean_loss)
+        batch_logs = {"loss": mean_loss, "samples": samples, "batches": batches}
+        for cb in batch_cbs:
+            cb.on_batch_end(batches - 1, batch_logs)
+
+    def end_epoch(epoch: int, logs: dict[str, Any], result: dict[str, Any]) -> bool:
+        if group.is_root:
+            # Called from end_epoch through RankGroup.local: three frames below _fit_ranks.
+            _warn_gradients(
+                plan.param_names, result["grad_norms"], epoch + 1, warned, _USER_FRAME + 3
+            )
+        if bar is not None:
+            bar.epoch_end(plan.n_train, logs)
+        stop = False
+        for cb in cbs:
+            if cb.on_epoch_end(epoch, logs):
+                stop = True
+        history.record(epoch + 1, **_numbers_only(logs))
+        history.record_tensors(plan.param_names, result["grad_norms"], result["update_ratios"])
+        if plan.schedule is not None:
+            _set_lr(net, plan.schedule.step(net.lr), "schedule")
+        return stop or net.stop_training
+
+    try:
+        group.local(start)
+        group.agree("the start of training")
+        report = tick if bar is not None or batch_cbs else None
+        for k in range(plan.epochs):
+            epoch = net._epochs_done
+            lr = net.lr
+            for cb in cbs:
+                group.local(cb.on_epoch_begin, epoch, {"lr": lr})
+            if bar is not None:
+                group.local(bar.epoch_begin, k + 1, plan.n_batches)
+            begin = time.perf_counter()
+            try:
+                result = group.run_epoch(
+                    plan.x_train,
+                    plan.t_train,
+                    plan.w_train,
+                    plan.batch_size,
+                    plan.shuffle,
+                    epoch,
+                    report,
+                    PROGRESS_INTERVAL,
+                )
+            except TrainingDivergedError as e:
+                group.agreed = True  # every rank applied the same sums and diverged together
+                message = _with_epoch(str(e), epoch + 1)
+                warnings.warn(
+                    f"{message}; the network keeps the weights of the last finite step",
+                    RuntimeWarning,
+                    stacklevel=_USER_FRAME,
+                )
+                raise TrainingDivergedError(message) from None
+            group.broadcast_buffers()
+            net._epochs_done += 1
+            train_sums, val_logs = group.reduce_epoch(result, names, validation, epoch)
+            logs = {"loss": float(result["loss"])}
+            if names:
+                logs.update(metric_functions.from_sums(names, train_sums, loss, net.n_outputs))
+            logs.update(val_logs)
+            logs["lr"] = lr
+            logs["time"] = time.perf_counter() - begin
+            stop = group.local(end_epoch, epoch, logs, result)
+            if group.agree(f"the end of epoch {epoch + 1}", bool(stop)):
+                break
+        for cb in cbs:
+            group.local(cb.on_train_end, logs)
+        group.agree("the end of training")
+    finally:
+        if bar is not None:
+            bar.close()
+        native.clip_grad_norm = previous_clip
     return history

@@ -1,0 +1,409 @@
+"""The ranks of an MPI communicator training one network together: `Network.fit(..., comm=)`.
+
+Every rank holds the same network and its own shard of the data. A step is two native calls
+around one collective: each rank writes its share's gradients into one contiguous buffer
+(`shared_step_gradients`), the buffers are summed in place by one ``Allreduce``, and each rank
+applies the same optimizer step from the sum (`apply_reduced`). With every rank's local batch
+s making up global batch s in rank order, that is the step one process would take on the
+global batch (the core's module `network/data_parallel.rs` says why it is exact).
+
+No rank may leave the others waiting in a collective. So every piece of a rank's own work
+between two collectives runs through `RankGroup.local`, which keeps the first exception
+instead of raising it; the next collective carries a failure flag (a slot of the step buffer,
+or the epoch's agreement), and on a failure every rank raises `DistributedTrainingError`
+together. Ctrl-C is turned into such a failure too, so that a signal arriving while a rank is
+inside a collective cannot make it skip the next one.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from bpcore import metrics as metric_functions
+from bpcore.bpcore import TrainingDivergedError
+from bpcore.distributed import DistributedTrainingError
+from bpcore.layers import BatchNorm1d
+
+if TYPE_CHECKING:
+    from bpcore.losses import Loss
+    from bpcore.network import Network
+
+R = TypeVar("R")
+
+# The failures slot: the last of the three after the gradients in the step buffer (the core's
+# REDUCE_EXTRA_SLOTS layout: rows, loss sum, failures).
+_FAILURES = 2
+
+
+def _mpi() -> Any:
+    try:
+        from mpi4py import MPI
+    except ImportError as e:  # pragma: no cover - a comm implies mpi4py
+        raise ImportError(
+            'comm: data-parallel fit needs mpi4py; install it with pip install "bpcore[mpi]"'
+        ) from e
+    return MPI
+
+
+def _describe(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+
+
+def _with_batch(message: str, batch: int) -> str:
+    """The core's divergence message with the (0-based) batch put in, as its epochs say it."""
+    prefix = "training diverged"
+    if message.startswith(prefix):
+        return f"{prefix} at batch {batch}{message[len(prefix) :]}"
+    return message
+
+
+def local_metric_sums(
+    names: Sequence[str], outputs: np.ndarray, targets: np.ndarray, loss: Loss
+) -> dict[str, Any]:
+    """The sums `metrics.from_sums` reads, of inference `outputs` against `targets`."""
+    y = np.asarray(targets, dtype=np.float64)
+    p = np.asarray(outputs, dtype=np.float64)
+    width = p.shape[1] if p.ndim == 2 else 1
+    sums: dict[str, Any] = {"rows": len(p), "correct": 0.0, "abs_err": 0.0}
+    zeros = np.zeros(width)
+    sums.update(sq_err=zeros, y_sum=zeros, y_sq_sum=zeros)
+    if "accuracy" in names:
+        if loss.takes_labels:
+            sums["correct"] = float(np.sum(p.argmax(axis=1) == y)) if len(p) else 0.0
+        else:
+            sums["correct"] = float(np.sum((p > 0) == (y > 0.5)))
+    if "mae" in names or "r2" in names:
+        y2 = y.reshape(len(y), -1)
+        err = p.reshape(len(p), -1) - y2
+        sums.update(
+            abs_err=float(np.abs(err).sum()),
+            sq_err=(err**2).sum(axis=0),
+            y_sum=y2.sum(axis=0),
+            y_sq_sum=(y2**2).sum(axis=0),
+        )
+    return sums
+
+
+def _pack_sums(sums: dict[str, Any], width: int) -> np.ndarray:
+    def column(key: str) -> np.ndarray:
+        v = np.zeros(width)
+        given = np.asarray(sums[key], dtype=np.float64)
+        v[: len(given)] = given
+        return v
+
+    head = [float(sums["rows"]), float(sums["correct"]), float(sums["abs_err"])]
+    return np.concatenate([head, column("sq_err"), column("y_sum"), column("y_sq_sum")])
+
+
+def _unpack_sums(v: np.ndarray, width: int) -> dict[str, Any]:
+    cols = v[3:].reshape(3, width)
+    return {
+        "rows": round(float(v[0])),
+        "correct": float(v[1]),
+        "abs_err": float(v[2]),
+        "sq_err": cols[0],
+        "y_sum": cols[1],
+        "y_sq_sum": cols[2],
+    }
+
+
+class RankGroup:
+    """One data-parallel `fit` call as seen from one rank of `comm`."""
+
+    def __init__(self, comm: Any, net: Network) -> None:
+        needed = ("Get_rank", "Get_size", "Allreduce", "allgather", "bcast", "Abort")
+        missing = [name for name in needed if not callable(getattr(comm, name, None))]
+        if missing:
+            raise TypeError(
+                f"comm: expected an mpi4py communicator such as MPI.COMM_WORLD, got "
+                f"{type(comm).__name__} (without {', '.join(missing)})"
+            )
+        self.MPI = _mpi()
+        self.comm = comm
+        self.rank = int(comm.Get_rank())
+        self.size = int(comm.Get_size())
+        self.net = net
+        self.native = net._native
+        self.failure: BaseException | None = None
+        self.failure_trace = ""
+        #: Whether the exception leaving fit was raised by every rank together (else the job
+        #: is aborted, since the other ranks may wait for this one in a collective).
+        self.agreed = False
+        self._interrupted = False
+        #: Rows of every rank's training shard, after `setup`.
+        self.shard_rows: list[int] = []
+        self.buffer = np.zeros(self.native.reduce_len, dtype=net.dtype)
+        self._failures_slot = self.native.reduce_len - 3 + _FAILURES
+
+    @property
+    def is_root(self) -> bool:
+        """Whether this is rank 0, the rank that shows progress and writes checkpoints."""
+        return self.rank == 0
+
+    # ----- failures --------------------------------------------------------------------
+
+    def local(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R | None:
+        """This rank's own work: `fn(*args, **kwargs)`, or None if it raised (the exception is
+        kept for the next collective) or an earlier piece already failed."""
+        if self._interrupted and self.failure is None:
+            self.failure = KeyboardInterrupt("interrupted (Ctrl-C)")
+        if self.failure is not None:
+            return None
+        try:
+            return fn(*args, **kwargs)
+        except BaseException as e:  # every failure, Ctrl-C too, must reach the other ranks
+            self.failure = e
+            self.failure_trace = traceback.format_exc()
+            return None
+
+    def _raise_failures(self, where: str) -> None:
+        """Collective, after a reduction said some rank failed: every rank learns who and why,
+        and raises."""
+        mine = None if self.failure is None else _describe(self.failure)
+        reports = self.comm.allgather(mine)
+        failures = {r: m for r, m in enumerate(reports) if m is not None}
+        error = DistributedTrainingError(failures, where)
+        self.agreed = True
+        if self.failure is not None:
+            if self.failure_trace:
+                sys.stderr.write(f"bpcore rank {self.rank}: {self.failure_trace}")
+            raise error from self.failure
+        raise error
+
+    def agree(self, where: str, stop: bool = False) -> bool:
+        """Collective: raises on every rank if any rank failed so far; else whether any rank
+        asked to stop."""
+        if self._interrupted and self.failure is None:
+            self.failure = KeyboardInterrupt("interrupted (Ctrl-C)")
+        flags = np.array([self.failure is not None, bool(stop)], dtype=np.float64)
+        self.comm.Allreduce(self.MPI.IN_PLACE, flags, op=self.MPI.SUM)
+        if flags[0] > 0:
+            self._raise_failures(where)
+        return bool(flags[1] > 0)
+
+    def abort(self, error: BaseException) -> None:
+        """The last resort for an exception that escaped a rank outside `local`: the other
+        ranks may be waiting for it in a collective, so the whole job is ended."""
+        sys.stderr.write(
+            f"bpcore rank {self.rank}: {_describe(error)} escaped data-parallel fit outside a "
+            "synchronized point; aborting every rank (MPI_Abort) so that none waits forever\n"
+        )
+        traceback.print_exception(error)
+        sys.stderr.flush()
+        self.comm.Abort(1)
+
+    @contextmanager
+    def catching_interrupts(self) -> Iterator[None]:
+        """While training: Ctrl-C marks this rank failed instead of raising at once."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is not signal.default_int_handler:
+            yield  # someone else handles SIGINT; leave it to them
+            return
+
+        def interrupted(signum: int, frame: Any) -> None:
+            self._interrupted = True
+
+        signal.signal(signal.SIGINT, interrupted)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    # ----- setup ----------------------------------------------------------------------
+
+    def setup(self, facts: dict[str, Any], n_train: int, batch_size: int) -> None:
+        """Collective, before anything changes: checks that every rank runs the same fit of the
+        same network, then gives every rank rank 0's training state (parameters, buffers,
+        optimizer, learning rate, epochs done), as Horovod's broadcast of the initial state.
+        Raises the same ValueError on every rank when they disagree."""
+        native = self.native
+        mine = {
+            "network": json.loads(native.spec_json),
+            "dtype": self.net.dtype.name,
+            **facts,
+            "batch_size": batch_size,
+        }
+        reports = self.comm.allgather((mine, n_train, self.failure is not None))
+        if any(failed for _, _, failed in reports):
+            self._raise_failures("the start of fit")
+        for key in mine:
+            values = [report[key] for report, _, _ in reports]
+            if any(v != values[0] for v in values):
+                differing = [r for r, v in enumerate(values) if v != values[0]]
+                shown = values[0] if key != "network" else "its network"
+                self.agreed = True
+                raise ValueError(
+                    f"comm: every rank must call fit on the same network with the same "
+                    f"arguments, but {key} differs: rank 0 has {shown!r}, ranks {differing} "
+                    "do not"
+                )
+        self.shard_rows = [rows for _, rows, _ in reports]
+        self.agreed = True  # what follows is decided from the same reports on every rank
+        if sum(self.shard_rows) == 0:
+            raise ValueError("X: every rank's training shard is empty")
+        if any(isinstance(layer, BatchNorm1d) for layer in self.net.layers):
+            for rank, rows in enumerate(self.shard_rows):
+                last = rows % batch_size
+                if last == 1:
+                    raise ValueError(
+                        f"batch_size: BatchNorm1d needs at least 2 samples per training batch, "
+                        f"but rank {rank}'s {rows} samples in batches of {batch_size} leave a "
+                        "last batch of 1; choose another batch_size"
+                    )
+        self.agreed = False
+        self.broadcast_state()
+
+    def broadcast_state(self) -> None:
+        """Collective: every rank takes rank 0's training state."""
+        native = self.native
+        state = None
+        if self.is_root:
+            steps, opt = native.optimizer_state()
+            running, tracked = native.buffers()
+            state = {
+                "params": native.params(),
+                "running": running,
+                "tracked": tracked,
+                "steps": steps,
+                "optimizer": list(opt),
+                "lr": native.lr,
+                "forwards": native.training_forwards,
+                "epochs_done": self.net._epochs_done,
+            }
+        state = self.comm.bcast(state, root=0)
+        if not self.is_root:
+            native.set_params(state["params"])
+            native.set_buffers(state["running"], state["tracked"])
+            native.load_optimizer_state(state["steps"], state["optimizer"])
+            native.lr = state["lr"]
+            native.training_forwards = state["forwards"]
+            self.net._epochs_done = state["epochs_done"]
+
+    def broadcast_buffers(self) -> None:
+        """Collective: batch norm's running statistics of rank 0 on every rank (each rank's
+        moved with its own share of the batches), as torch's DistributedDataParallel."""
+        running, tracked = self.native.buffers()
+        if len(running) == 0:
+            return
+        self.comm.Bcast(running, root=0)
+        self.comm.Bcast(tracked, root=0)
+        self.native.set_buffers(running, tracked)
+
+    # ----- one epoch ------------------------------------------------------------------
+
+    def _rows(self, rank: int, step: int, batch_size: int) -> int:
+        return max(0, min(batch_size, self.shard_rows[rank] - step * batch_size))
+
+    def run_epoch(
+        self,
+        x: np.ndarray,
+        t: np.ndarray,
+        w: np.ndarray | None,
+        batch_size: int,
+        shuffle: bool,
+        epoch: int,
+        tick: Callable[[int, int, float], None] | None,
+        tick_interval: float,
+    ) -> dict[str, Any]:
+        """One epoch of reduced steps; the same dict as the native `fit_epoch`, with the loss
+        and metric sums of the global batches."""
+        native, buf = self.native, self.buffer
+        n = x.shape[0]
+        steps = max(-(-rows // batch_size) for rows in self.shard_rows)
+        order = None
+        if shuffle:
+            # Each rank shuffles its own shard, seeded by the network's seed, its rank and the
+            # epoch: reproducible, and a job resumed from a checkpoint shuffles as it would have.
+            order = np.random.default_rng([self.net.seed, self.rank, epoch]).permutation(n)
+        self.local(native.begin_shared_epoch)
+        loss_sum, seen = 0.0, 0
+        last_tick = time.perf_counter()
+        for s in range(steps):
+            rows = self._rows(self.rank, s, batch_size)
+            offset = sum(self._rows(r, s, batch_size) for r in range(self.rank))
+            a, b = min(s * batch_size, n), min(s * batch_size + rows, n)
+            if order is None:
+                xb, tb, wb = x[a:b], t[a:b], None if w is None else w[a:b]
+            else:
+                idx = order[a:b]
+                xb, tb, wb = x[idx], t[idx], None if w is None else w[idx]
+            self.local(native.shared_step_gradients, xb, tb, buf, offset, wb)
+            if self.failure is not None or self._interrupted:
+                buf.fill(0)
+                buf[self._failures_slot] = 1
+            self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
+            if buf[self._failures_slot] > 0:
+                if self.failure is None and self._interrupted:
+                    self.failure = KeyboardInterrupt("interrupted (Ctrl-C)")
+                self._raise_failures(f"epoch {epoch + 1}, batch {s + 1}")
+            try:
+                step_loss, step_rows = native.apply_reduced(buf)
+            except TrainingDivergedError as e:
+                # Every rank applies the same sums, so every rank diverges here together.
+                raise TrainingDivergedError(_with_batch(str(e), s)) from None
+            loss_sum += step_loss * step_rows
+            seen += step_rows
+            if tick is not None and time.perf_counter() - last_tick >= tick_interval:
+                last_tick = time.perf_counter()
+                self.local(tick, s + 1, seen, loss_sum / seen)
+        ended = self.local(native.end_shared_epoch)
+        result: dict[str, Any] = dict(ended) if ended is not None else {}
+        result.update(loss=loss_sum / max(seen, 1), batches=steps, stopped=False)
+        return result
+
+    def reduce_epoch(
+        self,
+        result: dict[str, Any],
+        names: Sequence[str],
+        validation: tuple[np.ndarray, np.ndarray] | None,
+        epoch: int,
+    ) -> tuple[dict[str, Any], dict[str, float]]:
+        """Collective: the epoch's training metric sums and validation values over all ranks.
+        Returns (training metric sums, validation logs)."""
+        net, loss = self.net, self.net.loss_function
+        width = net.n_outputs
+        size = 3 + 3 * width
+
+        def local_sums() -> np.ndarray:
+            train = _pack_sums(result["metric_sums"], width)
+            if validation is None:
+                return np.concatenate([train, [0.0, 0.0], np.zeros(size)])
+            x_val, t_val = validation
+            val_loss = float(self.native.loss(x_val, t_val)) if len(x_val) else 0.0
+            outputs = self.native.forward(x_val) if len(x_val) else np.zeros((0, width))
+            val = _pack_sums(local_metric_sums(names, outputs, t_val, loss), width)
+            return np.concatenate([train, [val_loss * len(x_val), float(len(x_val))], val])
+
+        sums = self.local(local_sums)
+        packed = np.zeros(2 * size + 3)
+        if sums is not None:
+            packed[:-1] = sums
+        else:
+            packed[-1] = 1
+        self.comm.Allreduce(self.MPI.IN_PLACE, packed, op=self.MPI.SUM)
+        if packed[-1] > 0:
+            self._raise_failures(f"the end of epoch {epoch + 1}")
+        train = _unpack_sums(packed[:size], width)
+        logs: dict[str, float] = {}
+        if validation is not None:
+            rows = packed[size + 1]
+            logs["val_loss"] = float(packed[size] / rows) if rows else float("nan")
+            if names:
+                val = metric_functions.from_sums(
+                    names, _unpack_sums(packed[size + 2 : 2 * size + 2], width), loss, width
+                )
+                logs.update({f"val_{m}": v for m, v in val.items()})
+        return train, logs

@@ -1,0 +1,324 @@
+"""Data-parallel fit over MPI (issue 7): sharding, one-rank communicators in this process, and
+real jobs under ``mpiexec -n 2`` (tests/mpi/) for equivalence, faults and restarts.
+
+The mpiexec tests are skipped only when MPI cannot start here, and say why; CI sets
+BPCORE_REQUIRE_MPI=1 so that there a missing MPI fails instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import bpcore as bp
+from bpcore.distributed import DistributedTrainingError, shard, shard_bounds
+
+MPI_DIR = Path(__file__).parent / "mpi"
+# Long enough for the slowest machine, there only so that a hang fails the test instead of CI.
+HANG_TIMEOUT = 600
+
+
+def _mpiexec() -> str | None:
+    here = str(Path(sys.executable).parent)
+    return shutil.which("mpiexec", path=here + os.pathsep + os.environ.get("PATH", ""))
+
+
+def _mpi_problem() -> str | None:
+    """Why MPI cannot start two ranks here, or None when it can."""
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return 'mpi4py is not installed (pip install ".[mpi]")'
+    mpiexec = _mpiexec()
+    if mpiexec is None:
+        return "no mpiexec next to this Python or on PATH"
+    probe = "from mpi4py import MPI; print(f'size={MPI.COMM_WORLD.Get_size()};')"
+    try:
+        done = subprocess.run(
+            [mpiexec, "-n", "2", sys.executable, "-c", probe],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"mpiexec -n 2 did not run: {e}"
+    if done.returncode != 0 or done.stdout.count("size=2;") != 2:
+        return (
+            f"mpiexec -n 2 failed ({done.returncode}): {done.stdout.strip()[-300:]!r} "
+            f"{done.stderr.strip()[-500:]}"
+        )
+    return None
+
+
+@pytest.fixture(scope="module")
+def mpiexec() -> str:
+    problem = _mpi_problem()
+    if problem is not None:
+        if os.environ.get("BPCORE_REQUIRE_MPI") == "1":
+            pytest.fail(f"MPI is required here (BPCORE_REQUIRE_MPI=1) but {problem}")
+        pytest.skip(f"MPI cannot start: {problem}")
+    path = _mpiexec()
+    assert path is not None
+    return path
+
+
+def run_ranks(mpiexec: str, script: str, *args: str, ranks: int = 2) -> tuple[int, list[Any]]:
+    """(exit code, the JSON records the ranks printed) of `script` under mpiexec."""
+    done = subprocess.run(
+        [mpiexec, "-n", str(ranks), sys.executable, str(MPI_DIR / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=HANG_TIMEOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    if not records:
+        raise AssertionError(f"no results from {script}:\n{done.stdout}\n{done.stderr}")
+    return done.returncode, records
+
+
+# ----- sharding ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n, size", [(10, 3), (7, 7), (5, 8), (60000, 4), (0, 2)])
+def test_shards_cover_the_rows_once_in_rank_order(n: int, size: int) -> None:
+    bounds = [shard_bounds(n, rank=r, size=size) for r in range(size)]
+    assert bounds[0][0] == 0 and bounds[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    sizes = [end - start for start, end in bounds]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_shard_slices_every_array_alike() -> None:
+    X, y = np.arange(20.0).reshape(10, 2), np.arange(10)
+    parts = [shard(X, y, rank=r, size=3) for r in range(3)]
+    assert np.array_equal(np.concatenate([p[0] for p in parts]), X)
+    assert np.array_equal(np.concatenate([p[1] for p in parts]), y)
+    assert np.shares_memory(parts[1][0], X)  # views, not copies
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"rank": 2, "size": 2}, ValueError, "rank: must be in"),
+        ({"rank": 0, "size": 0}, ValueError, "size: must be at least 1"),
+        ({"rank": 0}, ValueError, "comm, rank, size"),
+        ({"rank": 0.5, "size": 2}, TypeError, "rank: expected an integer"),
+    ],
+)
+def test_shard_refuses_bad_ranks(kwargs: dict[str, Any], error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        shard(np.zeros(4), **kwargs)
+
+
+def test_shard_refuses_arrays_of_different_lengths() -> None:
+    with pytest.raises(ValueError, match="same number of rows"):
+        shard(np.zeros(4), np.zeros(5), rank=0, size=2)
+
+
+# ----- one rank, in this process ----------------------------------------------------------
+
+
+def _net(dtype: str = "float64", dropout: bool = True) -> bp.Network:
+    layers: list[bp.Layer] = [bp.Dense(5, 12), bp.ReLU()]
+    if dropout:
+        layers.append(bp.Dropout(0.2))
+    layers.append(bp.Dense(12, 3))
+    return bp.Network(layers, loss="cross_entropy", optimizer=bp.Adam(lr=0.01), dtype=dtype)
+
+
+def _data(n: int = 90) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(n, 5))
+    return X, (X[:, 0] > 0).astype(np.int64) + (X[:, 1] > 1).astype(np.int64)
+
+
+def test_one_rank_trains_as_fit_without_comm() -> None:
+    MPI = pytest.importorskip("mpi4py.MPI", reason="mpi4py is not installed")
+    X, y = _data()
+    alone, ranked = _net(), _net()
+    kwargs: dict[str, Any] = {"epochs": 3, "batch_size": 16, "shuffle": False, "progress": False}
+    h1 = alone.fit(X, y, validation_split=0.2, metrics=["accuracy"], **kwargs)
+    h2 = ranked.fit(X, y, validation_split=0.2, metrics=["accuracy"], comm=MPI.COMM_SELF, **kwargs)
+    for name, value in alone.parameters().items():
+        np.testing.assert_allclose(ranked.parameters()[name], value, rtol=0, atol=1e-12)
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(h2.history[key], h1.history[key], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(h2.grad_norms["0.weight"], h1.grad_norms["0.weight"], rtol=1e-12)
+    assert ranked._epochs_done == 3
+
+
+def test_one_rank_regression_metrics_match_fit_without_comm() -> None:
+    MPI = pytest.importorskip("mpi4py.MPI", reason="mpi4py is not installed")
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(64, 3))
+    y = np.stack([X[:, 0] - X[:, 1], X[:, 2] ** 2], axis=1)
+
+    def net() -> bp.Network:
+        layers = [bp.Dense(3, 8), bp.Tanh(), bp.Dense(8, 2)]
+        return bp.Network(layers, loss="mse", optimizer=bp.SGD(lr=0.05), dtype="float64")
+
+    kwargs: dict[str, Any] = {
+        "epochs": 2,
+        "batch_size": 10,
+        "shuffle": False,
+        "progress": False,
+        "metrics": ["mae", "r2"],
+        "validation_split": 0.25,
+    }
+    h1 = net().fit(X, y, **kwargs)
+    h2 = net().fit(X, y, comm=MPI.COMM_SELF, **kwargs)
+    for key in ("loss", "mae", "r2", "val_loss", "val_mae", "val_r2"):
+        np.testing.assert_allclose(h2.history[key], h1.history[key], rtol=1e-9, atol=1e-12)
+
+
+def test_a_comm_that_is_not_a_communicator_is_refused_before_anything_changes() -> None:
+    X, y = _data()
+    net = _net()
+    before = net.parameters()
+    with pytest.raises(TypeError, match="comm: expected an mpi4py communicator"):
+        net.fit(X, y, comm=object(), progress=False)
+    for name, value in net.parameters().items():
+        assert np.array_equal(value, before[name])
+    assert net._epochs_done == 0
+
+
+def test_one_rank_bad_labels_fail_before_any_step() -> None:
+    MPI = pytest.importorskip("mpi4py.MPI", reason="mpi4py is not installed")
+    X, y = _data()
+    y[5] = 7
+    net = _net()
+    before = net.parameters()
+    with pytest.raises(DistributedTrainingError, match=r"rank 0: ValueError: y: class labels") as e:
+        net.fit(X, y, comm=MPI.COMM_SELF, progress=False)
+    assert e.value.failures == {
+        0: "ValueError: y: class labels must be in [0, 3), got values in [0, 7]"
+    }
+    assert isinstance(e.value.__cause__, ValueError)
+    for name, value in net.parameters().items():
+        assert np.array_equal(value, before[name])
+
+
+def test_one_rank_callback_failure_stops_with_the_last_weights() -> None:
+    MPI = pytest.importorskip("mpi4py.MPI", reason="mpi4py is not installed")
+
+    class Boom(bp.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+            if epoch == 1:
+                raise RuntimeError("boom")
+
+    X, y = _data()
+    net = _net()
+    with pytest.raises(DistributedTrainingError, match="at the end of epoch 2") as e:
+        net.fit(X, y, epochs=5, comm=MPI.COMM_SELF, callbacks=[Boom()], progress=False)
+    assert e.value.failures == {0: "RuntimeError: boom"}
+    assert net._epochs_done == 2
+    assert np.isfinite(net.forward(X)).all()  # still usable
+
+
+# ----- real jobs: mpiexec -n 2 ------------------------------------------------------------
+
+
+def test_two_ranks_equal_one_process_on_the_global_batches(mpiexec: str) -> None:
+    code, records = run_ranks(mpiexec, "equivalence.py")
+    assert code == 0
+    cases = {r["case"]: r for r in records}
+    assert set(cases) == {
+        "float64-adam",
+        "float64-sgd-dropout",
+        "float64-shuffled-dropout",
+        "float32-adam",
+    }
+    for name, r in cases.items():
+        assert r["ranks"] == 2
+        assert r["rank_spread"] == 0.0, name  # every rank holds the same network
+        tolerance = 1e-10 if name.startswith("float64") else 1e-5
+        assert r["max_param_diff"] <= tolerance, r
+        assert r["max_loss_diff"] <= tolerance, r
+
+
+def test_three_ranks_with_uneven_shards_equal_one_process(mpiexec: str) -> None:
+    code, records = run_ranks(mpiexec, "equivalence.py", "float64-shuffled-dropout", ranks=3)
+    assert code == 0
+    assert records[0]["ranks"] == 3
+    assert records[0]["max_param_diff"] <= 1e-10
+
+
+def _by_rank(records: list[Any]) -> dict[int, Any]:
+    out = {r["rank"]: r for r in records}
+    assert set(out) == {0, 1}
+    return out
+
+
+def test_a_rank_that_raises_stops_every_rank(mpiexec: str) -> None:
+    code, records = run_ranks(mpiexec, "faults.py", "callback")
+    assert code == 0
+    for r in _by_rank(records).values():
+        assert r["raised"] == "DistributedTrainingError"
+        assert r["failures"] == {"1": "OSError: disk of rank 1 is full (injected in epoch 2)"}
+        assert "stopped at epoch 2, batch 1 on every rank" in r["message"]
+        assert r["same_weights_on_every_rank"] and r["finite"]
+        assert r["epochs_done"] == 1
+
+
+def test_ctrl_c_on_one_rank_stops_every_rank(mpiexec: str) -> None:
+    code, records = run_ranks(mpiexec, "faults.py", "interrupt")
+    assert code == 0
+    for r in _by_rank(records).values():
+        assert r["raised"] == "DistributedTrainingError"
+        assert r["failures"] == {"0": "KeyboardInterrupt: interrupted (Ctrl-C)"}
+        assert r["same_weights_on_every_rank"]
+        assert r["epochs_done"] == 2
+
+
+def test_bad_data_on_one_rank_stops_every_rank_before_any_step(mpiexec: str) -> None:
+    code, records = run_ranks(mpiexec, "faults.py", "bad-labels")
+    assert code == 0
+    for r in _by_rank(records).values():
+        assert r["raised"] == "DistributedTrainingError"
+        assert list(r["failures"]) == ["1"] and "class labels" in r["failures"]["1"]
+        assert r["unchanged"] and r["epochs_done"] == 0
+
+
+def test_ranks_that_disagree_on_arguments_all_raise(mpiexec: str) -> None:
+    code, records = run_ranks(mpiexec, "faults.py", "mismatch")
+    assert code == 0
+    for r in _by_rank(records).values():
+        assert r["raised"] == "ValueError"
+        assert "batch_size differs" in r["message"]
+
+
+def test_divergence_stops_every_rank_together(mpiexec: str) -> None:
+    code, records = run_ranks(mpiexec, "faults.py", "diverges")
+    assert code == 0
+    for r in _by_rank(records).values():
+        assert r["raised"] == "TrainingDivergedError"
+        assert r["message"].startswith("training diverged in epoch 1 at batch 0")
+        assert r["finite"] and r["same_weights_on_every_rank"]
+
+
+def test_a_restarted_job_continues_from_the_checkpoint(mpiexec: str, tmp_path: Path) -> None:
+    checkpoint = str(tmp_path / "job.safetensors")
+    code, crashed = run_ranks(mpiexec, "faults.py", "crash", checkpoint)
+    assert code != 0  # the job failed, as a crashed job does
+    assert all(r["raised"] == "DistributedTrainingError" for r in crashed)
+    assert all(r["epochs_done"] == 2 for r in crashed)
+    code, resumed = run_ranks(mpiexec, "faults.py", "resume", checkpoint)
+    assert code == 0
+    code, straight = run_ranks(mpiexec, "faults.py", "straight", str(tmp_path / "other"))
+    assert code == 0
+    a, b = _by_rank(resumed), _by_rank(straight)
+    assert a[0]["resumed_at"] == 2
+    for rank in (0, 1):
+        assert a[rank]["raised"] is None and a[rank]["epochs_done"] == 4
+        # Bit for bit: the same shuffles, dropout masks and optimizer state as without the crash.
+        assert a[rank]["checksum"] == b[rank]["checksum"]
+        assert a[rank]["params"] == b[rank]["params"]
