@@ -264,9 +264,21 @@ def test_a_rank_that_raises_stops_every_rank(mpiexec: str) -> None:
     for r in _by_rank(records).values():
         assert r["raised"] == "DistributedTrainingError"
         assert r["failures"] == {"1": "OSError: disk of rank 1 is full (injected in epoch 2)"}
-        assert "stopped at epoch 2, batch 1 on every rank" in r["message"]
+        assert "stopped at the start of epoch 2 on every rank" in r["message"]
         assert r["same_weights_on_every_rank"] and r["finite"]
         assert r["epochs_done"] == 1
+
+
+def test_a_rank_that_fails_inside_an_epoch_stops_every_rank_at_that_step(mpiexec: str) -> None:
+    code, records = run_ranks(mpiexec, "faults.py", "step-fails")
+    assert code == 0
+    for r in _by_rank(records).values():
+        assert r["raised"] == "DistributedTrainingError"
+        assert r["failures"] == {"1": "MemoryError: injected: no memory for this step's gradients"}
+        assert "stopped at epoch 2, batch 3 on every rank" in r["message"]
+        # 13 steps of epoch 1 and 2 of epoch 2 were taken everywhere, the failed one nowhere.
+        assert r["optimizer_steps"] == 15
+        assert r["same_weights_on_every_rank"] and r["finite"]
 
 
 def test_ctrl_c_on_one_rank_stops_every_rank(mpiexec: str) -> None:
@@ -293,7 +305,31 @@ def test_ranks_that_disagree_on_arguments_all_raise(mpiexec: str) -> None:
     assert code == 0
     for r in _by_rank(records).values():
         assert r["raised"] == "ValueError"
-        assert "batch_size differs" in r["message"]
+        expected = "batch_size differs: ranks [1] have another batch_size than rank 0's 16"
+        assert expected in r["message"]
+
+
+def test_learning_rates_that_drift_apart_stop_every_rank(mpiexec: str) -> None:
+    code, records = run_ranks(mpiexec, "faults.py", "lr-drift")
+    assert code == 0
+    for r in _by_rank(records).values():
+        assert r["raised"] == "ValueError"
+        expected = "lr: the ranks' learning rates differ at the start of epoch 1"
+        assert r["message"].startswith(expected)
+        assert r["same_weights_on_every_rank"] and r["epochs_done"] == 0
+
+
+def test_an_unexpected_failure_aborts_the_job_instead_of_hanging(mpiexec: str) -> None:
+    done = subprocess.run(
+        [mpiexec, "-n", "2", sys.executable, str(MPI_DIR / "faults.py"), "escape"],
+        capture_output=True,
+        text=True,
+        timeout=HANG_TIMEOUT,
+    )
+    assert done.returncode != 0
+    assert "bpcore rank 1: AssertionError: a bug in the epoch loop escaped" in done.stderr
+    assert "aborting every rank (MPI_Abort)" in done.stderr
+    assert not any(line.startswith("{") for line in done.stdout.splitlines())
 
 
 def test_divergence_stops_every_rank_together(mpiexec: str) -> None:

@@ -102,8 +102,19 @@ def main() -> None:
     except ArithmeticError as e:
         message: str = str(e)
 
+    # Data-parallel fit, here on a one-rank communicator.
+    from mpi4py import MPI
+
+    X_local, y_local = bp.distributed.shard(X, y, comm=MPI.COMM_SELF)
+    start, end = bp.distributed.shard_bounds(len(X), rank=0, size=1)
+    try:
+        net.fit(X_local, y_local, epochs=1, comm=MPI.COMM_SELF, progress=False)
+    except bp.distributed.DistributedTrainingError as e:
+        failed: dict[int, str] = e.failures
+        print(failed)
+
     print(out.shape, loss, step_loss, losses, sorted(norms), labels.shape, proba.shape, scores)
-    print(lr, terms, product, same, product_matrix.shape, width, message, accuracy)
+    print(lr, terms, product, same, product_matrix.shape, width, message, accuracy, start, end)
 
 
 if __name__ == "__main__":

@@ -180,15 +180,24 @@ class RankGroup:
             raise error from self.failure
         raise error
 
-    def agree(self, where: str, stop: bool = False) -> bool:
-        """Collective: raises on every rank if any rank failed so far; else whether any rank
-        asked to stop."""
+    def agree(self, where: str, stop: bool = False, lr: float | None = None) -> bool:
+        """Collective: raises on every rank if any rank failed so far, or if the ranks' learning
+        rates (`lr`, when given) differ; else returns whether any rank asked to stop."""
         if self._interrupted and self.failure is None:
             self.failure = KeyboardInterrupt("interrupted (Ctrl-C)")
-        flags = np.array([self.failure is not None, bool(stop)], dtype=np.float64)
-        self.comm.Allreduce(self.MPI.IN_PLACE, flags, op=self.MPI.SUM)
+        rate = 0.0 if lr is None else lr
+        # One reduction by MAX: "any" for the flags, and the largest and smallest rate.
+        flags = np.array([self.failure is not None, bool(stop), rate, -rate], dtype=np.float64)
+        self.comm.Allreduce(self.MPI.IN_PLACE, flags, op=self.MPI.MAX)
         if flags[0] > 0:
             self._raise_failures(where)
+        if flags[2] != -flags[3]:
+            self.agreed = True
+            raise ValueError(
+                f"lr: the ranks' learning rates differ at {where} (from {-flags[3]:g} to "
+                f"{flags[2]:g}), so their weights would drift apart: give every rank the same "
+                "schedule and learning-rate callbacks"
+            )
         return bool(flags[1] > 0)
 
     def abort(self, error: BaseException) -> None:
@@ -230,12 +239,7 @@ class RankGroup:
         optimizer, learning rate, epochs done), as Horovod's broadcast of the initial state.
         Raises the same ValueError on every rank when they disagree."""
         native = self.native
-        mine = {
-            "network": json.loads(native.spec_json),
-            "dtype": self.net.dtype.name,
-            **facts,
-            "batch_size": batch_size,
-        }
+        mine = {"network": json.loads(native.spec_json), "dtype": self.net.dtype.name, **facts}
         reports = self.comm.allgather((mine, n_train, self.failure is not None))
         if any(failed for _, _, failed in reports):
             self._raise_failures("the start of fit")
@@ -243,12 +247,14 @@ class RankGroup:
             values = [report[key] for report, _, _ in reports]
             if any(v != values[0] for v in values):
                 differing = [r for r, v in enumerate(values) if v != values[0]]
-                shown = values[0] if key != "network" else "its network"
+                if key == "network":
+                    what = "built another network (layers, loss, optimizer or seed) than rank 0"
+                else:
+                    what = f"have another {key} than rank 0's {values[0]!r}"
                 self.agreed = True
                 raise ValueError(
-                    f"comm: every rank must call fit on the same network with the same "
-                    f"arguments, but {key} differs: rank 0 has {shown!r}, ranks {differing} "
-                    "do not"
+                    "comm: every rank must call fit on the same network with the same "
+                    f"arguments, but {key} differs: ranks {differing} {what}"
                 )
         self.shard_rows = [rows for _, rows, _ in reports]
         self.agreed = True  # what follows is decided from the same reports on every rank

@@ -226,21 +226,24 @@ def _fit(
         return _fit_local(net, *_prepare(net, X, y, None, **_arguments(locals())))
     prepared = group.local(_prepare, net, X, y, group, **_arguments(locals()))
     facts: dict[str, Any] = {}
-    n_train = 0
+    n_train, local_batch = 0, 1
     if prepared is not None:
         plan = prepared[0]
-        n_train = plan.x_train.shape[0]
+        n_train, local_batch = plan.x_train.shape[0], plan.batch_size
+        # What must be the same everywhere for the ranks to take the same steps. Callbacks may
+        # differ (a checkpoint on rank 0 only, say): their stop decisions are agreed anyway,
+        # and a learning rate that drifts apart is caught after each epoch.
         facts = {
             "epochs": plan.epochs,
+            "batch_size": plan.batch_size,
             "shuffle": plan.shuffle,
             "metrics": plan.names,
             "validation": plan.x_val is not None,
             "sample_weight": plan.w_train is not None,
             "clip_grad_norm": plan.clip_grad_norm,
-            "schedule": type(plan.schedule).__name__,
-            "callbacks": [type(cb).__name__ for cb in plan.cbs],
+            "schedule": repr(plan.schedule),
         }
-    group.setup(facts, n_train, batch_size)
+    group.setup(facts, n_train, local_batch)
     assert prepared is not None  # setup raised on every rank if any rank's preparation failed
     return _fit_ranks(net, group, *prepared)
 
@@ -511,9 +514,10 @@ def _fit_ranks(net: Network, group: RankGroup, plan: _Plan, batch_cbs: list[Call
         report = tick if bar is not None or batch_cbs else None
         for k in range(plan.epochs):
             epoch = net._epochs_done
-            lr = net.lr
             for cb in cbs:
-                group.local(cb.on_epoch_begin, epoch, {"lr": lr})
+                group.local(cb.on_epoch_begin, epoch, {"lr": net.lr})
+            lr = net.lr
+            group.agree(f"the start of epoch {epoch + 1}", False, lr)
             if bar is not None:
                 group.local(bar.epoch_begin, k + 1, plan.n_batches)
             begin = time.perf_counter()
@@ -547,7 +551,7 @@ def _fit_ranks(net: Network, group: RankGroup, plan: _Plan, batch_cbs: list[Call
             logs["lr"] = lr
             logs["time"] = time.perf_counter() - begin
             stop = group.local(end_epoch, epoch, logs, result)
-            if group.agree(f"the end of epoch {epoch + 1}", bool(stop)):
+            if group.agree(f"the end of epoch {epoch + 1}", bool(stop), net.lr):
                 break
         for cb in cbs:
             group.local(cb.on_train_end, logs)

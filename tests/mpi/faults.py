@@ -44,6 +44,27 @@ class FailOnRank(bp.Callback):
                 raise OSError(f"disk of rank {self.rank} is full (injected in epoch {epoch + 1})")
 
 
+class FailingStep:
+    """The network's native half, delegating everything, whose `at`-th share of a step fails
+    on this rank: a failure inside an epoch, between two Allreduces."""
+
+    def __init__(self, native: Any, at: int) -> None:
+        object.__setattr__(self, "_native", native)
+        object.__setattr__(self, "_left", at)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._native, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._native, name, value)
+
+    def shared_step_gradients(self, *args: Any, **kwargs: Any) -> float:
+        object.__setattr__(self, "_left", self._left - 1)
+        if self._left == 0:
+            raise MemoryError("injected: no memory for this step's gradients")
+        return float(self._native.shared_step_gradients(*args, **kwargs))
+
+
 def data() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(400, 8)).astype(np.float32)
@@ -94,6 +115,13 @@ before = net.parameters()
 if mode == "callback":
     error = fit(net, X, y, callbacks=[FailOnRank(1, 1)])
     report(net, error, failures=getattr(error, "failures", None))
+elif mode == "step-fails":
+    # 200 samples per rank in batches of 16: 13 steps an epoch; rank 1 fails in the 16th.
+    if rank == 1:
+        net._native = FailingStep(net._native, 16)  # type: ignore[assignment]
+    error = fit(net, X, y)
+    steps = int(net._native.steps)
+    report(net, error, failures=getattr(error, "failures", None), optimizer_steps=steps)
 elif mode == "interrupt":
     error = fit(net, X, y, callbacks=[FailOnRank(0, 2, "interrupt")])
     report(net, error, failures=getattr(error, "failures", None))
@@ -107,6 +135,24 @@ elif mode == "bad-labels":
 elif mode == "mismatch":
     error = fit(net, X, y, batch_size=16 if rank == 0 else 32)
     report(net, error)
+elif mode == "lr-drift":
+    # A learning-rate callback given to rank 1 alone: the ranks would drift apart.
+    halve = bp.LearningRateScheduler(lambda epoch, lr: lr / 2)
+    error = fit(net, X, y, callbacks=[halve] if rank == 1 else [])
+    report(net, error, lr=net.lr)
+elif mode == "escape":
+    # A failure outside every guarded piece (here: a bug planted in the epoch loop of rank 1)
+    # cannot be agreed on; the job must end rather than leave rank 0 waiting forever.
+    from bpcore import _data_parallel
+
+    if rank == 1:
+
+        def broken(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("a bug in the epoch loop")
+
+        _data_parallel.RankGroup.run_epoch = broken  # type: ignore[method-assign]
+    error = fit(net, X, y)
+    report(net, error)  # not reached: MPI_Abort ends every rank
 elif mode == "diverges":
     net.lr = 1e30
     error = fit(net, X * 1e20, y)
