@@ -1,4 +1,4 @@
-"""bpcore's scikit-learn estimator in a Pipeline, tuned by GridSearchCV.
+"""bpcore's scikit-learn estimator in a Pipeline, tuned by GridSearchCV over worker processes.
 
 `bpcore.sklearn.MLPClassifier` takes scikit-learn's MLPClassifier parameters (plus `dropout`
 and `dtype`) and trains with bpcore's Rust kernels, so it drops into anything scikit-learn
@@ -6,34 +6,40 @@ builds: here a Pipeline (StandardScaler, then the network) whose hidden layer si
 rate and learning rate a 3-fold grid search picks on the digits; the best pipeline, refitted on
 all the training data, is then scored on held-out test data.
 
-The search fits its candidates in `n_jobs` joblib worker processes (estimators are sent to them
-pickled, through bpcore's safe safetensors bytes). Each worker gets its own bpcore thread pool,
-so with as many workers as cores, give each one thread (BPCORE_NUM_THREADS=1, as this example
-does) instead of letting every worker start one thread per core. The same code runs on a
-cluster by switching joblib's backend, with no change to the estimator:
+The search fits its candidates in `--jobs` joblib (loky) worker processes, 2 by default; the
+estimators travel to them pickled, through bpcore's safe safetensors bytes, and the results
+equal a serial search's (`--jobs 1`). Each process has its own bpcore thread pool, all cores by
+default, so with as many workers as cores each worker is given one thread as it starts
+(joblib 1.5 or newer passes the `initializer`), instead of every worker using every core.
 
-    from dask.distributed import Client          # pip install "dask[distributed]"
-    client = Client("scheduler-address:8786")
+On a cluster the same search runs over many machines through joblib's dask or ray backend,
+with no change to the estimator or the search (neither package is a bpcore dependency):
+
+    from dask.distributed import Client            # pip install "dask[distributed]"
+    client = Client("tcp://scheduler:8786")
     with joblib.parallel_backend("dask"):
         search.fit(X_train, y_train)
 
-    from ray.util.joblib import register_ray      # pip install ray
+    from ray.util.joblib import register_ray       # pip install ray
     register_ray()
     with joblib.parallel_backend("ray"):
         search.fit(X_train, y_train)
 
-    pip install ".[sklearn]" && python examples/sklearn_grid_search.py [n_jobs]
+There, give each worker process one bpcore thread through its environment, which bpcore reads
+when its pool starts: `BPCORE_NUM_THREADS=1 dask worker tcp://scheduler:8786 --nworkers 8
+--nthreads 1`, or `ray.init(runtime_env={"env_vars": {"BPCORE_NUM_THREADS": "1"}})`. A worker
+process that owns a whole machine keeps bpcore's default, all its cores.
+
+    pip install ".[sklearn]" && python examples/sklearn_grid_search.py [--jobs N]
 """
 
 from __future__ import annotations
 
-import os
-import sys
+import argparse
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
+import joblib
 from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.pipeline import Pipeline
@@ -43,26 +49,27 @@ import bpcore as bp
 from bpcore.sklearn import MLPClassifier
 
 
-@contextmanager
-def threads_for_new_workers(n: int) -> Iterator[None]:
-    """Sets BPCORE_NUM_THREADS=n for the worker processes started inside the `with` block (they
-    inherit the environment; bpcore reads it when it starts its pool) and restores it after.
-    This process keeps the pool it already has."""
-    before = os.environ.get("BPCORE_NUM_THREADS")
-    os.environ["BPCORE_NUM_THREADS"] = str(n)
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["BPCORE_NUM_THREADS"]
-        else:
-            os.environ["BPCORE_NUM_THREADS"] = before
+def one_bpcore_thread_per_worker() -> Any:
+    """joblib's configuration for a `with` block: loky worker processes that each run bpcore on
+    one thread."""
+    # Not inner_max_num_threads: it sets OMP_NUM_THREADS and the like, which bpcore does not
+    # read. Not BPCORE_NUM_THREADS in os.environ either: loky reuses the workers of an earlier
+    # call, started with whatever the environment was then. An initializer is part of the
+    # executor's configuration, so loky starts fresh workers when it differs.
+    return joblib.parallel_config(backend="loky", initializer=bp.set_num_threads, initargs=(1,))
+
+
+def worker_threads(n_jobs: int) -> list[int]:
+    """bpcore's thread count as measured inside the workers joblib runs tasks on now."""
+    counts = joblib.Parallel(n_jobs=n_jobs)(
+        joblib.delayed(bp.get_num_threads)() for _ in range(4 * abs(n_jobs))
+    )
+    return sorted({int(n) for n in counts})
 
 
 def main(n_jobs: int = 2) -> tuple[dict[str, Any], float, float]:
     """Runs the search with `n_jobs` workers; returns (best parameters, their mean CV accuracy,
     the refitted best pipeline's test accuracy)."""
-    threads = bp.get_num_threads()  # starts this process's pool (all cores, by default)
     X, y = load_digits(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=0.25, stratify=y, random_state=0
@@ -86,14 +93,15 @@ def main(n_jobs: int = 2) -> tuple[dict[str, Any], float, float]:
     }
     search = GridSearchCV(pipeline, grid, cv=3, n_jobs=n_jobs)
     start = time.perf_counter()
-    with threads_for_new_workers(1):
+    with one_bpcore_thread_per_worker():
         search.fit(X_train, y_train)
+        threads = worker_threads(n_jobs) if n_jobs != 1 else None
     seconds = time.perf_counter() - start
     candidates = len(search.cv_results_["params"])
+    workers = "" if threads is None else f", {'/'.join(map(str, threads))} in each worker"
     print(
         f"{candidates} candidates x 3 folds fitted in {seconds:.1f} s with n_jobs={n_jobs} "
-        f"(bpcore threads: {threads} in this process"
-        + (", 1 in each worker)" if n_jobs != 1 else ")")
+        f"(bpcore threads, measured: {bp.get_num_threads()} in this process{workers})"
     )
     for rank, params, score in sorted(
         zip(
@@ -115,4 +123,8 @@ def main(n_jobs: int = 2) -> tuple[dict[str, Any], float, float]:
 
 
 if __name__ == "__main__":
-    main(*(int(arg) for arg in sys.argv[1:2]))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="joblib worker processes (1: serial; default 2)"
+    )
+    main(parser.parse_args().jobs)
