@@ -151,6 +151,12 @@ class Network:
         return self._seed
 
     @property
+    def epochs_done(self) -> int:
+        """Epochs `fit` has completed on this network, across calls; saved with the optimizer
+        state, so that a network loaded from a checkpoint says where training stopped."""
+        return self._epochs_done
+
+    @property
     def n_features(self) -> int:
         """Features each input sample has."""
         return int(self._native.input_width)

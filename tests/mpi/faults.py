@@ -88,7 +88,7 @@ def report(net: bp.Network, error: BaseException | None, **extra: Any) -> None:
         "message": None if error is None else str(error),
         "same_weights_on_every_rank": all(np.array_equal(f, everyone[0]) for f in everyone),
         "finite": bool(np.isfinite(flat).all()),
-        "epochs_done": net._epochs_done,
+        "epochs_done": net.epochs_done,
         "params": [float(v) for v in flat[:4]],
         "checksum": float(np.sum(flat.astype(np.float64) ** 2)),
         **extra,
@@ -166,7 +166,7 @@ elif mode in ("crash", "straight"):
         sys.exit(3)
 elif mode == "resume":
     net = bp.Network.load(checkpoint)
-    resumed_at = net._epochs_done
+    resumed_at = net.epochs_done
     error = fit(net, X, y, shuffle=True, epochs=EPOCHS - resumed_at)
     report(net, error, resumed_at=resumed_at)
 else:
