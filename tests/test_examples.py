@@ -1,8 +1,9 @@
 """The examples run as a user would run them, and do what they say."""
 
 import importlib.util
-import os
+import re
 import runpy
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -61,13 +62,13 @@ def test_save_load_resume_example_resumes_bit_for_bit(tmp_path, capsys):
 
 
 def test_sklearn_grid_search_example_tunes_a_pipeline(capsys):
-    threads = os.environ.get("BPCORE_NUM_THREADS")
     module = runpy.run_path(str(EXAMPLES / "sklearn_grid_search.py"), run_name="example")
     best, cv_score, test_accuracy = module["main"](2)
     assert set(best) == {"mlp__hidden_layer_sizes", "mlp__dropout", "mlp__learning_rate_init"}
     assert cv_score >= 0.9 and test_accuracy >= 0.9
-    assert os.environ.get("BPCORE_NUM_THREADS") == threads  # the workers' setting is undone
-    assert "best parameters" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "best parameters" in out
+    assert "1 in each worker" in out  # the joblib workers do not oversubscribe the cores
 
 
 def test_torch_exchange_example_agrees_with_torch_or_skips_cleanly(capsys):
@@ -88,3 +89,57 @@ def test_torch_exchange_example_agrees_with_torch_or_skips_cleanly(capsys):
         assert max(result["forward"], result["step"], result["read_back"]) <= 1e-10
         assert result["accuracy"] >= 0.9
         assert "agree to 1e-10 both ways" in out
+
+
+def _mpiexec_for_two_ranks() -> str:
+    """The mpiexec next to this Python (the mpich wheel's) or on PATH, once it has started two
+    ranks that see each other; skips, saying why, when MPI cannot start here."""
+    beside = Path(sys.executable).parent / "mpiexec"
+    mpiexec = str(beside) if beside.exists() else shutil.which("mpiexec")
+    if mpiexec is None:
+        pytest.skip('MPI cannot start: no mpiexec next to sys.executable or on PATH (".[mpi]")')
+    # Rank 0 alone prints (the ranks' outputs may interleave), after both met at a barrier.
+    code = "from mpi4py import MPI; c = MPI.COMM_WORLD; c.Barrier(); c.Get_rank() or print(c.size)"
+    try:
+        done = subprocess.run(
+            [mpiexec, "-n", "2", sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        pytest.skip(f"MPI cannot start two ranks with {mpiexec}: {e}")
+    if done.returncode != 0 or done.stdout.split() != ["2"]:
+        output = (done.stdout + done.stderr).strip()[-400:]
+        pytest.skip(f"MPI cannot start two ranks with {mpiexec}: {output}")
+    return mpiexec
+
+
+def test_distributed_digits_example_trains_on_two_ranks_and_resumes(tmp_path):
+    mpiexec = _mpiexec_for_two_ranks()
+
+    script = str(EXAMPLES / "distributed_digits.py")
+
+    def run(path, *args):
+        done = subprocess.run(
+            [mpiexec, "-n", "2", sys.executable, script, str(path), *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    out = run(tmp_path / "full.safetensors")
+    assert "2 ranks" in out and "global batch 64 (32 per rank)" in out
+    assert out.count("test accuracy") == 1  # rank 0 alone prints
+    accuracy = float(re.search(r"test accuracy ([\d.]+)%", out).group(1)) / 100
+    assert accuracy > 0.9
+    assert (tmp_path / "full.safetensors").read_bytes()[8:9] == b"{"
+
+    # Stopped after 3 epochs and started again, it picks up at epoch 4 from its checkpoint.
+    path = tmp_path / "resumed.safetensors"
+    assert "starting afresh: 3 epochs" in run(path, "--epochs", "3")
+    out = run(path, "--epochs", "6")
+    assert f"resuming from {path} after epoch 3: 3 epochs left" in out
+    assert "epochs 4-6" in out
