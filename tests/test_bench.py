@@ -5,6 +5,7 @@ Nothing here asserts a speed: the benchmark reports, it is not a test of time.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -13,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from bpcore.bench import run_bpcore, run_torch
+from bpcore.bench import report, run_bpcore, run_torch, scaling
 from bpcore.bench.parity import compare_with_numpy
+from bpcore.bench.results import Results
 from bpcore.bench.workloads import TRAINING, quick
 
 
@@ -26,6 +28,9 @@ def expected_systems() -> dict[str, set[str]]:
     expected["predict"] = {"bpcore", "numpy"} | torch
     expected["sgemm"] = {"numpy"} | ({"bpcore"} if run_bpcore.has_matmul() else set())
     expected["memory"] = {"bpcore"} | torch
+    # Without MPI here, one row that says why.
+    mpi = scaling.unavailable() is None
+    expected["scaling"] = {scaling.MPI_PROCESSES} | ({scaling.ONE_PROCESS} if mpi else set())
     return expected
 
 
@@ -46,7 +51,10 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_quick_run_reports_every_workload_and_system(quick_run: dict) -> None:
     measured: dict[str, set[str]] = {}
     for row in quick_run["results"]:
-        assert math.isfinite(row["value"]) and row["value"] > 0, row
+        if "skipped" in row["extra"]:
+            assert row["extra"]["skipped"], row
+        else:
+            assert math.isfinite(row["value"]) and row["value"] > 0, row
         measured.setdefault(row["workload"], set()).add(row["system"])
     assert measured == expected_systems()
 
@@ -72,3 +80,51 @@ def test_numpy_baseline_computes_what_bpcore_computes(name: str) -> None:
     diff = compare_with_numpy(quick(TRAINING[name]), steps=5)
     assert diff["loss"] < 1e-4
     assert diff["parameters"] < 1e-4
+
+
+# A tiny scaling measurement: 512 samples, 4 data-parallel steps of 2 × 64.
+TINY_MNIST = dataclasses.replace(TRAINING["mnist"], samples=512)
+
+
+def test_scaling_rows_at_a_tiny_size() -> None:
+    rows = scaling.measure(TINY_MNIST, turns=1)
+    reason = scaling.unavailable()
+    if reason is not None:
+        assert [(r.system, r.extra) for r in rows] == [(scaling.MPI_PROCESSES, {"skipped": reason})]
+        return
+    assert [r.system for r in rows] == [scaling.ONE_PROCESS, scaling.MPI_PROCESSES], rows
+    one, two = rows
+    assert "skipped" not in two.extra, two.note  # MPI is here, so the job must have run
+    for row in rows:
+        assert row.workload == "scaling" and row.metric == "samples/s"
+        assert math.isfinite(row.value) and row.value > 0, row
+    assert (one.threads, two.threads) == (scaling.PROCESSES, 1)
+    assert two.extra["ratio_vs_one_process"] == pytest.approx(two.value / one.value)
+    assert two.extra["batch_per_rank"] * scaling.PROCESSES == TINY_MNIST.batch_size
+    assert two.extra["steps"] == 4
+    assert len(two.extra["allreduce_ms_per_step"]) == scaling.PROCESSES
+    assert two.extra["lone_allreduce_ms"] > 0
+    results = Results()
+    for row in rows:
+        results.add(row)
+    assert "procs ÷ 1 process" in report.format_table(results)
+    assert scaling.summary(results)[0].startswith("scaling: 2 MPI processes")
+
+
+def test_scaling_without_mpi_is_a_skipped_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scaling, "unavailable", lambda: "mpi4py is not installed")
+    rows = scaling.measure(TINY_MNIST, turns=1)
+    assert [(r.value, r.extra) for r in rows] == [(0.0, {"skipped": "mpi4py is not installed"})]
+    results = Results()
+    results.add(rows[0])
+    assert "skipped" in report.format_table(results)
+    assert scaling.summary(results) == ["scaling: skipped, mpi4py is not installed"]
+
+
+def test_scaling_with_a_failing_mpiexec_is_a_skipped_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An mpiexec that exits at once with an error: the row says so, the bench goes on.
+    monkeypatch.setattr(scaling, "unavailable", lambda: None)
+    monkeypatch.setattr(scaling, "mpiexec", lambda: "false")
+    (row,) = scaling.measure(TINY_MNIST, turns=1)
+    assert row.value == 0.0
+    assert "exited with 1" in row.extra["skipped"]

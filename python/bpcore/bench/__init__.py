@@ -8,6 +8,7 @@ a shared machine better than absolute numbers.
 Files, one idea each: ``workloads`` (what is trained), ``data`` (synthetic data), ``timing``
 (clocks), ``run_bpcore`` / ``run_reference`` / ``run_numpy`` / ``run_torch`` (one system each),
 ``numpy_mlp`` (the plain NumPy network), ``parity`` (NumPy computes what bpcore computes),
-``memory`` (peak resident memory in a fresh process), ``targets`` (the issue's goals), ``report``
-(table, JSON, chart) and ``__main__`` (the command line).
+``memory`` (peak resident memory in a fresh process), ``scaling`` / ``scaling_worker`` (1 process
+× 2 threads vs 2 MPI processes × 1 thread, launched with mpiexec), ``targets`` (the issue's
+goals), ``report`` (table, JSON, chart) and ``__main__`` (the command line).
 """

@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 
 import bpcore as bp
-from bpcore.bench import report, run_torch, targets
+from bpcore.bench import report, run_torch, scaling, targets
 from bpcore.bench.data import DATA_NOTE
 from bpcore.bench.parity import compare_with_numpy
 from bpcore.bench.suite import Suite
 from bpcore.bench.workloads import ALL, TRAINING, quick
 
-SELECTABLE = (*ALL, "memory")
+SELECTABLE = (*ALL, "memory", scaling.WORKLOAD)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -116,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         suite.predict()
     if "memory" in args.workloads:
         suite.memory()
+    if scaling.WORKLOAD in args.workloads:
+        suite.scaling()
     suite.finish()
     results = suite.results
     checked = targets.evaluate(results)
@@ -134,9 +136,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in TRAINING:
         if name in args.workloads:
             print(f"  {name}: {suite.workload(name).description}")
+    if scaling.WORKLOAD in args.workloads:
+        print(f"  {scaling.WORKLOAD}: {scaling.description(suite.workload('mnist'))}")
     print()
     print(report.format_table(results))
     print()
+    scaling_lines = scaling.summary(results)
+    if scaling_lines:
+        print("\n".join(scaling_lines))
+        print()
     print("NumPy baseline computes what bpcore computes:")
     print("\n".join(parity_lines(["tiny", "small"])))
     print()

@@ -35,7 +35,8 @@ def format_table(results: Results) -> str:
         lines.append(
             f"{row.workload:<9} {row.system:<10} "
             f"{'-' if row.threads is None else row.threads:>7} "
-            f"{_number(row.value):>14} {row.metric:<10} "
+            f"{'skipped' if 'skipped' in row.extra else _number(row.value):>14} "
+            f"{row.metric:<10} "
             f"{'-' if row.gflops is None else f'{row.gflops:.1f}':>8} "
             f"{'-' if row.sgemm_fraction is None else f'{row.sgemm_fraction:.0%}':>7} "
             f"{'' if row.system == 'bpcore' or adv is None else f'{adv:.2f}x':>11}  {row.note}"
@@ -92,10 +93,15 @@ def plot(path: str | Path, results: Results) -> bool:
         print("note: --plot needs matplotlib (pip install matplotlib); no chart written")
         return False
     workloads = list(dict.fromkeys(row.workload for row in results.rows))
-    colors = {"bpcore": "#d9534f", "numpy": "#5bc0de", "torch": "#f0ad4e", "reference": "#999"}
+    colors = {"bpcore": "#d9534f", "numpy": "#5bc0de", "torch": "#f0ad4e", "reference": "#999",
+              "1 process": "#d9534f", "2 procs": "#a94442"}  # fmt: skip
     fig, axes = plt.subplots(1, len(workloads), figsize=(2.6 * len(workloads), 3.6))
     for ax, workload in zip(list(getattr(axes, "flat", [axes])), workloads):
-        rows = [row for row in results.rows if row.workload == workload]
+        # Skipped rows (the scaling row without MPI) have no value to draw.
+        rows = [row for row in results.rows if row.workload == workload and row.value > 0]
+        if not rows:
+            ax.set_title(f"{workload} (skipped)")
+            continue
         ax.bar(
             [row.system for row in rows],
             [row.value for row in rows],

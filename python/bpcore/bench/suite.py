@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 
 import bpcore as bp
-from bpcore.bench import memory, run_bpcore, run_numpy, run_reference, run_torch
+from bpcore.bench import memory, run_bpcore, run_numpy, run_reference, run_torch, scaling
 from bpcore.bench.data import make_data
 from bpcore.bench.results import Result, Results
 from bpcore.bench.workloads import (
@@ -177,3 +177,10 @@ class Suite:
                     extra=got,
                 )
             )  # fmt: skip
+
+    def scaling(self) -> None:
+        """mnist on 1 process × 2 threads vs 2 MPI processes × 1 thread (see ``scaling``)."""
+        w = self.workload("mnist")
+        log(f"scaling: {scaling.description(w)}, {w.samples} samples per epoch ...")
+        for row in scaling.measure(w, self.repeat):
+            self.results.add(row)
