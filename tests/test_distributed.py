@@ -224,6 +224,19 @@ def test_one_rank_callback_failure_stops_with_the_last_weights() -> None:
     assert np.isfinite(net.forward(X)).all()  # still usable
 
 
+def test_one_rank_unexpected_failure_is_raised_not_aborted(monkeypatch: Any) -> None:
+    MPI = pytest.importorskip("mpi4py.MPI", reason="mpi4py is not installed")
+    from bpcore import _data_parallel
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a bug in the epoch loop")
+
+    monkeypatch.setattr(_data_parallel.RankGroup, "run_epoch", broken)
+    X, y = _data()
+    with pytest.raises(AssertionError, match="a bug in the epoch loop"):
+        _net().fit(X, y, comm=MPI.COMM_SELF, progress=False)  # alone: nobody waits, no abort
+
+
 # ----- real jobs: mpiexec -n 2 ------------------------------------------------------------
 
 

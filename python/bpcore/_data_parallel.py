@@ -135,7 +135,6 @@ class RankGroup:
         self.net = net
         self.native = net._native
         self.failure: BaseException | None = None
-        self.failure_trace = ""
         #: Whether the exception leaving fit was raised by every rank together (else the job
         #: is aborted, since the other ranks may wait for this one in a collective).
         self.agreed = False
@@ -163,7 +162,6 @@ class RankGroup:
             return fn(*args, **kwargs)
         except BaseException as e:  # every failure, Ctrl-C too, must reach the other ranks
             self.failure = e
-            self.failure_trace = traceback.format_exc()
             return None
 
     def _raise_failures(self, where: str) -> None:
@@ -175,9 +173,7 @@ class RankGroup:
         error = DistributedTrainingError(failures, where)
         self.agreed = True
         if self.failure is not None:
-            if self.failure_trace:
-                sys.stderr.write(f"bpcore rank {self.rank}: {self.failure_trace}")
-            raise error from self.failure
+            raise error from self.failure  # the cause carries this rank's traceback
         raise error
 
     def agree(self, where: str, stop: bool = False, lr: float | None = None) -> bool:
@@ -202,18 +198,22 @@ class RankGroup:
 
     def abort(self, error: BaseException) -> None:
         """The last resort for an exception that escaped a rank outside `local`: the other
-        ranks may be waiting for it in a collective, so the whole job is ended."""
+        ranks may be waiting for it in a collective, so the whole job is ended. Alone in its
+        communicator a rank has no one to wait for it, and the exception is simply raised."""
+        if self.size == 1:
+            return
         sys.stderr.write(
             f"bpcore rank {self.rank}: {_describe(error)} escaped data-parallel fit outside a "
             "synchronized point; aborting every rank (MPI_Abort) so that none waits forever\n"
         )
-        traceback.print_exception(error)
+        traceback.print_exception(type(error), error, error.__traceback__)
         sys.stderr.flush()
         self.comm.Abort(1)
 
     @contextmanager
     def catching_interrupts(self) -> Iterator[None]:
-        """While training: Ctrl-C marks this rank failed instead of raising at once."""
+        """While training: Ctrl-C marks this rank failed, for every rank to stop together at the
+        next collective, instead of raising at once; a second Ctrl-C raises."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -223,6 +223,10 @@ class RankGroup:
             return
 
         def interrupted(signum: int, frame: Any) -> None:
+            if self._interrupted:
+                # A second Ctrl-C, say while another rank hangs: raise at once; escaping fit
+                # out of step with the others, it aborts the job.
+                signal.default_int_handler(signum, frame)
             self._interrupted = True
 
         signal.signal(signal.SIGINT, interrupted)
