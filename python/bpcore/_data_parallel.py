@@ -314,6 +314,16 @@ class RankGroup:
 
     # ----- one epoch ------------------------------------------------------------------
 
+    @property
+    def global_samples(self) -> int:
+        """Training samples of every rank together, after `setup`."""
+        return sum(self.shard_rows)
+
+    def steps(self, batch_size: int) -> int:
+        """Steps of an epoch: as many as the rank with the most batches takes (the others
+        contribute empty shares once their data has run out), after `setup`."""
+        return max(-(-rows // batch_size) for rows in self.shard_rows)
+
     def _rows(self, rank: int, step: int, batch_size: int) -> int:
         return max(0, min(batch_size, self.shard_rows[rank] - step * batch_size))
 
@@ -332,7 +342,7 @@ class RankGroup:
         and metric sums of the global batches."""
         native, buf = self.native, self.buffer
         n = x.shape[0]
-        steps = max(-(-rows // batch_size) for rows in self.shard_rows)
+        steps = self.steps(batch_size)
         order = None
         if shuffle:
             # Each rank shuffles its own shard, seeded by the network's seed, its rank and the

@@ -461,6 +461,8 @@ def _fit_ranks(net: Network, group: RankGroup, plan: _Plan, batch_cbs: list[Call
     if plan.x_val is not None and plan.t_val is not None:
         validation = (plan.x_val, plan.t_val)
     bar = ProgressBar(plan.epochs) if plan.show else None
+    # The bar and the callbacks count the global epoch: every rank's samples and steps.
+    samples, steps = group.global_samples, group.steps(plan.batch_size)
     history = History()
     warned: set[tuple[str, str]] = set()
     previous_clip = native.clip_grad_norm
@@ -475,7 +477,7 @@ def _fit_ranks(net: Network, group: RankGroup, plan: _Plan, batch_cbs: list[Call
         begin = {
             "epochs": plan.epochs,
             "batch_size": plan.batch_size,
-            "samples": plan.n_train,
+            "samples": samples,
             "log_keys": list(plan.log_keys),
         }
         for cb in cbs:
@@ -497,7 +499,7 @@ def _fit_ranks(net: Network, group: RankGroup, plan: _Plan, batch_cbs: list[Call
                 plan.param_names, result["grad_norms"], epoch + 1, warned, _USER_FRAME + 3
             )
         if bar is not None:
-            bar.epoch_end(plan.n_train, logs)
+            bar.epoch_end(samples, logs)
         stop = False
         for cb in cbs:
             if cb.on_epoch_end(epoch, logs):
@@ -519,7 +521,7 @@ def _fit_ranks(net: Network, group: RankGroup, plan: _Plan, batch_cbs: list[Call
             lr = net.lr
             group.agree(f"the start of epoch {epoch + 1}", False, lr)
             if bar is not None:
-                group.local(bar.epoch_begin, k + 1, plan.n_batches)
+                group.local(bar.epoch_begin, k + 1, steps)
             begin = time.perf_counter()
             try:
                 result = group.run_epoch(
