@@ -2,14 +2,13 @@
 real jobs under ``mpiexec -n 2`` (tests/mpi/) for equivalence, faults and restarts.
 
 The mpiexec tests are skipped only when MPI cannot start here, and say why; CI sets
-BPCORE_REQUIRE_MPI=1 so that there a missing MPI fails instead.
+BPCORE_REQUIRE_MPI=1 so that there a missing MPI fails instead (tests/mpi_helpers.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from mpi_helpers import mpiexec_or_skip
 
 import bpcore as bp
 from bpcore.distributed import DistributedTrainingError, shard, shard_bounds
@@ -26,48 +26,9 @@ MPI_DIR = Path(__file__).parent / "mpi"
 HANG_TIMEOUT = 600
 
 
-def _mpiexec() -> str | None:
-    here = str(Path(sys.executable).parent)
-    return shutil.which("mpiexec", path=here + os.pathsep + os.environ.get("PATH", ""))
-
-
-def _mpi_problem() -> str | None:
-    """Why MPI cannot start two ranks here, or None when it can."""
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        return 'mpi4py is not installed (pip install ".[mpi]")'
-    mpiexec = _mpiexec()
-    if mpiexec is None:
-        return "no mpiexec next to this Python or on PATH"
-    probe = "from mpi4py import MPI; print(f'size={MPI.COMM_WORLD.Get_size()};')"
-    try:
-        done = subprocess.run(
-            [mpiexec, "-n", "2", sys.executable, "-c", probe],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"mpiexec -n 2 did not run: {e}"
-    if done.returncode != 0 or done.stdout.count("size=2;") != 2:
-        return (
-            f"mpiexec -n 2 failed ({done.returncode}): {done.stdout.strip()[-300:]!r} "
-            f"{done.stderr.strip()[-500:]}"
-        )
-    return None
-
-
 @pytest.fixture(scope="module")
 def mpiexec() -> str:
-    problem = _mpi_problem()
-    if problem is not None:
-        if os.environ.get("BPCORE_REQUIRE_MPI") == "1":
-            pytest.fail(f"MPI is required here (BPCORE_REQUIRE_MPI=1) but {problem}")
-        pytest.skip(f"MPI cannot start: {problem}")
-    path = _mpiexec()
-    assert path is not None
-    return path
+    return mpiexec_or_skip()
 
 
 def run_ranks(mpiexec: str, script: str, *args: str, ranks: int = 2) -> tuple[int, list[Any]]:

@@ -3,12 +3,12 @@
 import importlib.util
 import re
 import runpy
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from mpi_helpers import mpiexec_or_skip
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -91,32 +91,8 @@ def test_torch_exchange_example_agrees_with_torch_or_skips_cleanly(capsys):
         assert "agree to 1e-10 both ways" in out
 
 
-def _mpiexec_for_two_ranks() -> str:
-    """The mpiexec next to this Python (the mpich wheel's) or on PATH, once it has started two
-    ranks that see each other; skips, saying why, when MPI cannot start here."""
-    beside = Path(sys.executable).parent / "mpiexec"
-    mpiexec = str(beside) if beside.exists() else shutil.which("mpiexec")
-    if mpiexec is None:
-        pytest.skip('MPI cannot start: no mpiexec next to sys.executable or on PATH (".[mpi]")')
-    # Rank 0 alone prints (the ranks' outputs may interleave), after both met at a barrier.
-    code = "from mpi4py import MPI; c = MPI.COMM_WORLD; c.Barrier(); c.Get_rank() or print(c.size)"
-    try:
-        done = subprocess.run(
-            [mpiexec, "-n", "2", sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        pytest.skip(f"MPI cannot start two ranks with {mpiexec}: {e}")
-    if done.returncode != 0 or done.stdout.split() != ["2"]:
-        output = (done.stdout + done.stderr).strip()[-400:]
-        pytest.skip(f"MPI cannot start two ranks with {mpiexec}: {output}")
-    return mpiexec
-
-
 def test_distributed_digits_example_trains_on_two_ranks_and_resumes(tmp_path):
-    mpiexec = _mpiexec_for_two_ranks()
+    mpiexec = mpiexec_or_skip()
 
     script = str(EXAMPLES / "distributed_digits.py")
 

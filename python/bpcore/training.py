@@ -33,8 +33,9 @@ VANISHING_NORM = 1e-7
 #: An epoch's mean gradient norm of a weight tensor above this is reported as exploding.
 EXPLODING_NORM = 1e3
 #: The stack level of the code that called Network.fit, seen from _fit_local or _fit_ranks:
-#: they are called by _fit, fit, Network.fit and its busy guard.
-_USER_FRAME = 6
+#: below them are fit (through _fit_data_parallel for _fit_ranks), Network.fit and its busy
+#: guard.
+_USER_FRAME = 5
 #: Seconds between the native loop's progress reports (progress bar, on_batch_end).
 PROGRESS_INTERVAL = 0.2
 
@@ -172,12 +173,13 @@ def fit(
     comm: Any = None,
 ) -> History:
     """`Network.fit`'s work; see its docstring."""
+    arguments = _arguments(locals())
     if comm is None:
-        return _fit(net, X, y, None, **_arguments(locals()))
+        return _fit_local(net, *_prepare(net, X, y, None, **arguments))
     group = RankGroup(comm, net)
     try:
         with group.catching_interrupts():
-            return _fit(net, X, y, group, **_arguments(locals()))
+            return _fit_data_parallel(net, X, y, group, arguments)
     except BaseException as e:
         if not group.agreed:
             group.abort(e)
@@ -185,7 +187,8 @@ def fit(
 
 
 def _arguments(given: dict[str, Any]) -> dict[str, Any]:
-    skip = ("net", "X", "y", "comm", "group")
+    """fit's keyword arguments, from its locals, for `_prepare`."""
+    skip = ("net", "X", "y", "comm")
     return {k: v for k, v in given.items() if k not in skip}
 
 
@@ -204,27 +207,12 @@ def _check_targets_locally(net: Network, x: np.ndarray, t: np.ndarray) -> None:
         raise ValueError("y: contains NaN or infinity")
 
 
-def _fit(
-    net: Network,
-    X: Any,
-    y: Any,
-    group: RankGroup | None,
-    *,
-    epochs: int,
-    batch_size: int,
-    shuffle: bool,
-    validation_split: float,
-    validation_data: Any,
-    metrics: Sequence[str] | None,
-    callbacks: Any,
-    schedule: Schedule | None,
-    clip_grad_norm: float | None,
-    progress: bool | None,
-    sample_weight: Any,
+def _fit_data_parallel(
+    net: Network, X: Any, y: Any, group: RankGroup, arguments: dict[str, Any]
 ) -> History:
-    if group is None:
-        return _fit_local(net, *_prepare(net, X, y, None, **_arguments(locals())))
-    prepared = group.local(_prepare, net, X, y, group, **_arguments(locals()))
+    """A fit on every rank of `group`: each rank's preparation, then the agreement that all
+    prepared the same fit, then the epochs."""
+    prepared = group.local(_prepare, net, X, y, group, **arguments)
     facts: dict[str, Any] = {}
     n_train, local_batch = 0, 1
     if prepared is not None:
@@ -494,9 +482,9 @@ def _fit_ranks(net: Network, group: RankGroup, plan: _Plan, batch_cbs: list[Call
 
     def end_epoch(epoch: int, logs: dict[str, Any], result: dict[str, Any]) -> bool:
         if group.is_root:
-            # Called from end_epoch through RankGroup.local: three frames below _fit_ranks.
+            # From end_epoch through RankGroup.local, below _fit_ranks and _fit_data_parallel.
             _warn_gradients(
-                plan.param_names, result["grad_norms"], epoch + 1, warned, _USER_FRAME + 3
+                plan.param_names, result["grad_norms"], epoch + 1, warned, _USER_FRAME + 4
             )
         if bar is not None:
             bar.epoch_end(samples, logs)
@@ -540,7 +528,7 @@ def _fit_ranks(net: Network, group: RankGroup, plan: _Plan, batch_cbs: list[Call
                 warnings.warn(
                     f"{message}; the network keeps the weights of the last finite step",
                     RuntimeWarning,
-                    stacklevel=_USER_FRAME,
+                    stacklevel=_USER_FRAME + 1,  # below _fit_data_parallel too
                 )
                 raise TrainingDivergedError(message) from None
             group.broadcast_buffers()
