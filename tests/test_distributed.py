@@ -201,29 +201,41 @@ def test_one_rank_unexpected_failure_is_raised_not_aborted(monkeypatch: Any) -> 
 # ----- real jobs: mpiexec -n 2 ------------------------------------------------------------
 
 
-def test_two_ranks_equal_one_process_on_the_global_batches(mpiexec: str) -> None:
-    code, records = run_ranks(mpiexec, "equivalence.py")
-    assert code == 0
+EQUIVALENCE_CASES = {
+    "float64-adam",
+    "float64-sgd-dropout",
+    "float64-shuffled-dropout",
+    "float64-weighted-clipped",
+    "float64-validation",
+    "float32-adam",
+    "float64-batchnorm",
+}
+
+
+def _check_equivalence(records: list[Any], ranks: int) -> None:
     cases = {r["case"]: r for r in records}
-    assert set(cases) == {
-        "float64-adam",
-        "float64-sgd-dropout",
-        "float64-shuffled-dropout",
-        "float32-adam",
-    }
+    assert set(cases) == EQUIVALENCE_CASES
     for name, r in cases.items():
-        assert r["ranks"] == 2
-        assert r["rank_spread"] == 0.0, name  # every rank holds the same network
+        assert r["ranks"] == ranks
+        assert r["rank_spread"] == 0.0, name  # every rank holds the same network and buffers
+        if name.endswith("batchnorm"):
+            continue  # batch statistics per rank's share: equal ranks, not one process's steps
         tolerance = 1e-10 if name.startswith("float64") else 1e-5
         assert r["max_param_diff"] <= tolerance, r
         assert r["max_loss_diff"] <= tolerance, r
+        assert r.get("max_val_loss_diff", 0.0) <= tolerance, r
+
+
+def test_two_ranks_equal_one_process_on_the_global_batches(mpiexec: str) -> None:
+    code, records = run_ranks(mpiexec, "equivalence.py")
+    assert code == 0
+    _check_equivalence(records, 2)
 
 
 def test_three_ranks_with_uneven_shards_equal_one_process(mpiexec: str) -> None:
-    code, records = run_ranks(mpiexec, "equivalence.py", "float64-shuffled-dropout", ranks=3)
+    code, records = run_ranks(mpiexec, "equivalence.py", ranks=3)
     assert code == 0
-    assert records[0]["ranks"] == 3
-    assert records[0]["max_param_diff"] <= 1e-10
+    _check_equivalence(records, 3)
 
 
 def _by_rank(records: list[Any]) -> dict[int, Any]:
