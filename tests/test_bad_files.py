@@ -288,10 +288,24 @@ def test_bad_tensor_entries():
         ("training_forwards", 2**64, "training_forwards"),
         ("clip_grad_norm", 0, "clip_grad_norm"),
         ("optimizer_state", ["exp_avg"], "disagrees"),
+        ("schedule", "StepLR", "'schedule'"),
+        ("schedule", {"schedule": "StepLR()", "base_lr": -1.0, "last_epoch": 0}, "'schedule'"),
+        ("schedule", {"schedule": "StepLR()", "base_lr": 0.1, "last_epoch": -2}, "'schedule'"),
+        ("schedule", {"schedule": 3, "base_lr": 0.1, "last_epoch": 0}, "'schedule'"),
+        ("schedule", {"schedule": "StepLR()", "base_lr": 0.1}, "'schedule'"),
     ],
 )
 def test_bad_training_state(key, value, match):
     rejects(edited(edit_meta("training_state", lambda s: {**s, key: value})), match)
+
+
+def test_a_training_state_without_a_schedule_position_still_loads():
+    # Files saved before schedule positions were kept have no "schedule" key.
+    data = edited(
+        edit_meta("training_state", lambda s: {k: v for k, v in s.items() if k != "schedule"})
+    )
+    net = bp.Network.from_bytes(data)
+    assert net._schedule_to_resume is None
 
 
 def test_training_state_keys_and_json():

@@ -78,6 +78,47 @@ def test_a_checkpoint_with_the_optimizer_resumes_exactly(tmp_path, dtype):
         assert resumed.parameters()[name].tobytes() == value.tobytes(), name
 
 
+@pytest.mark.parametrize(
+    "make_schedule",
+    [
+        lambda: bp.StepLR(step_size=2, gamma=0.5),
+        lambda: bp.ExponentialLR(gamma=0.8),
+        lambda: bp.CosineAnnealingLR(T_max=3, eta_min=0.001),
+    ],
+    ids=["StepLR", "ExponentialLR", "CosineAnnealingLR"],
+)
+def test_a_checkpoint_resumes_the_schedule_where_it_stopped(tmp_path, make_schedule):
+    X, y = data(64)
+    pattern = str(tmp_path / "epoch-{epoch}.safetensors")
+    checkpoint = bp.ModelCheckpoint(pattern, include_optimizer=True)
+    straight = network()
+    history = straight.fit(
+        X, y, epochs=5, batch_size=8, schedule=make_schedule(), callbacks=[checkpoint],
+        progress=False,
+    )  # fmt: skip
+    resumed = bp.Network.load(checkpoint.saved[1])  # after epoch 2
+    assert resumed.lr == history.history["lr"][2]  # the lr of epoch 3, the schedule stepped
+    rest = resumed.fit(X, y, epochs=3, batch_size=8, schedule=make_schedule(), progress=False)
+    assert rest.history["lr"] == history.history["lr"][2:]
+    assert resumed.lr == straight.lr
+    for name, value in straight.parameters().items():
+        assert resumed.parameters()[name].tobytes() == value.tobytes(), name
+
+
+def test_another_schedule_after_loading_starts_afresh(tmp_path):
+    X, y = data(64)
+    path = tmp_path / "net.safetensors"
+    checkpoint = bp.ModelCheckpoint(path, include_optimizer=True)
+    net = network()
+    net.fit(X, y, epochs=2, schedule=bp.StepLR(1, 0.5), callbacks=[checkpoint], progress=False)
+    loaded = bp.Network.load(path)
+    lr = loaded.lr
+    other = bp.StepLR(1, 0.1)  # not the saved schedule: starts from the loaded lr
+    history = loaded.fit(X, y, epochs=2, schedule=other, progress=False)
+    assert history.history["lr"] == [lr, lr * 0.1]
+    assert other.base_lr == lr and other.last_epoch == 2
+
+
 def test_bad_arguments_name_themselves(tmp_path):
     with pytest.raises(TypeError, match="filepath"):
         bp.ModelCheckpoint(3)

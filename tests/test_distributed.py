@@ -341,6 +341,9 @@ def test_a_restarted_job_continues_from_the_checkpoint(mpiexec: str, tmp_path: P
     assert a[0]["resumed_at"] == 2
     for rank in (0, 1):
         assert a[rank]["raised"] is None and a[rank]["epochs_done"] == 4
-        # Bit for bit: the same shuffles, dropout masks and optimizer state as without the crash.
+        # Bit for bit: the same shuffles, dropout masks, optimizer state and learning-rate
+        # schedule as without the crash (only rank 0 read the checkpoint).
         assert a[rank]["checksum"] == b[rank]["checksum"]
         assert a[rank]["params"] == b[rank]["params"]
+        assert a[rank]["lr"] == b[rank]["lr"]
+        assert a[rank]["lr"] == pytest.approx(0.01 * 0.7**4, rel=1e-12)

@@ -240,7 +240,8 @@ class RankGroup:
     def setup(self, facts: dict[str, Any], n_train: int, batch_size: int) -> None:
         """Collective, before anything changes: checks that every rank runs the same fit of the
         same network, then gives every rank rank 0's training state (parameters, buffers,
-        optimizer, learning rate, epochs done), as Horovod's broadcast of the initial state.
+        optimizer, learning rate, epochs done, a loaded schedule's position), as Horovod's
+        broadcast of the initial state.
         Raises the same ValueError on every rank when they disagree."""
         native = self.native
         mine = {"network": json.loads(native.spec_json), "dtype": self.net.dtype.name, **facts}
@@ -292,6 +293,8 @@ class RankGroup:
                 "lr": native.lr,
                 "forwards": native.training_forwards,
                 "epochs_done": self.net._epochs_done,
+                "schedule_state": self.net._schedule_state,
+                "schedule_to_resume": self.net._schedule_to_resume,
             }
         state = self.comm.bcast(state, root=0)
         if not self.is_root:
@@ -301,6 +304,8 @@ class RankGroup:
             native.lr = state["lr"]
             native.training_forwards = state["forwards"]
             self.net._epochs_done = state["epochs_done"]
+            self.net._schedule_state = state["schedule_state"]
+            self.net._schedule_to_resume = state["schedule_to_resume"]
 
     def broadcast_buffers(self) -> None:
         """Collective: batch norm's running statistics of rank 0 on every rank (each rank's

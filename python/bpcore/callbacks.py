@@ -16,6 +16,8 @@ The protocol — subclass `Callback` and override any of:
   ``log_keys``). Returning ``True`` — or setting ``self.network.stop_training = True``, here or
   in any other hook — stops training after this epoch. Callbacks run in list order and see the
   same ``logs`` dict: a change made by one is seen by the next and recorded in the History.
+  A fit's ``schedule`` has already been stepped: the network's learning rate is the next
+  epoch's (``logs["lr"]`` is this epoch's).
 - ``on_train_end(logs)``: once, after the last epoch (also after an early stop); ``logs`` are the
   last epoch's.
 

@@ -120,6 +120,10 @@ class Network:
         }
         self._native = NativeNetwork(json.dumps(spec), _DTYPE_NAMES[self._dtype.name])
         self._epochs_done = 0
+        # The position of the schedule of the last scheduled fit (saved with the optimizer
+        # state), and one loaded from a file, for the next fit's equal schedule to continue.
+        self._schedule_state: dict[str, Any] | None = None
+        self._schedule_to_resume: dict[str, Any] | None = None
         #: Set to True by a callback to stop `fit` after the current epoch.
         self.stop_training = False
 
@@ -328,7 +332,10 @@ class Network:
             callbacks: `bpcore.callbacks.Callback` objects (EarlyStopping, ReduceLROnPlateau,
                 LearningRateScheduler, or your own; see that module for the protocol).
             schedule: a per-epoch learning-rate schedule (StepLR, ExponentialLR,
-                CosineAnnealingLR), stepped after every epoch as torch's scheduler.step().
+                CosineAnnealingLR), stepped after every epoch as torch's scheduler.step(),
+                before the callbacks' on_epoch_end (so a checkpoint holds the next epoch's
+                learning rate and the schedule's position: a network loaded from it continues
+                an equal schedule where it stopped).
             clip_grad_norm: clip the gradients' global L2 norm to this at every step during
                 this fit (torch's clip_grad_norm_); None keeps the network's setting.
             progress: a progress bar on stderr: None shows it when stderr is a terminal,

@@ -10,6 +10,11 @@ The updates use torch's *recursive* (chainable) forms, so the values agree with 
 last bits (~1e-15 relative) and a ReduceLROnPlateau acting on the same network composes as it
 does in torch. A schedule keeps its position: give each network its own.
 
+A network saved with its optimizer state during a scheduled fit (`ModelCheckpoint(...,
+include_optimizer=True)`) keeps the schedule's position too: the next fit of the loaded network
+with an equal new schedule (same class and arguments) continues it where it stopped, instead
+of starting over from the loaded learning rate.
+
 Example:
     >>> import bpcore as bp
     >>> bp.StepLR(step_size=2, gamma=0.5).values(1.0, 5)
@@ -19,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from bpcore._checks import positive_int, real
 
@@ -44,6 +50,18 @@ class Schedule:
         """Takes `lr` as the base learning rate and goes back to epoch 0."""
         self.base_lr = real(lr, "lr", low=0.0)
         self.last_epoch = 0
+
+    def state(self) -> dict[str, Any]:
+        """Where the schedule stands, as a checkpoint keeps it: its description (`repr`), its
+        `base_lr` and `last_epoch`."""
+        return {"schedule": repr(self), "base_lr": self.base_lr, "last_epoch": self.last_epoch}
+
+    def resume(self, state: dict[str, Any]) -> None:
+        """Goes to the position `state` (from `state()` of an equal schedule) describes."""
+        if state.get("schedule") != repr(self):
+            raise ValueError(f"state: describes {state.get('schedule')!r}, not {self!r}")
+        self.base_lr = real(state["base_lr"], "base_lr", low=0.0)
+        self.last_epoch = int(state["last_epoch"])
 
     def step(self, lr: float) -> float:
         """Advances one epoch; returns the learning rate of the next epoch given the current one."""

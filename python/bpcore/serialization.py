@@ -107,6 +107,7 @@ def to_bytes(net: Any, include_optimizer: bool = False) -> bytes:
                 "training_forwards": int(native.training_forwards),
                 "epochs_done": int(net._epochs_done),
                 "clip_grad_norm": native.clip_grad_norm,
+                "schedule": net._schedule_state,
             }
         )
     return encode(tensors, metadata)
@@ -379,8 +380,9 @@ def _training_state(text: str, names: list[str], source: str) -> dict[str, Any]:
         "epochs_done",
         "clip_grad_norm",
     }
-    if not isinstance(state, dict) or set(state) != keys:
-        raise _bad(source, f"training_state: expected the keys {sorted(keys)}")
+    # "schedule" (a schedule's position) is optional: files saved before it existed still load.
+    if not isinstance(state, dict) or not keys <= set(state) <= keys | {"schedule"}:
+        raise _bad(source, f"training_state: expected the keys {sorted(keys)} (and 'schedule')")
 
     def count(key: str) -> int:
         v = state[key]
@@ -412,6 +414,23 @@ def _training_state(text: str, names: list[str], source: str) -> dict[str, Any]:
         raise _bad(
             source,
             "training_state 'rng_state': expected 4 integers in [0, 2**64), not all 0",
+        )
+    schedule = state.get("schedule")
+    if schedule is not None and not (
+        isinstance(schedule, dict)
+        and set(schedule) == {"schedule", "base_lr", "last_epoch"}
+        and isinstance(schedule["schedule"], str)
+        and isinstance(schedule["base_lr"], (int, float))
+        and not isinstance(schedule["base_lr"], bool)
+        and math.isfinite(schedule["base_lr"])
+        and schedule["base_lr"] >= 0
+        and _is_int(schedule["last_epoch"])
+        and 0 <= schedule["last_epoch"] < 2**63
+    ):
+        raise _bad(
+            source,
+            "training_state 'schedule': expected null or {schedule: str, base_lr: number >= 0, "
+            f"last_epoch: integer >= 0}}, got {schedule!r}",
         )
     if state["optimizer_state"] != names:
         raise _bad(
@@ -492,6 +511,7 @@ def _build(tensors: dict[str, np.ndarray], metadata: dict[str, str], source: str
         native.training_forwards = state["training_forwards"]
         native.clip_grad_norm = state["clip_grad_norm"]
         net._epochs_done = state["epochs_done"]
+        net._schedule_state = net._schedule_to_resume = state.get("schedule")
     return net
 
 

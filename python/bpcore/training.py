@@ -146,6 +146,27 @@ def _warn_gradients(
             warnings.warn(message, GradientWarning, stacklevel=stacklevel)
 
 
+def _start_schedule(net: Network, schedule: Schedule | None) -> None:
+    """Starts a fit's schedule at the network's learning rate, or, for a network loaded from a
+    checkpoint of a scheduled fit, continues an equal schedule where that one stopped."""
+    saved, net._schedule_to_resume = net._schedule_to_resume, None
+    if schedule is None or schedule.started:
+        return
+    if saved is not None and saved["schedule"] == repr(schedule):
+        schedule.resume(saved)
+    else:
+        schedule.start(net.lr)
+
+
+def _step_schedule(net: Network, schedule: Schedule | None) -> None:
+    """After an epoch, before the callbacks: the next epoch's learning rate, and the
+    schedule's position kept with the network, so that a checkpoint saved by a callback
+    resumes the schedule exactly."""
+    if schedule is not None:
+        _set_lr(net, schedule.step(net.lr), "schedule")
+        net._schedule_state = schedule.state()
+
+
 def _numbers_only(logs: dict[str, Any]) -> dict[str, float]:
     return {
         k: float(v)
@@ -360,8 +381,7 @@ def _fit_local(net: Network, plan: _Plan, batch_cbs: list[Callback]) -> History:
     try:
         if clip_grad_norm is not None:
             native.clip_grad_norm = clip_grad_norm
-        if schedule is not None and not schedule.started:
-            schedule.start(net.lr)
+        _start_schedule(net, schedule)
         for cb in cbs:
             cb.set_network(net)
         begin = {
@@ -417,14 +437,13 @@ def _fit_local(net: Network, plan: _Plan, batch_cbs: list[Callback]) -> History:
             _warn_gradients(param_names, result["grad_norms"], epoch + 1, warned, _USER_FRAME + 1)
             if bar is not None:
                 bar.epoch_end(n_train, logs)
+            _step_schedule(net, schedule)
             stop = False
             for cb in cbs:
                 if cb.on_epoch_end(epoch, logs):
                     stop = True
             history.record(epoch + 1, **_numbers_only(logs))
             history.record_tensors(param_names, result["grad_norms"], result["update_ratios"])
-            if schedule is not None:
-                _set_lr(net, schedule.step(net.lr), "schedule")
             if stop or net.stop_training:
                 break
         for cb in cbs:
@@ -460,8 +479,7 @@ def _fit_ranks(net: Network, group: RankGroup, plan: _Plan, batch_cbs: list[Call
     def start() -> None:
         if plan.clip_grad_norm is not None:
             native.clip_grad_norm = plan.clip_grad_norm
-        if plan.schedule is not None and not plan.schedule.started:
-            plan.schedule.start(net.lr)
+        _start_schedule(net, plan.schedule)
         begin = {
             "epochs": plan.epochs,
             "batch_size": plan.batch_size,
@@ -488,14 +506,13 @@ def _fit_ranks(net: Network, group: RankGroup, plan: _Plan, batch_cbs: list[Call
             )
         if bar is not None:
             bar.epoch_end(samples, logs)
+        _step_schedule(net, plan.schedule)
         stop = False
         for cb in cbs:
             if cb.on_epoch_end(epoch, logs):
                 stop = True
         history.record(epoch + 1, **_numbers_only(logs))
         history.record_tensors(plan.param_names, result["grad_norms"], result["update_ratios"])
-        if plan.schedule is not None:
-            _set_lr(net, plan.schedule.step(net.lr), "schedule")
         return stop or net.stop_training
 
     try:

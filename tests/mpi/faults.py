@@ -27,6 +27,8 @@ bp.set_num_threads(1)
 mode = sys.argv[1]
 checkpoint = sys.argv[2] if len(sys.argv) > 2 else ""
 EPOCHS = 4
+# The schedule of the checkpointing modes: the resumed job must continue it, not restart it.
+SCHEDULE = lambda: bp.StepLR(step_size=1, gamma=0.7)  # noqa: E731
 
 
 class FailOnRank(bp.Callback):
@@ -160,14 +162,17 @@ elif mode == "diverges":
 elif mode in ("crash", "straight"):
     saver = bp.ModelCheckpoint(checkpoint, include_optimizer=True)
     fails = [FailOnRank(1, 2)] if mode == "crash" else []
-    error = fit(net, X, y, shuffle=True, callbacks=[saver, *fails])
-    report(net, error, saved=os.path.exists(checkpoint))
+    error = fit(net, X, y, shuffle=True, schedule=SCHEDULE(), callbacks=[saver, *fails])
+    report(net, error, saved=os.path.exists(checkpoint), lr=net.lr)
     if error is not None:
         sys.exit(3)
 elif mode == "resume":
-    net = bp.Network.load(checkpoint)
-    resumed_at = net.epochs_done
-    error = fit(net, X, y, shuffle=True, epochs=EPOCHS - resumed_at)
-    report(net, error, resumed_at=resumed_at)
+    # Only rank 0 reads the checkpoint (on a cluster it may be on rank 0's disk alone); fit
+    # gives the other ranks its weights, optimizer state, epoch count and schedule position.
+    if rank == 0:
+        net = bp.Network.load(checkpoint)
+    resumed_at = comm.bcast(net.epochs_done, root=0)
+    error = fit(net, X, y, shuffle=True, schedule=SCHEDULE(), epochs=EPOCHS - resumed_at)
+    report(net, error, resumed_at=resumed_at, lr=net.lr)
 else:
     raise SystemExit(f"unknown mode {mode!r}")
