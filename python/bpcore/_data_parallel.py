@@ -349,10 +349,15 @@ class RankGroup:
         n = x.shape[0]
         steps = self.steps(batch_size)
         order = None
+        gathered: list[np.ndarray] = []
         if shuffle:
             # Each rank shuffles its own shard, seeded by the network's seed, its rank and the
             # epoch: reproducible, and a job resumed from a checkpoint shuffles as it would have.
             order = np.random.default_rng([self.net.seed, self.rank, epoch]).permutation(n)
+            # Its batches are gathered into these, allocated once an epoch, not once a step.
+            arrays = (x, t) if w is None else (x, t, w)
+            rows_max = min(batch_size, n)
+            gathered = [np.empty((rows_max, *a.shape[1:]), dtype=a.dtype) for a in arrays]
         self.local(native.begin_shared_epoch)
         loss_sum, seen = 0.0, 0
         last_tick = time.perf_counter()
@@ -364,7 +369,9 @@ class RankGroup:
                 xb, tb, wb = x[a:b], t[a:b], None if w is None else w[a:b]
             else:
                 idx = order[a:b]
-                xb, tb, wb = x[idx], t[idx], None if w is None else w[idx]
+                xb = np.take(x, idx, axis=0, out=gathered[0][: b - a])
+                tb = np.take(t, idx, axis=0, out=gathered[1][: b - a])
+                wb = None if w is None else np.take(w, idx, out=gathered[2][: b - a])
             self.local(native.shared_step_gradients, xb, tb, buf, offset, wb)
             if self.failure is not None or self._interrupted:
                 buf.fill(0)

@@ -140,9 +140,15 @@ class NativeNetwork:
     def end_shared_epoch(self) -> _EpochResult:
         """The epoch's gradient norms, update ratios and this rank's metric sums, as `fit_epoch`'s
         dict (its "loss" and "batches" are the caller's to fill in)."""
-    def check_sample_weight(self, sample_weight: npt.NDArray[_Float], n: int) -> None:
-        """Checks per-sample weights for `n` samples as `fit_epoch` will (one per sample, finite,
-        >= 0), so that `fit` can refuse them before it changes anything."""
+    def check_training_data(
+        self,
+        x: npt.NDArray[_Float],
+        y: npt.NDArray[Any],
+        sample_weight: npt.NDArray[_Float] | None = None,
+    ) -> None:
+        """Checks training data as `fit_epoch` will (inputs finite, targets right for the loss,
+        `sample_weight` one per sample, finite, >= 0), so that `fit` can refuse them before it
+        changes anything."""
     @property
     def clip_grad_norm(self) -> float | None:
         """The global gradient norm every step is clipped to, or None."""

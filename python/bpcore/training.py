@@ -213,21 +213,6 @@ def _arguments(given: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in given.items() if k not in skip}
 
 
-def _check_targets_locally(net: Network, x: np.ndarray, t: np.ndarray) -> None:
-    """What the core checks at the start of an epoch, for a data-parallel rank, whose steps
-    check only their own batch: a bad value must stop every rank before the first step."""
-    if not np.isfinite(x).all():
-        raise ValueError("X: contains NaN or infinity")
-    if net.loss_function.takes_labels:
-        if len(t) and (t.min() < 0 or t.max() >= net.n_outputs):
-            raise ValueError(
-                f"y: class labels must be in [0, {net.n_outputs}), got values in "
-                f"[{t.min()}, {t.max()}]"
-            )
-    elif not np.isfinite(t).all():
-        raise ValueError("y: contains NaN or infinity")
-
-
 def _fit_data_parallel(
     net: Network, X: Any, y: Any, group: RankGroup, arguments: dict[str, Any]
 ) -> History:
@@ -324,12 +309,11 @@ def _prepare(
     # Validation stays unweighted: the held-out samples' weights are dropped.
     w_train = None if w is None else w[: x_train.shape[0]]
     native = net._native
-    if w_train is not None:
-        native.check_sample_weight(w_train, x_train.shape[0])  # the core's check, up front
+    # The core's checks of the whole training set, up front: a data-parallel rank's steps
+    # check only their own batches, and a rejected fit must change nothing on any rank.
+    native.check_training_data(x_train, t_train, w_train)
     if x_val is not None and t_val is not None:
         native.loss(x_val, t_val)  # checks the validation targets (labels in range) up front
-    if group is not None:
-        _check_targets_locally(net, x_train, t_train)
 
     log_keys = ["loss", *names]
     if x_val is not None:

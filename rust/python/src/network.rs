@@ -5,7 +5,7 @@ use numpy::{Element, PyArray1, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::arrays::{flat, matrix, slice, weights, weights_view, HeldBatch};
+use crate::arrays::{flat, matrix, slice, HeldBatch};
 use crate::errors::guarded;
 
 enum Inner {
@@ -93,16 +93,15 @@ fn train_step<T: Real + Element>(
     py.detach(|| guarded(|| net.train_step_weighted(b.x, b.targets, b.weights, b.n)))
 }
 
-fn check_sample_weight<T: Real + Element>(
-    _net: &Network<T>,
-    sample_weight: &Bound<'_, PyAny>,
-    n: usize,
+fn check_training_data<T: Real + Element>(
+    net: &Network<T>,
+    x: &Bound<'_, PyAny>,
+    y: &Bound<'_, PyAny>,
+    sample_weight: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<()> {
-    let wa = weights::<T>(Some(sample_weight))?;
-    match weights_view(&wa)? {
-        Some(w) => guarded(|| bpcore_core::loss::check_weights(w, n)),
-        None => Ok(()),
-    }
+    let held = HeldBatch::<T>::extract(&net.spec().loss, x, y, sample_weight)?;
+    let b = held.view()?;
+    guarded(|| net.check_training_data(b.x, b.targets, b.weights, b.n))
 }
 
 fn apply_gradients<T: Real + Element>(
@@ -247,10 +246,17 @@ impl NativeNetwork {
         dispatch!(&mut self.inner, net => crate::fit::fit_epoch(py, net, x, y, batch_size, shuffle, progress, progress_interval, sample_weight))
     }
 
-    /// Checks per-sample weights for `n` samples as `fit_epoch` will (one per sample, finite,
-    /// >= 0), so that `fit` can refuse them before it changes anything.
-    fn check_sample_weight(&self, sample_weight: &Bound<'_, PyAny>, n: usize) -> PyResult<()> {
-        dispatch!(&self.inner, net => check_sample_weight(net, sample_weight, n))
+    /// Checks training data as `fit_epoch` will (inputs finite, targets right for the loss,
+    /// `sample_weight` one per sample, finite, >= 0), so that `fit` can refuse them before it
+    /// changes anything.
+    #[pyo3(signature = (x, y, sample_weight=None))]
+    fn check_training_data(
+        &self,
+        x: &Bound<'_, PyAny>,
+        y: &Bound<'_, PyAny>,
+        sample_weight: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        dispatch!(&self.inner, net => check_training_data(net, x, y, sample_weight))
     }
 
     /// The global gradient norm every step is clipped to, or None.

@@ -54,6 +54,24 @@ fn gather<X: Copy>(src: &[X], width: usize, idx: &[usize], dst: &mut Vec<X>) {
 }
 
 impl<T: Real> Network<T> {
+    /// Checks `n` training samples as every step of an epoch would, all at once: the inputs
+    /// finite and of the input width, the targets right for the loss (labels in range), the
+    /// optional weights one per sample, finite and >= 0.
+    pub fn check_training_data(
+        &self,
+        x: &[T],
+        targets: Targets<'_, T>,
+        weights: Option<&[T]>,
+        n: usize,
+    ) -> Result<()> {
+        self.check_input(x, n)?;
+        loss::check_targets(&self.spec.loss, targets, n, self.output_width())?;
+        if let Some(w) = weights {
+            loss::check_weights(w, n)?;
+        }
+        Ok(())
+    }
+
     /// One epoch of mini-batch training over `n` samples: shuffled by the network's generator
     /// when `shuffle`, the last batch smaller when `batch_size` does not divide `n`.
     /// `on_batch` sees the progress before each batch (for Ctrl-C and progress bars); a `true`
@@ -85,18 +103,14 @@ impl<T: Real> Network<T> {
         shuffle: bool,
         on_batch: &mut dyn FnMut(Progress) -> bool,
     ) -> Result<EpochOutcome> {
-        self.check_input(x, n)?;
+        // Every batch's data are checked now, so that a bad label cannot stop the epoch
+        // half-way with the network changed; likewise a last batch too small for batch norm.
+        self.check_training_data(x, targets, weights, n)?;
         if batch_size == 0 {
             return Err(Error::value("batch_size", "must be at least 1, got 0"));
         }
         // A batch never holds more than the n samples (batch_size may exceed them).
         self.check_batch_memory(batch_size.min(n))?;
-        // Every batch's targets are checked now, so that a bad label cannot stop the epoch
-        // half-way with the network changed; likewise a last batch too small for batch norm.
-        loss::check_targets(&self.spec.loss, targets, n, self.output_width())?;
-        if let Some(w) = weights {
-            loss::check_weights(w, n)?;
-        }
         let last_batch = match n % batch_size {
             0 => batch_size.min(n),
             rest => rest,
