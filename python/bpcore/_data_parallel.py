@@ -35,7 +35,6 @@ from bpcore.distributed import DistributedTrainingError
 from bpcore.layers import BatchNorm1d
 
 if TYPE_CHECKING:
-    from bpcore.losses import Loss
     from bpcore.network import Network
 
 R = TypeVar("R")
@@ -65,33 +64,6 @@ def _with_batch(message: str, batch: int) -> str:
     if message.startswith(prefix):
         return f"{prefix} at batch {batch}{message[len(prefix) :]}"
     return message
-
-
-def local_metric_sums(
-    names: Sequence[str], outputs: np.ndarray, targets: np.ndarray, loss: Loss
-) -> dict[str, Any]:
-    """The sums `metrics.from_sums` reads, of inference `outputs` against `targets`."""
-    y = np.asarray(targets, dtype=np.float64)
-    p = np.asarray(outputs, dtype=np.float64)
-    width = p.shape[1] if p.ndim == 2 else 1
-    sums: dict[str, Any] = {"rows": len(p), "correct": 0.0, "abs_err": 0.0}
-    zeros = np.zeros(width)
-    sums.update(sq_err=zeros, y_sum=zeros, y_sq_sum=zeros)
-    if "accuracy" in names:
-        if loss.takes_labels:
-            sums["correct"] = float(np.sum(p.argmax(axis=1) == y)) if len(p) else 0.0
-        else:
-            sums["correct"] = float(np.sum((p > 0) == (y > 0.5)))
-    if "mae" in names or "r2" in names:
-        y2 = y.reshape(len(y), -1)
-        err = p.reshape(len(p), -1) - y2
-        sums.update(
-            abs_err=float(np.abs(err).sum()),
-            sq_err=(err**2).sum(axis=0),
-            y_sum=y2.sum(axis=0),
-            y_sq_sum=(y2**2).sum(axis=0),
-        )
-    return sums
 
 
 def _pack_sums(sums: dict[str, Any], width: int) -> np.ndarray:
@@ -151,12 +123,16 @@ class RankGroup:
 
     # ----- failures --------------------------------------------------------------------
 
+    def _failed(self) -> bool:
+        """Whether this rank has failed: an exception kept, or a Ctrl-C (kept as one)."""
+        if self._interrupted and self.failure is None:
+            self.failure = KeyboardInterrupt("interrupted (Ctrl-C)")
+        return self.failure is not None
+
     def local(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R | None:
         """This rank's own work: `fn(*args, **kwargs)`, or None if it raised (the exception is
         kept for the next collective) or an earlier piece already failed."""
-        if self._interrupted and self.failure is None:
-            self.failure = KeyboardInterrupt("interrupted (Ctrl-C)")
-        if self.failure is not None:
+        if self._failed():
             return None
         try:
             return fn(*args, **kwargs)
@@ -179,11 +155,9 @@ class RankGroup:
     def agree(self, where: str, stop: bool = False, lr: float | None = None) -> bool:
         """Collective: raises on every rank if any rank failed so far, or if the ranks' learning
         rates (`lr`, when given) differ; else returns whether any rank asked to stop."""
-        if self._interrupted and self.failure is None:
-            self.failure = KeyboardInterrupt("interrupted (Ctrl-C)")
         rate = 0.0 if lr is None else lr
         # One reduction by MAX: "any" for the flags, and the largest and smallest rate.
-        flags = np.array([self.failure is not None, bool(stop), rate, -rate], dtype=np.float64)
+        flags = np.array([self._failed(), bool(stop), rate, -rate], dtype=np.float64)
         self.comm.Allreduce(self.MPI.IN_PLACE, flags, op=self.MPI.MAX)
         if flags[0] > 0:
             self._raise_failures(where)
@@ -373,13 +347,12 @@ class RankGroup:
                 tb = np.take(t, idx, axis=0, out=gathered[1][: b - a])
                 wb = None if w is None else np.take(w, idx, out=gathered[2][: b - a])
             self.local(native.shared_step_gradients, xb, tb, buf, offset, wb)
-            if self.failure is not None or self._interrupted:
+            if self._failed():
                 buf.fill(0)
                 buf[self._failures_slot] = 1
             self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
             if buf[self._failures_slot] > 0:
-                if self.failure is None and self._interrupted:
-                    self.failure = KeyboardInterrupt("interrupted (Ctrl-C)")
+                self._failed()  # a Ctrl-C during the Allreduce is reported too
                 self._raise_failures(f"epoch {epoch + 1}, batch {s + 1}")
             try:
                 step_loss, step_rows = native.apply_reduced(buf)
@@ -416,7 +389,7 @@ class RankGroup:
             x_val, t_val = validation
             val_loss = float(self.native.loss(x_val, t_val)) if len(x_val) else 0.0
             outputs = self.native.forward(x_val) if len(x_val) else np.zeros((0, width))
-            val = _pack_sums(local_metric_sums(names, outputs, t_val, loss), width)
+            val = _pack_sums(metric_functions.sums(names, outputs, t_val, loss), width)
             return np.concatenate([train, [val_loss * len(x_val), float(len(x_val))], val])
 
         sums = self.local(local_sums)

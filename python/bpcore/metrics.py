@@ -110,6 +110,35 @@ def from_sums(
     return values
 
 
+def sums(
+    names: Sequence[str], outputs: np.ndarray, targets: np.ndarray, loss: Loss
+) -> dict[str, Any]:
+    """The sums `from_sums` reads (those the native training loop keeps, see the module
+    docstring) of `outputs` against `targets`: sums over several sets of outputs, such as a
+    data-parallel fit's ranks, add up to the sums of all of them together."""
+    y = np.asarray(targets, dtype=np.float64)
+    p = np.asarray(outputs, dtype=np.float64)
+    width = p.shape[1] if p.ndim == 2 else 1
+    out: dict[str, Any] = {"rows": len(p), "correct": 0.0, "abs_err": 0.0}
+    zeros = np.zeros(width)
+    out.update(sq_err=zeros, y_sum=zeros, y_sq_sum=zeros)
+    if "accuracy" in names:
+        if loss.takes_labels:
+            out["correct"] = float(np.sum(p.argmax(axis=1) == y)) if len(p) else 0.0
+        else:
+            out["correct"] = float(np.sum((p > 0) == (y > 0.5)))
+    if "mae" in names or "r2" in names:
+        y2 = y.reshape(len(y), -1)
+        err = p.reshape(len(p), -1) - y2
+        out.update(
+            abs_err=float(np.abs(err).sum()),
+            sq_err=(err**2).sum(axis=0),
+            y_sum=y2.sum(axis=0),
+            y_sq_sum=(y2**2).sum(axis=0),
+        )
+    return out
+
+
 def compute(
     names: Sequence[str], outputs: np.ndarray, targets: Any, loss: Loss
 ) -> dict[str, float]:
