@@ -65,7 +65,7 @@ def test_protocol_calls_in_order_with_keys_and_epochs_counting_across_fits():
     keys = ["loss", "mae", "val_loss", "val_mae", "lr", "time"]
     assert rec.calls[0] == (
         "train_begin",
-        {"epochs": 2, "batch_size": 32, "samples": 24, "log_keys": keys},
+        {"epochs": 2, "batch_size": 32, "samples": 24, "steps": 1, "log_keys": keys},
     )
     assert rec.calls[1:] == [
         ("epoch_begin", 0),

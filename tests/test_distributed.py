@@ -1,4 +1,4 @@
-"""Data-parallel fit over MPI (issue 7): sharding, one-rank communicators in this process, and
+"""Data-parallel fit over MPI: sharding, one-rank communicators in this process, and
 real jobs under ``mpiexec -n 2`` (tests/mpi/) for equivalence, faults and restarts.
 
 The mpiexec tests are skipped only when MPI cannot start here, and say why; CI sets
@@ -117,6 +117,37 @@ def test_one_rank_trains_as_fit_without_comm() -> None:
     assert ranked._epochs_done == 3
 
 
+def test_one_rank_is_fit_without_comm_bit_for_bit() -> None:
+    MPI = pytest.importorskip("mpi4py.MPI", reason="mpi4py is not installed")
+    X, y = _data()
+    w = np.random.default_rng(5).uniform(0.0, 2.0, size=len(X))
+
+    def net() -> bp.Network:
+        layers = [bp.Dense(5, 12), bp.ReLU(), bp.Dropout(0.3), bp.Dense(12, 3)]
+        return bp.Network(layers, loss="cross_entropy", optimizer=bp.Adam(lr=0.01), seed=4)
+
+    kwargs: dict[str, Any] = {
+        "epochs": 3,
+        "batch_size": 16,
+        "shuffle": True,
+        "progress": False,
+        "sample_weight": w,
+        "validation_split": 0.2,
+        "clip_grad_norm": 0.5,
+        "metrics": ["accuracy"],
+    }
+    alone, ranked = net(), net()
+    h1 = alone.fit(X, y, **kwargs)
+    h2 = ranked.fit(X, y, comm=MPI.COMM_SELF, **kwargs)
+    for key, values in h1.history.items():
+        if key != "time":
+            assert h2.history[key] == values, key
+    assert h2.grad_norms == h1.grad_norms
+    assert h2.update_ratios == h1.update_ratios
+    # Weights, optimizer state, generator and dropout counter: the same bytes.
+    assert ranked.to_bytes(include_optimizer=True) == alone.to_bytes(include_optimizer=True)
+
+
 def test_one_rank_regression_metrics_match_fit_without_comm() -> None:
     MPI = pytest.importorskip("mpi4py.MPI", reason="mpi4py is not installed")
     rng = np.random.default_rng(2)
@@ -191,7 +222,7 @@ def test_one_rank_unexpected_failure_is_raised_not_aborted(monkeypatch: Any) -> 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a bug in the epoch loop")
 
-    monkeypatch.setattr(_data_parallel.RankGroup, "run_epoch", broken)
+    monkeypatch.setattr(_data_parallel.RankGroup, "fit_epoch", broken)
     X, y = _data()
     with pytest.raises(AssertionError, match="a bug in the epoch loop"):
         _net().fit(X, y, comm=MPI.COMM_SELF, progress=False)  # alone: nobody waits, no abort

@@ -228,10 +228,29 @@ def test_divergence_names_epoch_and_batch_and_keeps_finite_weights(dtype):
     net.fit(X, Y, epochs=1, batch_size=8, progress=False)  # epoch 1 is fine
     net.lr = 1e4  # now every step overshoots until the numbers overflow
     diverged = pytest.raises(bp.TrainingDivergedError, match=r"epoch 2 at batch \d+")
-    with pytest.warns(RuntimeWarning, match="diverged"), diverged:
+    with pytest.warns(RuntimeWarning, match="diverged") as warned, diverged as e:
         net.fit(X, Y, epochs=5, batch_size=8, progress=False)
     assert all(np.isfinite(v).all() for v in net.parameters().values())
     assert issubclass(bp.TrainingDivergedError, ArithmeticError)
+    # The core's fields, as attributes: where it happened and what was not finite.
+    err = e.value
+    assert err.epoch == 2 and 0 <= err.batch < 8
+    assert str(err).startswith(f"training diverged in epoch 2 at batch {err.batch}: ")
+    assert err.reason in ("loss", "gradient")
+    assert (err.reason == "loss") == (not np.isfinite(err.loss))
+    if err.reason == "gradient":
+        assert not np.isfinite(err.norm) and "a gradient is not finite (global norm" in str(err)
+    # The warning points at this file, the user's line, not at bpcore's.
+    assert warned[0].filename == __file__
+
+
+def test_a_divergence_outside_fit_has_no_epoch() -> None:
+    net = bp.Network([bp.Dense(2, 1)], optimizer=bp.SGD(lr=1.0), dtype="float64")
+    net.set_parameters({"0.weight": np.array([[1e200, 1e200]]), "0.bias": np.array([0.0])})
+    with pytest.raises(bp.TrainingDivergedError) as e:
+        net.train_step(np.array([[1e200, 1e200]]), np.array([[0.0]]))
+    assert (e.value.epoch, e.value.batch, e.value.reason) == (None, None, "loss")
+    assert e.value.loss == float("inf")
 
 
 def test_binary_accuracy_counts_every_output_element_of_the_steps():

@@ -14,6 +14,7 @@ from bpcore.callbacks import (
     ReduceLROnPlateau,
 )
 from bpcore.explain import Explanation, explain
+from bpcore.gradient_health import GradientWarning
 from bpcore.history import History
 from bpcore.layers import (
     ELU,
@@ -43,7 +44,6 @@ from bpcore.optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from bpcore.schedules import CosineAnnealingLR, ExponentialLR, Schedule, StepLR
 from bpcore.threads import NetworkBusyError, get_num_threads, set_num_threads
 from bpcore.torch_exchange import from_torch, to_torch
-from bpcore.training import GradientWarning
 
 __version__ = "0.1.0"
 

@@ -1,11 +1,10 @@
 """The ranks of an MPI communicator training one network together: `Network.fit(..., comm=)`.
 
-Every rank holds the same network and its own shard of the data. A step is two native calls
-around one collective: each rank writes its share's gradients into one contiguous buffer
-(`shared_step_gradients`), the buffers are summed in place by one ``Allreduce``, and each rank
-applies the same optimizer step from the sum (`apply_reduced`). With every rank's local batch
-s making up global batch s in rank order, that is the step one process would take on the
-global batch (the core's module `network/data_parallel.rs` says why it is exact).
+Every rank holds the same network and its own shard of the data, and runs the same native
+epoch loop as a process alone: the core plans every step over all shards (network/batches.rs),
+and between each step's gradients and its update calls this group's `reduce`, which sums the
+step's one contiguous buffer over the ranks with one ``Allreduce`` (network/epoch.rs says why
+the sum is the step one process would take).
 
 No rank may leave the others waiting in a collective. So every piece of a rank's own work
 between two collectives runs through `RankGroup.local`, which keeps the first exception
@@ -21,27 +20,22 @@ import json
 import signal
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
 from bpcore import metrics as metric_functions
 from bpcore.bpcore import TrainingDivergedError
 from bpcore.distributed import DistributedTrainingError
-from bpcore.layers import BatchNorm1d
 
 if TYPE_CHECKING:
+    from bpcore.callbacks import Callback
     from bpcore.network import Network
 
 R = TypeVar("R")
-
-# The failures slot: the last of the three after the gradients in the step buffer (the core's
-# REDUCE_EXTRA_SLOTS layout: rows, loss sum, failures).
-_FAILURES = 2
 
 
 def _mpi() -> Any:
@@ -56,14 +50,6 @@ def _mpi() -> Any:
 
 def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-
-
-def _with_batch(message: str, batch: int) -> str:
-    """The core's divergence message with the (0-based) batch put in, as its epochs say it."""
-    prefix = "training diverged"
-    if message.startswith(prefix):
-        return f"{prefix} at batch {batch}{message[len(prefix) :]}"
-    return message
 
 
 def _pack_sums(sums: dict[str, Any], width: int) -> np.ndarray:
@@ -113,8 +99,8 @@ class RankGroup:
         self._interrupted = False
         #: Rows of every rank's training shard, after `setup`.
         self.shard_rows: list[int] = []
-        self.buffer = np.zeros(self.native.reduce_len, dtype=net.dtype)
-        self._failures_slot = self.native.reduce_len - 3 + _FAILURES
+        #: The epoch running, for the place a failure names.
+        self._epoch = 0
 
     @property
     def is_root(self) -> bool:
@@ -211,7 +197,7 @@ class RankGroup:
 
     # ----- setup ----------------------------------------------------------------------
 
-    def setup(self, facts: dict[str, Any], n_train: int, batch_size: int) -> None:
+    def setup(self, facts: dict[str, Any], n_train: int) -> None:
         """Collective, before anything changes: checks that every rank runs the same fit of the
         same network, then gives every rank rank 0's training state (parameters, buffers,
         optimizer, learning rate, epochs done, a loaded schedule's position), as Horovod's
@@ -236,23 +222,21 @@ class RankGroup:
                     f"arguments, but {key} differs: ranks {differing} {what}"
                 )
         self.shard_rows = [rows for _, rows, _ in reports]
-        self.agreed = True  # what follows is decided from the same reports on every rank
-        if sum(self.shard_rows) == 0:
-            raise ValueError("X: every rank's training shard is empty")
-        if any(isinstance(layer, BatchNorm1d) for layer in self.net.layers):
-            for rank, rows in enumerate(self.shard_rows):
-                last = rows % batch_size
-                if last == 1:
-                    raise ValueError(
-                        f"batch_size: BatchNorm1d needs at least 2 samples per training batch, "
-                        f"but rank {rank}'s {rows} samples in batches of {batch_size} leave a "
-                        "last batch of 1; choose another batch_size"
-                    )
-        self.agreed = False
         self.broadcast_state()
 
+    def check_epochs(self, batch_size: int, shuffle: bool, epochs: int) -> None:
+        """Refuses, changing nothing, epochs whose steps the core could not take (batch norm
+        meeting a share of one sample): the same plans, so the same answer, on every rank."""
+        rows = self.shard_rows[self.rank]
+        self.agreed = True
+        self.native.check_epochs(
+            rows, min(batch_size, self.samples), shuffle, epochs, (self.rank, self.shard_rows)
+        )
+        self.agreed = False
+
     def broadcast_state(self) -> None:
-        """Collective: every rank takes rank 0's training state."""
+        """Collective: every rank takes rank 0's training state, the generator that plans the
+        shuffled steps included."""
         native = self.native
         state = None
         if self.is_root:
@@ -266,6 +250,7 @@ class RankGroup:
                 "optimizer": list(opt),
                 "lr": native.lr,
                 "forwards": native.training_forwards,
+                "rng": native.rng_state(),
                 "epochs_done": self.net._epochs_done,
                 "schedule_state": self.net._schedule_state,
                 "schedule_to_resume": self.net._schedule_to_resume,
@@ -277,6 +262,7 @@ class RankGroup:
             native.load_optimizer_state(state["steps"], state["optimizer"])
             native.lr = state["lr"]
             native.training_forwards = state["forwards"]
+            native.set_rng_state(state["rng"])
             self.net._epochs_done = state["epochs_done"]
             self.net._schedule_state = state["schedule_state"]
             self.net._schedule_to_resume = state["schedule_to_resume"]
@@ -294,80 +280,62 @@ class RankGroup:
     # ----- one epoch ------------------------------------------------------------------
 
     @property
-    def global_samples(self) -> int:
+    def samples(self) -> int:
         """Training samples of every rank together, after `setup`."""
         return sum(self.shard_rows)
 
-    def steps(self, batch_size: int) -> int:
-        """Steps of an epoch: as many as the rank with the most batches takes (the others
-        contribute empty shares once their data has run out), after `setup`."""
+    def steps(self, batch_size: int, shuffle: bool) -> int:
+        """Steps of an epoch of `batch_size` samples per rank, after `setup`: shuffled, chunks
+        of every rank's samples; in order, as many as the rank with the most batches takes."""
+        if shuffle:
+            return -(-self.samples // (batch_size * self.size))
         return max(-(-rows // batch_size) for rows in self.shard_rows)
 
-    def _rows(self, rank: int, step: int, batch_size: int) -> int:
-        return max(0, min(batch_size, self.shard_rows[rank] - step * batch_size))
+    def runs(self, callback: Callback) -> bool:
+        """Whether this rank runs `callback`: rank 0 runs every callback, the others all but
+        the rank-zero-only ones (checkpoints, progress, warnings)."""
+        return self.is_root or not callback.rank_zero_only
 
-    def run_epoch(
+    def reduce(self, step: int, buffer: memoryview, failure: BaseException | None) -> None:
+        """The native loop's hook between a step's gradients and its update: sums `buffer`
+        (`[gradients | loss | failures]`) over every rank in place; raises on every rank if any
+        rank failed (its share, a callback at a progress tick, a Ctrl-C)."""
+        values = np.frombuffer(buffer, dtype=self.net.dtype)
+        if failure is not None and self.failure is None:
+            self.failure = failure
+        if self._failed():
+            values.fill(0)
+            values[-1] = 1
+        self.comm.Allreduce(self.MPI.IN_PLACE, values, op=self.MPI.SUM)
+        if values[-1] > 0:
+            del values  # the buffer's view ends with this call
+            self._failed()  # a Ctrl-C during the Allreduce is reported too
+            self._raise_failures(f"epoch {self._epoch + 1}, batch {step + 1}")
+
+    def fit_epoch(self, epoch: int, arguments: dict[str, Any]) -> dict[str, Any]:
+        """One native epoch of this rank's shard, each step reduced over the ranks. Whatever
+        it raises, every rank raises: checks of the plan that all ranks share, a divergence of
+        the same sums, or a failure reported through `reduce`."""
+        self._epoch = epoch
+        ranks = (self.rank, self.shard_rows)
+        try:
+            result = self.native.fit_epoch(
+                **arguments, epoch=epoch + 1, ranks=ranks, reduce=self.reduce
+            )
+        except (ValueError, TrainingDivergedError, DistributedTrainingError):
+            self.agreed = True
+            raise
+        self.broadcast_buffers()
+        return cast("dict[str, Any]", result)
+
+    def end_epoch(
         self,
-        x: np.ndarray,
-        t: np.ndarray,
-        w: np.ndarray | None,
-        batch_size: int,
-        shuffle: bool,
-        epoch: int,
-        tick: Callable[[int, int, float], None] | None,
-        tick_interval: float,
-    ) -> dict[str, Any]:
-        """One epoch of reduced steps; the same dict as the native `fit_epoch`, with the loss
-        and metric sums of the global batches."""
-        native, buf = self.native, self.buffer
-        n = x.shape[0]
-        steps = self.steps(batch_size)
-        order = None
-        gathered: list[np.ndarray] = []
-        if shuffle:
-            # Each rank shuffles its own shard, seeded by the network's seed, its rank and the
-            # epoch: reproducible, and a job resumed from a checkpoint shuffles as it would have.
-            order = np.random.default_rng([self.net.seed, self.rank, epoch]).permutation(n)
-            # Its batches are gathered into these, allocated once an epoch, not once a step.
-            arrays = (x, t) if w is None else (x, t, w)
-            rows_max = min(batch_size, n)
-            gathered = [np.empty((rows_max, *a.shape[1:]), dtype=a.dtype) for a in arrays]
-        self.local(native.begin_shared_epoch)
-        loss_sum, seen = 0.0, 0
-        last_tick = time.perf_counter()
-        for s in range(steps):
-            rows = self._rows(self.rank, s, batch_size)
-            offset = sum(self._rows(r, s, batch_size) for r in range(self.rank))
-            a, b = min(s * batch_size, n), min(s * batch_size + rows, n)
-            if order is None:
-                xb, tb, wb = x[a:b], t[a:b], None if w is None else w[a:b]
-            else:
-                idx = order[a:b]
-                xb = np.take(x, idx, axis=0, out=gathered[0][: b - a])
-                tb = np.take(t, idx, axis=0, out=gathered[1][: b - a])
-                wb = None if w is None else np.take(w, idx, out=gathered[2][: b - a])
-            self.local(native.shared_step_gradients, xb, tb, buf, offset, wb)
-            if self._failed():
-                buf.fill(0)
-                buf[self._failures_slot] = 1
-            self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
-            if buf[self._failures_slot] > 0:
-                self._failed()  # a Ctrl-C during the Allreduce is reported too
-                self._raise_failures(f"epoch {epoch + 1}, batch {s + 1}")
-            try:
-                step_loss, step_rows = native.apply_reduced(buf)
-            except TrainingDivergedError as e:
-                # Every rank applies the same sums, so every rank diverges here together.
-                raise TrainingDivergedError(_with_batch(str(e), s)) from None
-            loss_sum += step_loss * step_rows
-            seen += step_rows
-            if tick is not None and time.perf_counter() - last_tick >= tick_interval:
-                last_tick = time.perf_counter()
-                self.local(tick, s + 1, seen, loss_sum / seen)
-        ended = self.local(native.end_shared_epoch)
-        result: dict[str, Any] = dict(ended) if ended is not None else {}
-        result.update(loss=loss_sum / max(seen, 1), batches=steps, stopped=False)
-        return result
+        result: dict[str, Any],
+        names: Sequence[str],
+        validation: tuple[np.ndarray, np.ndarray] | None,
+    ) -> tuple[dict[str, Any], dict[str, float]]:
+        """(training metric sums, validation logs) of the epoch over every rank."""
+        return self.reduce_epoch(result, names, validation, self._epoch)
 
     def reduce_epoch(
         self,

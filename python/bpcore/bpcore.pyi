@@ -32,6 +32,17 @@ _FloatArray = npt.NDArray[np.float32] | npt.NDArray[np.float64]
 class TrainingDivergedError(ArithmeticError):
     """Training produced a non-finite loss or gradient; the step was not applied."""
 
+    #: The epoch it happened in (1-based, as History counts), when fit ran it.
+    epoch: int | None
+    #: The batch of that epoch (0-based), when an epoch ran it.
+    batch: int | None
+    #: "loss" when the loss stopped being finite, else "gradient".
+    reason: str | None
+    #: The step's loss.
+    loss: float | None
+    #: The global L2 norm of the step's gradients.
+    norm: float | None
+
 class _MetricSums(TypedDict):
     rows: int
     correct: float
@@ -111,35 +122,37 @@ class NativeNetwork:
         progress: Callable[[int, int, float], object] | None = None,
         progress_interval: float = 0.2,
         sample_weight: npt.NDArray[_Float] | None = None,
+        epoch: int | None = None,
+        ranks: tuple[int, list[int]] | None = None,
+        reduce: Callable[[int, memoryview, BaseException | None], object] | None = None,
     ) -> _EpochResult:
         """One epoch of mini-batch training; returns a dict with the mean "loss", "batches" done,
-        whether it "stopped" early, and per-tensor "grad_norms" and "update_ratios".
-        `progress(batches, samples, mean_loss)` is called from this thread every
-        `progress_interval` seconds while the epoch runs. `sample_weight` (1-d, the network's
-        dtype, one per sample) trains on the weighted loss; the weights are checked by the core."""
+        whether it "stopped" early, per-tensor "grad_norms" and "update_ratios", and this
+        process's training "metric_sums". `progress(batches, samples, mean_loss)` is called
+        from this thread every `progress_interval` seconds while the epoch runs.
+        `sample_weight` (1-d, the network's dtype, one per sample) trains on the weighted
+        loss. `epoch` numbers the epoch in a divergence error.
+
+        Data-parallel, `ranks` is (this rank, every rank's shard size) and
+        `reduce(step, buffer, failure)` sums `buffer` in place over the ranks (a writable
+        memoryview of the network's dtype, valid during the call only, laid out
+        `[gradients | loss | failures]`: the last element counts failed ranks); `failure` is this
+        rank's exception when it could not compute its share. An exception `reduce` raises ends
+        the epoch with that exception."""
     @property
     def reduce_len(self) -> int:
-        """Length of the buffer a data-parallel step reduces: the parameters, then the rows, the
-        loss sum and the failures slot."""
-    def begin_shared_epoch(self) -> None:
-        """Starts an epoch of data-parallel steps (gradient statistics, metrics, update ratios)."""
-    def shared_step_gradients(
+        """Length of a data-parallel step's buffer: the parameters, the loss and the failures."""
+    def check_epochs(
         self,
-        x: npt.NDArray[_Float],
-        y: npt.NDArray[Any],
-        buffer: npt.NDArray[_Float],
-        row_offset: int,
-        sample_weight: npt.NDArray[_Float] | None = None,
-    ) -> float:
-        """This rank's share of a step into `buffer` (its gradients and loss times its rows, and
-        its rows); `row_offset` is its first row's index in the global batch. Returns the
-        share's mean loss. `x` may have 0 rows when this rank's data has run out."""
-    def apply_reduced(self, buffer: npt.NDArray[_Float]) -> tuple[float, int]:
-        """The optimizer step from `buffer` summed over every rank; returns the global batch's
-        (mean loss, rows). Raises TrainingDivergedError, changing nothing, if it is not finite."""
-    def end_shared_epoch(self) -> _EpochResult:
-        """The epoch's gradient norms, update ratios and this rank's metric sums, as `fit_epoch`'s
-        dict (its "loss" and "batches" are the caller's to fill in)."""
+        n: int,
+        batch_size: int,
+        shuffle: bool,
+        epochs: int,
+        ranks: tuple[int, list[int]] | None = None,
+    ) -> None:
+        """Checks, changing nothing, that `epochs` epochs of `n` samples can run with these
+        settings (`ranks` as `fit_epoch` takes them): batch norm meets no share of one sample in
+        any epoch's steps as the generator will draw them."""
     def check_training_data(
         self,
         x: npt.NDArray[_Float],

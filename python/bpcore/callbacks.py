@@ -3,7 +3,8 @@
 The protocol — subclass `Callback` and override any of:
 
 - ``on_train_begin(logs)``: once, before the first epoch. ``logs`` holds ``"epochs"``,
-  ``"batch_size"``, ``"samples"`` (training samples) and ``"log_keys"`` (the names every
+  ``"batch_size"``, ``"samples"`` (training samples), ``"steps"`` (optimizer steps per epoch)
+  and ``"log_keys"`` (the names every
   epoch's logs will have, e.g. ``["loss", "accuracy", "val_loss", "val_accuracy", "lr",
   "time"]``).
 - ``on_epoch_begin(epoch, logs)``: before each epoch; ``logs`` is ``{"lr": current lr}``.

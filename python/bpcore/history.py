@@ -1,12 +1,19 @@
-"""What `Network.fit` returns: per-epoch records of training."""
+"""What `Network.fit` returns: per-epoch records of training, kept by a callback that `fit`
+adds after the user's (as Keras's History), so that it records the logs as they left them."""
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 
-class History:
+from bpcore.callbacks import Callback, Logs
+from bpcore.gradient_health import TensorStats
+
+
+class History(Callback):
     """Per-epoch training records, as Keras's History, plus the gradients' health.
 
     Attributes:
@@ -21,7 +28,9 @@ class History:
             tensor relative to its size (~1e-3 per epoch is a healthy order of magnitude).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tensors: TensorStats | None = None) -> None:
+        super().__init__()
+        self._tensors = tensors
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
         self.grad_norms: dict[str, list[float]] = {}
@@ -40,6 +49,19 @@ class History:
         for name, g, r in zip(names, grad_norms, update_ratios):
             self.grad_norms.setdefault(name, []).append(float(g))
             self.update_ratios.setdefault(name, []).append(float(r))
+
+    def on_epoch_end(self, epoch: int, logs: Logs) -> bool | None:
+        """Records the epoch's numeric logs and, in a fit, its per-tensor statistics."""
+        numbers_only = {
+            k: float(v)
+            for k, v in logs.items()
+            if isinstance(v, (numbers.Real, np.floating)) and not isinstance(v, bool)
+        }
+        self.record(epoch + 1, **numbers_only)
+        if self._tensors is not None:
+            t = self._tensors
+            self.record_tensors(t.names, t.grad_norms, t.update_ratios)
+        return None
 
     def __getitem__(self, name: str) -> list[float]:
         return self.history[name]

@@ -353,17 +353,18 @@ class Network:
                 weights, or not one per sample, raise ValueError naming sample_weight.
             comm: an mpi4py communicator (``MPI.COMM_WORLD``) to train data-parallel on all
                 its ranks, each calling fit with its own shard of the data (see
-                `bpcore.distributed.shard`): `batch_size` is per rank, and global batch s is
-                every rank's batch s in rank order, so the parameters follow the steps one
-                process would take on those global batches. Rank 0's state (weights,
-                optimizer, epochs) is broadcast first; each step's gradients are summed with
-                one Allreduce; losses and metrics are over all ranks; callbacks decide the same
-                on every rank; only rank 0 shows progress and writes checkpoints. Shuffling
-                is within each rank's shard, seeded by the seed, the rank and the epoch.
-                `validation_split` holds out the last fraction of each shard. Batch norm uses
-                each rank's share of the batch and rank 0's running statistics (as torch's
-                DistributedDataParallel). If any rank fails, every rank raises
-                `bpcore.distributed.DistributedTrainingError`.
+                `bpcore.distributed.shard`); `batch_size` is per rank. Every rank runs the same
+                native epoch loop, and each step's gradients are summed with one Allreduce
+                called from it. Shuffled, the steps are those of a plain fit on all the shards
+                (in rank order) with batches of `batch_size` × ranks: the network's generator
+                permutes every sample and each rank computes the part of a batch in its shard.
+                In order, global batch s is every rank's batch s in rank order. Rank 0's state
+                (weights, optimizer, generator, epochs) is broadcast first; losses and metrics
+                are over all ranks; callbacks decide the same on every rank; only rank 0 shows
+                progress and writes checkpoints. `validation_split` holds out the last fraction
+                of each shard. Batch norm uses each rank's share of a step and rank 0's running
+                statistics (as torch's DistributedDataParallel). If any rank fails, every rank
+                raises `bpcore.distributed.DistributedTrainingError`.
 
         Returns:
             History: per-epoch "loss", metrics, "val_loss" and "val_" metrics (with validation),
@@ -375,9 +376,11 @@ class Network:
             norm in an epoch is below 1e-7 (vanishing) or above 1e3 (exploding).
 
         Raises:
-            TrainingDivergedError: a step's loss or gradient was NaN or infinite; the message
-                names the epoch and batch (a RuntimeWarning says so first), and the network
-                keeps the weights of the last finite step.
+            TrainingDivergedError: a step's loss or gradient was NaN or infinite; its
+                attributes `epoch` (1-based), `batch` (0-based), `reason` ("loss" or
+                "gradient"), `loss` and `norm` (the global gradient norm) say where and what,
+                as its message does (a RuntimeWarning at the caller's line says so first), and
+                the network keeps the weights of the last finite step.
 
         Example:
             >>> import numpy as np, bpcore as bp
@@ -499,7 +502,7 @@ class Network:
                 raise ValueError(f"buffers: num_batches_tracked must be >= 0, got {c}")
         self._native.set_buffers(running, np.array(counts, dtype=np.int64))
 
-    # ----- saving, pickling and torch's state_dict (issue 5: bpcore/serialization.py) -------
+    # ----- saving, pickling and torch's state_dict (bpcore/serialization.py) ---------------
 
     def save(self, path: Any, include_optimizer: bool = False) -> None:
         """Saves the network to `path` in the safetensors format, atomically.

@@ -17,6 +17,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from bpcore.callbacks import Callback, Logs
+
 try:  # tqdm is optional
     from tqdm.auto import tqdm as _tqdm
 except ImportError:  # pragma: no cover - depends on the environment
@@ -134,3 +136,40 @@ class ProgressBar:
 
 def _is_num(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class ProgressLogger(Callback):
+    """The progress bar as a callback, which `fit` adds when it shows progress: a bar per epoch
+    over its steps, fed at the progress ticks, completed with the epoch's logs."""
+
+    rank_zero_only = True
+
+    def __init__(self, epochs: int) -> None:
+        super().__init__()
+        self.bar = ProgressBar(epochs)
+        self._epoch = 0
+        self._samples = 0
+        self._steps = 0
+
+    def on_train_begin(self, logs: Logs) -> None:
+        """Notes the steps and samples of each epoch (over every rank)."""
+        self._samples = int(logs["samples"])
+        self._steps = int(logs["steps"])
+
+    def on_epoch_begin(self, epoch: int, logs: Logs) -> None:
+        """Starts the epoch's bar."""
+        self._epoch += 1
+        self.bar.epoch_begin(self._epoch, self._steps)
+
+    def on_batch_end(self, batch: int, logs: Logs) -> None:
+        """Moves the bar."""
+        self.bar.update(int(logs["batches"]), int(logs["samples"]), float(logs["loss"]))
+
+    def on_epoch_end(self, epoch: int, logs: Logs) -> bool | None:
+        """Completes the bar with the epoch's values."""
+        self.bar.epoch_end(self._samples, logs)
+        return None
+
+    def close(self) -> None:
+        """Closes an unfinished bar (training stopped by an error or Ctrl-C)."""
+        self.bar.close()

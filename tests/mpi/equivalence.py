@@ -1,12 +1,14 @@
-"""Run under ``mpiexec -n N``: a data-parallel fit against one process fed the same global
-batches. Rank 0 prints one JSON line per case with the largest parameter difference.
+"""Run under ``mpiexec -n N``: a data-parallel fit against a plain `fit` of one process.
+Rank 0 prints one JSON line per case with the largest parameter and loss differences.
 
-Global batch s is every rank's local batch s in rank order (bpcore.distributed's promise); the
-single process takes `train_step` on exactly those batches, so the two must agree to rounding.
-The cases cover uneven shards and last batches (101 samples), dropout (masks keyed by the global
-row), shuffling (each rank's own permutation), sample weights, gradient clipping and validation
-data given whole to every rank. A batch-norm case checks only that every rank ends with the
-same parameters and running statistics: its statistics are per rank's share, as in torch's DDP.
+Shuffled, a data-parallel fit on the shards of a data set takes the steps of a plain fit on the
+whole set with batches of `batch_size × ranks` (bpcore.distributed's promise); in order, global
+batch s is every rank's rows s·batch_size.. in rank order, which a plain fit takes on the rows
+laid out that way. Both must agree to rounding. The cases cover uneven shards and last batches
+(101 samples), dropout (masks keyed by the sample's row in its step), sample weights, gradient
+clipping and validation data given whole to every rank. A batch-norm case checks only that
+every rank ends with the same parameters and running statistics: its statistics are per rank's
+share of a step, as in torch's DDP.
 """
 
 from __future__ import annotations
@@ -49,13 +51,18 @@ def network(options: dict[str, Any]) -> bp.Network:
     return bp.Network(layers, loss="cross_entropy", optimizer=make_optimizer(), dtype=dtype, seed=7)
 
 
-def global_batches(order_of: list[np.ndarray], starts: list[int], batch: int) -> list[np.ndarray]:
-    """Row indices of each global batch: rank r's local batch s, for r in rank order."""
-    steps = max(-(-len(o) // batch) for o in order_of)
-    return [
-        np.concatenate([starts[r] + o[s * batch : (s + 1) * batch] for r, o in enumerate(order_of)])
-        for s in range(steps)
-    ]
+def in_order_rows(n: int, batch: int) -> np.ndarray:
+    """The rows of the whole data set in the order of in-order data-parallel steps: step s is
+    every rank's rows s·batch.. of its shard, in rank order."""
+    bounds = [bp.distributed.shard_bounds(n, rank=r, size=size) for r in range(size)]
+    steps = max(-(-(b - a) // batch) for a, b in bounds)
+    return np.concatenate(
+        [
+            np.arange(a + s * batch, min(a + (s + 1) * batch, b))
+            for s in range(steps)
+            for a, b in bounds
+        ]
+    )
 
 
 def case(name: str, options: dict[str, Any]) -> None:
@@ -90,35 +97,18 @@ def case(name: str, options: dict[str, Any]) -> None:
     )
     record: dict[str, Any] = {"case": name, "ranks": size, "rank_spread": spread}
     if not options.get("batchnorm"):
+        rows = np.arange(n) if shuffle else in_order_rows(n, batch)
         single = network(options)
-        if options.get("clip"):
-            single._native.clip_grad_norm = options["clip"]
-        bounds = [bp.distributed.shard_bounds(n, rank=r, size=size) for r in range(size)]
-        starts = [a for a, _ in bounds]
-        losses, val_losses = [], []
-        for epoch in range(epochs):
-            order_of = [
-                np.random.default_rng([single.seed, r, epoch]).permutation(b - a)
-                if shuffle
-                else np.arange(b - a)
-                for r, (a, b) in enumerate(bounds)
-            ]
-            total = 0.0
-            for idx in global_batches(order_of, starts, batch):
-                weights = None if w is None else w[idx]
-                total += single.train_step(X[idx], y[idx], sample_weight=weights) * len(idx)
-            losses.append(total / n)
-            val_losses.append(single.loss(X_val, y_val))
-        expected = single.parameters()
-        params = net.parameters()
-        record["max_param_diff"] = max(
-            float(np.max(np.abs(params[k] - expected[k]))) for k in params
-        )
-        record["max_loss_diff"] = max(abs(a - b) for a, b in zip(history.history["loss"], losses))
-        if options.get("validation"):
-            record["max_val_loss_diff"] = max(
-                abs(a - b) for a, b in zip(history.history["val_loss"], val_losses)
-            )
+        plain = dict(kwargs, batch_size=batch * size)
+        if w is not None:
+            plain["sample_weight"] = w[rows]
+        expected = single.fit(X[rows], y[rows], progress=False, **plain)
+        params, want = net.parameters(), single.parameters()
+        record["max_param_diff"] = max(float(np.max(np.abs(params[k] - want[k]))) for k in params)
+        for key in ("loss", "val_loss"):
+            if key in expected.history:
+                got, ref = history.history[key], expected.history[key]
+                record[f"max_{key}_diff"] = max(abs(a - b) for a, b in zip(got, ref))
     print(json.dumps(record), flush=True)
 
 

@@ -46,25 +46,22 @@ class FailOnRank(bp.Callback):
                 raise OSError(f"disk of rank {self.rank} is full (injected in epoch {epoch + 1})")
 
 
-class FailingStep:
-    """The network's native half, delegating everything, whose `at`-th share of a step fails
-    on this rank: a failure inside an epoch, between two Allreduces."""
+def fail_share_at(step: int) -> None:
+    """Makes this rank report, at its `step`-th reduction (counting from 1), that it could not
+    compute its share, as the native loop does when a share fails: a failure inside an epoch,
+    between two Allreduces."""
+    from bpcore import _data_parallel
 
-    def __init__(self, native: Any, at: int) -> None:
-        object.__setattr__(self, "_native", native)
-        object.__setattr__(self, "_left", at)
+    reduce = _data_parallel.RankGroup.reduce
+    calls = [0]
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._native, name)
+    def failing(self: Any, index: int, buffer: memoryview, failure: BaseException | None) -> None:
+        calls[0] += 1
+        if calls[0] == step:
+            failure = MemoryError("injected: no memory for this step's gradients")
+        reduce(self, index, buffer, failure)
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._native, name, value)
-
-    def shared_step_gradients(self, *args: Any, **kwargs: Any) -> float:
-        object.__setattr__(self, "_left", self._left - 1)
-        if self._left == 0:
-            raise MemoryError("injected: no memory for this step's gradients")
-        return float(self._native.shared_step_gradients(*args, **kwargs))
+    _data_parallel.RankGroup.reduce = failing  # type: ignore[method-assign]
 
 
 def data() -> tuple[np.ndarray, np.ndarray]:
@@ -120,7 +117,7 @@ if mode == "callback":
 elif mode == "step-fails":
     # 200 samples per rank in batches of 16: 13 steps an epoch; rank 1 fails in the 16th.
     if rank == 1:
-        net._native = FailingStep(net._native, 16)  # type: ignore[assignment]
+        fail_share_at(16)
     error = fit(net, X, y)
     steps = int(net._native.steps)
     report(net, error, failures=getattr(error, "failures", None), optimizer_steps=steps)
@@ -152,7 +149,7 @@ elif mode == "escape":
         def broken(*args: Any, **kwargs: Any) -> Any:
             raise AssertionError("a bug in the epoch loop")
 
-        _data_parallel.RankGroup.run_epoch = broken  # type: ignore[method-assign]
+        _data_parallel.RankGroup.fit_epoch = broken  # type: ignore[method-assign]
     error = fit(net, X, y)
     report(net, error)  # not reached: MPI_Abort ends every rank
 elif mode == "diverges":

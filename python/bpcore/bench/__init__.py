@@ -1,4 +1,4 @@
-"""The benchmark of issue 3: bpcore against the pure-Python reference, NumPy and PyTorch.
+"""The benchmark: bpcore against the pure-Python reference, NumPy and PyTorch.
 
 Run it with ``python -m bpcore.bench`` (``--help`` for the options). Every system trains the same
 networks, from the same initial weights, on the same synthetic data with the same optimizer, one

@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("NumPy baseline computes what bpcore computes:")
     print("\n".join(parity_lines(["tiny", "small"])))
     print()
-    print("targets of issue 3 (ratios measured in this run):")
+    print("targets (ratios measured in this run):")
     print(report.format_targets(checked))
     print(f"\ntotal time {time.perf_counter() - started:.0f} s")
     if args.json:

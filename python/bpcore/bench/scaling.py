@@ -1,5 +1,5 @@
 """The scaling row: the mnist workload on 1 process × 2 bpcore threads against 2 MPI processes ×
-1 thread each, at the same global batch (issue 7, "Speed").
+1 thread each, at the same global batch.
 
 The two processes are launched by the benchmark itself, ``mpiexec -n 2 python -m
 bpcore.bench.scaling_worker SAMPLES``; each holds half the data (``bpcore.distributed.shard``)

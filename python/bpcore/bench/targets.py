@@ -1,4 +1,4 @@
-"""The targets of issue 3, checked against one run's results as ratios."""
+"""The speed targets bpcore aims at, checked against one run's results as ratios."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ pub mod network;
 pub mod optim;
 pub mod real;
 pub mod rng;
+pub mod samples;
 pub mod spec;
 pub mod threads;
 
@@ -25,4 +26,5 @@ pub use error::{Error, Result};
 pub use loss::Targets;
 pub use network::Network;
 pub use real::Real;
+pub use samples::Samples;
 pub use spec::{LayerSpec, LossSpec, NetworkSpec, OptimizerSpec};

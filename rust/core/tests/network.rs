@@ -1,7 +1,20 @@
 //! The whole network through its public API: gradients by finite differences, training,
 //! determinism and refused input.
 
-use bpcore_core::{Error, LayerSpec, LossSpec, Network, NetworkSpec, OptimizerSpec, Targets};
+use bpcore_core::network::EpochSettings;
+use bpcore_core::{
+    Error, LayerSpec, LossSpec, Network, NetworkSpec, OptimizerSpec, Samples, Targets,
+};
+
+/// The settings of an epoch of one process in steps of `batch_size`.
+fn epoch(batch_size: usize, shuffle: bool) -> EpochSettings<'static> {
+    EpochSettings {
+        batch_size,
+        shuffle,
+        number: None,
+        ranks: None,
+    }
+}
 
 fn spec(loss: LossSpec, seed: u64) -> NetworkSpec {
     NetworkSpec {
@@ -59,7 +72,7 @@ fn gradients_match_central_differences() {
             _ => Targets::Values(&values[..]),
         };
         let mut net = Network::<f64>::new(spec(loss.clone(), 1)).unwrap();
-        net.gradients(&x, targets, 6).unwrap();
+        net.gradients(Samples::new(&x, targets, 6)).unwrap();
         let analytic = net.grads().to_vec();
         let base = net.params().to_vec();
         for i in 0..base.len() {
@@ -94,8 +107,13 @@ fn training_lowers_the_loss_and_a_seed_fixes_everything() {
         let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
         let first = net.loss(&x32, Targets::Labels(&labels), 40).unwrap();
         for _ in 0..60 {
-            net.fit_epoch(&x32, Targets::Labels(&labels), 40, 8, true, &mut |_| false)
-                .unwrap();
+            net.fit_epoch(
+                Samples::new(&x32, Targets::Labels(&labels), 40),
+                &epoch(8, true),
+                None,
+                &mut |_| false,
+            )
+            .unwrap();
         }
         let last = net.loss(&x32, Targets::Labels(&labels), 40).unwrap();
         (first, last, net.params().to_vec())
@@ -116,14 +134,19 @@ fn an_unshuffled_epoch_is_the_sequence_of_its_batches() {
     let mut a = Network::<f64>::new(spec(LossSpec::Mse, 2)).unwrap();
     let mut b = a.clone();
     let outcome = a
-        .fit_epoch(&x, Targets::Values(&values), 10, 4, false, &mut |_| false)
+        .fit_epoch(
+            Samples::new(&x, Targets::Values(&values), 10),
+            &epoch(4, false),
+            None,
+            &mut |_| false,
+        )
         .unwrap();
     assert_eq!(outcome.batches, 3);
     let mut total = 0.0;
     for (start, rows) in [(0, 4), (4, 4), (8, 2)] {
         let t = Targets::Values(&values[start * 2..(start + rows) * 2]);
         total += rows as f64
-            * b.train_step(&x[start * 3..(start + rows) * 3], t, rows)
+            * b.train_step(Samples::new(&x[start * 3..(start + rows) * 3], t, rows))
                 .unwrap();
     }
     assert_eq!(a.params(), b.params());
@@ -137,10 +160,15 @@ fn should_stop_ends_the_epoch_between_batches() {
     let mut net = Network::<f64>::new(spec(LossSpec::Mse, 2)).unwrap();
     let mut calls = 0;
     let outcome = net
-        .fit_epoch(&x, Targets::Values(&values), 10, 2, true, &mut |_| {
-            calls += 1;
-            calls > 2
-        })
+        .fit_epoch(
+            Samples::new(&x, Targets::Values(&values), 10),
+            &epoch(2, true),
+            None,
+            &mut |_| {
+                calls += 1;
+                calls > 2
+            },
+        )
         .unwrap();
     assert_eq!((outcome.batches, outcome.stopped), (2, true));
     assert_eq!(net.optimizer().steps(), 2);
@@ -159,21 +187,26 @@ fn refused_input_changes_nothing() {
     let before = net.clone();
     let bad_label = [0i64, 1, 2, 0];
     let err = net
-        .train_step(&x, Targets::Labels(&bad_label), 4)
+        .train_step(Samples::new(&x, Targets::Labels(&bad_label), 4))
         .unwrap_err();
     assert!(
         matches!(err, Error::Value { ref arg, .. } if arg == "y"),
         "{err:?}"
     );
     let err = net
-        .fit_epoch(&x, Targets::Labels(&bad_label), 4, 1, true, &mut |_| false)
+        .fit_epoch(
+            Samples::new(&x, Targets::Labels(&bad_label), 4),
+            &epoch(1, true),
+            None,
+            &mut |_| false,
+        )
         .unwrap_err();
     assert!(
         matches!(err, Error::Value { ref arg, .. } if arg == "y"),
         "{err:?}"
     );
     let err = net
-        .train_step(&x[..5], Targets::Labels(&[0, 1]), 2)
+        .train_step(Samples::new(&x[..5], Targets::Labels(&[0, 1]), 2))
         .unwrap_err();
     assert!(
         matches!(err, Error::Shape { ref arg, .. } if arg == "X"),
@@ -248,16 +281,18 @@ fn a_diverging_epoch_stops_at_the_batch_with_finite_weights() {
     let v32: Vec<f32> = values.iter().map(|&v| v as f32).collect();
     let mut err = None;
     for _ in 0..50 {
-        if let Err(e) = net.fit_epoch(&x32, Targets::Values(&v32), 32, 4, false, &mut |_| false) {
+        if let Err(e) = net.fit_epoch(
+            Samples::new(&x32, Targets::Values(&v32), 32),
+            &epoch(4, false),
+            None,
+            &mut |_| false,
+        ) {
             err = Some(e);
             break;
         }
     }
     match err {
-        Some(Error::Diverged {
-            batch: Some(_),
-            what,
-        }) => assert!(!what.is_empty()),
+        Some(e @ Error::Diverged { batch: Some(_), .. }) => assert!(e.divergence().is_some()),
         other => panic!("expected divergence, got {other:?}"),
     }
     assert!(net.params().iter().all(|p| p.is_finite()));
@@ -271,8 +306,10 @@ fn clipping_scales_the_step_to_the_global_norm() {
     let mut free = net.clone();
     net.set_clip_grad_norm(Some(0.01)).unwrap();
     let before = net.params().to_vec();
-    net.train_step(&x, Targets::Values(&values), 8).unwrap();
-    free.train_step(&x, Targets::Values(&values), 8).unwrap();
+    net.train_step(Samples::new(&x, Targets::Values(&values), 8))
+        .unwrap();
+    free.train_step(Samples::new(&x, Targets::Values(&values), 8))
+        .unwrap();
     let moved = |p: &[f64]| {
         p.iter()
             .zip(&before)
@@ -296,7 +333,12 @@ fn an_epoch_reports_gradient_norms_and_update_ratios_per_tensor() {
     let values = vec![0.3; 32];
     let mut net = Network::<f64>::new(sgd_spec(0.1)).unwrap();
     let outcome = net
-        .fit_epoch(&x, Targets::Values(&values), 16, 4, true, &mut |_| false)
+        .fit_epoch(
+            Samples::new(&x, Targets::Values(&values), 16),
+            &epoch(4, true),
+            None,
+            &mut |_| false,
+        )
         .unwrap();
     assert_eq!(outcome.grad_norms.len(), net.param_info().len());
     assert_eq!(outcome.update_ratios.len(), net.param_info().len());

@@ -1,7 +1,18 @@
 //! Saving and restoring the training state (optimizer buffers and steps, the shuffling
 //! generator, the training-forward counter) resumes training exactly.
 
-use bpcore_core::{LayerSpec, LossSpec, Network, NetworkSpec, OptimizerSpec, Targets};
+use bpcore_core::network::EpochSettings;
+use bpcore_core::{LayerSpec, LossSpec, Network, NetworkSpec, OptimizerSpec, Samples, Targets};
+
+/// The settings of an epoch of one process in steps of `batch_size`.
+fn settings(batch_size: usize, shuffle: bool) -> EpochSettings<'static> {
+    EpochSettings {
+        batch_size,
+        shuffle,
+        number: None,
+        ranks: None,
+    }
+}
 
 fn spec() -> NetworkSpec {
     NetworkSpec {
@@ -32,7 +43,12 @@ fn spec() -> NetworkSpec {
 }
 
 fn epoch(net: &mut Network<f64>, x: &[f64], y: &[f64]) {
-    let outcome = net.fit_epoch(x, Targets::Values(y), 8, 3, true, &mut |_| false);
+    let outcome = net.fit_epoch(
+        Samples::new(x, Targets::Values(y), 8),
+        &settings(3, true),
+        None,
+        &mut |_| false,
+    );
     assert!(outcome.is_ok());
 }
 

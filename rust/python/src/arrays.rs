@@ -1,7 +1,7 @@
 //! NumPy arrays as the core reads them: contiguous slices of the network's dtype, the targets
 //! the loss wants, optional sample weights; errors name the argument.
 
-use bpcore_core::{LossSpec, Targets};
+use bpcore_core::{LossSpec, Samples, Targets};
 use numpy::{Element, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -89,14 +89,6 @@ pub struct HeldBatch<'py, T: Element> {
     weights: Option<PyReadonlyArray1<'py, T>>,
 }
 
-/// The held batch as the core's slices.
-pub struct BatchView<'a, T> {
-    pub x: &'a [T],
-    pub targets: Targets<'a, T>,
-    pub weights: Option<&'a [T]>,
-    pub n: usize,
-}
-
 impl<'py, T: Element> HeldBatch<'py, T> {
     pub fn extract(
         loss: &LossSpec,
@@ -111,12 +103,10 @@ impl<'py, T: Element> HeldBatch<'py, T> {
         })
     }
 
-    pub fn view(&self) -> PyResult<BatchView<'_, T>> {
-        Ok(BatchView {
-            x: slice(&self.x, "X")?,
-            targets: self.targets.view()?,
-            weights: weights_view(&self.weights)?,
-            n: self.x.shape()[0],
-        })
+    /// The held batch as the core's samples.
+    pub fn view(&self) -> PyResult<Samples<'_, T>> {
+        let x = slice(&self.x, "X")?;
+        let samples = Samples::new(x, self.targets.view()?, self.x.shape()[0]);
+        Ok(samples.weighted(weights_view(&self.weights)?))
     }
 }

@@ -4,7 +4,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use bpcore_core::Error;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
-use pyo3::PyErr;
+use pyo3::prelude::*;
+use pyo3::IntoPyObjectExt;
 
 pyo3::create_exception!(
     bpcore,
@@ -13,11 +14,50 @@ pyo3::create_exception!(
     "Training produced a non-finite loss or gradient; the step was not applied."
 );
 
+/// The attributes of a `TrainingDivergedError`, with their values when none is known.
+const DIVERGENCE_ATTRIBUTES: [&str; 5] = ["epoch", "batch", "reason", "loss", "norm"];
+
+/// Gives the exception class its attributes' defaults (None), so that they exist on the class
+/// as the type stub declares them.
+pub fn add_divergence_attributes(class: &Bound<'_, pyo3::types::PyType>) -> PyResult<()> {
+    for name in DIVERGENCE_ATTRIBUTES {
+        class.setattr(name, class.py().None())?;
+    }
+    Ok(())
+}
+
 /// Shape, value and description errors are all the caller's input: ValueError. Divergence
-/// gets its own exception, so that a training loop can catch it apart from bad input.
+/// gets its own exception, so that a training loop can catch it apart from bad input, and
+/// carries the core's fields as attributes. A caller's hook that stopped the work is reported
+/// by the binding itself; reaching here it is a bug.
 pub fn to_pyerr(e: Error) -> PyErr {
     match e {
-        Error::Diverged { .. } => TrainingDivergedError::new_err(e.to_string()),
+        Error::Diverged {
+            epoch,
+            batch,
+            loss,
+            norm,
+        } => {
+            let reason = e.divergence();
+            let err = TrainingDivergedError::new_err(e.to_string());
+            Python::attach(|py| {
+                let value = err.value(py);
+                let fields = [
+                    epoch.into_bound_py_any(py),
+                    batch.into_bound_py_any(py),
+                    reason.into_bound_py_any(py),
+                    loss.into_bound_py_any(py),
+                    norm.into_bound_py_any(py),
+                ];
+                for (name, field) in DIVERGENCE_ATTRIBUTES.iter().zip(fields) {
+                    if let Err(set) = field.and_then(|f| value.setattr(*name, f)) {
+                        return set;
+                    }
+                }
+                err
+            })
+        }
+        Error::Stopped(_) => PyRuntimeError::new_err(e.to_string()),
         _ => PyValueError::new_err(e.to_string()),
     }
 }

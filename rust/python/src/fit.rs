@@ -1,20 +1,37 @@
 //! One epoch of training from Python: the epoch runs on bpcore's pool with the GIL released
-//! while the calling (main) thread looks for Ctrl-C and reports progress.
+//! while the calling (main) thread looks for Ctrl-C and reports progress. On a rank of a
+//! data-parallel group, each step's buffer is summed by the caller's `reduce` (an MPI
+//! Allreduce), called from the epoch's thread.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bpcore_core::network::{EpochOutcome, Progress};
-use bpcore_core::{Network, Real};
+use bpcore_core::network::{EpochOutcome, EpochSettings, Progress, Ranks, Reduce};
+use bpcore_core::{Error, Network, Real};
 use numpy::Element;
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::arrays::HeldBatch;
-use crate::errors::guarded;
+use crate::errors::{guarded, to_pyerr};
+
+/// CPython's flag for a writable memoryview (`PyBUF_WRITE` in `Include/pybuffer.h`).
+const PYBUF_WRITE: std::os::raw::c_int = 0x200;
 
 /// How often a running epoch looks for Ctrl-C.
 const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The arguments of `NativeNetwork.fit_epoch` besides the data.
+pub struct EpochCall<'a, 'py> {
+    pub batch_size: usize,
+    pub shuffle: bool,
+    pub progress: Option<&'a Bound<'py, PyAny>>,
+    pub progress_interval: f64,
+    pub epoch: Option<usize>,
+    pub ranks: Option<(usize, Vec<usize>)>,
+    pub reduce: Option<&'a Bound<'py, PyAny>>,
+}
 
 /// What the epoch has done so far, shared between the pool thread that trains and the caller's
 /// thread that reports it.
@@ -25,22 +42,67 @@ struct SharedProgress {
     loss_sum_bits: AtomicU64,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The caller's Python `reduce(step, buffer, failure)`, and the exception it raised, if any.
+struct PythonReduce {
+    hook: Py<PyAny>,
+    raised: Option<PyErr>,
+}
+
+impl<T: Element> Reduce<T> for PythonReduce {
+    fn sum(&mut self, step: usize, buffer: &mut [T], failure: Option<&Error>) -> Result<(), Error> {
+        let called = Python::attach(|py| -> PyResult<()> {
+            let bytes = isize::try_from(std::mem::size_of_val(buffer))
+                .map_err(|_| PyRuntimeError::new_err("buffer: too large for a memoryview"))?;
+            // SAFETY: `buffer` is valid and exclusively ours for this call; the view over it
+            // is released below, before the call returns, so Python cannot reach the memory
+            // afterwards (a view still exported by then makes `release` raise instead).
+            let view = unsafe {
+                Bound::from_owned_ptr_or_err(
+                    py,
+                    pyo3::ffi::PyMemoryView_FromMemory(
+                        buffer.as_mut_ptr().cast(),
+                        bytes,
+                        PYBUF_WRITE,
+                    ),
+                )?
+            };
+            let failure = failure.map(|e| to_pyerr(e.clone()).into_value(py));
+            let result = self.hook.call1(py, (step, &view, failure)).map(drop);
+            let released = view.call_method0("release").map(drop);
+            result.and(released)
+        });
+        called.map_err(|e| {
+            self.raised = Some(e);
+            Error::Stopped("the reduction raised an exception".into())
+        })
+    }
+}
+
 pub fn fit_epoch<T: Real + Element>(
     py: Python<'_>,
     net: &mut Network<T>,
     x: &Bound<'_, PyAny>,
     y: &Bound<'_, PyAny>,
-    batch_size: usize,
-    shuffle: bool,
-    progress: Option<&Bound<'_, PyAny>>,
-    progress_interval: f64,
     sample_weight: Option<&Bound<'_, PyAny>>,
+    call: EpochCall<'_, '_>,
 ) -> PyResult<Py<PyAny>> {
     let held = HeldBatch::<T>::extract(&net.spec().loss, x, y, sample_weight)?;
-    let b = held.view()?;
-    let report = progress.map(|p| p.clone().unbind());
-    let interval = Duration::from_secs_f64(progress_interval.clamp(0.01, 3600.0));
+    let data = held.view()?;
+    let report = call.progress.map(|p| p.clone().unbind());
+    let mut reduce = call.reduce.map(|hook| PythonReduce {
+        hook: hook.clone().unbind(),
+        raised: None,
+    });
+    let settings = EpochSettings {
+        batch_size: call.batch_size,
+        shuffle: call.shuffle,
+        number: call.epoch,
+        ranks: call.ranks.as_ref().map(|(rank, shards)| Ranks {
+            rank: *rank,
+            shard_rows: shards,
+        }),
+    };
+    let interval = Duration::from_secs_f64(call.progress_interval.clamp(0.01, 3600.0));
     let shared = SharedProgress::default();
     let mut interrupt: Option<PyErr> = None;
     let mut last_report = Instant::now();
@@ -56,15 +118,8 @@ pub fn fit_epoch<T: Real + Element>(
                             .store(p.loss_sum.to_bits(), Ordering::Relaxed);
                         stop.load(Ordering::Relaxed)
                     };
-                    net.fit_epoch_weighted(
-                        b.x,
-                        b.targets,
-                        b.weights,
-                        b.n,
-                        batch_size,
-                        shuffle,
-                        &mut on_batch,
-                    )
+                    let reduce = reduce.as_mut().map(|r| r as &mut dyn Reduce<T>);
+                    net.fit_epoch(data, &settings, reduce, &mut on_batch)
                 },
                 SIGNAL_CHECK_INTERVAL,
                 // Signal handlers run only on the main thread: this one, while the epoch runs
@@ -99,6 +154,9 @@ pub fn fit_epoch<T: Real + Element>(
             )
         })
     });
+    if let Some(e) = reduce.and_then(|r| r.raised) {
+        return Err(e);
+    }
     if let Some(e) = interrupt {
         return Err(e);
     }
@@ -106,7 +164,7 @@ pub fn fit_epoch<T: Real + Element>(
 }
 
 /// An epoch's outcome as the dict `fit_epoch` returns.
-pub fn outcome_dict(py: Python<'_>, outcome: &EpochOutcome) -> PyResult<Py<PyAny>> {
+fn outcome_dict(py: Python<'_>, outcome: &EpochOutcome) -> PyResult<Py<PyAny>> {
     let result = PyDict::new(py);
     result.set_item("loss", outcome.loss)?;
     result.set_item("batches", outcome.batches)?;

@@ -24,10 +24,9 @@ fn get_num_threads() -> usize {
 #[pymodule]
 fn bpcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<network::NativeNetwork>()?;
-    m.add(
-        "TrainingDivergedError",
-        m.py().get_type::<errors::TrainingDivergedError>(),
-    )?;
+    let diverged = m.py().get_type::<errors::TrainingDivergedError>();
+    errors::add_divergence_attributes(&diverged)?;
+    m.add("TrainingDivergedError", diverged)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(matmul::matmul, m)?)?;

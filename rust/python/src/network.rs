@@ -23,11 +23,8 @@ macro_rules! dispatch {
     };
 }
 
-// Saving and restoring the optimizer's and the generator's state (issue 5).
+// Saving and restoring the optimizer's and the generator's state.
 mod state;
-
-// The halves of a data-parallel step (issue 7).
-mod data_parallel;
 
 /// The native network. `bpcore.Network` wraps it; use that.
 #[pyclass(module = "bpcore.bpcore", name = "NativeNetwork")]
@@ -73,8 +70,8 @@ fn gradients<T: Real + Element>(
     sample_weight: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<(f64, Py<PyAny>)> {
     let held = HeldBatch::<T>::extract(&net.spec().loss, x, y, sample_weight)?;
-    let b = held.view()?;
-    let value = py.detach(|| guarded(|| net.gradients_weighted(b.x, b.targets, b.weights, b.n)))?;
+    let batch = held.view()?;
+    let value = py.detach(|| guarded(|| net.gradients(batch)))?;
     Ok((
         value,
         PyArray1::from_slice(py, net.grads()).into_any().unbind(),
@@ -89,8 +86,8 @@ fn train_step<T: Real + Element>(
     sample_weight: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<f64> {
     let held = HeldBatch::<T>::extract(&net.spec().loss, x, y, sample_weight)?;
-    let b = held.view()?;
-    py.detach(|| guarded(|| net.train_step_weighted(b.x, b.targets, b.weights, b.n)))
+    let batch = held.view()?;
+    py.detach(|| guarded(|| net.train_step(batch)))
 }
 
 fn check_training_data<T: Real + Element>(
@@ -100,8 +97,8 @@ fn check_training_data<T: Real + Element>(
     sample_weight: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<()> {
     let held = HeldBatch::<T>::extract(&net.spec().loss, x, y, sample_weight)?;
-    let b = held.view()?;
-    guarded(|| net.check_training_data(b.x, b.targets, b.weights, b.n))
+    let data = held.view()?;
+    guarded(|| net.check_training_data(data))
 }
 
 fn apply_gradients<T: Real + Element>(
@@ -226,11 +223,19 @@ impl NativeNetwork {
     }
 
     /// One epoch of mini-batch training; returns a dict with the mean "loss", "batches" done,
-    /// whether it "stopped" early, and per-tensor "grad_norms" and "update_ratios".
-    /// `progress(batches, samples, mean_loss)` is called from this thread every
-    /// `progress_interval` seconds while the epoch runs. `sample_weight` (1-d, the network's
-    /// dtype, one per sample) trains on the weighted loss; the weights are checked by the core.
-    #[pyo3(signature = (x, y, batch_size, shuffle, progress=None, progress_interval=0.2, sample_weight=None))]
+    /// whether it "stopped" early, per-tensor "grad_norms" and "update_ratios", and this
+    /// process's training "metric_sums". `progress(batches, samples, mean_loss)` is called
+    /// from this thread every `progress_interval` seconds while the epoch runs.
+    /// `sample_weight` (1-d, the network's dtype, one per sample) trains on the weighted
+    /// loss. `epoch` numbers the epoch in a divergence error.
+    ///
+    /// Data-parallel, `ranks` is (this rank, every rank's shard size) and
+    /// `reduce(step, buffer, failure)` sums `buffer` in place over the ranks (a writable
+    /// memoryview of the network's dtype, valid during the call only, laid out
+    /// `[gradients | loss | failures]`: the last element counts failed ranks); `failure` is this
+    /// rank's exception when it could not compute its share. An exception `reduce` raises ends
+    /// the epoch with that exception.
+    #[pyo3(signature = (x, y, batch_size, shuffle, progress=None, progress_interval=0.2, sample_weight=None, epoch=None, ranks=None, reduce=None))]
     #[allow(clippy::too_many_arguments)]
     fn fit_epoch(
         &mut self,
@@ -242,8 +247,46 @@ impl NativeNetwork {
         progress: Option<&Bound<'_, PyAny>>,
         progress_interval: f64,
         sample_weight: Option<&Bound<'_, PyAny>>,
+        epoch: Option<usize>,
+        ranks: Option<(usize, Vec<usize>)>,
+        reduce: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        dispatch!(&mut self.inner, net => crate::fit::fit_epoch(py, net, x, y, batch_size, shuffle, progress, progress_interval, sample_weight))
+        let call = crate::fit::EpochCall {
+            batch_size,
+            shuffle,
+            progress,
+            progress_interval,
+            epoch,
+            ranks,
+            reduce,
+        };
+        dispatch!(&mut self.inner, net => crate::fit::fit_epoch(py, net, x, y, sample_weight, call))
+    }
+
+    /// Checks, changing nothing, that `epochs` epochs of `n` samples can run with these
+    /// settings (`ranks` as `fit_epoch` takes them): batch norm meets no share of one sample in
+    /// any epoch's steps as the generator will draw them.
+    #[pyo3(signature = (n, batch_size, shuffle, epochs, ranks=None))]
+    fn check_epochs(
+        &self,
+        n: usize,
+        batch_size: usize,
+        shuffle: bool,
+        epochs: usize,
+        ranks: Option<(usize, Vec<usize>)>,
+    ) -> PyResult<()> {
+        let settings = bpcore_core::network::EpochSettings {
+            batch_size,
+            shuffle,
+            number: None,
+            ranks: ranks
+                .as_ref()
+                .map(|(rank, shards)| bpcore_core::network::Ranks {
+                    rank: *rank,
+                    shard_rows: shards,
+                }),
+        };
+        dispatch!(&self.inner, net => guarded(|| net.check_epochs(n, &settings, epochs)))
     }
 
     /// Checks training data as `fit_epoch` will (inputs finite, targets right for the loss,
@@ -281,14 +324,20 @@ impl NativeNetwork {
         dispatch!(&mut self.inner, net => net.optimizer_mut().set_lr(lr))
     }
 
+    /// Length of a data-parallel step's buffer: the parameters, the loss and the failures.
+    #[getter]
+    fn reduce_len(&self) -> usize {
+        dispatch!(&self.inner, net => net.reduce_len())
+    }
+
     /// Optimizer steps taken.
     #[getter]
     fn steps(&self) -> u64 {
         dispatch!(&self.inner, net => net.optimizer().steps())
     }
 
-    // ----- Appended for Dropout, BatchNorm1d and LayerNorm (issue 4, item 4): the
-    // training-mode loss and the batch-norm buffers. Conversion only.
+    // ----- Dropout, BatchNorm1d and LayerNorm: the training-mode loss and the batch-norm
+    // buffers. Conversion only.
 
     /// Mean loss in training mode: dropout masks drawn, batch-norm running statistics moved.
     fn training_loss(
@@ -299,8 +348,8 @@ impl NativeNetwork {
     ) -> PyResult<f64> {
         dispatch!(&mut self.inner, net => {
             let held = HeldBatch::extract(&net.spec().loss, x, y, None)?;
-            let b = held.view()?;
-            py.detach(|| guarded(|| net.training_loss(b.x, b.targets, b.n)))
+            let batch = held.view()?;
+            py.detach(|| guarded(|| net.training_loss(batch)))
         })
     }
 

@@ -1,17 +1,54 @@
-//! One epoch of mini-batch training: shuffle with the network's generator, then a training step
-//! per batch, all inside Rust.
+//! One epoch of mini-batch training, all inside Rust: the same loop for a process training
+//! alone and for every rank of a data-parallel group.
+//!
+//! Each step computes this process's share of the step's gradients (network/batches.rs says
+//! which samples), lets the caller's [`Reduce`] sum the shares over the ranks, and applies the
+//! optimizer step to the sum. Alone, the share is the whole batch and nothing is reduced.
+//!
+//! A rank's share goes into one contiguous buffer, `[gradients | loss | failures]`: its
+//! gradients and mean loss scaled by its part of the step's samples (so that the sum over
+//! ranks is the mean over the whole step, however unevenly it is shared), and a failures slot
+//! that tells every rank in the same reduction that one rank could not compute its share.
+//! Since every rank applies the same sums, parameters that start equal stay equal.
 
-use super::Network;
+use super::batches::{Plan, Ranks, Step};
+use super::stats::update_ratios;
+use super::{MetricSums, Network};
 use crate::loss::{self, Targets};
-use crate::{Error, Real, Result};
+use crate::{Error, Real, Result, Samples};
+
+/// Slots after the gradients in a data-parallel step's buffer: the loss, then the failures.
+pub const REDUCE_SLOTS: usize = 2;
+/// Largest step whose sample count a float32 buffer's scale factors keep exact (2^24).
+const MAX_EXACT_ROWS_F32: usize = 1 << 24;
+
+/// The caller's sum of a data-parallel step's buffer over every rank, in place: one MPI
+/// Allreduce. `failure` is this rank's error when it could not compute its share (its buffer
+/// then holds zeros and a failures slot of 1). An `Err` ends the epoch with that error.
+pub trait Reduce<T> {
+    fn sum(&mut self, step: usize, buffer: &mut [T], failure: Option<&Error>) -> Result<()>;
+}
+
+/// How an epoch is cut into steps.
+#[derive(Debug, Clone, Copy)]
+pub struct EpochSettings<'a> {
+    /// Samples per step and rank (the last step may have fewer).
+    pub batch_size: usize,
+    /// Whether the network's generator shuffles the samples (else they are taken in order).
+    pub shuffle: bool,
+    /// The epoch's number, for a divergence error to name (the caller's count, 1-based).
+    pub number: Option<usize>,
+    /// The data-parallel group the samples are one shard of; `None`: this process alone.
+    pub ranks: Option<Ranks<'a>>,
+}
 
 /// What one epoch of `fit_epoch` did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EpochOutcome {
-    /// Mean training loss over the samples seen (each batch's mean loss weighted by its size);
-    /// with sample weights, Σ w_i·l_i / (samples seen), the weighted loss of the epoch.
+    /// Mean training loss over the samples seen (each step's mean loss weighted by its size,
+    /// over every rank); with sample weights, the weighted loss of the epoch.
     pub loss: f64,
-    /// Batches completed.
+    /// Steps completed.
     pub batches: usize,
     /// Whether `on_batch` ended the epoch early.
     pub stopped: bool,
@@ -19,162 +56,241 @@ pub struct EpochOutcome {
     pub grad_norms: Vec<f64>,
     /// Per parameter tensor: ‖change over the epoch‖ / ‖value at its start‖.
     pub update_ratios: Vec<f64>,
-    /// The training metrics' sums over the epoch's steps, from the steps' own outputs.
-    pub metrics: super::MetricSums,
+    /// The training metrics' sums over this process's shares, from the steps' own outputs.
+    pub metrics: MetricSums,
 }
 
-/// Where an epoch stands, as `on_batch` sees it before each batch.
+/// Where an epoch stands, as `on_batch` sees it before each step.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Progress {
     pub batches: usize,
+    /// Samples of the finished steps, over every rank.
     pub samples: usize,
-    /// Σ over finished batches of batch loss × batch size.
+    /// Σ over finished steps of step loss × step samples.
     pub loss_sum: f64,
 }
 
-/// Buffers a shuffled epoch gathers its batches into, kept between epochs.
+/// What an epoch keeps between epochs: its plan, the buffers a shuffled share is gathered
+/// into, the reduction buffer, and the parameters when the epoch began.
 #[derive(Debug, Clone, Default)]
-pub(super) struct Batch<T> {
+pub(super) struct EpochBuffers<T> {
+    plan: Plan,
     x: Vec<T>,
     values: Vec<T>,
     labels: Vec<i64>,
     weights: Vec<T>,
-    order: Vec<usize>,
-    /// The parameters when the epoch began, to measure how far it moved them.
-    pub(super) params_at_start: Vec<T>,
+    reduced: Vec<T>,
+    params_at_start: Vec<T>,
 }
 
 /// Copies the rows `idx` of a row-major `width`-wide buffer into `dst`.
 fn gather<X: Copy>(src: &[X], width: usize, idx: &[usize], dst: &mut Vec<X>) {
     dst.clear();
     for &i in idx {
-        // panic-free: idx is a permutation of 0..n and check_input proved src.len() == n × width.
+        // panic-free: idx holds sample indices below n, and check_training_data proved
+        // src.len() == n × width.
         dst.extend_from_slice(&src[i * width..(i + 1) * width]);
     }
 }
 
 impl<T: Real> Network<T> {
-    /// Checks `n` training samples as every step of an epoch would, all at once: the inputs
-    /// finite and of the input width, the targets right for the loss (labels in range), the
-    /// optional weights one per sample, finite and >= 0.
-    pub fn check_training_data(
-        &self,
-        x: &[T],
-        targets: Targets<'_, T>,
-        weights: Option<&[T]>,
-        n: usize,
-    ) -> Result<()> {
-        self.check_input(x, n)?;
-        loss::check_targets(&self.spec.loss, targets, n, self.output_width())?;
-        if let Some(w) = weights {
-            loss::check_weights(w, n)?;
+    /// Checks samples as every step of an epoch would, all at once: the inputs finite and of
+    /// the input width, the targets right for the loss (labels in range), the optional weights
+    /// one per sample, finite and >= 0.
+    pub fn check_training_data(&self, data: Samples<'_, T>) -> Result<()> {
+        self.check_input(data.x, data.n)?;
+        loss::check_targets(&self.spec.loss, data.targets, data.n, self.output_width())?;
+        if let Some(w) = data.weights {
+            loss::check_weights(w, data.n)?;
         }
         Ok(())
     }
 
-    /// One epoch of mini-batch training over `n` samples: shuffled by the network's generator
-    /// when `shuffle`, the last batch smaller when `batch_size` does not divide `n`.
-    /// `on_batch` sees the progress before each batch (for Ctrl-C and progress bars); a `true`
-    /// ends the epoch there. A diverging step ends it with `Error::Diverged` naming the batch,
-    /// the network holding the weights of the last finite step.
+    /// Length of a data-parallel step's buffer: the parameters and [`REDUCE_SLOTS`].
+    pub fn reduce_len(&self) -> usize {
+        self.params.len() + REDUCE_SLOTS
+    }
+
+    /// One epoch of mini-batch training on `data`, cut into steps as `settings` say; on a rank
+    /// of a data-parallel group, `reduce` sums every step's buffer over the ranks.
+    ///
+    /// `on_batch` sees the progress before each step (for Ctrl-C and progress bars); a `true`
+    /// ends the epoch there. A diverging step ends it with `Error::Diverged` naming the epoch
+    /// and batch, the network holding the weights of the last finite step. Everything is
+    /// checked before the first step: a refused epoch changes nothing.
     pub fn fit_epoch(
         &mut self,
-        x: &[T],
-        targets: Targets<'_, T>,
-        n: usize,
-        batch_size: usize,
-        shuffle: bool,
+        data: Samples<'_, T>,
+        settings: &EpochSettings<'_>,
+        mut reduce: Option<&mut dyn Reduce<T>>,
         on_batch: &mut dyn FnMut(Progress) -> bool,
     ) -> Result<EpochOutcome> {
-        self.fit_epoch_weighted(x, targets, None, n, batch_size, shuffle, on_batch)
+        let alone = [data.n];
+        let ranks = settings.ranks.unwrap_or(Ranks {
+            rank: 0,
+            shard_rows: &alone,
+        });
+        // Every sample is checked now, so that a bad label cannot stop the epoch half-way with
+        // the network changed.
+        self.check_training_data(data)?;
+        self.check_epoch(data.n, settings, &ranks, reduce.is_some())?;
+        let mut buffers = std::mem::take(&mut self.epoch);
+        let generator = self.rng.clone();
+        let shuffle = settings.shuffle.then_some(&mut self.rng);
+        buffers.plan.make(ranks, settings.batch_size, shuffle);
+        let planned = self.check_plan(&buffers.plan, settings);
+        if planned.is_err() {
+            self.rng = generator; // refused before its first step: nothing changes
+        }
+        let outcome = planned.and_then(|()| {
+            self.begin_epoch_stats(&mut buffers);
+            self.run_steps(data, settings, &mut buffers, &mut reduce, on_batch)
+        });
+        let outcome = outcome.map(|outcome| EpochOutcome {
+            update_ratios: update_ratios(&self.param_info, &buffers.params_at_start, &self.params),
+            ..outcome
+        });
+        self.epoch = buffers;
+        outcome
     }
 
-    /// `fit_epoch` with optional per-sample weights (one per sample, finite, >= 0, checked once
-    /// for all samples before any step): each step trains on its batch's weighted loss
-    /// Σ w_i·l_i / batch rows, the weights gathered with their rows when shuffling.
-    #[allow(clippy::too_many_arguments)]
-    pub fn fit_epoch_weighted(
-        &mut self,
-        x: &[T],
-        targets: Targets<'_, T>,
-        weights: Option<&[T]>,
+    /// Checks, changing nothing, that `epochs` epochs of `n` samples can run as `settings`
+    /// say: the settings themselves, and every epoch's plan (its shares' sizes) as the
+    /// network's generator will draw them. A fit calls it before its first epoch, so that a
+    /// batch norm that would meet a share of one sample is refused before anything changes.
+    pub fn check_epochs(
+        &self,
         n: usize,
-        batch_size: usize,
-        shuffle: bool,
-        on_batch: &mut dyn FnMut(Progress) -> bool,
-    ) -> Result<EpochOutcome> {
-        // Every batch's data are checked now, so that a bad label cannot stop the epoch
-        // half-way with the network changed; likewise a last batch too small for batch norm.
-        self.check_training_data(x, targets, weights, n)?;
-        if batch_size == 0 {
+        settings: &EpochSettings<'_>,
+        epochs: usize,
+    ) -> Result<()> {
+        let alone = [n];
+        let ranks = settings.ranks.unwrap_or(Ranks {
+            rank: 0,
+            shard_rows: &alone,
+        });
+        self.check_epoch(n, settings, &ranks, ranks.shard_rows.len() > 1)?;
+        // Alone or in order, every epoch's shares have the sizes of the first; shuffled over
+        // many ranks they differ, and only batch norm cares.
+        let differ = settings.shuffle && ranks.shard_rows.len() > 1;
+        let plans = if differ && self.training.has_batch_norm() {
+            epochs
+        } else {
+            epochs.min(1)
+        };
+        let mut rng = self.rng.clone();
+        let mut plan = Plan::default();
+        for _ in 0..plans {
+            plan.make(
+                ranks,
+                settings.batch_size,
+                settings.shuffle.then_some(&mut rng),
+            );
+            self.check_plan(&plan, settings)?;
+        }
+        Ok(())
+    }
+
+    fn check_epoch(
+        &self,
+        n: usize,
+        settings: &EpochSettings<'_>,
+        ranks: &Ranks<'_>,
+        reduces: bool,
+    ) -> Result<()> {
+        if settings.batch_size == 0 {
             return Err(Error::value("batch_size", "must be at least 1, got 0"));
         }
-        // A batch never holds more than the n samples (batch_size may exceed them).
-        self.check_batch_memory(batch_size.min(n))?;
-        let last_batch = match n % batch_size {
-            0 => batch_size.min(n),
-            rest => rest,
-        };
-        self.check_training_batch(last_batch).map_err(|_| {
-            Error::value(
+        if ranks.shard_rows.get(ranks.rank) != Some(&n) {
+            return Err(Error::value(
+                "ranks",
+                format!(
+                    "rank {} of shards {:?} does not hold the {n} samples given",
+                    ranks.rank, ranks.shard_rows
+                ),
+            ));
+        }
+        if ranks.shard_rows.len() > 1 && !reduces {
+            return Err(Error::value(
+                "reduce",
+                "a data-parallel epoch needs the sum over its ranks",
+            ));
+        }
+        let step_rows = settings
+            .batch_size
+            .saturating_mul(ranks.shard_rows.len())
+            .min(ranks.shard_rows.iter().sum());
+        if reduces && std::mem::size_of::<T>() == 4 && step_rows >= MAX_EXACT_ROWS_F32 {
+            return Err(Error::value(
                 "batch_size",
                 format!(
-                    "BatchNorm1d needs at least 2 samples per training batch, but {n} samples \
-                     in batches of {batch_size} leave a last batch of {last_batch}; choose \
-                     another batch_size"
+                    "a float32 data-parallel step counts fewer than 2^24 samples, got {step_rows}"
                 ),
-            )
-        })?;
-        self.begin_epoch_stats();
-        let mut batch = std::mem::take(&mut self.batch);
-        batch.order.clear();
-        batch.order.extend(0..n);
-        if shuffle {
-            self.rng.shuffle(&mut batch.order);
+            ));
         }
-        let outcome = self.run_batches(
-            x, targets, weights, &mut batch, batch_size, shuffle, on_batch,
-        );
-        self.batch = batch;
-        let outcome = outcome?;
-        Ok(EpochOutcome {
-            loss: outcome.loss,
-            batches: outcome.batches,
-            stopped: outcome.stopped,
-            ..self.epoch_stats()
-        })
+        // A share never holds more than a step's samples (batch_size may exceed them).
+        self.check_batch_memory(step_rows.min(n))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn run_batches(
+    /// Refuses a plan with a share that batch norm cannot normalize (one sample).
+    fn check_plan(&self, plan: &Plan, settings: &EpochSettings<'_>) -> Result<()> {
+        let Some((rows, rank, step)) = plan.smallest_share else {
+            return Ok(());
+        };
+        if self.check_training_batch(rows).is_ok() {
+            return Ok(());
+        }
+        let batch_size = settings.batch_size;
+        let whose = match settings.ranks {
+            Some(r) if r.shard_rows.len() > 1 => {
+                format!("rank {rank}'s share of step {step} has 1 sample")
+            }
+            _ => format!(
+                "{} samples in batches of {batch_size} leave a last batch of 1",
+                plan.steps.iter().map(|s| s.rows).sum::<usize>()
+            ),
+        };
+        Err(Error::value(
+            "batch_size",
+            format!(
+                "BatchNorm1d needs at least 2 samples per training batch, but {whose}; \
+                 choose another batch_size"
+            ),
+        ))
+    }
+
+    fn run_steps(
         &mut self,
-        x: &[T],
-        targets: Targets<'_, T>,
-        weights: Option<&[T]>,
-        batch: &mut Batch<T>,
-        batch_size: usize,
-        shuffle: bool,
+        data: Samples<'_, T>,
+        settings: &EpochSettings<'_>,
+        buffers: &mut EpochBuffers<T>,
+        reduce: &mut Option<&mut dyn Reduce<T>>,
         on_batch: &mut dyn FnMut(Progress) -> bool,
     ) -> Result<EpochOutcome> {
-        let (w_in, w_out) = (self.input_width(), self.output_width());
         let mut outcome = EpochOutcome {
             loss: 0.0,
             batches: 0,
             stopped: false,
             grad_norms: Vec::new(),
             update_ratios: Vec::new(),
-            metrics: super::MetricSums::default(),
+            metrics: MetricSums::default(),
         };
         let mut seen = 0usize;
-        let Batch {
-            x: bx,
-            values: bv,
-            labels: bl,
-            weights: bw,
-            order,
+        let mut grads = std::mem::take(&mut self.grads);
+        let EpochBuffers {
+            plan,
+            x,
+            values,
+            labels,
+            weights,
+            reduced,
             ..
-        } = batch;
-        for idx in order.chunks(batch_size) {
+        } = buffers;
+        if reduce.is_some() {
+            reduced.resize(self.reduce_len(), T::zero());
+        }
+        let mut result = Ok(());
+        for (s, step) in plan.steps.iter().enumerate() {
             let progress = Progress {
                 batches: outcome.batches,
                 samples: seen,
@@ -184,44 +300,156 @@ impl<T: Real> Network<T> {
                 outcome.stopped = true;
                 break;
             }
-            let rows = idx.len();
-            let value = if shuffle {
-                gather(x, w_in, idx, bx);
-                let t = match targets {
-                    Targets::Labels(l) => {
-                        gather(l, 1, idx, bl);
-                        Targets::Labels(&bl[..])
-                    }
-                    Targets::Values(v) => {
-                        gather(v, w_out, idx, bv);
-                        Targets::Values(&bv[..])
-                    }
-                };
-                let w = weights.map(|w| {
-                    gather(w, 1, idx, bw);
-                    &bw[..]
-                });
-                self.train_step_weighted(bx, t, w, rows)
+            let share = if settings.shuffle {
+                let idx = &plan.order[step.start..step.start + step.rows];
+                self.gather_share(data, idx, x, values, labels, weights)
             } else {
-                // Unshuffled batches are contiguous: train on slices of the data, no copy.
-                let (a, b) = (idx[0], idx[0] + rows);
-                let (bx, t) = (&x[a * w_in..b * w_in], targets.rows(a, b, w_out));
-                self.train_step_weighted(bx, t, weights.map(|w| &w[a..b]), rows)
+                // An empty share starts at 0: its shard may have run out before step.start.
+                let start = if step.rows == 0 { 0 } else { step.start };
+                let (w_in, w_out) = (self.input_width(), self.output_width());
+                data.rows(start, start + step.rows, w_in, w_out)
             };
-            let value = value.map_err(|e| match e {
-                Error::Diverged { what, .. } => Error::Diverged {
-                    batch: Some(outcome.batches),
-                    what,
-                },
-                other => other,
-            })?;
-            outcome.loss += value * rows as f64;
-            seen += rows;
+            let taken = match reduce.as_deref_mut() {
+                None => self
+                    .checked_gradients_into(share, step.offset, &mut grads)
+                    .and_then(|value| self.descend(value, &mut grads).map(|()| value)),
+                Some(r) => self.reduced_step(share, step, s, reduced, r),
+            };
+            let value = match taken {
+                Ok(value) => value,
+                Err(e) => {
+                    result = Err(with_place(e, settings.number, s));
+                    break;
+                }
+            };
+            outcome.loss += value * step.global_rows as f64;
+            seen += step.global_rows;
             outcome.batches += 1;
         }
+        self.grads = grads;
+        result?;
         if seen > 0 {
             outcome.loss /= seen as f64;
         }
+        outcome.grad_norms = self.grad_stats.mean_norms(self.param_info.len());
+        outcome.metrics = MetricSums::clone(&self.metrics);
         Ok(outcome)
     }
+
+    /// The share of the samples `idx`, gathered into the epoch's buffers.
+    fn gather_share<'b>(
+        &self,
+        data: Samples<'_, T>,
+        idx: &[usize],
+        x: &'b mut Vec<T>,
+        values: &'b mut Vec<T>,
+        labels: &'b mut Vec<i64>,
+        weights: &'b mut Vec<T>,
+    ) -> Samples<'b, T> {
+        gather(data.x, self.input_width(), idx, x);
+        let targets = match data.targets {
+            Targets::Labels(l) => {
+                gather(l, 1, idx, labels);
+                Targets::Labels(&labels[..])
+            }
+            Targets::Values(v) => {
+                gather(v, self.output_width(), idx, values);
+                Targets::Values(&values[..])
+            }
+        };
+        let w = data.weights.map(|w| {
+            gather(w, 1, idx, weights);
+            &weights[..]
+        });
+        Samples::new(&x[..], targets, idx.len()).weighted(w)
+    }
+
+    /// A data-parallel step: this rank's share into `buffer`, the sum over the ranks, then the
+    /// optimizer step from the sum. Returns the step's mean loss over every rank.
+    fn reduced_step(
+        &mut self,
+        share: Samples<'_, T>,
+        step: &Step,
+        index: usize,
+        buffer: &mut [T],
+        reduce: &mut dyn Reduce<T>,
+    ) -> Result<f64> {
+        let p = self.params.len();
+        let (own, failure) = match self.share_into(share, step, buffer) {
+            Ok(value) => (value, None),
+            Err(e) => {
+                buffer.fill(T::zero());
+                buffer[p + 1] = T::one();
+                (f64::NAN, Some(e))
+            }
+        };
+        reduce.sum(index, buffer, failure.as_ref())?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let (grads, slots) = buffer.split_at_mut(p);
+        if slots[1] != T::zero() {
+            return Err(Error::Stopped(format!(
+                "{} ranks could not compute their share",
+                slots[1].f64()
+            )));
+        }
+        // A share that is the whole step keeps its loss in f64 (the buffer may be f32), so
+        // that a group of one reports what a lone process does.
+        let value = if step.rows == step.global_rows {
+            own
+        } else {
+            slots[0].f64()
+        };
+        self.descend(value, grads)?;
+        Ok(value)
+    }
+
+    /// This rank's share of a step in the layout of the module docs; returns the share's own
+    /// loss. An empty share still counts the training forward, so that every rank keys the
+    /// next step's masks alike.
+    fn share_into(&mut self, share: Samples<'_, T>, step: &Step, buffer: &mut [T]) -> Result<f64> {
+        let p = self.params.len();
+        let (grads, slots) = buffer.split_at_mut(p);
+        if share.n == 0 {
+            grads.fill(T::zero());
+            slots.fill(T::zero());
+            self.set_training_forwards(self.training_forwards() + 1);
+            return Ok(0.0);
+        }
+        let value = self.checked_gradients_into(share, step.offset, grads)?;
+        // Exactly 1 alone (and x × 1 is x), so one rank in a group steps as a lone process.
+        let part = share.n as f64 / step.global_rows as f64;
+        if part != 1.0 {
+            let scale = T::of(part);
+            grads.iter_mut().for_each(|g| *g *= scale);
+        }
+        slots[0] = T::of(value * part);
+        slots[1] = T::zero();
+        Ok(value)
+    }
+
+    fn begin_epoch_stats(&mut self, buffers: &mut EpochBuffers<T>) {
+        buffers.params_at_start.clear();
+        buffers.params_at_start.extend_from_slice(&self.params);
+        self.grad_stats.reset();
+        self.metrics.clear();
+    }
 }
+
+/// A divergence error with the epoch and batch it happened in.
+fn with_place(e: Error, epoch: Option<usize>, batch: usize) -> Error {
+    match e {
+        Error::Diverged { loss, norm, .. } => Error::Diverged {
+            epoch,
+            batch: Some(batch),
+            loss,
+            norm,
+        },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+#[path = "tests/epoch.rs"]
+mod tests;

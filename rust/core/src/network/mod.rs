@@ -1,15 +1,15 @@
 //! A sequential network: its layers, one flat buffer each of parameters and gradients, the
 //! optimizer's state, and per-batch work buffers that are sized once and then reused.
 
-mod buffers;
-mod data_parallel;
+mod batches;
 mod epoch;
 mod layout;
 mod metrics;
-mod parallel;
 mod pass;
+mod row_split;
 mod scratch;
 mod stats;
+mod training_state;
 
 use rayon::prelude::*;
 
@@ -18,16 +18,16 @@ use crate::init::init_dense;
 use crate::loss::{self, Targets};
 use crate::optim::Optimizer;
 use crate::rng::Rng;
-use crate::{memory, threads, Error, NetworkSpec, Real, Result};
+use crate::{memory, threads, Error, NetworkSpec, Real, Result, Samples};
 
-pub use data_parallel::REDUCE_EXTRA_SLOTS;
-pub use epoch::{EpochOutcome, Progress};
+pub use batches::Ranks;
+pub use epoch::{EpochOutcome, EpochSettings, Progress, Reduce, REDUCE_SLOTS};
 pub use layout::{Layer, ParamInfo};
 pub use metrics::MetricSums;
 
 use layout::{build_layers, Layout};
-use parallel::{parts, split_gradients, Replica};
 use pass::{Model, Work, INFERENCE_CHUNK};
+use row_split::{parts, split_gradients, Replica};
 use scratch::ScratchPool;
 use stats::GradStats;
 
@@ -47,15 +47,15 @@ pub struct Network<T> {
     work: Work<T>,
     /// Per-thread buffers of a step split over threads.
     replicas: Vec<Replica<T>>,
-    batch: epoch::Batch<T>,
+    epoch: epoch::EpochBuffers<T>,
     scratch: ScratchPool<T>,
     grad_stats: GradStats,
     /// Metric sums of the training steps since the last reset (each epoch's start).
     metrics: MetricSums,
     /// Largest global gradient norm a step may apply; larger ones are scaled down to it.
     clip_grad_norm: Option<f64>,
-    /// Batch-norm running statistics and the dropout masks' step (network/buffers.rs).
-    training: buffers::TrainingState<T>,
+    /// Batch-norm running statistics and the dropout masks' step (network/training_state.rs).
+    training: training_state::TrainingState<T>,
 }
 
 impl<T: Real> Network<T> {
@@ -89,7 +89,7 @@ impl<T: Real> Network<T> {
                 init_dense(d, next, &mut rng, &mut params);
             }
         }
-        buffers::init_norm(&layers, &mut params);
+        training_state::init_norm(&layers, &mut params);
         let optimizer = Optimizer::new(spec.optimizer.clone(), n_params);
         Ok(Network {
             spec,
@@ -102,12 +102,12 @@ impl<T: Real> Network<T> {
             rng,
             work: Work::default(),
             replicas: Vec::new(),
-            batch: Default::default(),
+            epoch: Default::default(),
             scratch: ScratchPool::default(),
             grad_stats: GradStats::default(),
             metrics: MetricSums::default(),
             clip_grad_norm: None,
-            training: buffers::TrainingState::new(buffer_info, n_buffers, tracked_names),
+            training: training_state::TrainingState::new(buffer_info, n_buffers, tracked_names),
         })
     }
 
@@ -286,47 +286,40 @@ impl<T: Real> Network<T> {
         loss::evaluate(&self.spec.loss, &out, n, self.output_width(), targets, None)
     }
 
-    /// Forward, loss and backward in training mode: fills `grads`, returns the mean loss.
-    /// Changes no parameter. On a bad `targets` nothing is changed.
-    pub fn gradients(&mut self, x: &[T], targets: Targets<'_, T>, n: usize) -> Result<f64> {
-        self.gradients_weighted(x, targets, None, n)
-    }
-
-    /// `gradients` with optional per-sample weights (one per sample, finite, >= 0): the loss is
-    /// Σ_i w_i·l_i / n and `grads` its gradient (see `loss::evaluate_weighted`). On bad targets
-    /// or weights nothing is changed.
-    pub fn gradients_weighted(
-        &mut self,
-        x: &[T],
-        targets: Targets<'_, T>,
-        weights: Option<&[T]>,
-        n: usize,
-    ) -> Result<f64> {
+    /// Forward, loss and backward of `batch` in training mode: fills `grads`, returns the
+    /// loss, Σ_i w_i·l_i / n with per-sample weights (see `loss::evaluate_weighted`), else the
+    /// mean. Changes no parameter. On bad targets or weights nothing is changed.
+    pub fn gradients(&mut self, batch: Samples<'_, T>) -> Result<f64> {
         let mut grads = std::mem::take(&mut self.grads);
-        let value = self.gradients_into(x, targets, weights, n, 0, &mut grads);
+        let value = self.gradients_into(batch, 0, &mut grads);
         self.grads = grads;
         value
     }
 
-    /// `gradients_weighted` into the caller's `grads` (as long as the parameters), the dropout
-    /// masks keyed as rows `row_offset..row_offset + n` of a larger batch: a data-parallel rank
-    /// computing its share of a global batch draws the masks that batch's rows would get.
+    /// `gradients` into the caller's `grads` (as long as the parameters), the dropout masks
+    /// keyed as rows `row_offset..row_offset + n` of a larger step: a data-parallel rank
+    /// computing its share of a step draws the masks that the step's rows would get.
     fn gradients_into(
         &mut self,
-        x: &[T],
-        targets: Targets<'_, T>,
-        weights: Option<&[T]>,
-        n: usize,
+        batch: Samples<'_, T>,
         row_offset: usize,
         grads: &mut [T],
     ) -> Result<f64> {
-        self.check_input(x, n)?;
-        self.check_batch_memory(n)?;
-        loss::check_targets(&self.spec.loss, targets, n, self.output_width())?;
-        if let Some(w) = weights {
-            loss::check_weights(w, n)?;
-        }
-        self.check_training_batch(n)?;
+        self.check_training_data(batch)?;
+        self.check_batch_memory(batch.n)?;
+        self.check_training_batch(batch.n)?;
+        self.checked_gradients_into(batch, row_offset, grads)
+    }
+
+    /// `gradients_into` of samples already checked (an epoch checks all of its samples, and
+    /// its shares' sizes, before its first step).
+    fn checked_gradients_into(
+        &mut self,
+        batch: Samples<'_, T>,
+        row_offset: usize,
+        grads: &mut [T],
+    ) -> Result<f64> {
+        let n = batch.n;
         // Batch norm needs the statistics of the whole batch: a network with it runs a step
         // on one thread (its products still use the pool). Dropout's masks are keyed by the
         // global row, so any split gives the same masks.
@@ -347,39 +340,29 @@ impl<T: Real> Network<T> {
             },
         };
         let value = if p == 1 {
-            let value = model.gradients(&mut self.work, grads, x, targets, weights, n, true)?;
+            let value = model.gradients(&mut self.work, grads, batch, true)?;
             self.metrics.merge(&self.work.metrics);
             value
         } else {
             self.replicas.resize_with(p, Replica::default);
             let replicas = &mut self.replicas;
-            let value = split_gradients(model, replicas, grads, x, targets, weights, n)?;
+            let value = split_gradients(model, replicas, grads, batch)?;
             for r in &self.replicas[..p] {
                 self.metrics.merge(r.metrics());
             }
             value
         };
-        self.finish_training_forward(x, n);
+        self.finish_training_forward(batch.x, n);
         Ok(value)
     }
 
-    /// One forward, backward and optimizer step on `n` samples; returns the loss before the step.
+    /// One forward, backward and optimizer step on `batch`; returns the loss before the step
+    /// (the weighted loss of `gradients` with per-sample weights).
     ///
     /// A step whose loss or gradients are not finite is not applied: the network keeps the
     /// weights of the last finite step and the error says what diverged.
-    pub fn train_step(&mut self, x: &[T], targets: Targets<'_, T>, n: usize) -> Result<f64> {
-        self.train_step_weighted(x, targets, None, n)
-    }
-
-    /// `train_step` on the sample-weighted loss Σ_i w_i·l_i / n (see `gradients_weighted`).
-    pub fn train_step_weighted(
-        &mut self,
-        x: &[T],
-        targets: Targets<'_, T>,
-        weights: Option<&[T]>,
-        n: usize,
-    ) -> Result<f64> {
-        let value = self.gradients_weighted(x, targets, weights, n)?;
+    pub fn train_step(&mut self, batch: Samples<'_, T>) -> Result<f64> {
+        let value = self.gradients(batch)?;
         let mut grads = std::mem::take(&mut self.grads);
         let applied = self.descend(value, &mut grads);
         self.grads = grads;
@@ -392,12 +375,12 @@ impl<T: Real> Network<T> {
     fn descend(&mut self, value: f64, grads: &mut [T]) -> Result<()> {
         let norm = self.grad_stats.measure(&self.param_info, grads);
         if !value.is_finite() || !norm.is_finite() {
-            let what = if value.is_finite() {
-                format!("a gradient is not finite (global norm {norm})")
-            } else {
-                format!("the loss is {value}")
-            };
-            return Err(Error::Diverged { batch: None, what });
+            return Err(Error::Diverged {
+                epoch: None,
+                batch: None,
+                loss: value,
+                norm,
+            });
         }
         self.grad_stats.record();
         if let Some(max_norm) = self.clip_grad_norm {

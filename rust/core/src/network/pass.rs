@@ -4,8 +4,8 @@
 use super::layout::Layer;
 use super::metrics::MetricSums;
 use crate::dropout::MaskKey;
-use crate::loss::{self, Targets};
-use crate::{LossSpec, Real, Result};
+use crate::loss;
+use crate::{LossSpec, Real, Result, Samples};
 
 /// Rows per chunk when running inference, so memory stays bounded for any input size.
 pub(super) const INFERENCE_CHUNK: usize = 256;
@@ -190,20 +190,22 @@ impl<T: Real> Model<'_, T> {
         }
     }
 
-    /// Forward, loss and backward of `n` samples: writes `grads`, returns the mean loss
-    /// (Σ w_i·l_i / n with per-sample `weights`, see `loss::evaluate_weighted`).
+    /// Forward, loss and backward of `batch`: writes `grads`, returns the mean loss
+    /// (Σ w_i·l_i / n with per-sample weights, see `loss::evaluate_weighted`).
     /// `grads` is untouched when the targets or weights are refused.
-    #[allow(clippy::too_many_arguments)]
     pub fn gradients(
         &self,
         work: &mut Work<T>,
         grads: &mut [T],
-        x: &[T],
-        targets: Targets<'_, T>,
-        weights: Option<&[T]>,
-        n: usize,
+        batch: Samples<'_, T>,
         parallel: bool,
     ) -> Result<f64> {
+        let Samples {
+            x,
+            targets,
+            weights,
+            n,
+        } = batch;
         work.ensure(n, self.widths);
         self.forward_train(work, x, n, parallel);
         let w = self.output_width();
@@ -224,19 +226,20 @@ impl<T: Real> Model<'_, T> {
         Ok(value)
     }
 
-    /// The mean loss of `n` samples in training mode (forward only), the layers' outputs left
-    /// in `work` as by `gradients`.
-    pub fn training_loss(
-        &self,
-        work: &mut Work<T>,
-        x: &[T],
-        targets: Targets<'_, T>,
-        n: usize,
-    ) -> Result<f64> {
+    /// The loss of `batch` in training mode (forward only), the layers' outputs left in
+    /// `work` as by `gradients`.
+    pub fn training_loss(&self, work: &mut Work<T>, batch: Samples<'_, T>) -> Result<f64> {
+        let Samples {
+            x,
+            targets,
+            weights,
+            n,
+        } = batch;
         work.ensure(n, self.widths);
         self.forward_train(work, x, n, true);
         let w = self.output_width();
         let last = self.layers.len() - 1;
-        loss::evaluate(self.loss, &work.outputs[last][..n * w], n, w, targets, None)
+        let out = &work.outputs[last][..n * w];
+        loss::evaluate_weighted(self.loss, out, n, w, targets, weights, None)
     }
 }

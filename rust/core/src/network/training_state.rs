@@ -10,8 +10,7 @@ use super::layout::{Layer, ParamInfo};
 use super::pass::Model;
 use super::Network;
 use crate::dropout::MaskKey;
-use crate::loss::{self, Targets};
-use crate::{Error, Real, Result};
+use crate::{Error, Real, Result, Samples};
 
 /// The running statistics of the batch-norm layers and the training-forward counter.
 #[derive(Debug, Clone)]
@@ -187,13 +186,12 @@ impl<T: Real> Network<T> {
         training.forwards += 1;
     }
 
-    /// The mean loss of `n` samples in training mode: dropout masks drawn and batch-norm running
+    /// The loss of `batch` in training mode: dropout masks drawn and batch-norm running
     /// statistics moved, as by `gradients`, but no gradient computed.
-    pub fn training_loss(&mut self, x: &[T], targets: Targets<'_, T>, n: usize) -> Result<f64> {
-        self.check_input(x, n)?;
-        self.check_batch_memory(n)?;
-        self.check_training_batch(n)?;
-        loss::check_targets(&self.spec.loss, targets, n, self.output_width())?;
+    pub fn training_loss(&mut self, batch: Samples<'_, T>) -> Result<f64> {
+        self.check_training_data(batch)?;
+        self.check_batch_memory(batch.n)?;
+        self.check_training_batch(batch.n)?;
         let model = Model {
             layers: &self.layers,
             widths: &self.widths,
@@ -202,12 +200,12 @@ impl<T: Real> Network<T> {
             loss: &self.spec.loss,
             key: self.training.key(self.spec.seed),
         };
-        let value = model.training_loss(&mut self.work, x, targets, n)?;
-        self.finish_training_forward(x, n);
+        let value = model.training_loss(&mut self.work, batch)?;
+        self.finish_training_forward(batch.x, batch.n);
         Ok(value)
     }
 }
 
 #[cfg(test)]
-#[path = "tests/buffers.rs"]
+#[path = "tests/training_state.rs"]
 mod tests;

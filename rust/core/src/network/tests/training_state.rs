@@ -1,8 +1,9 @@
-//! Tests of `network/buffers.rs`.
-use super::super::parallel::{split_gradients, Replica};
+//! Tests of `network/training_state.rs`.
 use super::super::pass::Work;
+use super::super::row_split::{split_gradients, Replica};
 use super::*;
 use crate::{LayerSpec, LossSpec, NetworkSpec, OptimizerSpec};
+use crate::{Samples, Targets};
 
 fn spec(layers: Vec<LayerSpec>) -> NetworkSpec {
     NetworkSpec {
@@ -54,8 +55,10 @@ fn training_forwards_move_running_statistics_and_inference_does_not() {
     net.forward(&x, n, &mut out).unwrap();
     net.loss(&x, Targets::Values(&y), n).unwrap();
     assert_eq!(net.batches_tracked(), [0]);
-    net.gradients(&x, Targets::Values(&y), n).unwrap();
-    net.training_loss(&x, Targets::Values(&y), n).unwrap();
+    net.gradients(Samples::new(&x, Targets::Values(&y), n))
+        .unwrap();
+    net.training_loss(Samples::new(&x, Targets::Values(&y), n))
+        .unwrap();
     assert_eq!(net.batches_tracked(), [2]);
     assert_eq!(net.training_forwards(), 2);
     // The batch statistics of layer 1's input, twice through the momentum.
@@ -77,7 +80,7 @@ fn training_forwards_move_running_statistics_and_inference_does_not() {
         assert!((net.running_stats()[4 + j] - want_var).abs() < 1e-12);
     }
     // One sample cannot be batch-normalized in training; nothing changes.
-    let err = net.gradients(&x[..3], Targets::Values(&y[..2]), 1);
+    let err = net.gradients(Samples::new(&x[..3], Targets::Values(&y[..2]), 1));
     assert!(matches!(err, Err(Error::Value { .. })));
     assert_eq!(net.batches_tracked(), [2]);
     // set_buffers checks and changes nothing on error.
@@ -111,12 +114,23 @@ fn dropout_and_layer_norm_steps_split_over_threads_like_one_pass() {
     model.key = net.training.key(net.spec.seed);
     let mut single = vec![0.0; net.params().len()];
     let whole = model
-        .gradients(&mut Work::default(), &mut single, &x, t, None, n, false)
+        .gradients(
+            &mut Work::default(),
+            &mut single,
+            Samples::new(&x, t, n).weighted(None),
+            false,
+        )
         .unwrap();
     for p in [2, 3, 5] {
         let mut replicas = vec![Replica::default(); p];
         let mut grads = vec![0.0; single.len()];
-        let split = split_gradients(model, &mut replicas, &mut grads, &x, t, None, n).unwrap();
+        let split = split_gradients(
+            model,
+            &mut replicas,
+            &mut grads,
+            Samples::new(&x, t, n).weighted(None),
+        )
+        .unwrap();
         assert!((split - whole).abs() < 1e-14);
         for (a, b) in grads.iter().zip(&single) {
             assert!((a - b).abs() < 1e-13 * (1.0 + b.abs()), "{p}: {a} vs {b}");

@@ -1,5 +1,6 @@
-//! Tests of `network/parallel.rs`.
+//! Tests of `network/row_split.rs`.
 use super::*;
+use crate::{Samples, Targets};
 
 #[test]
 fn shares_cover_the_rows_evenly() {
@@ -53,14 +54,23 @@ fn split_gradients_equal_the_single_pass() {
     let labels: Vec<i64> = (0..n as i64).map(|i| (i * 7) % 4).collect();
     let t = Targets::Labels(&labels);
     let mut single = vec![0.0; net.params.len()];
-    let whole = net
-        .model()
-        .gradients(&mut Work::default(), &mut single, &x, t, None, n, false);
+    let whole = net.model().gradients(
+        &mut Work::default(),
+        &mut single,
+        Samples::new(&x, t, n).weighted(None),
+        false,
+    );
     for p in [2, 3, 5] {
         let mut replicas = vec![Replica::default(); p];
         let mut grads = vec![0.0; net.params.len()];
         let model = net.model();
-        let split = split_gradients(model, &mut replicas, &mut grads, &x, t, None, n).unwrap();
+        let split = split_gradients(
+            model,
+            &mut replicas,
+            &mut grads,
+            Samples::new(&x, t, n).weighted(None),
+        )
+        .unwrap();
         assert!((split - *whole.as_ref().unwrap()).abs() < 1e-14);
         for (a, b) in grads.iter().zip(&single) {
             assert!(
@@ -70,7 +80,7 @@ fn split_gradients_equal_the_single_pass() {
         }
     }
     // The network's own entry point agrees too, whatever it chose.
-    net.gradients(&x, t, n).unwrap();
+    net.gradients(Samples::new(&x, t, n)).unwrap();
     for (a, b) in net.grads().iter().zip(&single) {
         assert!((a - b).abs() < 1e-14 * (1.0 + b.abs()));
     }
@@ -118,13 +128,24 @@ fn split_weighted_gradients_equal_the_single_pass() {
     let mut single = vec![0.0; net.params.len()];
     let whole = net
         .model()
-        .gradients(&mut Work::default(), &mut single, &x, t, Some(&w), n, false)
+        .gradients(
+            &mut Work::default(),
+            &mut single,
+            Samples::new(&x, t, n).weighted(Some(&w)),
+            false,
+        )
         .unwrap();
     for p in [2, 3, 4] {
         let mut replicas = vec![Replica::default(); p];
         let mut grads = vec![0.0; net.params.len()];
         let model = net.model();
-        let split = split_gradients(model, &mut replicas, &mut grads, &x, t, Some(&w), n).unwrap();
+        let split = split_gradients(
+            model,
+            &mut replicas,
+            &mut grads,
+            Samples::new(&x, t, n).weighted(Some(&w)),
+        )
+        .unwrap();
         assert!((split - whole).abs() < 1e-14 * (1.0 + whole.abs()));
         for (a, b) in grads.iter().zip(&single) {
             assert!((a - b).abs() < 1e-14 * (1.0 + b.abs()), "{p}: {a} vs {b}");

@@ -6,8 +6,7 @@
 use rayon::prelude::*;
 
 use super::pass::{Model, Work};
-use crate::loss::Targets;
-use crate::{Real, Result};
+use crate::{Real, Result, Samples};
 
 /// Fewer rows than this per thread and each thread's packing of the weights (which every
 /// thread repeats) costs more than its share of the products saves; measured on the small
@@ -62,25 +61,20 @@ pub(super) fn split_gradients<T: Real>(
     model: Model<'_, T>,
     replicas: &mut [Replica<T>],
     grads: &mut [T],
-    x: &[T],
-    targets: Targets<'_, T>,
-    weights: Option<&[T]>,
-    n: usize,
+    batch: Samples<'_, T>,
 ) -> Result<f64> {
+    let n = batch.n;
     let (w_in, w_out) = (model.widths[0], model.widths[model.widths.len() - 1]);
     let p = replicas.len();
     crate::threads::install(|| {
         replicas.par_iter_mut().enumerate().for_each(|(i, r)| {
             let (a, b) = share(n, p, i);
             r.grads.resize(grads.len(), T::zero());
-            let t = targets.rows(a, b, w_out);
-            let x_part = &x[a * w_in..b * w_in];
             // Dropout masks are keyed by the row's index in the whole batch.
             let mut share_model = model;
             share_model.key.row_offset += a;
-            let w = weights.map(|w| &w[a..b]);
-            r.loss =
-                Some(share_model.gradients(&mut r.work, &mut r.grads, x_part, t, w, b - a, false));
+            let part = batch.rows(a, b, w_in, w_out);
+            r.loss = Some(share_model.gradients(&mut r.work, &mut r.grads, part, false));
         });
         let mut loss = 0.0;
         for (i, r) in replicas.iter_mut().enumerate() {
@@ -107,5 +101,5 @@ pub(super) fn split_gradients<T: Real>(
 }
 
 #[cfg(test)]
-#[path = "tests/parallel.rs"]
+#[path = "tests/row_split.rs"]
 mod tests;

@@ -1,0 +1,317 @@
+//! Tests of `network/epoch.rs`: data-parallel ranks simulated by threads of one process, whose
+//! buffers a shared sum adds up where MPI's Allreduce would.
+use std::sync::{Barrier, Mutex};
+
+use super::*;
+use crate::{LayerSpec, LossSpec, NetworkSpec, OptimizerSpec};
+
+fn spec() -> NetworkSpec {
+    NetworkSpec {
+        layers: vec![
+            LayerSpec::Dense {
+                in_features: 5,
+                out_features: 8,
+                bias: true,
+            },
+            LayerSpec::Tanh,
+            LayerSpec::Dropout { p: 0.3 },
+            LayerSpec::Dense {
+                in_features: 8,
+                out_features: 3,
+                bias: true,
+            },
+        ],
+        loss: LossSpec::CrossEntropy {
+            label_smoothing: 0.0,
+        },
+        optimizer: OptimizerSpec::Adam {
+            lr: 0.01,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            amsgrad: false,
+        },
+        seed: 11,
+    }
+}
+
+fn data(n: usize) -> (Vec<f64>, Vec<i64>) {
+    let x = (0..n * 5)
+        .map(|i| ((i * 29) % 13) as f64 / 6.0 - 1.0)
+        .collect();
+    let labels = (0..n as i64).map(|i| (i * 5) % 3).collect();
+    (x, labels)
+}
+
+/// An Allreduce between threads: each adds its buffer, waits for all, takes the sum.
+struct SharedSum {
+    sum: Mutex<Vec<f64>>,
+    barrier: Barrier,
+}
+
+impl SharedSum {
+    fn new(ranks: usize) -> Self {
+        SharedSum {
+            sum: Mutex::new(Vec::new()),
+            barrier: Barrier::new(ranks),
+        }
+    }
+}
+
+impl Reduce<f64> for &SharedSum {
+    fn sum(&mut self, _step: usize, buffer: &mut [f64], _failure: Option<&Error>) -> Result<()> {
+        {
+            let mut sum = self.sum.lock().unwrap();
+            sum.resize(buffer.len(), 0.0);
+            sum.iter_mut().zip(&*buffer).for_each(|(s, b)| *s += b);
+        }
+        self.barrier.wait();
+        buffer.copy_from_slice(&self.sum.lock().unwrap());
+        if self.barrier.wait().is_leader() {
+            self.sum.lock().unwrap().iter_mut().for_each(|s| *s = 0.0);
+        }
+        self.barrier.wait();
+        Ok(())
+    }
+}
+
+/// Leaves every buffer as it is: the sum over a group of one.
+struct Alone;
+
+impl Reduce<f64> for Alone {
+    fn sum(&mut self, _step: usize, _buffer: &mut [f64], _failure: Option<&Error>) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn settings(batch_size: usize, shuffle: bool, ranks: Option<Ranks<'_>>) -> EpochSettings<'_> {
+    EpochSettings {
+        batch_size,
+        shuffle,
+        number: Some(1),
+        ranks,
+    }
+}
+
+/// Each rank's network after `epochs` epochs on its shard, every rank a thread.
+fn train_ranks(
+    sizes: &[usize],
+    batch_size: usize,
+    shuffle: bool,
+    epochs: usize,
+) -> Vec<(Network<f64>, Vec<f64>)> {
+    let total: usize = sizes.iter().sum();
+    let (x, labels) = data(total);
+    let shared = SharedSum::new(sizes.len());
+    let starts: Vec<usize> = sizes
+        .iter()
+        .scan(0, |end, &k| {
+            *end += k;
+            Some(*end - k)
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..sizes.len())
+            .map(|rank| {
+                let (shared, x, labels) = (&shared, &x, &labels);
+                let (a, n) = (starts[rank], sizes[rank]);
+                scope.spawn(move || {
+                    let mut net = Network::<f64>::new(spec()).unwrap();
+                    let mut losses = Vec::new();
+                    let ranks = Ranks {
+                        rank,
+                        shard_rows: sizes,
+                    };
+                    let shard = Samples::new(
+                        &x[a * 5..(a + n) * 5],
+                        Targets::Labels(&labels[a..a + n]),
+                        n,
+                    );
+                    for _ in 0..epochs {
+                        let mut reduce = shared;
+                        let outcome = net
+                            .fit_epoch(
+                                shard,
+                                &settings(batch_size, shuffle, Some(ranks)),
+                                Some(&mut reduce),
+                                &mut |_| false,
+                            )
+                            .unwrap();
+                        losses.push(outcome.loss);
+                    }
+                    (net, losses)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn assert_close(a: &[f64], b: &[f64], what: &str) {
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() < 1e-12, "{what}: {x} vs {y}");
+    }
+}
+
+#[test]
+fn shuffled_ranks_train_as_one_process_on_the_whole_data() {
+    // Uneven shards and dropout: the masks follow the sample's row in the step.
+    for sizes in [vec![12, 11], vec![7, 1, 9]] {
+        let total: usize = sizes.iter().sum();
+        let (x, labels) = data(total);
+        let mut single = Network::<f64>::new(spec()).unwrap();
+        let all = Samples::new(&x[..], Targets::Labels(&labels), total);
+        let batch = 3 * sizes.len();
+        let want: Vec<f64> = (0..3)
+            .map(|_| {
+                single
+                    .fit_epoch(all, &settings(batch, true, None), None, &mut |_| false)
+                    .unwrap()
+                    .loss
+            })
+            .collect();
+        for (net, losses) in train_ranks(&sizes, 3, true, 3) {
+            assert_close(&losses, &want, &format!("{sizes:?} losses"));
+            assert_close(net.params(), single.params(), &format!("{sizes:?} params"));
+            assert_eq!(net.training_forwards(), single.training_forwards());
+            assert_eq!(net.rng().state(), single.rng().state());
+        }
+    }
+}
+
+#[test]
+fn in_order_ranks_give_every_step_their_next_rows() {
+    let sizes = [5, 3];
+    let (x, labels) = data(8);
+    let mut single = Network::<f64>::new(spec()).unwrap();
+    // Rank 0 holds samples 0..5, rank 1 samples 5..8; batches of 2 per rank.
+    for rows in [vec![0, 1, 5, 6], vec![2, 3, 7], vec![4]] {
+        let xs: Vec<f64> = rows
+            .iter()
+            .flat_map(|&i| x[i * 5..(i + 1) * 5].to_vec())
+            .collect();
+        let ls: Vec<i64> = rows.iter().map(|&i| labels[i]).collect();
+        single
+            .train_step(Samples::new(&xs, Targets::Labels(&ls), rows.len()))
+            .unwrap();
+    }
+    for (net, _) in train_ranks(&sizes, 2, false, 1) {
+        assert_close(net.params(), single.params(), "params");
+    }
+}
+
+#[test]
+fn one_rank_that_reduces_steps_as_a_lone_process_bit_for_bit() {
+    let (x, labels) = data(20);
+    let all = Samples::new(&x[..], Targets::Labels(&labels), 20);
+    let mut lone = Network::<f64>::new(spec()).unwrap();
+    let mut grouped = lone.clone();
+    let shards = [20];
+    let ranks = Ranks {
+        rank: 0,
+        shard_rows: &shards,
+    };
+    for _ in 0..2 {
+        let a = lone.fit_epoch(all, &settings(6, true, None), None, &mut |_| false);
+        let b = grouped.fit_epoch(
+            all,
+            &settings(6, true, Some(ranks)),
+            Some(&mut Alone),
+            &mut |_| false,
+        );
+        assert_eq!(a.unwrap(), b.unwrap());
+    }
+    assert_eq!(lone.params(), grouped.params());
+}
+
+/// Another rank fails in step 1: its failures slot arrives in the sum.
+struct FailsAtStep(usize);
+
+impl Reduce<f64> for FailsAtStep {
+    fn sum(&mut self, step: usize, buffer: &mut [f64], _failure: Option<&Error>) -> Result<()> {
+        if step == self.0 {
+            *buffer.last_mut().unwrap() += 1.0;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failed_rank_stops_every_rank_before_the_step() {
+    let (x, labels) = data(8);
+    let mut net = Network::<f64>::new(spec()).unwrap();
+    let shards = [8, 8];
+    let ranks = Ranks {
+        rank: 0,
+        shard_rows: &shards,
+    };
+    let all = Samples::new(&x[..], Targets::Labels(&labels), 8);
+    let err = net
+        .fit_epoch(
+            all,
+            &settings(2, false, Some(ranks)),
+            Some(&mut FailsAtStep(1)),
+            &mut |_| false,
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Stopped(_)), "{err:?}");
+    assert_eq!(net.optimizer().steps(), 1);
+    // Alone with many shards, or with the wrong shard size, an epoch is refused up front.
+    let unreduced = net.fit_epoch(all, &settings(2, false, Some(ranks)), None, &mut |_| false);
+    assert!(matches!(unreduced, Err(Error::Value { .. })));
+    let wrong = Ranks {
+        rank: 1,
+        shard_rows: &[8, 7],
+    };
+    let mismatched = net.fit_epoch(
+        all,
+        &settings(2, false, Some(wrong)),
+        Some(&mut Alone),
+        &mut |_| false,
+    );
+    assert!(matches!(mismatched, Err(Error::Value { .. })));
+    assert_eq!(net.optimizer().steps(), 1);
+}
+
+#[test]
+fn a_divergence_names_its_epoch_and_batch() {
+    let (x, labels) = data(8);
+    let mut net = Network::<f64>::new(spec()).unwrap();
+    let all = Samples::new(&x[..], Targets::Labels(&labels), 8);
+    net.fit_epoch(all, &settings(4, false, None), None, &mut |_| false)
+        .unwrap();
+    let good = net.params().to_vec();
+    // Weights so large that the outputs overflow.
+    let huge: Vec<f64> = good.iter().map(|_| f64::MAX).collect();
+    net.set_params(&huge).unwrap();
+    let err = net
+        .fit_epoch(all, &settings(4, false, None), None, &mut |_| false)
+        .unwrap_err();
+    match err {
+        Error::Diverged { epoch, batch, .. } => {
+            assert_eq!((epoch, batch), (Some(1), Some(0)));
+        }
+        other => panic!("expected a divergence, got {other:?}"),
+    }
+    assert_eq!(
+        net.params(),
+        &huge[..],
+        "the diverging step was not applied"
+    );
+}
+
+#[test]
+fn an_epoch_reports_its_steps() {
+    let (x, labels) = data(6);
+    let mut net = Network::<f64>::new(spec()).unwrap();
+    let all = Samples::new(&x[..], Targets::Labels(&labels), 6);
+    let outcome = net
+        .fit_epoch(all, &settings(3, true, None), None, &mut |_| false)
+        .unwrap();
+    assert_eq!(outcome.batches, 2);
+    assert_eq!(outcome.metrics.rows, 6);
+    assert_eq!(outcome.grad_norms.len(), 4);
+    assert!(outcome.grad_norms.iter().all(|g| g.is_finite() && *g > 0.0));
+    assert!(outcome.update_ratios.iter().all(|r| *r > 0.0));
+}
