@@ -3,9 +3,10 @@
 Every rank loads scikit-learn's digits, makes the same stratified 80/20 split and the same
 standardization, and keeps its own contiguous block of the training set
 (`bp.distributed.shard`). `fit(..., comm=MPI.COMM_WORLD)` then trains one network on all of
-them: at each step every rank computes the gradients of its local batch of `--batch-size`
-samples, one Allreduce sums them, and every rank takes the same Adam step, the one a single
-process would take on the global batch (the ranks' local batches, in rank order). The reported
+them: every step's batch of `--batch-size` × ranks samples is drawn from all shards by the
+network's generator, every rank computes the gradients of the part in its shard, one Allreduce
+sums them, and every rank takes the same Adam step, the one a single process would take on the
+whole batch (a plain fit of all the data in batches of that size takes the same steps). The reported
 losses, the validation (the last 10% of each rank's shard) and EarlyStopping's decision are
 over all ranks; only rank 0 prints and writes the checkpoint.
 
