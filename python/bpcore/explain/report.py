@@ -189,10 +189,11 @@ class BackwardPass:
 
         return backward_pass_html(self)
 
-    def plot(self, path: Any = None, *, title: str | None = None) -> Any:
+    def plot(self, path: Any = None, *, title: str | None = None, axes: Any = None) -> Any:
         """The pass as a picture: per layer ‖δ‖ and the gradient norms (log scale), and |δ| of
-        every unit of each Dense layer. Saved as PNG to `path` if given; returns the
-        matplotlib Figure (needs matplotlib: ``pip install 'bpcore[plot]'``)."""
+        every unit of each Dense layer. Drawn on `axes` (two matplotlib Axes) or a new Figure,
+        saved as PNG to `path` if given; returns the Figure (needs matplotlib:
+        ``pip install 'bpcore[plot]'``)."""
         from bpcore.explain.plot import plot_backward_pass
 
-        return plot_backward_pass(self, path, title=title)
+        return plot_backward_pass(self, path, title=title, axes=axes)

@@ -273,9 +273,9 @@ def summarize(
             order = largest(g_in, top)
             s.sums = [weighted_sum(g_out, weight, e.index, top) for e in order]
             zeros = int((step.input[row] == 0.0).sum())
-            if zeros:
+            if zeros and k == 0:  # below, an inactive unit's note already says it
                 s.notes.append(
-                    f"{sym_in}_j = 0 for {zeros} of {len(g_in)} inputs: the weights from them "
+                    f"x[j] = 0 for {zeros} of {len(g_in)} inputs: the weights from them "
                     f"get no gradient from this sample (∂z/∂w = a = 0)"
                 )
         elif step.kind == "dropout":
