@@ -52,6 +52,9 @@ class LayerStep:
         local: the layer's local derivative: ``"W"`` (Dense), ``"f'"`` (activations), ``"mask"`` and
             ``"scale"`` (Dropout), ``"x̂"``, ``"mean"``, ``"var"``, ``"inv_std"`` (norms).
         gradients: the layer's parameter gradients by full name ("2.weight", "2.bias").
+        magnitudes: for each gradient, the sum of the magnitudes of the terms it sums over
+            the batch (Σ_n |δ| |a| for a weight): the scale of its rounding error, much larger
+            than the gradient where the terms cancel (a bias before a batch norm: 0).
     """
 
     index: int
@@ -62,6 +65,7 @@ class LayerStep:
     grad_input: Array = field(default_factory=lambda: np.zeros(0))
     local: dict[str, Array] = field(default_factory=dict)
     gradients: dict[str, Array] = field(default_factory=dict)
+    magnitudes: dict[str, Array] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -139,8 +143,10 @@ def _backward_step(step: LayerStep, params: Mapping[str, Array], training: bool)
     if kind == "dense":
         weight = params[f"{k}.weight"]
         step.gradients[f"{k}.weight"] = g.T @ a  # Σ over the batch of δ aᵀ
+        step.magnitudes[f"{k}.weight"] = np.abs(g).T @ np.abs(a)
         if f"{k}.bias" in params:
             step.gradients[f"{k}.bias"] = g.sum(axis=0)
+            step.magnitudes[f"{k}.bias"] = np.abs(g).sum(axis=0)
         return g @ weight  # row by row, Wᵀ δ
     if kind == "dropout":
         return g * step.local["mask"] * step.local["scale"]
@@ -149,6 +155,8 @@ def _backward_step(step: LayerStep, params: Mapping[str, Array], training: bool)
         xhat, inv_std = step.local["x̂"], step.local["inv_std"]
         step.gradients[f"{k}.weight"] = (g * xhat).sum(axis=0)
         step.gradients[f"{k}.bias"] = g.sum(axis=0)
+        step.magnitudes[f"{k}.weight"] = np.abs(g * xhat).sum(axis=0)
+        step.magnitudes[f"{k}.bias"] = np.abs(g).sum(axis=0)
         grad_xhat = g * gamma
         if kind == "batch_norm1d" and not training:  # fixed statistics: an affine map
             return grad_xhat * inv_std

@@ -41,7 +41,9 @@ class Check:
 
     Attributes:
         name: the parameter ("2.weight"); against: "net.gradients" or "bpcore.reference".
-        difference: max |explained - other| / max(|explained|, |other|) over the tensor.
+        difference: max |explained - other| over the tensor, relative to its scale: the
+            largest of its entries (either implementation's) and of the sums of magnitudes of
+            the terms that formed them (where terms cancel, rounding is relative to those).
         tolerance: the largest difference accepted.
     """
 
@@ -57,13 +59,21 @@ class Check:
 
 
 def compare(
-    explained: Mapping[str, Array], other: Mapping[str, Array], against: str, tolerance: float
+    explained: Mapping[str, Array],
+    magnitudes: Mapping[str, Array],
+    other: Mapping[str, Array],
+    against: str,
+    tolerance: float,
 ) -> list[Check]:
     """A `Check` per parameter of `explained`."""
     checks = []
     for name, value in explained.items():
         theirs = np.asarray(other[name], dtype=np.float64)
-        scale = max(float(np.abs(value).max(initial=0.0)), float(np.abs(theirs).max(initial=0.0)))
+        scale = max(
+            float(np.abs(value).max(initial=0.0)),
+            float(np.abs(theirs).max(initial=0.0)),
+            float(magnitudes[name].max(initial=0.0)),
+        )
         diff = float(np.abs(value - theirs).max(initial=0.0))
         relative = diff / scale if scale > 0 else diff
         checks.append(Check(name, against, relative, tolerance))

@@ -213,6 +213,7 @@ def explain(
         forwards=forwards,
     )
     gradients = {name: g for step in computed.steps for name, g in step.gradients.items()}
+    magnitudes = {name: m for step in computed.steps for name, m in step.magnitudes.items()}
     summaries = summarize(computed.steps, row, training, int(top))
     result = BackwardPass(
         layers=summaries,
@@ -224,9 +225,11 @@ def explain(
         rust_gradients={k: np.asarray(v) for k, v in rust.items()},
         reference_gradients=reference,
         checks=checks.compare(
-            gradients, rust, "net.gradients", checks.RUST_TOLERANCE[net.dtype.name]
+            gradients, magnitudes, rust, "net.gradients", checks.RUST_TOLERANCE[net.dtype.name]
         )
-        + checks.compare(gradients, reference, "bpcore.reference", checks.REFERENCE_TOLERANCE),
+        + checks.compare(
+            gradients, magnitudes, reference, "bpcore.reference", checks.REFERENCE_TOLERANCE
+        ),
         training=training,
         sample=row,
         batch_size=n,
