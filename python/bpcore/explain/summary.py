@@ -222,7 +222,8 @@ def _activation_notes(step: LayerStep, row: int, sym_in: str) -> list[str]:
     derivative = step.local["f'"][row]
     n = len(derivative)
     notes = []
-    zero = int((derivative == 0.0).sum())
+    # Only ReLU is exactly flat on a whole side; elsewhere f' = 0 is f' underflowing.
+    zero = int((derivative == 0.0).sum()) if step.kind == "relu" else 0
     name = NAMES[step.kind]
     if zero:
         notes.append(
@@ -231,7 +232,7 @@ def _activation_notes(step: LayerStep, row: int, sym_in: str) -> list[str]:
             "from this sample"
         )
     peak = PEAK_DERIVATIVE.get(step.kind, 1.0)
-    saturated = int(((derivative != 0.0) & (np.abs(derivative) < SATURATED * peak)).sum())
+    saturated = int((np.abs(derivative) < SATURATED * peak).sum()) - zero
     if saturated:
         notes.append(
             f"{saturated} of {n} units are saturated ({name}'({sym_in}) < {SATURATED * peak:g}, "

@@ -241,7 +241,7 @@ def _notes(
     i, j = index
     notes = []
     specs = [s.spec for s in backward.raw.steps]
-    if follows and dh_dz == 0.0:
+    if follows and dh_dz == 0.0 and specs[top]["type"] == "relu":
         notes.append(
             f"unit {i} is inactive for this sample ({NAMES[specs[top]['type']]}'(z_{i}) = 0, "
             f"a dead ReLU here): this weight learns nothing from this sample"
