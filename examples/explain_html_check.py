@@ -79,7 +79,7 @@ def main(out_dir: str = "docs") -> None:
     colors = len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0))
     assert pixels.shape[0] >= 1000 and colors > 50, "the screenshot looks blank"
     print(f"HTML: {page}\nChromium's DOM: {tables} tables as expected")
-    print(f"screenshot: {shot} ({pixels.shape[1]}×{pixels.shape[0]}, {colors} colours)")
+    print(f"screenshot: {shot} ({pixels.shape[1]} by {pixels.shape[0]}, {colors} colours)")
 
 
 if __name__ == "__main__":

@@ -61,7 +61,9 @@ def test_an_exploding_factor_is_named():
     assert ratio >= 10 and f"{ratio:.3g}" in notes[0]
     weight = bp.explain(net, X, Y, 0, (0, 0))
     assert any("exploding" in n for n in weight.notes)
-    assert not any("exploding" in n for s in bp.explain(small(bp.Tanh), X, Y).layers for n in s.notes)
+    assert not any(
+        "exploding" in n for s in bp.explain(small(bp.Tanh), X, Y).layers for n in s.notes
+    )
 
 
 def deep(activation, depth=10):

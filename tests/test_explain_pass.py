@@ -182,9 +182,7 @@ def test_batch_norm_in_inference_mode_uses_the_running_statistics():
     assert p.matches
     params, buffers = net.parameters(), net.buffers()
     scale = params["1.weight"] / np.sqrt(buffers["1.running_var"] + 1e-5)
-    np.testing.assert_allclose(
-        p.layers[1].grad_input, p.layers[1].grad_output * scale, rtol=1e-12
-    )
+    np.testing.assert_allclose(p.layers[1].grad_input, p.layers[1].grad_output * scale, rtol=1e-12)
     # ∂L/∂γ against central differences of the Rust kernels' inference-mode loss.
     for j in range(5):
         plus, minus = dict(params), dict(params)

@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from bpcore import reference as ref
 
-Array = np.ndarray
+Array = npt.NDArray[np.float64]
 
 #: Layer kinds that are not element-wise activations.
 STRUCTURAL = {"dense", "dropout", "batch_norm1d", "layer_norm"}
@@ -112,6 +113,7 @@ def _forward_step(
         return z + params[f"{k}.bias"] if f"{k}.bias" in params else z
     if kind == "dropout":
         p = float(spec["p"])
+        mask: Array
         if training:
             mask = np.array(ref.dropout_mask(p, seed, forwards, k, a.shape[0], a.shape[1]))
             scale = 1.0 / (1.0 - p)
@@ -161,8 +163,8 @@ def _backward_step(step: LayerStep, params: Mapping[str, Array], training: bool)
         if kind == "batch_norm1d" and not training:  # fixed statistics: an affine map
             return grad_xhat * inv_std
         axis = 0 if kind == "batch_norm1d" else 1
-        mean_g = grad_xhat.mean(axis=axis, keepdims=True)
-        mean_gx = (grad_xhat * xhat).mean(axis=axis, keepdims=True)
+        mean_g: Array = grad_xhat.mean(axis=axis, keepdims=True)
+        mean_gx: Array = (grad_xhat * xhat).mean(axis=axis, keepdims=True)
         return inv_std * (grad_xhat - mean_g - xhat * mean_gx)
     return g * step.local["f'"]
 

@@ -112,7 +112,11 @@ def fold_for_inference(
         elif spec["type"] == "batch_norm1d":
             f = int(spec["num_features"])
             s = np.sqrt(buffers[f"{k}.running_var"] + float(spec["eps"]))
-            gamma, beta, mean = params[f"{k}.weight"], params[f"{k}.bias"], buffers[f"{k}.running_mean"]
+            gamma, beta, mean = (
+                params[f"{k}.weight"],
+                params[f"{k}.bias"],
+                buffers[f"{k}.running_mean"],
+            )
             folded.append(Dense(f, f))
             values[f"{k}.weight"] = np.diag(gamma / s)
             values[f"{k}.bias"] = beta - gamma * mean / s
@@ -155,9 +159,11 @@ def reference_gradients(
     net.set_parameters({k: v.tolist() for k, v in params.items()})
     if buffers:
         net.set_buffers(
-            {k: int(v) if k.endswith("num_batches_tracked") else v.tolist() for k, v in buffers.items()}
+            {
+                k: int(v) if k.endswith("num_batches_tracked") else v.tolist()
+                for k, v in buffers.items()
+            }
         )
     net.training_forwards = forwards
     grads = net.gradients(X.tolist(), targets, sample_weight)
     return {k: np.asarray(v, dtype=np.float64) for k, v in grads.items()}
-

@@ -187,31 +187,37 @@ def explain(
             rust = net.gradients(X, t, rust_weights)
     if folds:
         rust = _folded_rust_gradients(net, specs, params, buffers, X, t, rust_weights)
-        layers, values = checks.fold_for_inference(net.layers, specs, params, buffers)
-        reference = checks.unfold_gradients(
+    try:
+        if folds:
+            layers, values = checks.fold_for_inference(net.layers, specs, params, buffers)
+            reference = checks.unfold_gradients(
+                specs,
+                checks.reference_gradients(
+                    layers, loss_spec, values, {}, X64, targets, weights, net.seed, forwards
+                ),
+                buffers,
+            )
+        else:
+            reference = checks.reference_gradients(
+                specs, loss_spec, params, buffers, X64, targets, weights, net.seed, forwards
+            )
+        computed = backward.run(
             specs,
-            checks.reference_gradients(
-                layers, loss_spec, values, {}, X64, targets, weights, net.seed, forwards
-            ),
+            loss_spec,
+            params,
             buffers,
+            X64,
+            targets,
+            weights,
+            training=training,
+            seed=net.seed,
+            forwards=forwards,
         )
-    else:
-        reference = checks.reference_gradients(
-            specs, loss_spec, params, buffers, X64, targets, weights, net.seed, forwards
-        )
-
-    computed = backward.run(
-        specs,
-        loss_spec,
-        params,
-        buffers,
-        X64,
-        targets,
-        weights,
-        training=training,
-        seed=net.seed,
-        forwards=forwards,
-    )
+    except ArithmeticError as e:  # Python floats raise where NumPy would give inf
+        raise ValueError(
+            f"x: the backward pass of this sample through these parameters leaves the range "
+            f"of float64 ({e}); nothing to explain"
+        ) from None
     gradients = {name: g for step in computed.steps for name, g in step.gradients.items()}
     magnitudes = {name: m for step in computed.steps for name, m in step.magnitudes.items()}
     summaries = summarize(computed.steps, row, training, int(top))

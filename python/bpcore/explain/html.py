@@ -3,6 +3,8 @@ norms per layer, then a table per layer with its formulas, numbers, notes and a 
 over its units. Plain HTML and inline styles (no script), so that it renders the same in a
 notebook, a browser or a static page."""
 
+# ruff: noqa: RUF001 -- batch and layer norm's parameters are γ and β, as in torch's docs
+
 from __future__ import annotations
 
 import math
@@ -19,8 +21,7 @@ if TYPE_CHECKING:
     from bpcore.explain.weight import Explanation
 
 STYLE = (
-    "font-family: DejaVu Sans, Arial, sans-serif; font-size: 13px; color: #222; "
-    "max-width: 1100px"
+    "font-family: DejaVu Sans, Arial, sans-serif; font-size: 13px; color: #222; max-width: 1100px"
 )
 CELL = "padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: left; vertical-align: top"
 BAR_WIDTH = 220  # pixels of the longest bar
@@ -30,7 +31,8 @@ COLORS = {"delta": "#d9534f", "weight": "#337ab7", "bias": "#5cb85c"}
 def _bar(value: float | None, low: float, high: float, color: str) -> str:
     """A bar whose length is log10(value) between log10(low) and log10(high), and the value."""
     if value is None:
-        return "<td style='{}'>-</td>".format(CELL)
+        return f"<td style='{CELL}'>-</td>"
+    width: float
     if value <= 0 or high <= low:
         width = 2 if value <= 0 else BAR_WIDTH
     else:
@@ -49,10 +51,11 @@ def _strip(values: np.ndarray, color: str) -> str:
     shown = np.abs(values[:256])
     peak = float(shown.max()) if shown.size else 0.0
     width = max(1, min(8, 512 // max(len(shown), 1)))
+    heights = 2 + 38 * shown / peak if peak else np.full(len(shown), 2.0)
     bars = "".join(
-        f"<div title='[{i}] {v:.4g}' style='width:{width}px; height:{2 + 38 * v / peak if peak else 2:.1f}px; "
+        f"<div title='[{i}] {v:.4g}' style='width:{width}px; height:{h:.1f}px; "
         f"background:{color}; margin-right:1px'></div>"
-        for i, v in enumerate(shown)
+        for i, (v, h) in enumerate(zip(shown, heights))
     )
     more = f" (first 256 of {len(values)})" if len(values) > 256 else ""
     return (
@@ -62,19 +65,31 @@ def _strip(values: np.ndarray, color: str) -> str:
 
 
 def _row(label: str, content: str) -> str:
-    return f"<tr><th style='{CELL}; width: 150px'>{escape(label)}</th><td style='{CELL}'>{content}</td></tr>"
+    label_cell = f"<th style='{CELL}; width: 150px'>{escape(label)}</th>"
+    return f"<tr>{label_cell}<td style='{CELL}'>{content}</td></tr>"
 
 
 def _layer_table(p: BackwardPass, s: LayerSummary) -> str:
     rows = []
     if s.delta_formula:
         rows.append(_row("error signal", escape(s.delta_formula)))
-        rows.append(_row(f"‖δ_{s.index}‖", escape(f"{fmt(s.delta_norm)}; largest ")
-                         + escape(entries(s.largest, f"δ_{s.index}"))))
+        rows.append(
+            _row(
+                f"‖δ_{s.index}‖",
+                escape(f"{fmt(s.delta_norm)}; largest ")
+                + escape(entries(s.largest, f"δ_{s.index}")),
+            )
+        )
         rows.append(_row(f"|δ_{s.index}|", _strip(s.grad_output, COLORS["delta"])))
     else:
-        rows.append(_row(f"∂L/∂{s.output_symbol}", escape(
-            f"{fmt(s.delta_norm)}; largest {entries(s.largest, '∂L/∂' + s.output_symbol)}")))
+        rows.append(
+            _row(
+                f"∂L/∂{s.output_symbol}",
+                escape(
+                    f"{fmt(s.delta_norm)}; largest {entries(s.largest, '∂L/∂' + s.output_symbol)}"
+                ),
+            )
+        )
         rows.append(_row(f"|∂L/∂{s.output_symbol}|", _strip(s.grad_output, COLORS["delta"])))
     if s.weight_norm is not None:
         w, b = ("W", "b") if s.kind == "dense" else ("γ", "β")
@@ -84,7 +99,9 @@ def _layer_table(p: BackwardPass, s: LayerSummary) -> str:
         rows.append(_row("gradients", escape(text)))
     if s.index > 0:
         rows.append(_row("passes down", escape(s.formula)))
-        rows.append(_row(f"‖∂L/∂{s.input_symbol}‖", escape(fmt(float(np.linalg.norm(s.grad_input))))))
+        rows.append(
+            _row(f"‖∂L/∂{s.input_symbol}‖", escape(fmt(float(np.linalg.norm(s.grad_input)))))
+        )
         for term in s.sums:
             rows.append(_row("formed as", escape(sum_line(term, s.input_symbol, f"δ_{s.index}"))))
     if "f'" in s.local:
@@ -107,7 +124,8 @@ def backward_pass_html(p: BackwardPass) -> str:
     low, high = (min(positive), max(positive)) if positive else (1.0, 1.0)
     header = "".join(f"<div>{escape(line)}</div>" for line in p.header())
     summary_rows = "".join(
-        f"<tr><td style='{CELL}'>{s.index}</td><td style='{CELL}'>{escape(s.name.split(',')[0])}</td>"
+        f"<tr><td style='{CELL}'>{s.index}</td>"
+        f"<td style='{CELL}'>{escape(s.name.split(',')[0])}</td>"
         + _bar(s.delta_norm, low, high, COLORS["delta"])
         + _bar(s.weight_norm, low, high, COLORS["weight"])
         + _bar(s.bias_norm, low, high, COLORS["bias"])
@@ -135,9 +153,7 @@ def backward_pass_html(p: BackwardPass) -> str:
 def weight_html(e: Explanation) -> str:
     """The HTML of an `Explanation`: the chain as a table, the sum term by term."""
     i, j = e.index
-    rows = [
-        _row(name, escape(f"{value:.10e}")) for name, value in e.terms
-    ]
+    rows = [_row(name, escape(f"{value:.10e}")) for name, value in e.terms]
     if e.chain is not None:
         terms = "".join(
             f"<tr><td style='{CELL}'>k = {t.k}</td><td style='{CELL}'>{t.delta:.6e}</td>"
@@ -149,13 +165,16 @@ def weight_html(e: Explanation) -> str:
                 f"<tr><td style='{CELL}' colspan=3>the other {e.chain.rest_count} terms</td>"
                 f"<td style='{CELL}'>{e.chain.rest:.6e}</td></tr>"
             )
-        rows.insert(1, _row(
-            f"∂L/∂h_{i} = Σ_k",
-            f"<table style='border-collapse: collapse'><tr><th style='{CELL}'>k</th>"
-            f"<th style='{CELL}'>∂L/∂z_k</th><th style='{CELL}'>w_k,{i}</th>"
-            f"<th style='{CELL}'>product</th></tr>{terms}</table>"
-            + escape(f" {e.chain_source}"),
-        ))
+        rows.insert(
+            1,
+            _row(
+                f"∂L/∂h_{i} = Σ_k",
+                f"<table style='border-collapse: collapse'><tr><th style='{CELL}'>k</th>"
+                f"<th style='{CELL}'>∂L/∂z_k</th><th style='{CELL}'>w_k,{i}</th>"
+                f"<th style='{CELL}'>product</th></tr>{terms}</table>"
+                + escape(f" {e.chain_source}"),
+            ),
+        )
     else:
         rows.insert(1, _row(f"∂L/∂h_{i}", escape(e.chain_source)))
     rows.append(_row("product", escape(f"{e.product:.10e}")))
@@ -167,5 +186,6 @@ def weight_html(e: Explanation) -> str:
     return (
         f"<div class='bpcore-explanation' style='{STYLE}'><table style='border-collapse: collapse'>"
         f"<caption style='text-align:left; font-weight:bold'>∂L/∂w[{i},{j}] of layer {e.layer}: "
-        f"{'equal' if e.matches else 'NOT EQUAL'} to the gradient</caption>{''.join(rows)}</table></div>"
+        f"{'equal' if e.matches else 'NOT EQUAL'} to the gradient</caption>"
+        f"{''.join(rows)}</table></div>"
     )

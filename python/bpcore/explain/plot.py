@@ -3,6 +3,8 @@
 way back shows as bars shrinking or growing; on the right |δ| of every unit of every Dense
 layer, one row per layer, on a log colour scale."""
 
+# ruff: noqa: RUF001 -- batch and layer norm's parameters are γ and β, as in torch's docs
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -63,7 +65,9 @@ def plot_backward_pass(
         image[r, : len(s.grad_output)] = np.abs(s.grad_output)
     positive = image[np.isfinite(image) & (image > 0)]
     if positive.size:
-        scale = colors.LogNorm(vmin=max(positive.min(), positive.max() * 1e-12), vmax=positive.max())
+        scale = colors.LogNorm(
+            vmin=max(positive.min(), positive.max() * 1e-12), vmax=positive.max()
+        )
         image = np.where(image > 0, image, np.nan)
         cmap = colormaps["viridis"].with_extremes(bad="#dddddd")
         shown = unit_ax.imshow(image, aspect="auto", interpolation="nearest", norm=scale, cmap=cmap)

@@ -1,6 +1,8 @@
 """`BackwardPass`: the backward pass of one sample, from the loss down to the input, as text,
 HTML (in Jupyter) and a picture."""
 
+# ruff: noqa: RUF001 -- batch and layer norm's parameters are γ and β, as in torch's docs
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,6 +13,11 @@ import numpy as np
 from bpcore.explain.backward import Pass
 from bpcore.explain.checks import Check
 from bpcore.explain.summary import Entry, LayerSummary, Sum, largest
+
+
+def norm(values: np.ndarray) -> float:
+    """The Euclidean norm, as a float."""
+    return float(np.linalg.norm(values))
 
 
 def fmt(value: float) -> str:
@@ -24,8 +31,8 @@ def entries(items: list[Entry], symbol: str) -> str:
 
 
 def sum_line(s: Sum, symbol: str, delta: str) -> str:
-    """'[17] = 0.0123 = Σ_k δ_k·w_k,17: (k=3) -0.01221 × -0.8 + ... + 8 more (0.0003)'."""
-    terms = " + ".join(f"({fmt(t.delta)})×({fmt(t.weight)})" for t in s.terms)
+    """'[17] = 0.0123 = Σ_k δ_k·w_k,17: (k=3) -0.01221 · -0.8 + ... + 8 more (0.0003)'."""
+    terms = " + ".join(f"({fmt(t.delta)})·({fmt(t.weight)})" for t in s.terms)
     more = f" + {s.rest_count} more terms ({fmt(s.rest)})" if s.rest_count else ""
     ks = ", ".join(str(t.k) for t in s.terms)
     return (
@@ -88,17 +95,21 @@ class BackwardPass:
         widths = [str(s.grad_input.shape[0]) for s in self.layers if s.kind == "dense"]
         widths.append(str(self.output.shape[0]))
         mode = "training mode" if self.training else "inference mode"
-        which = "one sample" if self.batch_size == 1 else (
-            f"sample {self.sample} of a batch of {self.batch_size} (the loss of that sample, "
-            "the batch's statistics)"
+        which = (
+            "one sample"
+            if self.batch_size == 1
+            else (
+                f"sample {self.sample} of a batch of {self.batch_size} (the loss of that sample, "
+                "the batch's statistics)"
+            )
         )
         return [
             f"The backward pass of {which}, from the loss down to the input",
             f"network {'-'.join(widths)}, {self.dtype} (the numbers here in float64), "
             f"loss {self.loss_name}, {mode}",
             f"target {self.target}; output o = [{', '.join(fmt(v) for v in self.output)}]",
-            f"loss L = {self.loss:.6g};  ∂L/∂o: ‖∂L/∂o‖ = {fmt(np.linalg.norm(self.output_gradient))}, "
-            f"largest {entries(largest(self.output_gradient, 3), 'o')}",
+            f"loss L = {self.loss:.6g};  ‖∂L/∂o‖ = {fmt(norm(self.output_gradient))}, largest "
+            f"{entries(largest(self.output_gradient, 3), '∂L/∂o')}",
         ]
 
     def layer_lines(self, s: LayerSummary) -> list[str]:
@@ -106,9 +117,8 @@ class BackwardPass:
         lines = [f"layer {s.index}  {s.name}"]
         if s.delta_formula:
             lines.append(f"    {s.delta_formula}")
-            lines.append(
-                f"    ‖δ_{s.index}‖ = {fmt(s.delta_norm)}; largest {entries(s.largest, f'δ_{s.index}')}"
-            )
+            top = entries(s.largest, f"δ_{s.index}")
+            lines.append(f"    ‖δ_{s.index}‖ = {fmt(s.delta_norm)}; largest {top}")
             grads = f"‖∂L/∂W_{s.index}‖ = {fmt(s.weight_norm or 0.0)}"
             if s.bias_norm is not None:
                 grads += f",  ‖∂L/∂b_{s.index}‖ = {fmt(s.bias_norm)}  (∂L/∂b = δ)"
@@ -125,21 +135,27 @@ class BackwardPass:
                 )
         if s.index > 0:
             lines.append(f"    passes down {s.formula}")
-            lines.append(
-                f"    ‖∂L/∂{s.input_symbol}‖ = {fmt(float(np.linalg.norm(s.grad_input)))}"
-                + ("" if s.kind == "dense" else
-                   f"; largest {entries(largest(s.grad_input, len(s.largest)), '∂L/∂' + s.input_symbol)}")
-            )
+            line = f"    ‖∂L/∂{s.input_symbol}‖ = {fmt(norm(s.grad_input))}"
+            if s.kind != "dense":  # a Dense layer shows its largest entries with their sums
+                biggest = largest(s.grad_input, len(s.largest))
+                line += f"; largest {entries(biggest, '∂L/∂' + s.input_symbol)}"
+            lines.append(line)
             for term in s.sums:
                 lines.append(f"      {sum_line(term, s.input_symbol, f'δ_{s.index}')}")
         else:
-            lines.append(f"    (the input layer: ∂L/∂W_{s.index} = δ_{s.index} xᵀ, nothing below learns)")
+            lines.append(
+                f"    (the input layer: ∂L/∂W_{s.index} = δ_{s.index} xᵀ, nothing below learns)"
+            )
         if "f'" in s.local:
             d = s.local["f'"]
-            lines.append(f"    f'({s.input_symbol}): min {fmt(float(d.min()))}, max {fmt(float(d.max()))}")
+            lines.append(
+                f"    f'({s.input_symbol}): min {fmt(float(d.min()))}, max {fmt(float(d.max()))}"
+            )
         if "mask" in s.local and self.training:
             kept = int(s.local["mask"].sum())
-            lines.append(f"    mask: {kept} of {len(s.local['mask'])} kept, scale {s.local['scale']:g}")
+            lines.append(
+                f"    mask: {kept} of {len(s.local['mask'])} kept, scale {s.local['scale']:g}"
+            )
         lines += [f"    note: {note}" for note in s.notes]
         return lines
 
@@ -156,9 +172,14 @@ class BackwardPass:
     def check_lines(self) -> list[str]:
         """The verdict of the two checks."""
         lines = []
-        for against, what in (("net.gradients", "Rust kernels"), ("bpcore.reference", "pure Python")):
+        for against, what in (
+            ("net.gradients", "Rust kernels"),
+            ("bpcore.reference", "pure Python"),
+        ):
             w = self.worst(against)
-            verdict = "equal" if all(c.ok for c in self.checks if c.against == against) else "NOT EQUAL"
+            verdict = (
+                "equal" if all(c.ok for c in self.checks if c.against == against) else "NOT EQUAL"
+            )
             lines.append(
                 f"checked: every gradient against {against} ({what}): {verdict}, largest relative "
                 f"difference {w.difference:.1e} ({w.name}; tolerance {w.tolerance:g})"
@@ -166,12 +187,12 @@ class BackwardPass:
         return lines
 
     def __str__(self) -> str:
-        lines = self.header() + [""]
+        lines = [*self.header(), ""]
         for s in reversed(self.layers):
             lines += self.layer_lines(s)
         if self.notes:
-            lines += [""] + [f"note: {note}" for note in self.notes]
-        lines += [""] + self.table() + [""] + self.check_lines()
+            lines += ["", *(f"note: {note}" for note in self.notes)]
+        lines += ["", *self.table(), "", *self.check_lines()]
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -10,6 +10,8 @@ exploding factor; a gradient whose norm falls by 10³ or more from the output to
 layer has vanished on the way.
 """
 
+# ruff: noqa: RUF001 -- batch and layer norm's parameters are γ and β, as in torch's docs
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -151,7 +153,7 @@ def symbols(specs: list[dict[str, Any]]) -> list[str]:
 
 
 def layer_name(spec: dict[str, Any], training: bool) -> str:
-    """"Dense(64 → 128)", "Dropout(p=0.5), training: this sample's mask", ..."""
+    """ "Dense(64 → 128)", "Dropout(p=0.5), training: this sample's mask", ..."""
     kind = spec["type"]
     name = NAMES[kind]
     if kind == "dense":
@@ -172,7 +174,9 @@ def _local_formula(step: LayerStep, sym_in: str, sym_out: str, training: bool) -
     kind = step.kind
     k = step.index
     if kind == "dense":
-        return f"∂L/∂{sym_in} = W_{k}ᵀ δ_{k}   (∂z/∂a = W; and ∂L/∂W_{k} = δ_{k} {sym_in}ᵀ, ∂z/∂w = a)"
+        return (
+            f"∂L/∂{sym_in} = W_{k}ᵀ δ_{k}   (∂z/∂a = W; and ∂L/∂W_{k} = δ_{k} {sym_in}ᵀ, ∂z/∂w = a)"
+        )
     if kind == "dropout":
         if training:
             return f"∂L/∂{sym_in} = ∂L/∂{sym_out} ⊙ m_{k} / (1 - p)   (m_{k}: this sample's mask)"
@@ -242,9 +246,7 @@ def _activation_notes(step: LayerStep, row: int, sym_in: str) -> list[str]:
     return notes
 
 
-def summarize(
-    steps: list[LayerStep], row: int, training: bool, top: int
-) -> list[LayerSummary]:
+def summarize(steps: list[LayerStep], row: int, training: bool, top: int) -> list[LayerSummary]:
     """The summary of every layer for sample `row`, input layer first."""
     specs = [step.spec for step in steps]
     syms = symbols(specs)
@@ -286,7 +288,7 @@ def summarize(
                 dropped = int((mask == 0.0).sum())
                 s.notes.append(
                     f"this sample's mask drops {dropped} of {len(mask)} units: they pass no "
-                    f"gradient back; the kept ones pass theirs × 1/(1-p) = "
+                    f"gradient back; the kept ones pass theirs · 1/(1-p) = "
                     f"{float(step.local['scale']):g}"
                 )
         elif step.kind in ("batch_norm1d", "layer_norm"):
@@ -304,8 +306,8 @@ def summarize(
         out_norm, in_norm = float(np.linalg.norm(g_out)), float(np.linalg.norm(g_in))
         if out_norm > 0 and in_norm / out_norm >= EXPLODING_FACTOR and k > 0:
             s.notes.append(
-                f"an exploding factor: the gradient's norm grows × {in_norm / out_norm:.3g} "
-                f"through this layer (‖∂L/∂{sym_out}‖ = {out_norm:.3e} → "
+                f"an exploding factor: the gradient's norm grows by a factor "
+                f"{in_norm / out_norm:.3g} through this layer (‖∂L/∂{sym_out}‖ = {out_norm:.3e} → "
                 f"‖∂L/∂{sym_in}‖ = {in_norm:.3e})"
             )
         summaries.append(s)
@@ -325,11 +327,11 @@ def pass_notes(summaries: list[LayerSummary]) -> list[str]:
     if ratio <= VANISHING_RATIO:
         return [
             f"vanishing gradient: ‖δ‖ falls from {top:.3e} at the last Dense layer to "
-            f"{bottom:.3e} at the first (× {ratio:.1e}); the first layers learn little"
+            f"{bottom:.3e} at the first (a factor {ratio:.1e}); the first layers learn little"
         ]
     if ratio >= 1.0 / VANISHING_RATIO:
         return [
             f"exploding gradient: ‖δ‖ grows from {top:.3e} at the last Dense layer to "
-            f"{bottom:.3e} at the first (× {ratio:.1e})"
+            f"{bottom:.3e} at the first (a factor {ratio:.1e})"
         ]
     return []

@@ -92,9 +92,9 @@ class Explanation:
         scale = float(np.abs(backward.rust_gradients[name]).max())
         diff = abs(total - self.gradient)
         self.relative_difference = diff / max(abs(total), abs(self.gradient), 1e-300)
-        self.matches = diff <= self.tolerance * max(
-            abs(total), abs(self.gradient), scale
-        ) and abs(total - self.reference_gradient) <= 1e-12 * max(abs(total), scale)
+        self.matches = diff <= self.tolerance * max(abs(total), abs(self.gradient), scale) and abs(
+            total - self.reference_gradient
+        ) <= 1e-12 * max(abs(total), scale)
 
     def chain_lines(self) -> list[str]:
         """Σ_k ∂L/∂z_k · w_ki, term by term (or its largest terms and the rest)."""
@@ -102,18 +102,18 @@ class Explanation:
         if self.chain is None:
             return [f"    ∂L/∂h_{i} {self.chain_source}"]
         c = self.chain
-        factor = "" if self.chain_factor == 1.0 else f"{self.chain_factor:g} × "
+        factor = "" if self.chain_factor == 1.0 else f"{self.chain_factor:g} · "
         lines = [
             f"    ∂L/∂h_{i} = {factor}Σ_k ∂L/∂z_k · w_k,{i} {self.chain_source}"
             + (" (largest first):" if c.rest_count == 0 else f" ({len(c.terms)} largest):")
         ]
         for t in c.terms:
-            lines.append(
-                f"      k = {t.k:3d}:  {t.delta: .6e} × {t.weight: .6e} = {t.value: .6e}"
-            )
+            lines.append(f"      k = {t.k:3d}:  {t.delta: .6e} · {t.weight: .6e} = {t.value: .6e}")
         if c.rest_count:
             lines.append(f"      the other {c.rest_count} terms:              {c.rest: .6e}")
-        lines.append(f"      Σ = {c.value: .10e}" + (f",  × {self.chain_factor:g}" if factor else ""))
+        lines.append(
+            f"      Σ = {c.value: .10e}" + (f",  · {self.chain_factor:g}" if factor else "")
+        )
         return lines
 
     def __str__(self) -> str:
