@@ -6,8 +6,9 @@
 The page is the backward pass of one test digit through the demo's network (64-128-64-10,
 ReLU, trained 5 epochs), exactly what Jupyter shows for `bp.explain(net, x, y)`. The script
 checks what a browser made of it — Chromium's DOM after parsing has one table per layer plus
-the summary, the bars have their widths, the screenshot is not blank — and prints the paths of
-the HTML file and the PNG (default out_dir: docs/).
+the summary and the checks' verdict, the screenshot is not blank — and prints the path of the
+screenshot, out_dir/explain_html_chromium.png (default out_dir: docs/; the page itself is
+written to a temporary folder).
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ def headless(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(command, capture_output=True, text=True, check=True)
 
 
-def main(out_dir: str = "docs") -> None:
-    """Writes explain_backward_pass.html and its screenshot explain_html_chromium.png."""
+def main(out_dir: str = "docs") -> Path:
+    """Renders the page, checks it, saves the screenshot; returns the screenshot's path."""
     X_train, X_test, y_train, y_test = load_digits_split(0)
     net = digits_network(0, dtype="float64")
     net.fit(X_train, y_train, epochs=5, batch_size=32, progress=False)
@@ -57,7 +58,13 @@ def main(out_dir: str = "docs") -> None:
     assert backward.matches
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    page = out / "explain_backward_pass.html"
+    with tempfile.TemporaryDirectory() as folder:
+        return check_and_screenshot(backward, len(net.layers), Path(folder), out)
+
+
+def check_and_screenshot(backward: bp.BackwardPass, layers: int, folder: Path, out: Path) -> Path:
+    """Writes the page into `folder`, checks Chromium's DOM, saves the screenshot into `out`."""
+    page = folder / "explain_backward_pass.html"
     page.write_text(
         "<!doctype html><html><head><meta charset='utf-8'><title>bp.explain</title></head>"
         f"<body>{backward._repr_html_()}</body></html>",
@@ -67,7 +74,7 @@ def main(out_dir: str = "docs") -> None:
 
     dom = headless("--dump-dom", url).stdout
     tables = dom.count("<table")
-    expected = 1 + len(net.layers)  # the summary, then one per layer
+    expected = 1 + layers  # the summary, then one per layer
     assert tables == expected, f"Chromium's DOM has {tables} tables, expected {expected}"
     assert "bpcore-backward-pass" in dom and "checked: every gradient" in dom
 
@@ -78,8 +85,9 @@ def main(out_dir: str = "docs") -> None:
     pixels = image.imread(shot)
     colors = len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0))
     assert pixels.shape[0] >= 1000 and colors > 50, "the screenshot looks blank"
-    print(f"HTML: {page}\nChromium's DOM: {tables} tables as expected")
+    print(f"Chromium's DOM: {tables} tables as expected, and the checks' verdict")
     print(f"screenshot: {shot} ({pixels.shape[1]} by {pixels.shape[0]}, {colors} colours)")
+    return shot
 
 
 if __name__ == "__main__":

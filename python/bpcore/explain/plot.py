@@ -55,14 +55,17 @@ def plot_backward_pass(
     norm_ax.invert_yaxis()  # the loss end on top, as the pass runs
     norm_ax.set_xlabel("norm (log scale)")
     norm_ax.set_title(title or "gradient norms, from the loss (top) down")
-    norm_ax.legend(fontsize=8, loc="lower right")
+    # Below the axis, where no bar can be.
+    norm_ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3)
     norm_ax.grid(True, axis="x", which="both", alpha=0.3)
 
     dense = [s for s in reversed(p.layers) if s.kind == "dense"]
     width = max(len(s.grad_output) for s in dense)
     image = np.full((len(dense), width), np.nan)
+    padding = np.full((len(dense), width), 1.0)
     for r, s in enumerate(dense):
         image[r, : len(s.grad_output)] = np.abs(s.grad_output)
+        padding[r, : len(s.grad_output)] = np.nan
     positive = image[np.isfinite(image) & (image > 0)]
     if positive.size:
         scale = colors.LogNorm(
@@ -72,9 +75,12 @@ def plot_backward_pass(
         cmap = colormaps["viridis"].with_extremes(bad="#dddddd")
         shown = unit_ax.imshow(image, aspect="auto", interpolation="nearest", norm=scale, cmap=cmap)
         fig.colorbar(shown, ax=unit_ax, label="|δ_i|")
+        # White where a layer has no unit i (it is narrower than the widest).
+        blank = colors.ListedColormap(["white"])
+        unit_ax.imshow(padding, aspect="auto", interpolation="nearest", cmap=blank)
     unit_ax.set_yticks(range(len(dense)), [f"δ_{s.index}" for s in dense])
     unit_ax.set_xlabel("unit i")
-    unit_ax.set_title("|δ| of every unit (grey: 0, no gradient)")
+    unit_ax.set_title("|δ| of every unit (grey: δ_i = 0, no gradient)")
     if axes is None:
         fig.tight_layout()
     if path is not None:

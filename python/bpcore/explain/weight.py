@@ -226,7 +226,8 @@ def _chain(backward: BackwardPass, top: int, i: int) -> tuple[Sum | None, float,
     width = step.grad_output.shape[1]
     shown = width if width <= ALL_TERMS else ALL_TERMS // 2
     chain = weighted_sum(step.grad_output[row], step.local["W"], i, shown)
-    return chain, factor, f"over the {width} units k of layer {above}"
+    units = "unit" if width == 1 else "units"
+    return chain, factor, f"over the {width} {units} k of layer {above}"
 
 
 def _notes(
