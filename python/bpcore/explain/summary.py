@@ -275,6 +275,12 @@ def summarize(steps: list[LayerStep], row: int, training: bool, top: int) -> lis
             weight = step.local["W"]
             order = largest(g_in, top)
             s.sums = [weighted_sum(g_out, weight, e.index, top) for e in order]
+            following = steps[k + 1].kind if k + 1 < len(steps) else None
+            if following == "batch_norm1d" and training and f"{k}.bias" in step.gradients:
+                s.notes.append(
+                    "its bias has no effect before a BatchNorm1d in training mode (the batch "
+                    "mean is subtracted): ∂L/∂b is 0 up to rounding"
+                )
             zeros = int((step.input[row] == 0.0).sum())
             if zeros and k == 0:  # below, an inactive unit's note already says it
                 s.notes.append(

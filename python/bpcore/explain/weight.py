@@ -18,6 +18,7 @@ inputs shape this sample's normalization): ∂L/∂w_ij = Σ_n δ[n, i] · a[n, 
 term being the product of the three factors.
 """
 
+# ruff: noqa: RUF001 -- batch and layer norm's parameters are γ and β, as in torch's docs
 from __future__ import annotations
 
 import math
@@ -119,8 +120,12 @@ class Explanation:
     def __str__(self) -> str:
         i, j = self.index
         act = f"the {self.activation} after it" if self.activation else "no activation after it"
+        b = self.backward
+        which = (
+            "one sample" if b.batch_size == 1 else f"sample {b.sample} of a batch of {b.batch_size}"
+        )
         lines = [
-            f"∂L/∂w[{i},{j}] of layer {self.layer} ({self.layer}.weight[{i}, {j}]), one sample, "
+            f"∂L/∂w[{i},{j}] of layer {self.layer} ({self.layer}.weight[{i}, {j}]), {which}, "
             f"{act}; loss {self.loss:.6g}",
             f"  ∂L/∂o (at the output) = [{', '.join(f'{v:.6g}' for v in self.output_gradient)}]",
         ]
@@ -217,11 +222,18 @@ def _chain(backward: BackwardPass, top: int, i: int) -> tuple[Sum | None, float,
         above += 1
     step = steps[above]
     if step.spec["type"] != "dense":
+        kind = step.spec["type"]
+        mixes = {
+            "batch_norm1d": f" mixes feature {i} of every sample in the batch"
+            if backward.training
+            else f" scales it by γ_{i}/√(running_var_{i} + eps)",
+            "layer_norm": " mixes all the features of this sample",
+        }.get(kind, "")
         return (
             None,
             1.0,
-            f"comes through layer {above} ({NAMES[step.spec['type']]}), whose backward step "
-            "mixes all its features: see the whole pass (.backward)",
+            f"comes through layer {above} ({NAMES[kind]}), whose backward step{mixes}: see "
+            "the whole pass (.backward)",
         )
     width = step.grad_output.shape[1]
     shown = width if width <= ALL_TERMS else ALL_TERMS // 2
