@@ -272,3 +272,23 @@ def test_a_batch_needs_the_sample_to_explain():
     with pytest.raises(ValueError, match="sample"):
         bp.explain(net, X, LABELS, sample=6)
     assert bp.explain(net, X, LABELS, sample=5).matches
+
+
+@pytest.mark.parametrize("loss", ["mse", "l1", "huber", "cross_entropy", "bce_with_logits"])
+def test_every_loss_starts_the_pass_with_its_own_dl_do(loss):
+    net = randomized(
+        bp.Network([bp.Dense(4, 5), bp.ELU(), bp.Dense(5, 3)], loss=loss, dtype="float64")
+    )
+    y = LABELS[1] if loss == "cross_entropy" else (Y[1] > 0).astype(float)
+    p = bp.explain(net, X[1], y)
+    assert p.matches
+    # The output layer's δ is ∂L/∂o (no activation after it), checked by its bias gradient.
+    np.testing.assert_array_equal(p.deltas[2], p.output_gradient)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_float32_batch_norm_matches_in_both_modes(training):
+    net = batch_norm_network("float32")
+    p = bp.explain(net, X, Y, sample=4) if training else bp.explain(net, X[4], Y[4], training=False)
+    assert p.matches
+    assert p.worst("bpcore.reference").difference <= 1e-12
