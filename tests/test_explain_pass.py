@@ -253,7 +253,8 @@ def test_prints_from_the_loss_down_with_names_norms_and_checks(capsys):
         ({"layer": 0}, TypeError, "index"),
         ({"index": (0, 0)}, TypeError, "layer"),
         ({"training": "yes"}, TypeError, "training"),
-        ({"top": 0}, TypeError, "top"),
+        ({"top": 0}, ValueError, "top"),
+        ({"top": 2.5}, TypeError, "top"),
         ({"sample": 1}, ValueError, "sample"),
     ],
 )

@@ -156,8 +156,10 @@ def explain(
     dense = None if layer is None else _dense_layer(net, layer)
     ij = None if dense is None else _weight_index(index, dense.out_features, dense.in_features)
     training = boolean(training, "training")
-    if isinstance(top, bool) or not isinstance(top, numbers.Integral) or top < 1:
-        raise TypeError(f"top: expected an integer >= 1, got {top!r}")
+    if isinstance(top, bool) or not isinstance(top, numbers.Integral):
+        raise TypeError(f"top: expected an integer, got {top!r}")
+    if top < 1:
+        raise ValueError(f"top: expected at least 1 entry to show, got {top}")
     X, row = _batch(net, x, sample)
     n = X.shape[0]
     takes_labels = net.loss_function.takes_labels
