@@ -169,13 +169,18 @@ def layer_name(spec: dict[str, Any], training: bool) -> str:
     return name
 
 
-def _local_formula(step: LayerStep, sym_in: str, sym_out: str, training: bool) -> str:
-    """How the layer turns ∂L/∂(its output) into ∂L/∂(its input), in symbols."""
+def _local_formula(
+    step: LayerStep, sym_in: str, sym_out: str, training: bool, last_dense: bool
+) -> str:
+    """How the layer turns ∂L/∂(its output) into ∂L/∂(its input), in symbols; for the last
+    Dense layer also in the article's names, ∂L/∂h = ∂L/∂o · ∂o/∂h (∂o/∂h = f'(z) · W)."""
     kind = step.kind
     k = step.index
     if kind == "dense":
+        article = " = ∂L/∂o · ∂o/∂h" if last_dense else ""
         return (
-            f"∂L/∂{sym_in} = W_{k}ᵀ δ_{k}   (∂z/∂a = W; and ∂L/∂W_{k} = δ_{k} {sym_in}ᵀ, ∂z/∂w = a)"
+            f"∂L/∂{sym_in} = W_{k}ᵀ δ_{k}{article}   (∂z/∂a = W; and ∂L/∂W_{k} = "
+            f"δ_{k} {sym_in}ᵀ, ∂z/∂w = a)"
         )
     if kind == "dropout":
         if training:
@@ -252,6 +257,7 @@ def summarize(steps: list[LayerStep], row: int, training: bool, top: int) -> lis
     syms = symbols(specs)
     deltas = delta_formulas(specs, training)
     n_rows = steps[0].input.shape[0]
+    last_dense = max(step.index for step in steps if step.kind == "dense")
     summaries = []
     for step in steps:
         k = step.index
@@ -264,7 +270,7 @@ def summarize(steps: list[LayerStep], row: int, training: bool, top: int) -> lis
             name=layer_name(step.spec, training),
             output_symbol=sym_out,
             input_symbol=sym_in,
-            formula=_local_formula(step, sym_in, sym_out, training),
+            formula=_local_formula(step, sym_in, sym_out, training, k == last_dense),
             delta_formula=deltas.get(k),
             grad_output=g_out,
             grad_input=g_in,
