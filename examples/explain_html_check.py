@@ -79,7 +79,7 @@ def check_and_screenshot(backward: bp.BackwardPass, layers: int, folder: Path, o
     assert "bpcore-backward-pass" in dom and "checked: every gradient" in dom
 
     shot = out / "explain_html_chromium.png"
-    headless(f"--screenshot={shot.resolve()}", "--window-size=1150,1500", url)
+    headless(f"--screenshot={shot.resolve()}", "--window-size=1150,1560", url)
     from matplotlib import image
 
     pixels = image.imread(shot)
