@@ -293,3 +293,21 @@ def test_float32_batch_norm_matches_in_both_modes(training):
     p = bp.explain(net, X, Y, sample=4) if training else bp.explain(net, X[4], Y[4], training=False)
     assert p.matches
     assert p.worst("bpcore.reference").difference <= 1e-12
+
+
+def test_the_error_signal_is_written_through_every_layer_between_two_dense_layers():
+    net = bp.Network(
+        [bp.Dense(4, 6, bias=False), bp.Dropout(0.5), bp.Tanh(), bp.LayerNorm(6), bp.Dense(6, 3)],
+        loss="mse",
+        dtype="float64",
+    )
+    p = bp.explain(net, X[0], Y[0])
+    assert p.matches and "0.bias" not in p.gradients and p.layers[0].bias_norm is None
+    assert p.layers[0].delta_formula == (
+        "δ_0 = ∂L/∂z_0 = (LayerNorm_3ᵀ[W_4ᵀ δ_4]) ⊙ Tanh'(d_1) ⊙ m_1/(1-p_1)"
+    )
+    inference = bp.explain(net, X[0], Y[0], training=False)
+    assert inference.matches
+    assert inference.layers[0].delta_formula == (
+        "δ_0 = ∂L/∂z_0 = (LayerNorm_3ᵀ[W_4ᵀ δ_4]) ⊙ Tanh'(d_1)"
+    )

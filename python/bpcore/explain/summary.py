@@ -213,7 +213,7 @@ def delta_formulas(specs: list[dict[str, Any]], training: bool) -> dict[int, str
             arg = syms[j - 1]
             if kind == "dropout":
                 if training:
-                    factors.append(f"m_{j}/(1-p)")
+                    factors.append(f"m_{j}/(1-p_{j})")
             elif kind == "batch_norm1d" and not training:
                 factors.append(f"γ_{j}/√(var_{j}+eps)")
             elif kind in ("batch_norm1d", "layer_norm"):
