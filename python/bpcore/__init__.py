@@ -13,7 +13,7 @@ from bpcore.callbacks import (
     ModelCheckpoint,
     ReduceLROnPlateau,
 )
-from bpcore.explain import Explanation, explain
+from bpcore.explain import BackwardPass, Explanation, explain
 from bpcore.gradient_health import GradientWarning
 from bpcore.history import History
 from bpcore.layers import (
@@ -55,6 +55,7 @@ __all__ = [
     "Adam",
     "AdamW",
     "BCEWithLogitsLoss",
+    "BackwardPass",
     "BatchNorm1d",
     "Callback",
     "CosineAnnealingLR",
