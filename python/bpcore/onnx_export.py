@@ -8,7 +8,9 @@ beta)``; GELU → Gelu (opset 20 and later) or its Erf form ``x (1 + erf(x/√2)
 exports it; Dropout → Dropout in inference (the identity); BatchNorm1d → BatchNormalization with
 the running statistics; LayerNorm → LayerNormalization. For a float64 network LeakyReLU, ELU and
 Softplus are written as their elementary formulas (Where, Exp, Log, ...), since ONNX Runtime's CPU
-kernels for LeakyRelu, Elu and Softplus take float32 only.
+kernels for LeakyRelu, Elu and Softplus take float32 only; its Erf (and so Gelu) is float32-only
+too, so a float64 network with GELU is valid ONNX that ONNX Runtime's CPU provider cannot run
+(export the network in float32 for it).
 
 The layers are written through `GraphBuilder`, so that the skl2onnx converters
 (`bpcore.sklearn_onnx`) write the same operators into a scikit-learn pipeline's graph.
@@ -153,14 +155,24 @@ def _write_layer(
         return builder.node("Mul", [product, const("half", 0.5)], name)
     if isinstance(layer, Dropout):
         return builder.node("Dropout", [x, const("ratio", layer.p)], name)
+    # ONNX keeps epsilon as a float32 attribute. In float64 the difference between eps and its
+    # float32 would move the outputs (by 1e-11 for eps=1e-3), so it is made up where the
+    # operator allows: in the running variance (var + eps is unchanged), or, for LayerNorm, by
+    # scaling the input by k with k² eps = eps32 (LayerNorm(k x, k² eps) = LayerNorm(x, eps)).
+    eps32 = float(np.float32(layer.eps)) if isinstance(layer, (BatchNorm1d, LayerNorm)) else 0.0
     if isinstance(layer, BatchNorm1d):
-        inputs = [x] + [
-            builder.constant(f"{index}.{part}", state[f"{index}.{part}"])
-            for part in ("weight", "bias", "running_mean", "running_var")
+        variance = state[f"{index}.running_var"]
+        if dtype == np.float64:
+            variance = variance + (layer.eps - eps32)
+        inputs = [
+            x,
+            *(builder.constant(f"{index}.{p}", state[f"{index}.{p}"]) for p in ("weight", "bias")),
+            builder.constant(f"{index}.running_mean", state[f"{index}.running_mean"]),
+            builder.constant(f"{index}.running_var", variance),
         ]
         # ONNX's momentum weighs the running statistic, torch's (and bpcore's) the batch's.
         return builder.node(
-            "BatchNormalization", inputs, name, epsilon=layer.eps, momentum=1.0 - layer.momentum
+            "BatchNormalization", inputs, name, epsilon=eps32, momentum=1.0 - layer.momentum
         )
     if isinstance(layer, LayerNorm):
         if builder.opset < LAYER_NORM_OPSET:
@@ -168,11 +180,16 @@ def _write_layer(
                 f"opset: layers[{index}] (LayerNorm) needs opset {LAYER_NORM_OPSET} or later "
                 f"(LayerNormalization), got {builder.opset}"
             )
+        if dtype == np.float64 and eps32 != layer.eps:
+            # One k per feature, not a scalar: ONNX Runtime folds a scalar factor into the
+            # preceding Gemm's alpha, a float32 attribute, which would round k to 1.
+            k = np.full(layer.normalized_shape, math.sqrt(eps32 / layer.eps))
+            x = builder.node("Mul", [x, const("eps_scale", k)], f"{name}.x")
         inputs = [x] + [
             builder.constant(f"{index}.{part}", state[f"{index}.{part}"])
             for part in ("weight", "bias")
         ]
-        return builder.node("LayerNormalization", inputs, name, axis=-1, epsilon=layer.eps)
+        return builder.node("LayerNormalization", inputs, name, axis=-1, epsilon=eps32)
     raise TypeError(f"to_onnx: no ONNX operators for the layer {layer!r}")
 
 

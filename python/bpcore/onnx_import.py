@@ -229,18 +229,28 @@ def _dropout(m: _Match) -> _Made:
     return Dropout(ratio), {}
 
 
+def _epsilon(m: _Match, op: str) -> tuple[float, float]:
+    """(eps as written, its float32 value as ONNX computes with it) of a normalization."""
+    eps32 = float(np.float32(m.attribute(op, "epsilon", 1e-5)))
+    return _float32(eps32), eps32
+
+
 def _batch_norm(m: _Match) -> _Made:
     if m.attribute("BatchNormalization", "training_mode", 0):
         raise _RefusedError("training_mode=1: only inference batch normalization is a layer")
     scale = m.constants["scale"].reshape(-1)
     n = scale.size
-    eps = _float32(m.attribute("BatchNormalization", "epsilon", 1e-5))
+    eps, eps32 = _epsilon(m, "BatchNormalization")
     momentum = round(1.0 - _float32(m.attribute("BatchNormalization", "momentum", 0.9)), 12)
+    variance = _vector(m.constants["var"], n, "the variance")
+    if variance.dtype == np.float64:
+        # What the file computes, var + eps32, with eps as written (to_onnx's inverse).
+        variance = np.maximum(variance + (eps32 - eps), 0.0)
     state = {
         "weight": scale,
         "bias": _vector(m.constants["bias"], n, "the bias"),
         "running_mean": _vector(m.constants["mean"], n, "the mean"),
-        "running_var": _vector(m.constants["var"], n, "the variance"),
+        "running_var": variance,
         "num_batches_tracked": np.array(0, dtype=np.int64),
     }
     return BatchNorm1d(n, eps=eps, momentum=momentum), state
@@ -255,7 +265,13 @@ def _layer_norm(m: _Match) -> _Made:
         "weight": scale,
         "bias": np.zeros_like(scale) if bias is None else _vector(bias, scale.size, "the bias"),
     }
-    eps = _float32(m.attribute("LayerNormalization", "epsilon", 1e-5))
+    eps, eps32 = _epsilon(m, "LayerNormalization")
+    if "eps_scale" in m.constants:  # LayerNorm(k x, eps32) = LayerNorm(x, eps32 / k²)
+        factors = np.unique(m.constants["eps_scale"])
+        k = float(factors[0])
+        if factors.size != 1 or k <= 0:
+            raise _RefusedError(_FORMULA)
+        eps = float(f"{eps32 / k**2:.15g}")
     return LayerNorm(scale.size, eps=eps), state
 
 
@@ -357,6 +373,15 @@ _PATTERNS: list[tuple[_Op, Callable[[_Match], _Made]]] = [
     (
         _op("BatchNormalization", _X, *map(_Const, ("scale", "bias", "mean", "var"))),
         _batch_norm,
+    ),
+    (
+        _op(
+            "LayerNormalization",
+            _op("Mul", _X, _Const("eps_scale")),
+            _Const("scale"),
+            _Const("bias"),
+        ),
+        _layer_norm,
     ),
     (_op("LayerNormalization", _X, _Const("scale"), _Const("bias")), _layer_norm),
     (_op("LayerNormalization", _X, _Const("scale")), _layer_norm),
