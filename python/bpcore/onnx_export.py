@@ -52,6 +52,9 @@ LAYER_NORM_OPSET = 17
 GELU_OPSET = 20
 #: The metadata key holding the network's loss (its JSON spec), read back by `from_onnx`.
 LOSS_METADATA_KEY = "bpcore.loss"
+#: The metadata key saying that float64 batch-norm running variances include eps minus its
+#: float32 (see `_write_layer`), for `from_onnx` to take it out again.
+VARIANCE_METADATA_KEY = "bpcore.running_var_includes_eps_rounding"
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -352,7 +355,10 @@ def to_onnx(
         # The oldest IR version that carries this opset: runtimes that lag onnx still load it.
         ir_version=onnx.helper.find_min_ir_version_for(opsets),
     )
-    onnx.helper.set_model_props(model, {LOSS_METADATA_KEY: json.dumps(loss.to_spec())})
+    metadata = {LOSS_METADATA_KEY: json.dumps(loss.to_spec())}
+    if net.dtype == np.float64 and any(isinstance(la, BatchNorm1d) for la in net.layers):
+        metadata[VARIANCE_METADATA_KEY] = "true"
+    onnx.helper.set_model_props(model, metadata)
     onnx.checker.check_model(model, full_check=True)
     if path is not None:
         onnx.save_model(model, os.fspath(path))

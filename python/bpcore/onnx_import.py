@@ -39,7 +39,7 @@ from bpcore.layers import (
 )
 from bpcore.losses import LOSSES, Loss, LossLike
 from bpcore.network import Network
-from bpcore.onnx_export import LOSS_METADATA_KEY, PathLike, onnx_module
+from bpcore.onnx_export import LOSS_METADATA_KEY, VARIANCE_METADATA_KEY, PathLike, onnx_module
 from bpcore.optimizers import Optimizer
 
 #: ONNX's Softplus has no linear part; above this beta·x bpcore's and ONNX's agree to within
@@ -51,9 +51,11 @@ SOFTPLUS_WITHOUT_THRESHOLD = 40.0
 
 @dataclass(frozen=True)
 class _Const:
-    """A pattern leaf: a constant tensor (initializer or Constant node), captured as `key`."""
+    """A pattern leaf: a constant tensor (initializer or Constant node), captured as `key`, of
+    a numpy dtype kind in `kinds` (floats unless said)."""
 
     key: str
+    kinds: str = "f"
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,9 @@ _FORMULA = "its constants are not those of the formula its operators resemble"
 
 
 def _float32(value: Any) -> float:
-    """An ONNX float attribute (stored as float32) as the decimal it was written from."""
+    """An ONNX float attribute (stored as float32) as the shortest decimal float32 rounds to it:
+    the value the exporter was given (torch's eps=1e-05 rather than 9.99999975e-06), which
+    float64 networks then compute with as the exporting framework did."""
     return float(str(np.float32(value)))
 
 
@@ -240,12 +244,9 @@ def _batch_norm(m: _Match) -> _Made:
         raise _RefusedError("training_mode=1: only inference batch normalization is a layer")
     scale = m.constants["scale"].reshape(-1)
     n = scale.size
-    eps, eps32 = _epsilon(m, "BatchNormalization")
+    eps = _epsilon(m, "BatchNormalization")[0]
     momentum = round(1.0 - _float32(m.attribute("BatchNormalization", "momentum", 0.9)), 12)
     variance = _vector(m.constants["var"], n, "the variance")
-    if variance.dtype == np.float64:
-        # What the file computes, var + eps32, with eps as written (to_onnx's inverse).
-        variance = np.maximum(variance + (eps32 - eps), 0.0)
     state = {
         "weight": scale,
         "bias": _vector(m.constants["bias"], n, "the bias"),
@@ -280,6 +281,13 @@ def _cast(m: _Match) -> _Made:
     if to not in (1, 11):  # FLOAT, DOUBLE
         raise _RefusedError("a cast to a type other than float32 or float64")
     return None, {}
+
+
+def _reshape(m: _Match) -> _Made:
+    shape = [int(v) for v in m.constants["shape"].reshape(-1)]
+    if len(shape) != 2 or shape[0] not in (-1, 0) or shape[1] < 1:
+        raise _RefusedError(f"a reshape to {shape}, not to (batch, features)")
+    return None, {}  # (batch, k) of (batch, k): from_onnx checks k against the width
 
 
 _W, _B = _Const("w"), _Const("b")
@@ -385,7 +393,7 @@ _PATTERNS: list[tuple[_Op, Callable[[_Match], _Made]]] = [
     ),
     (_op("LayerNormalization", _X, _Const("scale"), _Const("bias")), _layer_norm),
     (_op("LayerNormalization", _X, _Const("scale")), _layer_norm),
-    (_op("Dropout", _X, _Const("ratio"), _Const("training")), _dropout),
+    (_op("Dropout", _X, _Const("ratio"), _Const("training", "b")), _dropout),
     (_op("Dropout", _X, _Const("ratio")), _dropout),
     (_op("Dropout", _X), _dropout),
     (_op("Softplus", _X), _softplus((), formula=False, threshold=False)),
@@ -397,13 +405,14 @@ _PATTERNS: list[tuple[_Op, Callable[[_Match], _Made]]] = [
     (_op("Tanh", _X), _simple(Tanh)),
     (_op("Identity", _X), _simple(Identity)),
     (_op("Cast", _X), _cast),
+    (_op("Reshape", _X, _Const("shape", "iu")), _reshape),
 ]
 
 #: What the refusal message lists as readable.
 _SUPPORTED = (
     "Gemm, MatMul (+ Add), Relu, LeakyRelu, Sigmoid, Tanh, Gelu (or its Erf form), Elu, "
     "Softplus (with torch's beta and threshold), Identity, Dropout, BatchNormalization, "
-    "LayerNormalization, Cast, and a final Softmax"
+    "LayerNormalization, Cast, Reshape to (batch, features), and a final Softmax"
 )
 
 # ----- the graph --------------------------------------------------------------------------
@@ -472,7 +481,7 @@ class _Graph:
             return m if tensor == x else None
         if isinstance(pattern, _Const):
             value = self.constants.get(tensor)
-            if value is None or (value.dtype.kind != "f" and pattern.key != "training"):
+            if value is None or value.dtype.kind not in pattern.kinds:
                 return None
             known = m.constants.get(pattern.key)
             if known is not None and not np.array_equal(known, value):
@@ -573,18 +582,17 @@ def _read_model(path_or_model: Any) -> Any:
     )
 
 
-def _loss_from_metadata(model: Any) -> Loss | None:
+def _loss_from_metadata(metadata: dict[str, str]) -> Loss | None:
     """The loss `to_onnx` kept in the metadata, if the model has one bpcore can read."""
-    for prop in model.metadata_props:
-        if prop.key == LOSS_METADATA_KEY:
-            try:
-                spec = json.loads(prop.value)
-                hyper = {k: v for k, v in spec.items() if k != "type"}
-                loss: Loss = LOSSES[spec["type"]](**hyper)
-                return loss
-            except (ValueError, TypeError, KeyError, AttributeError):
-                return None
-    return None
+    if LOSS_METADATA_KEY not in metadata:
+        return None
+    try:
+        spec = json.loads(metadata[LOSS_METADATA_KEY])
+        hyper = {k: v for k, v in spec.items() if k != "type"}
+        loss: Loss = LOSSES[spec["type"]](**hyper)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return loss
 
 
 def from_onnx(
@@ -641,8 +649,13 @@ def from_onnx(
             if not users:
                 raise ValueError(f"from_onnx: the tensor {x!r} leads to no graph output")
             if len(users) > 1:
-                others = ", ".join(repr(n.name) for n in users[1:])
-                raise _refuse(users[0], f"its input {x!r} also feeds {others}: the graph branches")
+                # Name the node where the branches meet if there is one (a residual Add).
+                joins = [
+                    n for n in users if any(i != x and i not in graph.constants for i in n.input)
+                ]
+                node = joins[0] if joins else users[0]
+                others = ", ".join(repr(n.name) for n in users if n is not node)
+                raise _refuse(node, f"its input {x!r} also feeds {others}: the graph branches")
             raise _refuse(
                 users[0], f"not a layer of a sequential network (supported: {_SUPPORTED})"
             )
@@ -652,6 +665,11 @@ def from_onnx(
         except _RefusedError as e:
             raise _refuse(m.root, str(e)) from None
         layer, values = made
+        if m.root.op_type == "Reshape":
+            widths = [la.out_features for la in layers if isinstance(la, Dense)]
+            if not widths or int(m.constants["shape"].reshape(-1)[1]) != widths[-1]:
+                width = widths[-1] if widths else "unknown"
+                raise _refuse(m.root, f"a reshape of {width} features to another width")
         if layer is not None:
             index = len(layers)
             layers.append(layer)
@@ -675,8 +693,15 @@ def from_onnx(
         raise ValueError(
             f"from_onnx: weights must all be float32 or all float64, got {sorted(map(str, dtypes))}"
         )
+    metadata = {p.key: p.value for p in model.metadata_props}
+    if metadata.get(VARIANCE_METADATA_KEY) == "true":  # to_onnx's eps rounding, taken out
+        for index, layer in enumerate(layers):
+            name = f"{index}.running_var"
+            if isinstance(layer, BatchNorm1d) and state[name].dtype == np.float64:
+                moved = state[name] + (float(np.float32(layer.eps)) - layer.eps)
+                state[name] = np.maximum(moved, 0.0)
     if loss is None:
-        loss = _loss_from_metadata(model) or head or "mse"
+        loss = _loss_from_metadata(metadata) or head or "mse"
     net = Network(layers, loss=loss, optimizer=optimizer, dtype=next(iter(dtypes)), seed=seed)
     net.load_state_dict(state)
     return net
