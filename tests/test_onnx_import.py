@@ -335,3 +335,14 @@ def test_a_scaler_before_the_network_is_refused_by_name(onnx):
         pipe = make_pipeline(StandardScaler(), MLPClassifier((4,), max_iter=5)).fit(X, y)
     with pytest.raises(ValueError, match=r"\(Scaler\)"):
         bp.from_onnx(skl2onnx.to_onnx(pipe, X[:1].astype(np.float32)))
+
+
+def test_a_layer_refusing_its_hyperparameters_names_the_node(onnx):
+    h = onnx.helper
+    nodes = [
+        h.make_node("Gemm", ["x", "w"], ["g"], name="gemm"),
+        h.make_node("Dropout", ["g", "ratio"], ["y"], name="drop"),
+    ]
+    model = graph_model(onnx, nodes, {"w": weights(2, 2), "ratio": np.array(1.0, np.float32)}, 2)
+    with pytest.raises(ValueError, match=r"cannot take node 'drop' \(Dropout\): p"):
+        bp.from_onnx(model)

@@ -662,7 +662,7 @@ def from_onnx(
         m, make = found
         try:
             made = make(m)
-        except _RefusedError as e:
+        except (ValueError, TypeError) as e:  # also a layer refusing its hyperparameters
             raise _refuse(m.root, str(e)) from None
         layer, values = made
         if m.root.op_type == "Reshape":

@@ -2,16 +2,18 @@
 calculator and a converter for `bpcore.sklearn.MLPClassifier` and `MLPRegressor`, so that
 ``skl2onnx.to_onnx(pipeline, X[:1])`` converts pipelines that hold them.
 
-    >>> import bpcore.sklearn_onnx  # doctest: +SKIP
-    >>> model = skl2onnx.to_onnx(make_pipeline(StandardScaler(), MLPClassifier()).fit(X, y), X[:1])
+    import skl2onnx, bpcore.sklearn_onnx
+    pipe = make_pipeline(StandardScaler(), MLPClassifier()).fit(X, y)
+    model = skl2onnx.to_onnx(pipe, X[:1].astype(np.float32))
 
 The outputs are those of skl2onnx's own converters for scikit-learn's MLPs: a classifier gives
-"label" (the predicted classes, int64 or strings) and "probabilities" (a ZipMap of {class:
-probability} by default, as skl2onnx's; a (n, n_classes) tensor with the converter option
-``{"zipmap": False}``); a regressor gives "variable" (n, n_outputs). The network is written by
+the labels (int64, or strings) and the probabilities, named "output_label" and
+"output_probability" (a ZipMap of {class: probability} per sample, skl2onnx's default) or, with
+the converter option ``{"zipmap": False}``, "label" and "probabilities" (a (n, n_classes)
+tensor); a regressor gives "variable" (n, n_outputs). The network is written by
 `bpcore.onnx_export` (the same operators as `to_onnx`) in its own dtype: float64 by default, so
 the input is cast to float64 and the outputs back to the input's type (float32 for skl2onnx's
-default), as ONNX Runtime then computes the estimator's float64 `predict_proba` and rounds it.
+default): ONNX Runtime computes the float64 `predict_proba` and rounds it to the input's type.
 
 What the converters read of a fitted estimator (its public fitted attributes): `net_` (the
 trained `bpcore.Network`), `classes_` (the labels, in column order) for the classifier, and
