@@ -207,6 +207,8 @@ def test_bad_arguments_are_refused_by_name(onnx):
         bp.to_onnx(net, probabilities=1)
     with pytest.raises(ValueError, match="opset"):
         bp.to_onnx(net, opset=12)
+    with pytest.raises(TypeError, match="opset"):
+        bp.to_onnx(net, opset="17")
     with pytest.raises(ValueError, match="opset"):
         bp.to_onnx(net, opset=onnx.defs.onnx_opset_version() + 1)
     with pytest.raises(ValueError, match=r"opset: layers\[1\] \(LayerNorm\) needs opset 17"):

@@ -289,7 +289,7 @@ def to_onnx(
 
     Raises:
         ImportError: onnx is not installed (it is the `onnx` extra of bpcore).
-        TypeError: `net` is not a Network, or a name is not a string.
+        TypeError: `net` is not a Network, `opset` not an integer, or a name not a string.
         ValueError: `probabilities` for a regression loss, or an opset out of range.
     """
     if not isinstance(net, Network):
@@ -313,7 +313,9 @@ def to_onnx(
     newest = int(onnx.defs.onnx_opset_version())
     if opset is None:
         opset = newest
-    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+    if isinstance(opset, bool) or not isinstance(opset, int):
+        raise TypeError(f"opset: expected an integer, got {opset!r}")
+    if not MIN_OPSET <= opset <= newest:
         raise ValueError(
             f"opset: expected an integer from {MIN_OPSET} to {newest} (the installed onnx's "
             f"newest), got {opset!r}"
@@ -323,8 +325,6 @@ def to_onnx(
     builder._names.update(names)
     out = write_network(builder, net, input_name)
     element = onnx.helper.np_dtype_to_tensor_dtype(net.dtype)
-    if out == input_name:  # no layer wrote anything (cannot happen: a Network has layers)
-        raise AssertionError("the network wrote no node")
     builder.rename(out, output_name)
     outputs = [onnx.helper.make_tensor_value_info(output_name, element, ["batch", net.n_outputs])]
     if probabilities:
