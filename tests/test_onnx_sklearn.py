@@ -120,3 +120,13 @@ def test_regressor_pipeline_gives_predict(skl2onnx, ort, input_dtype, n_outputs)
     expected = pipe.predict(X).reshape(442, n_outputs)
     tol = 1e-5 if input_dtype == np.float32 else 1e-12
     np.testing.assert_allclose(out, expected, rtol=tol, atol=tol)
+
+
+def test_float64_inputs_give_predict_proba_to_rounding(skl2onnx, ort):
+    X, y = iris_labels("integers")
+    pipe = fitted(MLPClassifier((8,), max_iter=30, random_state=0), X, y)
+    model = skl2onnx.to_onnx(pipe, X[:1], options={"zipmap": False})
+    label, probabilities = run(ort, model, X)
+    assert probabilities.dtype == np.float64
+    np.testing.assert_allclose(probabilities, pipe.predict_proba(X), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(label, pipe.predict(X))
