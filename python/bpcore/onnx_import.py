@@ -3,8 +3,9 @@
 (MLPClassifier, MLPRegressor) write, and `to_onnx`'s own, into a bpcore Network.
 
 The graph is read as a chain from its one input: at each tensor, the nodes that consume it must
-form one layer, found by matching the operator patterns below (a layer is one node, or a few that
-compute one formula, such as GELU's Erf form or torch's Softplus with beta and threshold). The
+form one layer, found by matching the operator patterns of `bpcore._onnx_patterns` (a layer is
+one node, or a few that compute one formula, such as GELU's Erf form or torch's Softplus with
+beta and threshold). The
 chain ends at a graph output, or at a classifier's probability head: a Softmax (skl2onnx's and
 to_onnx's) or skl2onnx's binary head (Sigmoid, then 1 - p beside p). What follows a head (ArgMax,
 label lookup, ZipMap) is post-processing, not part of the network. Anything else (a branch, a
@@ -15,407 +16,26 @@ ValueError naming the first node that cannot be taken.
 from __future__ import annotations
 
 import json
-import math
 import os
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
 
-from bpcore.layers import (
-    ELU,
-    GELU,
-    BatchNorm1d,
-    Dense,
-    Dropout,
-    Identity,
-    Layer,
-    LayerNorm,
-    LeakyReLU,
-    ReLU,
-    Sigmoid,
-    Softplus,
-    Tanh,
+from bpcore._onnx_patterns import (
+    COMMUTATIVE,
+    LAYER_INPUT,
+    PATTERNS,
+    SOFTPLUS_WITHOUT_THRESHOLD,
+    SUPPORTED,
+    Const,
+    Made,
+    Match,
 )
+from bpcore.layers import BatchNorm1d, Dense, Layer
 from bpcore.losses import LOSSES, Loss, LossLike
 from bpcore.network import Network
 from bpcore.onnx_export import LOSS_METADATA_KEY, VARIANCE_METADATA_KEY, PathLike, onnx_module
 from bpcore.optimizers import Optimizer
-
-#: ONNX's Softplus has no linear part; above this beta·x bpcore's and ONNX's agree to within
-#: e^-40 (below float64's resolution), so the layer read back computes the same function.
-SOFTPLUS_WITHOUT_THRESHOLD = 40.0
-
-# ----- patterns ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Const:
-    """A pattern leaf: a constant tensor (initializer or Constant node), captured as `key`, of
-    a numpy dtype kind in `kinds` (floats unless said)."""
-
-    key: str
-    kinds: str = "f"
-
-
-@dataclass(frozen=True)
-class _Op:
-    """A pattern node: an operator of the default domain applied to its inputs' patterns."""
-
-    op: str
-    inputs: tuple[Any, ...]
-
-
-#: The pattern leaf standing for the layer's input tensor.
-_X = "X"
-_COMMUTATIVE = ("Add", "Mul")
-
-
-def _op(op: str, *inputs: Any) -> _Op:
-    return _Op(op, inputs)
-
-
-@dataclass
-class _Match:
-    """What a pattern matched: its nodes (root last) and captured constants."""
-
-    nodes: list[Any] = field(default_factory=list)
-    constants: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def copy(self) -> _Match:
-        return _Match(list(self.nodes), dict(self.constants))
-
-    @property
-    def root(self) -> Any:
-        return self.nodes[-1]
-
-    def attribute(self, op: str, name: str, default: Any) -> Any:
-        """The attribute `name` of the matched node of type `op` (its default if absent)."""
-        node = next(n for n in self.nodes if n.op_type == op)
-        for a in node.attribute:
-            if a.name == name:
-                return onnx_module().helper.get_attribute_value(a)
-        return default
-
-
-class _RefusedError(ValueError):
-    """A matched node whose attributes or values bpcore cannot take (a message for the user)."""
-
-
-#: A layer made from a match: (layer, {parameter or buffer suffix: value}); the layer is None
-#: for a pattern that computes nothing (a Cast).
-_Made = tuple[Optional[Layer], dict[str, np.ndarray]]
-_FORMULA = "its constants are not those of the formula its operators resemble"
-
-
-def _float32(value: Any) -> float:
-    """An ONNX float attribute (stored as float32) as the shortest decimal float32 rounds to it:
-    the value the exporter was given (torch's eps=1e-05 rather than 9.99999975e-06), which
-    float64 networks then compute with as the exporting framework did."""
-    return float(str(np.float32(value)))
-
-
-def _scalar(m: _Match, key: str) -> float | None:
-    value = m.constants[key]
-    if value.size != 1:
-        return None
-    number = value.reshape(-1)[0]
-    return _float32(number) if value.dtype == np.float32 else float(number)
-
-
-def _close(value: float | None, target: float) -> bool:
-    return value is not None and math.isclose(value, target, rel_tol=1e-6)
-
-
-def _vector(value: np.ndarray, size: int, what: str) -> np.ndarray:
-    if value.size == size:
-        return value.reshape(size)
-    if value.size == 1:
-        return np.full(size, value.reshape(-1)[0], dtype=value.dtype)
-    raise _RefusedError(f"{what} has shape {value.shape}, expected ({size},)")
-
-
-def _dense(weight_in_out: np.ndarray, bias: np.ndarray | None) -> _Made:
-    if weight_in_out.ndim != 2:
-        raise _RefusedError(f"the weight has shape {weight_in_out.shape}, expected a matrix")
-    n_in, n_out = weight_in_out.shape
-    state = {"weight": np.ascontiguousarray(weight_in_out.T)}
-    if bias is not None:
-        state["bias"] = _vector(bias, n_out, "the bias")
-    return Dense(n_in, n_out, bias=bias is not None), state
-
-
-def _gemm(m: _Match) -> _Made:
-    if m.attribute("Gemm", "transA", 0):
-        raise _RefusedError("transA=1 (a transposed input) is not a dense layer")
-    w, b = m.constants["w"], m.constants.get("b")
-    alpha, beta = m.attribute("Gemm", "alpha", 1.0), m.attribute("Gemm", "beta", 1.0)
-    if alpha != 1.0:
-        w = w * w.dtype.type(alpha)
-    if b is not None and beta != 1.0:
-        b = b * b.dtype.type(beta)
-    # transB=1 stores the weight (out, in), as torch's Linear; transB=0 stores it (in, out).
-    return _dense(w.T if m.attribute("Gemm", "transB", 0) else w, b)
-
-
-def _matmul_add(m: _Match) -> _Made:
-    return _dense(m.constants["w"], m.constants.get("b"))
-
-
-def _simple(cls: type[Layer]) -> Callable[[_Match], _Made]:
-    return lambda m: (cls(), {})
-
-
-def _leaky_relu(m: _Match) -> _Made:
-    return LeakyReLU(_float32(m.attribute("LeakyRelu", "alpha", 0.01))), {}
-
-
-def _leaky_relu_formula(m: _Match) -> _Made:
-    slope = _scalar(m, "slope")
-    if _scalar(m, "zero") != 0.0 or slope is None:
-        raise _RefusedError(_FORMULA)
-    return LeakyReLU(slope), {}
-
-
-def _elu(m: _Match) -> _Made:
-    return ELU(_float32(m.attribute("Elu", "alpha", 1.0))), {}
-
-
-def _elu_formula(m: _Match) -> _Made:
-    alpha = _scalar(m, "alpha")
-    if _scalar(m, "zero") != 0.0 or _scalar(m, "one") != 1.0 or alpha is None:
-        raise _RefusedError(_FORMULA)
-    return ELU(alpha), {}
-
-
-def _softplus(beta_keys: tuple[str, ...], formula: bool, threshold: bool) -> Callable[..., _Made]:
-    def make(m: _Match) -> _Made:
-        betas = {_scalar(m, k) for k in beta_keys} if beta_keys else {1.0}
-        if len(betas) != 1 or None in betas or (formula and _scalar(m, "one") != 1.0):
-            raise _RefusedError(_FORMULA)
-        beta = betas.pop()
-        assert beta is not None
-        if beta <= 0:
-            raise _RefusedError(f"beta must be > 0, got {beta}")
-        limit = _scalar(m, "threshold") if threshold else SOFTPLUS_WITHOUT_THRESHOLD
-        if limit is None:
-            raise _RefusedError(_FORMULA)
-        return Softplus(beta=beta, threshold=limit), {}
-
-    return make
-
-
-def _gelu(m: _Match) -> _Made:
-    approximate = m.attribute("Gelu", "approximate", b"none")
-    approximate = approximate.decode() if isinstance(approximate, bytes) else approximate
-    if approximate != "none":
-        raise _RefusedError(f"approximate={approximate!r}: only the exact GELU is supported")
-    return GELU(), {}
-
-
-def _gelu_erf(divide: bool) -> Callable[[_Match], _Made]:
-    def make(m: _Match) -> _Made:
-        scale = math.sqrt(2.0) if divide else 1 / math.sqrt(2.0)
-        ok = _close(_scalar(m, "scale"), scale) and _scalar(m, "one") == 1.0
-        if not ok or _scalar(m, "half") != 0.5:
-            raise _RefusedError(_FORMULA)
-        return GELU(), {}
-
-    return make
-
-
-def _dropout(m: _Match) -> _Made:
-    if "training" in m.constants and bool(m.constants["training"].reshape(-1)[0]):
-        raise _RefusedError("training_mode=True: only inference dropout (the identity) is a layer")
-    ratio = _scalar(m, "ratio") if "ratio" in m.constants else None
-    if ratio is None:
-        ratio = _float32(m.attribute("Dropout", "ratio", 0.5))
-    return Dropout(ratio), {}
-
-
-def _epsilon(m: _Match, op: str) -> tuple[float, float]:
-    """(eps as written, its float32 value as ONNX computes with it) of a normalization."""
-    eps32 = float(np.float32(m.attribute(op, "epsilon", 1e-5)))
-    return _float32(eps32), eps32
-
-
-def _batch_norm(m: _Match) -> _Made:
-    if m.attribute("BatchNormalization", "training_mode", 0):
-        raise _RefusedError("training_mode=1: only inference batch normalization is a layer")
-    scale = m.constants["scale"].reshape(-1)
-    n = scale.size
-    eps = _epsilon(m, "BatchNormalization")[0]
-    momentum = round(1.0 - _float32(m.attribute("BatchNormalization", "momentum", 0.9)), 12)
-    variance = _vector(m.constants["var"], n, "the variance")
-    state = {
-        "weight": scale,
-        "bias": _vector(m.constants["bias"], n, "the bias"),
-        "running_mean": _vector(m.constants["mean"], n, "the mean"),
-        "running_var": variance,
-        "num_batches_tracked": np.array(0, dtype=np.int64),
-    }
-    return BatchNorm1d(n, eps=eps, momentum=momentum), state
-
-
-def _layer_norm(m: _Match) -> _Made:
-    if m.attribute("LayerNormalization", "axis", -1) not in (-1, 1):
-        raise _RefusedError("only the last axis of (batch, features) inputs can be normalized")
-    scale = m.constants["scale"].reshape(-1)
-    bias = m.constants.get("bias")
-    state = {
-        "weight": scale,
-        "bias": np.zeros_like(scale) if bias is None else _vector(bias, scale.size, "the bias"),
-    }
-    eps, eps32 = _epsilon(m, "LayerNormalization")
-    if "eps_scale" in m.constants:  # LayerNorm(k x, eps32) = LayerNorm(x, eps32 / k²)
-        factors = np.unique(m.constants["eps_scale"])
-        k = float(factors[0])
-        if factors.size != 1 or k <= 0:
-            raise _RefusedError(_FORMULA)
-        eps = float(f"{eps32 / k**2:.15g}")
-    return LayerNorm(scale.size, eps=eps), state
-
-
-def _cast(m: _Match) -> _Made:
-    to = m.attribute("Cast", "to", 0)
-    if to not in (1, 11):  # FLOAT, DOUBLE
-        raise _RefusedError("a cast to a type other than float32 or float64")
-    return None, {}
-
-
-def _reshape(m: _Match) -> _Made:
-    shape = [int(v) for v in m.constants["shape"].reshape(-1)]
-    if len(shape) != 2 or shape[0] not in (-1, 0) or shape[1] < 1:
-        raise _RefusedError(f"a reshape to {shape}, not to (batch, features)")
-    return None, {}  # (batch, k) of (batch, k): from_onnx checks k against the width
-
-
-_W, _B = _Const("w"), _Const("b")
-_ZERO, _ONE = _Const("zero"), _Const("one")
-_SCALED = _op("Mul", _X, _Const("beta"))
-_SCALED1 = _op("Mul", _X, _Const("beta1"))
-_STABLE_SOFTPLUS = _op(
-    "Add",
-    _op("Relu", _SCALED),
-    _op("Log", _op("Add", _op("Exp", _op("Neg", _op("Abs", _SCALED))), _ONE)),
-)
-
-#: (pattern, how its match becomes a layer), largest patterns first: the longest match wins.
-_PATTERNS: list[tuple[_Op, Callable[[_Match], _Made]]] = [
-    # Softplus with torch's beta and threshold: to_onnx's float64 formula, then torch's own.
-    (
-        _op(
-            "Where",
-            _op("Greater", _SCALED, _Const("threshold")),
-            _X,
-            _op("Div", _STABLE_SOFTPLUS, _Const("beta2")),
-        ),
-        _softplus(("beta", "beta2"), formula=True, threshold=True),
-    ),
-    (
-        _op(
-            "Where",
-            _op("Greater", _SCALED, _Const("threshold")),
-            _X,
-            _op("Div", _op("Softplus", _SCALED1), _Const("beta2")),
-        ),
-        _softplus(("beta", "beta1", "beta2"), formula=False, threshold=True),
-    ),
-    (
-        _op(
-            "Where",
-            _op("Greater", _X, _Const("threshold")),
-            _X,
-            _op("Softplus", _X),
-        ),
-        _softplus((), formula=False, threshold=True),
-    ),
-    # GELU's Erf form, as torch's exporters write it (by √2 or times 1/√2, either grouping).
-    *[
-        (
-            _op(
-                "Mul",
-                _op("Mul", _X, _op("Add", _op("Erf", _op(scale_op, _X, _Const("scale"))), _ONE)),
-                _Const("half"),
-            ),
-            _gelu_erf(scale_op == "Div"),
-        )
-        for scale_op in ("Div", "Mul")
-    ],
-    *[
-        (
-            _op(
-                "Mul",
-                _X,
-                _op(
-                    "Mul",
-                    _Const("half"),
-                    _op("Add", _op("Erf", _op(scale_op, _X, _Const("scale"))), _ONE),
-                ),
-            ),
-            _gelu_erf(scale_op == "Div"),
-        )
-        for scale_op in ("Div", "Mul")
-    ],
-    (
-        _op(
-            "Where",
-            _op("Greater", _X, _ZERO),
-            _X,
-            _op("Mul", _op("Sub", _op("Exp", _X), _ONE), _Const("alpha")),
-        ),
-        _elu_formula,
-    ),
-    (
-        _op("Where", _op("Greater", _X, _ZERO), _X, _op("Mul", _X, _Const("slope"))),
-        _leaky_relu_formula,
-    ),
-    (
-        _op("Div", _op("Softplus", _SCALED), _Const("beta2")),
-        _softplus(("beta", "beta2"), False, False),
-    ),
-    (_op("Add", _op("MatMul", _X, _W), _B), _matmul_add),
-    (_op("Gemm", _X, _W, _B), _gemm),
-    (_op("Gemm", _X, _W), _gemm),
-    (_op("MatMul", _X, _W), _matmul_add),
-    (
-        _op("BatchNormalization", _X, *map(_Const, ("scale", "bias", "mean", "var"))),
-        _batch_norm,
-    ),
-    (
-        _op(
-            "LayerNormalization",
-            _op("Mul", _X, _Const("eps_scale")),
-            _Const("scale"),
-            _Const("bias"),
-        ),
-        _layer_norm,
-    ),
-    (_op("LayerNormalization", _X, _Const("scale"), _Const("bias")), _layer_norm),
-    (_op("LayerNormalization", _X, _Const("scale")), _layer_norm),
-    (_op("Dropout", _X, _Const("ratio"), _Const("training", "b")), _dropout),
-    (_op("Dropout", _X, _Const("ratio")), _dropout),
-    (_op("Dropout", _X), _dropout),
-    (_op("Softplus", _X), _softplus((), formula=False, threshold=False)),
-    (_op("Gelu", _X), _gelu),
-    (_op("LeakyRelu", _X), _leaky_relu),
-    (_op("Elu", _X), _elu),
-    (_op("Relu", _X), _simple(ReLU)),
-    (_op("Sigmoid", _X), _simple(Sigmoid)),
-    (_op("Tanh", _X), _simple(Tanh)),
-    (_op("Identity", _X), _simple(Identity)),
-    (_op("Cast", _X), _cast),
-    (_op("Reshape", _X, _Const("shape", "iu")), _reshape),
-]
-
-#: What the refusal message lists as readable.
-_SUPPORTED = (
-    "Gemm, MatMul (+ Add), Relu, LeakyRelu, Sigmoid, Tanh, Gelu (or its Erf form), Elu, "
-    "Softplus (with torch's beta and threshold), Identity, Dropout, BatchNormalization, "
-    "LayerNormalization, Cast, Reshape to (batch, features), and a final Softmax"
-)
-
-# ----- the graph --------------------------------------------------------------------------
 
 
 def _fold(onnx: Any, node: Any, constants: dict[str, np.ndarray]) -> np.ndarray | None:
@@ -475,11 +95,11 @@ class _Graph:
     def used(self, tensor: str) -> bool:
         return tensor in self.consumers or tensor in self.outputs
 
-    def match(self, pattern: Any, tensor: str, x: str, m: _Match) -> _Match | None:
+    def match(self, pattern: Any, tensor: str, x: str, m: Match) -> Match | None:
         """`m` extended by `pattern` matched at `tensor` (the layer's input being `x`)."""
-        if pattern == _X:
+        if pattern == LAYER_INPUT:
             return m if tensor == x else None
-        if isinstance(pattern, _Const):
+        if isinstance(pattern, Const):
             value = self.constants.get(tensor)
             if value is None or value.dtype.kind not in pattern.kinds:
                 return None
@@ -498,10 +118,10 @@ class _Graph:
         if len(inputs) != len(pattern.inputs):
             return None
         orders = [inputs]
-        if pattern.op in _COMMUTATIVE:
+        if pattern.op in COMMUTATIVE:
             orders.append(inputs[::-1])
         for order in orders:
-            found: _Match | None = m
+            found: Match | None = m
             for sub, t in zip(pattern.inputs, order):
                 found = self.match(sub, t, x, found) if found is not None else None
             if found is not None:
@@ -510,15 +130,15 @@ class _Graph:
                 return found
         return None
 
-    def layer_at(self, x: str) -> tuple[_Match, Callable[[_Match], _Made]] | None:
+    def layer_at(self, x: str) -> tuple[Match, Callable[[Match], Made]] | None:
         """The largest pattern taking all consumers of `x` and only their chain."""
-        best: tuple[_Match, Callable[[_Match], _Made]] | None = None
+        best: tuple[Match, Callable[[Match], Made]] | None = None
         users = {id(n) for n in self.consumers.get(x, [])}
-        for pattern, make in _PATTERNS:
+        for pattern, make in PATTERNS:
             for node in self.nodes:
                 if node.op_type != pattern.op or not node.output:
                     continue
-                m = self.match(pattern, node.output[0], x, _Match())
+                m = self.match(pattern, node.output[0], x, Match())
                 if m is None or (best is not None and len(m.nodes) <= len(best[0].nodes)):
                     continue
                 taken = {id(n) for n in m.nodes}
@@ -656,9 +276,7 @@ def from_onnx(
                 node = joins[0] if joins else users[0]
                 others = ", ".join(repr(n.name) for n in users if n is not node)
                 raise _refuse(node, f"its input {x!r} also feeds {others}: the graph branches")
-            raise _refuse(
-                users[0], f"not a layer of a sequential network (supported: {_SUPPORTED})"
-            )
+            raise _refuse(users[0], f"not a layer of a sequential network (supported: {SUPPORTED})")
         m, make = found
         try:
             made = make(m)
