@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from mpi_helpers import mpiexec_or_skip
+from optional import require
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -89,6 +90,23 @@ def test_torch_exchange_example_agrees_with_torch_or_skips_cleanly(capsys):
         assert max(result["forward"], result["step"], result["read_back"]) <= 1e-10
         assert result["accuracy"] >= 0.9
         assert "agree to 1e-10 both ways" in out
+
+
+def test_deploy_onnx_example_serves_both_models_as_bpcore_predicts(tmp_path, capsys):
+    for module in ("onnx", "onnxruntime", "skl2onnx"):
+        require(module)
+    module = runpy.run_path(str(EXAMPLES / "deploy_onnx.py"), run_name="example")
+    result = module["main"](str(tmp_path))
+    assert result["network_bpcore"] >= 0.95 and result["pipeline_bpcore"] >= 0.9
+    assert result["network_onnx"] == result["network_bpcore"]
+    assert result["network_probability_difference"] <= 1e-6
+    assert result["network_logit_difference"] <= 1e-5
+    assert result["pipeline_agreement"] >= 0.99
+    assert result["pipeline_probability_difference"] <= 1e-5
+    assert (tmp_path / "digits.onnx").stat().st_size > 0
+    assert (tmp_path / "digits_pipeline.onnx").stat().st_size > 0
+    out = capsys.readouterr().out
+    assert "ONNX Runtime" in out and "pipeline:" in out
 
 
 def test_distributed_digits_example_trains_on_two_ranks_and_resumes(tmp_path):

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from optional import require
 
 import bpcore as bp
 
@@ -85,7 +86,7 @@ def test_fit_refuses_a_function_as_schedule():
 
 
 def _torch_lrs(name: str, kwargs: dict, base: float, n: int) -> list[float]:
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([param], lr=base)
     sched = getattr(torch.optim.lr_scheduler, name)(opt, **kwargs)
@@ -97,18 +98,6 @@ def _torch_lrs(name: str, kwargs: dict, base: float, n: int) -> list[float]:
     return out
 
 
-try:
-    import torch  # noqa: F401
-
-    HAVE_TORCH = True
-except ImportError:
-    HAVE_TORCH = False
-
-
-@pytest.mark.skipif(
-    not HAVE_TORCH,
-    reason="torch is not installed here; the closed-form tests above check the same formulas",
-)
 @pytest.mark.parametrize(
     ("name", "kwargs", "make"),
     [

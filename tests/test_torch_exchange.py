@@ -1,20 +1,30 @@
 """PyTorch exchange: to_torch / from_torch and state_dict agree with torch to 1e-10 in float64.
 
-Skipped, with the reason shown, only when torch is not installed (it is bpcore's optional
-`torch` extra)."""
+torch is bpcore's optional `torch` extra: without it these tests skip, saying so, except in CI
+(BPCORE_REQUIRE_OPTIONAL=1), where they fail."""
 
 from __future__ import annotations
 
 import builtins
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
+from optional import require
 
 import bpcore as bp
 
-torch = pytest.importorskip("torch", reason="torch is not installed (pip install bpcore[torch])")
-nn = torch.nn
+# Set for every test of the module by the fixture below (a skip or, in CI, a failure without it).
+torch: Any = None
+nn: Any = None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _torch() -> None:
+    global torch, nn
+    torch = require("torch", install="bpcore[torch]")
+    nn = torch.nn
 
 
 def mixed(dtype: str = "float64") -> bp.Network:

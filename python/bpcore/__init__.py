@@ -40,6 +40,8 @@ from bpcore.losses import (
     MSELoss,
 )
 from bpcore.network import Network
+from bpcore.onnx_export import to_onnx
+from bpcore.onnx_import import from_onnx
 from bpcore.optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from bpcore.schedules import CosineAnnealingLR, ExponentialLR, Schedule, StepLR
 from bpcore.threads import NetworkBusyError, get_num_threads, set_num_threads
@@ -91,8 +93,10 @@ __all__ = [
     "TrainingDivergedError",
     "distributed",
     "explain",
+    "from_onnx",
     "from_torch",
     "get_num_threads",
     "set_num_threads",
+    "to_onnx",
     "to_torch",
 ]
