@@ -32,4 +32,4 @@ def require(module: str, install: str | None = None) -> ModuleType:
         message = f"{module} cannot be imported ({e}); install it with pip install {what}"
         if required():
             pytest.fail(f"{message} ({REQUIRE_VARIABLE}=1: optional dependencies are required)")
-        pytest.skip(message)
+        pytest.skip(message, allow_module_level=True)

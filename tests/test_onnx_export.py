@@ -234,3 +234,13 @@ def test_missing_onnx_says_which_extra(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_onnx)
     with pytest.raises(ImportError, match=r"bpcore\[onnx\]"):
         bp.to_onnx(bp.Network([bp.Dense(2, 1)]))
+
+
+def test_network_export_onnx_is_to_onnx(onnx, ort, tmp_path):
+    net, X = trained([bp.Dense(5, 6), bp.Tanh(), bp.Dense(6, 3)], "float32", "cross_entropy")
+    path = tmp_path / "net.onnx"
+    model = net.export_onnx(path, probabilities=True)
+    want = bp.to_onnx(net, probabilities=True)
+    assert model.SerializeToString() == want.SerializeToString()
+    assert onnx.load(str(path)).SerializeToString() == want.SerializeToString()
+    assert_equal_to(run(ort, model, X)[1], net.predict_proba(X), "float32")

@@ -561,6 +561,31 @@ class Network:
 
         return (serialization._from_pickle, (self.to_bytes(include_optimizer=True),))
 
+    def export_onnx(
+        self,
+        path: Any = None,
+        *,
+        probabilities: bool = False,
+        opset: int | None = None,
+        input_name: str = "input",
+        output_name: str = "output",
+        probabilities_name: str = "probabilities",
+    ) -> Any:
+        """The network as a standard ONNX model (an `onnx.ModelProto`), also saved to `path` if
+        given: `bp.to_onnx(net, path, ...)`, which documents the arguments (pip install
+        'bpcore[onnx]')."""
+        from bpcore.onnx_export import to_onnx  # here, not at the top: onnx_export imports Network
+
+        return to_onnx(
+            self,
+            path,
+            probabilities=probabilities,
+            opset=opset,
+            input_name=input_name,
+            output_name=output_name,
+            probabilities_name=probabilities_name,
+        )
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """Parameters and buffers by torch's names and in torch's order, as NumPy arrays
         (copies): what `torch.nn.Sequential.state_dict()` of the equal module holds

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any, Protocol, Union
+from typing import TYPE_CHECKING, Any, Protocol, Union
 
 import numpy as np
 
@@ -42,7 +42,9 @@ from bpcore.layers import (
     Softplus,
     Tanh,
 )
-from bpcore.network import Network
+
+if TYPE_CHECKING:
+    from bpcore.network import Network
 
 #: The oldest opset `to_onnx` writes: Softmax over the last axis and Dropout's ratio input.
 MIN_OPSET = 13
@@ -292,7 +294,9 @@ def to_onnx(
         TypeError: `net` is not a Network, `opset` not an integer, or a name not a string.
         ValueError: `probabilities` for a regression loss, or an opset out of range.
     """
-    if not isinstance(net, Network):
+    # What a Network offers, asked without importing bpcore.network, which imports this
+    # module for Network.export_onnx.
+    if not all(hasattr(net, a) for a in ("layers", "parameters", "buffers", "loss_function")):
         raise TypeError(f"net: expected a bpcore.Network, got {type(net).__name__}")
     if not isinstance(probabilities, bool):
         raise TypeError(f"probabilities: expected True or False, got {probabilities!r}")
