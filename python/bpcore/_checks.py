@@ -10,17 +10,27 @@ from typing import Any
 MAX_SIZE = 2**40
 
 
-def positive_int(value: Any, arg: str, high: int | None = None) -> int:
-    """Return `value` as an int >= 1 (and <= `high`), or raise TypeError/ValueError naming
-    `arg`."""
+def integer(value: Any, arg: str, low: int | None = None, high: int | None = None) -> int:
+    """Return `value` as an int in [`low`, `high`] (either bound optional), or raise TypeError
+    (not an integer; True and False are not) or ValueError naming `arg`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{arg}: expected an integer, got {type(value).__name__} {value!r}")
     value = int(value)
-    if value < 1:
-        raise ValueError(f"{arg}: must be at least 1, got {value}")
-    if high is not None and value > high:
+    below = low is not None and value < low
+    above = high is not None and value > high
+    if (below or above) and low is not None and high is not None:
+        raise ValueError(f"{arg}: must be in [{low}, {high}], got {value}")
+    if below:
+        raise ValueError(f"{arg}: must be at least {low}, got {value}")
+    if above:
         raise ValueError(f"{arg}: must be at most {high}, got {value}")
-    return int(value)
+    return value
+
+
+def positive_int(value: Any, arg: str, high: int | None = None) -> int:
+    """Return `value` as an int >= 1 (and <= `high`), or raise TypeError/ValueError naming
+    `arg`."""
+    return integer(value, arg, low=1, high=high)
 
 
 def width(value: Any, arg: str) -> int:

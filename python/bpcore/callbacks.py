@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bpcore._checks import real
+from bpcore._checks import integer, real
 
 if TYPE_CHECKING:
     from bpcore.network import Network
@@ -173,11 +173,7 @@ class EarlyStopping(_Monitoring):
         restore_best_weights: bool = False,
     ) -> None:
         super().__init__(monitor, mode, min_delta)
-        if isinstance(patience, bool) or not isinstance(patience, numbers.Integral):
-            raise TypeError(f"patience: expected an integer, got {type(patience).__name__}")
-        if patience < 0:
-            raise ValueError(f"patience: must be >= 0, got {patience}")
-        self.patience: int = int(patience)
+        self.patience: int = integer(patience, "patience", low=0)
         if not isinstance(restore_best_weights, bool):
             raise TypeError("restore_best_weights: expected True or False")
         self.restore_best_weights: bool = restore_best_weights
@@ -254,13 +250,8 @@ class ReduceLROnPlateau(_Monitoring):
     ) -> None:
         super().__init__(monitor, mode, min_delta)
         self.factor = real(factor, "factor", low=0.0, high=1.0, low_open=True, high_open=True)
-        for arg, value in (("patience", patience), ("cooldown", cooldown)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise TypeError(f"{arg}: expected an integer, got {type(value).__name__}")
-            if value < 0:
-                raise ValueError(f"{arg}: must be >= 0, got {value}")
-        self.patience: int = int(patience)
-        self.cooldown = int(cooldown)
+        self.patience: int = integer(patience, "patience", low=0)
+        self.cooldown = integer(cooldown, "cooldown", low=0)
         self.min_lr = real(min_lr, "min_lr", low=0.0)
         self._reset()
 

@@ -17,8 +17,9 @@ Example:
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, TypeVar
+
+from bpcore._checks import integer
 
 __all__ = ["DistributedTrainingError", "shard", "shard_bounds"]
 
@@ -51,14 +52,8 @@ def _rank_and_size(comm: Any, rank: Any, size: Any) -> tuple[int, int]:
         return int(comm.Get_rank()), int(comm.Get_size())
     if rank is None or size is None:
         raise ValueError("comm, rank, size: give comm (an mpi4py communicator), or rank and size")
-    for name, value in (("rank", rank), ("size", size)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
-    if size < 1:
-        raise ValueError(f"size: must be at least 1, got {size}")
-    if not 0 <= rank < size:
-        raise ValueError(f"rank: must be in [0, {size}), got {rank}")
-    return int(rank), int(size)
+    size = integer(size, "size", low=1)
+    return integer(rank, "rank", low=0, high=size - 1), size
 
 
 def shard_bounds(
@@ -69,8 +64,7 @@ def shard_bounds(
 
     Give `comm` (an mpi4py communicator: its rank and size), or `rank` and `size`.
     """
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
-        raise ValueError(f"n: expected a number of rows >= 0, got {n!r}")
+    n = integer(n, "n", low=0)
     r, s = _rank_and_size(comm, rank, size)
     return n * r // s, n * (r + 1) // s
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from bpcore import training
 from bpcore._arrays import as_dtype, as_inputs, as_labels, as_values, as_weights
-from bpcore._checks import boolean
+from bpcore._checks import boolean, integer
 from bpcore.bpcore import NativeNetwork
 from bpcore.callbacks import Callback
 from bpcore.history import History
@@ -27,15 +27,6 @@ _DTYPE_NAMES: dict[str, Literal["float32", "float64"]] = {
     "float32": "float32",
     "float64": "float64",
 }
-
-
-def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed: expected an integer, got {type(seed).__name__} {seed!r}")
-    seed = int(seed)
-    if not 0 <= seed < 2**64:
-        raise ValueError(f"seed: must be in [0, 2**64), got {seed}")
-    return int(seed)
 
 
 def _as_numpy(value: Any) -> np.ndarray:
@@ -111,7 +102,7 @@ class Network:
         self._loss = get_loss(loss)
         self._optimizer = get_optimizer(optimizer)
         self._dtype = as_dtype(dtype)
-        self._seed = _check_seed(seed)
+        self._seed = integer(seed, "seed", low=0, high=2**64 - 1)
         spec = {
             "layers": [layer.to_spec() for layer in self._layers],
             "loss": self._loss.to_spec(),
