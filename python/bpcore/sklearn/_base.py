@@ -148,6 +148,7 @@ class BaseMLP(BaseEstimator):
         n_train = X.shape[0] if split is None else split[0].shape[0]
         w_train = w if split is None else split[4]
         mean_weight = 1.0 if w_train is None else float(np.mean(w_train))
+        batch_size = self._batch_size(n_train) if stochastic else n_train
         if first_pass or not incremental:
             # A new optimizer state for every fit, as scikit-learn makes a new optimizer.
             net = _network.build(
@@ -157,7 +158,7 @@ class BaseMLP(BaseEstimator):
                 self.activation,
                 float(self.dropout),
                 loss,
-                self._optimizer_for(self._batch_size(n_train) * mean_weight, self._scales(Y, w)),
+                self._optimizer_for(batch_size * mean_weight, self._scales(Y, w)),
                 dtype,
                 self._dropout_seed(random_state),
             )
@@ -166,7 +167,7 @@ class BaseMLP(BaseEstimator):
         if self._best_parameters is None:
             self._best_parameters = _network.flat_parameters(self.net_)
         if stochastic:
-            self._fit_stochastic(X, Y, w, split, incremental)
+            self._fit_stochastic(X, Y, w, split, batch_size, incremental)
         else:
             self._fit_lbfgs(X, Y, w)
         if not np.isfinite(_network.flat_parameters(self.net_)).all():
@@ -251,6 +252,7 @@ class BaseMLP(BaseEstimator):
         Y: np.ndarray,
         w: np.ndarray | None,
         split: tuple[Any, ...] | None,
+        batch_size: int,
         incremental: bool,
     ) -> None:
         net = self.net_
@@ -266,7 +268,6 @@ class BaseMLP(BaseEstimator):
             X, X_val, Y, Y_val, w, w_val = split
             y_val = self._validation_targets(Y_val)
         n = X.shape[0]
-        batch_size = self._batch_size(n)
         targets = self._core_targets(Y, net.dtype)
         # The core's weights are Σ w l / n per batch: w / mean(w) makes that Σ w l / Σ w over
         # each batch on average (exactly when a batch is the whole set).
