@@ -12,6 +12,7 @@ import sys
 import joblib
 import numpy as np
 import pytest
+import threadpoolctl
 from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -66,6 +67,15 @@ def test_the_default_thread_count_follows_the_limits_set_for_other_pools():
     assert threads(OMP_NUM_THREADS="3,1") == 3
     assert threads(MKL_NUM_THREADS="2") == 2
     assert threads(BPCORE_NUM_THREADS="2", OMP_NUM_THREADS="1") == 2
+
+
+def test_threadpoolctl_reports_and_limits_bpcores_pool():
+    n = bp.get_num_threads()
+    pools = [p for p in threadpoolctl.threadpool_info() if p["user_api"] == "bpcore"]
+    assert [p["num_threads"] for p in pools] == [n]
+    with threadpoolctl.threadpool_limits(limits=1):
+        assert bp.get_num_threads() == 1
+    assert bp.get_num_threads() == n
 
 
 def test_workers_share_the_cores_with_no_configuration(no_thread_settings):
