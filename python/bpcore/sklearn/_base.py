@@ -124,7 +124,8 @@ class BaseMLP(BaseEstimator):
         split = None
         if stochastic and self.early_stopping and not incremental:
             split = self._split(X, Y, w, random_state)
-        # Nothing above changed the estimator: a refused fit leaves it as it was.
+        # Above, only validate_data set n_features_in_ (as scikit-learn's does): a refused fit
+        # leaves the model as it was.
         self._keep_targets_state(targets_state)
         self._random_state = random_state
         loss, out_activation = self._layout(Y)
@@ -134,17 +135,8 @@ class BaseMLP(BaseEstimator):
             self.out_activation_ = out_activation
             self.t_ = 0
             self._best_parameters: np.ndarray | None = None
-            if stochastic:
-                self.loss_curve_: list[float] = []
-                self._no_improvement_count = 0
-                if self.early_stopping:
-                    self.validation_scores_: list[float] | None = []
-                    self.best_validation_score_: float | None = -np.inf
-                    self.best_loss_: float | None = None
-                else:
-                    self.best_loss_ = np.inf
-                    self.validation_scores_ = None
-                    self.best_validation_score_ = None
+        if stochastic and (first_pass or not self._stopping_state_fits()):
+            self._start_stopping_state()
         n_train = X.shape[0] if split is None else split[0].shape[0]
         w_train = w if split is None else split[4]
         mean_weight = 1.0 if w_train is None else float(np.mean(w_train))
@@ -173,6 +165,28 @@ class BaseMLP(BaseEstimator):
         if not np.isfinite(_network.flat_parameters(self.net_)).all():
             raise ValueError(NON_FINITE_MESSAGE)
         return self
+
+    def _stopping_state_fits(self) -> bool:
+        """Whether the stopping rules' state of an earlier fit suits this one (it does not after
+        an lbfgs fit, or when early_stopping was switched)."""
+        if not hasattr(self, "_no_improvement_count"):
+            return False
+        if self.early_stopping:
+            return getattr(self, "validation_scores_", None) is not None
+        return getattr(self, "best_loss_", None) is not None
+
+    def _start_stopping_state(self) -> None:
+        """The stopping rules' state of a first stochastic fit."""
+        self.loss_curve_: list[float] = []
+        self._no_improvement_count = 0
+        if self.early_stopping:
+            self.validation_scores_: list[float] | None = []
+            self.best_validation_score_: float | None = -np.inf
+            self.best_loss_: float | None = None
+        else:
+            self.best_loss_ = np.inf
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
 
     def _dropout_seed(self, random_state: np.random.RandomState) -> int:
         """The core's seed: drawn from `random_state` when dropout draws masks, else 0 (nothing
