@@ -8,9 +8,10 @@ all the training data, is then scored on held-out test data.
 
 The search fits its candidates in `--jobs` joblib (loky) worker processes, 2 by default; the
 estimators travel to them pickled, through bpcore's safe safetensors bytes, and the results
-equal a serial search's (`--jobs 1`). Each process has its own bpcore thread pool, all cores by
-default, so with as many workers as cores each worker is given one thread as it starts
-(joblib 1.5 or newer passes the `initializer`), instead of every worker using every core.
+equal a serial search's (`--jobs 1`). Each process has its own bpcore thread pool, and nothing
+needs configuring for the workers not to oversubscribe the cores: joblib starts each worker with
+`OMP_NUM_THREADS` set to its share of the cores, and bpcore's pool follows it (unless
+`BPCORE_NUM_THREADS` says otherwise).
 
 On a cluster the same search runs over many machines through joblib's dask or ray backend,
 with no change to the estimator or the search (neither package is a bpcore dependency):
@@ -26,9 +27,10 @@ with no change to the estimator or the search (neither package is a bpcore depen
         search.fit(X_train, y_train)
 
 There, give each worker process one bpcore thread through its environment, which bpcore reads
-when its pool starts: `BPCORE_NUM_THREADS=1 dask worker tcp://scheduler:8786 --nworkers 8
---nthreads 1`, or `ray.init(runtime_env={"env_vars": {"BPCORE_NUM_THREADS": "1"}})`. A worker
-process that owns a whole machine keeps bpcore's default, all its cores.
+when its pool starts (`OMP_NUM_THREADS=1` does too):
+`BPCORE_NUM_THREADS=1 dask worker tcp://scheduler:8786 --nworkers 8 --nthreads 1`, or
+`ray.init(runtime_env={"env_vars": {"BPCORE_NUM_THREADS": "1"}})`. A worker process that owns a
+whole machine keeps bpcore's default, all its cores.
 
     pip install ".[sklearn]" && python examples/sklearn_grid_search.py [--jobs N]
 """
@@ -47,16 +49,6 @@ from sklearn.preprocessing import StandardScaler
 
 import bpcore as bp
 from bpcore.sklearn import MLPClassifier
-
-
-def one_bpcore_thread_per_worker() -> Any:
-    """joblib's configuration for a `with` block: loky worker processes that each run bpcore on
-    one thread."""
-    # Not inner_max_num_threads: it sets OMP_NUM_THREADS and the like, which bpcore does not
-    # read. Not BPCORE_NUM_THREADS in os.environ either: loky reuses the workers of an earlier
-    # call, started with whatever the environment was then. An initializer is part of the
-    # executor's configuration, so loky starts fresh workers when it differs.
-    return joblib.parallel_config(backend="loky", initializer=bp.set_num_threads, initargs=(1,))
 
 
 def worker_threads(n_jobs: int) -> list[int]:
@@ -93,9 +85,8 @@ def main(n_jobs: int = 2) -> tuple[dict[str, Any], float, float]:
     }
     search = GridSearchCV(pipeline, grid, cv=3, n_jobs=n_jobs)
     start = time.perf_counter()
-    with one_bpcore_thread_per_worker():
-        search.fit(X_train, y_train)
-        threads = worker_threads(n_jobs) if n_jobs != 1 else None
+    search.fit(X_train, y_train)
+    threads = worker_threads(n_jobs) if n_jobs != 1 else None
     seconds = time.perf_counter() - start
     candidates = len(search.cv_results_["params"])
     workers = "" if threads is None else f", {'/'.join(map(str, threads))} in each worker"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bpcore.bench import report, run_bpcore, run_torch, scaling
+from bpcore.bench import report, run_bpcore, run_torch, scaling, sklearn_fit
 from bpcore.bench.parity import compare_with_numpy
 from bpcore.bench.results import Results
 from bpcore.bench.workloads import TRAINING, quick
@@ -31,6 +31,7 @@ def expected_systems() -> dict[str, set[str]]:
     # Without MPI here, one row that says why.
     mpi = scaling.unavailable() is None
     expected["scaling"] = {scaling.MPI_PROCESSES} | ({scaling.ONE_PROCESS} if mpi else set())
+    expected.update({name: {"bpcore", "scikit-learn"} for name in sklearn_fit.workloads()})
     return expected
 
 

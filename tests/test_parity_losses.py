@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from optional import require
 from parity_helpers import (
     DTYPES,
     assert_close,
@@ -32,6 +33,7 @@ LOSSES = {
     "cross_entropy": "cross_entropy",
     "cross_entropy_smoothing0.1": bp.CrossEntropyLoss(label_smoothing=0.1),
     "bce_with_logits": "bce_with_logits",
+    "poisson": "poisson",
 }
 
 LAYERS = [bp.Dense(IN, OUT), bp.Identity()]
@@ -46,6 +48,8 @@ def targets(loss: object, rng: np.random.Generator, dtype: str) -> np.ndarray:
         t[0, :2] = 0.0  # the ends of [0, 1] too
         t[1, :2] = 1.0
         return in_dtype(t, dtype)
+    if name == "poisson":
+        return in_dtype(rng.poisson(2.0, size=(N, OUT)), dtype)
     return in_dtype(rng.normal(size=(N, OUT)), dtype)
 
 
@@ -98,3 +102,28 @@ def test_huge_logits(loss: bp.Loss, dtype: str) -> None:
     for name, g in grads.items():
         assert np.isfinite(g).all(), f"{name}: {g}"
     check_forward_loss_gradients(net, oracle, X, y, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_poisson_matches_torch(dtype: str) -> None:
+    """The core's Poisson loss is torch's PoissonNLLLoss(log_input=True, full=False): its value
+    and, through a linear layer, the parameters' gradients."""
+    torch = require("torch")
+    rng = np.random.default_rng(5)
+    net = bp.Network([bp.Dense(IN, OUT)], loss="poisson", dtype=dtype)
+    params = random_parameters(net, rng, scale=0.5)
+    net.set_parameters(params)
+    X = in_dtype(rng.normal(size=(N, IN)), dtype)
+    y = in_dtype(rng.poisson(2.0, size=(N, OUT)), dtype)
+    linear = torch.nn.Linear(IN, OUT).double()
+    with torch.no_grad():
+        linear.weight.copy_(torch.tensor(params["0.weight"], dtype=torch.float64))
+        linear.bias.copy_(torch.tensor(params["0.bias"], dtype=torch.float64))
+    loss = torch.nn.PoissonNLLLoss(log_input=True, full=False)(
+        linear(torch.tensor(X, dtype=torch.float64)), torch.tensor(y, dtype=torch.float64)
+    )
+    loss.backward()
+    assert_close(net.loss(X, y), loss.item(), dtype, "loss")
+    grads = net.gradients(X, y)
+    assert_close(grads["0.weight"], linear.weight.grad.numpy(), dtype, "0.weight")
+    assert_close(grads["0.bias"], linear.bias.grad.numpy(), dtype, "0.bias")

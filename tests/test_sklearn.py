@@ -1,9 +1,11 @@
-"""bpcore.sklearn's MLPClassifier and MLPRegressor: scikit-learn's own estimator checks, and use
-in pipelines, searches, pickling and cloning."""
+"""bpcore.sklearn's MLPClassifier and MLPRegressor: scikit-learn's own estimator checks (with
+no expected failure, at default parameters and at those scikit-learn's test harness gives its
+MLPs), and use in pipelines, searches, pickling and cloning."""
 
 from __future__ import annotations
 
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -12,26 +14,41 @@ from sklearn.datasets import load_digits, make_regression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import (
+    check_sample_weight_equivalence_on_dense_data,
+    check_sample_weight_equivalence_on_sparse_data,
+    parametrize_with_checks,
+)
 
 import bpcore as bp
 from bpcore.sklearn import MLPClassifier, MLPRegressor
 
-#: Checks expected to fail, with the reason (scikit-learn's own MLPClassifier/MLPRegressor are
-#: marked the same way in scikit-learn's test suite).
-EXPECTED_FAILURES = {
-    "check_sample_weight_equivalence_on_dense_data": (
-        "stochastic mini-batch training: a weight of 2 is not the same as a repeated sample "
-        "(the batches differ), as with scikit-learn's own MLP estimators"
-    ),
-}
 
-
-@parametrize_with_checks(
-    [MLPClassifier(), MLPRegressor()], expected_failed_checks=lambda est: EXPECTED_FAILURES
-)
+@parametrize_with_checks([MLPClassifier(), MLPRegressor()])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+# scikit-learn's test harness checks its MLPs with max_iter=100, and their sample weights with
+# these parameters (sklearn/utils/_test_common/instance_generator.py).
+@parametrize_with_checks([MLPClassifier(max_iter=100), MLPRegressor(max_iter=100)])
+def test_sklearn_estimator_checks_with_the_harness_parameters(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [MLPClassifier(solver="lbfgs"), MLPRegressor(solver="sgd", tol=1e-2, random_state=42)],
+    ids=["MLPClassifier-lbfgs", "MLPRegressor-sgd"],
+)
+@pytest.mark.parametrize(
+    "check",
+    [check_sample_weight_equivalence_on_dense_data, check_sample_weight_equivalence_on_sparse_data],
+    ids=["dense", "sparse"],
+)
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_sample_weight_equivalence_with_the_harness_parameters(estimator, check):
+    check(type(estimator).__name__, estimator)
 
 
 def digits():
@@ -54,7 +71,7 @@ def test_classifier_learns_digits_with_string_labels():
     assert proba.shape == (600, 10)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     np.testing.assert_allclose(np.exp(clf.predict_log_proba(X)), proba, rtol=1e-10)
-    assert clf.n_features_in_ == 64 and clf.n_outputs_ == 1 and clf.n_iter_ <= 60
+    assert clf.n_features_in_ == 64 and clf.n_outputs_ == 10 and clf.n_iter_ <= 60
     assert len(clf.loss_curve_) == clf.n_iter_ and clf.best_loss_ == min(clf.loss_curve_)
     assert [c.shape for c in clf.coefs_] == [(64, 32), (32, 10)]
     assert [b.shape for b in clf.intercepts_] == [(32,), (10,)]
@@ -92,21 +109,24 @@ def test_partial_fit_needs_classes_first_and_continues():
         clf.partial_fit(X, y)
     clf.partial_fit(X[:300], y[:300], classes=np.arange(10))
     clf.partial_fit(X[300:], y[300:])
-    assert clf.n_iter_ == 2 and clf.t_ == 600
-    with pytest.raises(ValueError, match="not in classes_"):
+    # As scikit-learn's: n_iter_ counts the last call's epochs, t_ every sample seen.
+    assert clf.n_iter_ == 1 and clf.t_ == 600
+    with pytest.raises(ValueError, match=re.escape("has classes not in `self.classes_`")):
         clf.partial_fit(X[:5], np.full(5, 11))
 
 
 def test_regressor_single_and_multi_output():
     X, y = make_regression(n_samples=200, n_features=5, n_targets=2, noise=0.1, random_state=0)
     y = y / y.std(axis=0)
-    reg = MLPRegressor((32,), max_iter=300, learning_rate_init=0.01, random_state=0).fit(X, y)
+    reg = MLPRegressor(
+        hidden_layer_sizes=(32,), max_iter=300, learning_rate_init=0.01, random_state=0
+    ).fit(X, y)
     assert reg.n_outputs_ == 2 and reg.predict(X).shape == (200, 2)
     assert reg.score(X, y) > 0.9
-    one = MLPRegressor((16,), max_iter=20, random_state=0).fit(X, y[:, 0])
+    one = MLPRegressor(hidden_layer_sizes=(16,), max_iter=20, random_state=0).fit(X, y[:, 0])
     assert one.predict(X).shape == (200,)
     one.partial_fit(X, y[:, 0])
-    assert one.n_iter_ == 21
+    assert one.n_iter_ == 1 and one.t_ == 21 * 200
 
 
 def test_pipeline_and_grid_search():
@@ -142,6 +162,9 @@ def test_clone_and_parameter_names():
         "hidden_layer_sizes",
         "activation",
         "solver",
+        "learning_rate",
+        "power_t",
+        "max_fun",
         "alpha",
         "batch_size",
         "learning_rate_init",
@@ -171,7 +194,14 @@ def test_clone_and_parameter_names():
     ("params", "match"),
     [
         ({"activation": "softmax"}, "activation"),
-        ({"solver": "lbfgs"}, "solver"),
+        ({"solver": "newton"}, "solver"),
+        ({"learning_rate": "cyclic"}, "learning_rate"),
+        ({"power_t": -1.0}, "power_t"),
+        ({"max_fun": 0}, "max_fun"),
+        ({"n_iter_no_change": 0}, "n_iter_no_change"),
+        ({"verbose": -1}, "verbose"),
+        ({"validation_fraction": 1.0}, "validation_fraction"),
+        ({"solver": "lbfgs", "dropout": 0.5}, "dropout"),
         ({"hidden_layer_sizes": (0,)}, "hidden_layer_sizes"),
         ({"alpha": -1.0}, "alpha"),
         ({"batch_size": 0}, "batch_size"),
@@ -185,6 +215,12 @@ def test_invalid_parameters_are_refused_at_fit(params, match):
     clf = MLPClassifier(**params)  # no error at construction, as scikit-learn requires
     with pytest.raises(ValueError, match=match):
         clf.fit(X, y)
+    assert not hasattr(clf, "net_")
+
+
+def test_regressor_loss_is_checked():
+    with pytest.raises(ValueError, match="loss"):
+        MLPRegressor(loss="huber").fit(*make_regression(n_samples=20, random_state=0))
 
 
 def test_verbose_prints_sklearn_style(capsys):

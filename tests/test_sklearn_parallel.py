@@ -1,13 +1,18 @@
-"""bpcore's scikit-learn estimators across joblib's loky worker processes: they pickle there and
-back exactly, and a parallel grid search equals a serial one, score for score."""
+"""bpcore's scikit-learn estimators across joblib's loky worker processes, with no configuration:
+each worker's bpcore pool takes its share of the cores from the limits joblib sets, the
+estimators pickle there and back exactly, and a parallel grid search equals a serial one, score
+for score."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import joblib
 import numpy as np
 import pytest
+import threadpoolctl
 from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -20,17 +25,62 @@ from bpcore.sklearn import MLPClassifier, MLPRegressor
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 
+#: The variables bpcore's default thread count follows, in its order.
+THREAD_VARIABLES = (
+    "BPCORE_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+)
+
+
+def worker_share() -> int:
+    """The threads joblib gives each of 2 loky workers when nothing is configured: its
+    OMP_NUM_THREADS and the like are set to the cores divided among the workers."""
+    return max(joblib.cpu_count() // 2, 1)
+
+
 @pytest.fixture
-def one_thread_everywhere():
-    """One bpcore thread here and in every loky worker: same thread count, bit-identical results
-    (bpcore's promise), so serial and parallel runs must agree exactly."""
+def no_thread_settings(monkeypatch):
+    """No thread-count variable here (so none inherited by the workers), and this process on the
+    workers' share of threads: same thread count, bit-identical results (bpcore's promise), so
+    serial and parallel runs must agree exactly."""
+    for name in THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     n = bp.get_num_threads()
-    bp.set_num_threads(1)
-    # An initializer rather than the environment: loky may reuse workers that an earlier test
-    # started with another environment, but not across a different initializer.
-    with joblib.parallel_config(backend="loky", initializer=bp.set_num_threads, initargs=(1,)):
-        yield
+    bp.set_num_threads(worker_share())
+    yield
     bp.set_num_threads(n)
+
+
+def test_the_default_thread_count_follows_the_limits_set_for_other_pools():
+    def threads(**variables: str) -> int:
+        env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
+        code = "import bpcore; print(bpcore.get_num_threads())"
+        done = subprocess.run(
+            [sys.executable, "-c", code], env={**env, **variables}, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout)
+
+    assert threads(OMP_NUM_THREADS="1") == 1
+    assert threads(OMP_NUM_THREADS="3,1") == 3
+    assert threads(MKL_NUM_THREADS="2") == 2
+    assert threads(BPCORE_NUM_THREADS="2", OMP_NUM_THREADS="1") == 2
+
+
+def test_threadpoolctl_reports_and_limits_bpcores_pool():
+    n = bp.get_num_threads()
+    pools = [p for p in threadpoolctl.threadpool_info() if p["user_api"] == "bpcore"]
+    assert [p["num_threads"] for p in pools] == [n]
+    with threadpoolctl.threadpool_limits(limits=1):
+        assert bp.get_num_threads() == 1
+    assert bp.get_num_threads() == n
+
+
+def test_workers_share_the_cores_with_no_configuration(no_thread_settings):
+    counts = joblib.Parallel(n_jobs=2)(joblib.delayed(bp.get_num_threads)() for _ in range(8))
+    assert set(counts) == {worker_share()}
 
 
 def digits():
@@ -51,19 +101,19 @@ def fit_in_worker(estimator, X, y):
     return estimator.fit(X, y), os.getpid(), bp.get_num_threads()
 
 
-def test_estimators_fitted_in_a_worker_come_back_equal_to_serial_ones(one_thread_everywhere):
+def test_estimators_fitted_in_a_worker_come_back_equal_to_serial_ones(no_thread_settings):
     X, y = digits()
     X = X / 16.0
     made = [
         MLPClassifier((16,), max_iter=5, random_state=0),
-        MLPRegressor((16,), max_iter=5, random_state=0, dtype="float32"),
+        MLPRegressor(hidden_layer_sizes=(16,), max_iter=5, random_state=0, dtype="float32"),
     ]
     targets = [y, y.astype(float)]
     returned = joblib.Parallel(n_jobs=2)(
         joblib.delayed(fit_in_worker)(est, X, t) for est, t in zip(made, targets)
     )
     for (remote, pid, threads), est, t in zip(returned, made, targets):
-        assert pid != os.getpid() and threads == 1
+        assert pid != os.getpid() and threads == worker_share()
         assert not hasattr(est, "coefs_")  # the worker fitted a pickled copy
         local = est.fit(X, t)
         assert remote.n_iter_ == local.n_iter_ == 5
@@ -95,17 +145,17 @@ def search(n_jobs):
     )
 
 
-def test_grid_search_with_two_workers_equals_the_serial_search(one_thread_everywhere):
+def test_grid_search_with_two_workers_equals_the_serial_search(no_thread_settings):
     serial, parallel = search(1), search(2)
     here = os.getpid()
     folds = [f"split{i}_test_" for i in range(3)]
 
-    # Where the folds ran: here for n_jobs=1; in worker processes of one bpcore thread for 2.
+    # Where the folds ran: here for n_jobs=1; in worker processes with their share of threads.
     assert {p for f in folds for p in serial.cv_results_[f + "pid"]} == {here}
     pids = {p for f in folds for p in parallel.cv_results_[f + "pid"]}
     assert here not in pids and 1 <= len(pids) <= 2
     for f in folds:
-        assert list(parallel.cv_results_[f + "threads"]) == [1] * 4
+        assert list(parallel.cv_results_[f + "threads"]) == [worker_share()] * 4
 
     # The same numbers, bit for bit, for every candidate and fold.
     for f in folds:

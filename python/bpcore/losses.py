@@ -70,12 +70,20 @@ class BCEWithLogitsLoss(Loss):
     is_classification = True
 
 
+class PoissonNLLLoss(Loss):
+    """Poisson negative log-likelihood on log-rates, torch's ``PoissonNLLLoss(log_input=True,
+    full=False)``: the output x is log λ and the loss mean(e^x - y·x); targets y >= 0."""
+
+    type_name = "poisson"
+
+
 LOSSES: dict[str, type[Loss]] = {
     "mse": MSELoss,
     "l1": L1Loss,
     "huber": HuberLoss,
     "cross_entropy": CrossEntropyLoss,
     "bce_with_logits": BCEWithLogitsLoss,
+    "poisson": PoissonNLLLoss,
 }
 
 LossLike = Union[str, Loss]

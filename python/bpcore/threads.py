@@ -1,5 +1,11 @@
 """bpcore and Python threads: the pool size, and what happens when threads share a network.
 
+The pool has `set_num_threads(n)` threads, else `BPCORE_NUM_THREADS`, else the limit set for
+OpenMP and BLAS pools (`OMP_NUM_THREADS`, `OPENBLAS_NUM_THREADS`, `MKL_NUM_THREADS`, as joblib
+sets them in its workers), else one per core. When threadpoolctl is installed the pool is one of
+its thread pools too: `threadpoolctl.threadpool_info()` lists it (user_api "bpcore") and
+`threadpool_limits(n)` resizes it for the duration of the block.
+
 Inference (`forward`, `predict`, `predict_proba`, `evaluate`, `loss`, `parameters`) releases
 the GIL and may run from many threads at once on one network; the results equal serial ones.
 A call that changes the network (`train_step`, `fit`, `gradients`, `apply_gradients`,
@@ -38,6 +44,35 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """The number of threads bpcore's parallel work runs on."""
     return int(_native.get_num_threads())
+
+
+def _register_with_threadpoolctl() -> None:
+    """Makes bpcore's pool one that threadpoolctl reports and limits, if threadpoolctl is here."""
+    try:
+        import threadpoolctl  # type: ignore[import-untyped]
+    except ImportError:
+        return
+
+    class BpcoreController(threadpoolctl.LibController):  # type: ignore[misc]
+        """threadpoolctl's view of bpcore's pool, found as the loaded bpcore extension."""
+
+        user_api = "bpcore"
+        internal_api = "bpcore"
+        filename_prefixes = ("bpcore.",)
+
+        def get_num_threads(self) -> int:
+            return get_num_threads()
+
+        def set_num_threads(self, num_threads: int) -> None:
+            set_num_threads(num_threads)
+
+        def get_version(self) -> str:
+            return str(_native.__version__)
+
+    threadpoolctl.register(BpcoreController)
+
+
+_register_with_threadpoolctl()
 
 
 def _refusing(method: F) -> F:

@@ -9,6 +9,7 @@ Files, one idea each: ``workloads`` (what is trained), ``data`` (synthetic data)
 (clocks), ``run_bpcore`` / ``run_reference`` / ``run_numpy`` / ``run_torch`` (one system each),
 ``numpy_mlp`` (the plain NumPy network), ``parity`` (NumPy computes what bpcore computes),
 ``memory`` (peak resident memory in a fresh process), ``scaling`` / ``scaling_worker`` (1 process
-× 2 threads vs 2 MPI processes × 1 thread, launched with mpiexec), ``targets`` (the issue's
-goals), ``report`` (table, JSON, chart) and ``__main__`` (the command line).
+× 2 threads vs 2 MPI processes × 1 thread, launched with mpiexec), ``sklearn_fit``
+(bpcore.sklearn's estimators against scikit-learn's: fit time and accuracy), ``targets`` (the
+issue's goals), ``report`` (table, JSON, chart) and ``__main__`` (the command line).
 """

@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 
 import bpcore as bp
-from bpcore.bench import report, run_torch, scaling, targets
+from bpcore.bench import report, run_torch, scaling, sklearn_fit, targets
 from bpcore.bench.data import DATA_NOTE
 from bpcore.bench.parity import compare_with_numpy
 from bpcore.bench.suite import Suite
 from bpcore.bench.workloads import ALL, TRAINING, quick
 
-SELECTABLE = (*ALL, "memory", scaling.WORKLOAD)
+SELECTABLE = (*ALL, "memory", scaling.WORKLOAD, sklearn_fit.WORKLOAD)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -118,6 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         suite.memory()
     if scaling.WORKLOAD in args.workloads:
         suite.scaling()
+    if sklearn_fit.WORKLOAD in args.workloads:
+        for row in sklearn_fit.measure(args.quick, args.repeat):
+            suite.results.add(row)
     suite.finish()
     results = suite.results
     checked = targets.evaluate(results)
@@ -138,12 +141,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {name}: {suite.workload(name).description}")
     if scaling.WORKLOAD in args.workloads:
         print(f"  {scaling.WORKLOAD}: {scaling.description(suite.workload('mnist'))}")
+    if sklearn_fit.WORKLOAD in args.workloads:
+        print(f"  {sklearn_fit.WORKLOAD}: {sklearn_fit.__doc__.splitlines()[0]}")
     print()
     print(report.format_table(results))
     print()
     scaling_lines = scaling.summary(results)
     if scaling_lines:
         print("\n".join(scaling_lines))
+        print()
+    sklearn_lines = sklearn_fit.summary(results)
+    if sklearn_lines:
+        print("fit time and test accuracy, bpcore.sklearn vs scikit-learn (equal parameters):")
+        print("\n".join(sklearn_lines))
         print()
     print("NumPy baseline computes what bpcore computes:")
     print("\n".join(parity_lines(["tiny", "small"])))

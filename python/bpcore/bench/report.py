@@ -44,7 +44,7 @@ def format_table(results: Results) -> str:
     lines.append("")
     lines.append(
         "bpcore adv. = how many times better bpcore is: bpcore ÷ other for samples/s and "
-        "GFLOP/s, other ÷ bpcore for µs per call and MB."
+        "GFLOP/s, other ÷ bpcore for µs per call, MB and s per fit."
     )
     return "\n".join(lines)
 

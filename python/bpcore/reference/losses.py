@@ -160,6 +160,26 @@ def bce_with_logits(
     return total / n, grad
 
 
+def poisson(
+    log_rates: Rows, targets: Rows, sample_weight: Sequence[float] | None = None
+) -> tuple[float, list[list[float]]]:
+    """Poisson negative log-likelihood on log-rates x and counts y >= 0; mean over N elements.
+
+    With λ = e^x, -log P(y | λ) = λ - y log λ + log y! = e^x - y x + log y!; the last term does
+    not depend on x and is left out (torch's ``full=False``). The derivative is e^x - y, times
+    the sample's weight, over N.
+    """
+    n = _check_targets(log_rates, targets)
+    if any(not y >= 0.0 for tgt in targets for y in tgt):
+        raise ValueError("poisson targets must be >= 0")
+    total = 0.0
+    grad = []
+    for out, tgt, w in zip(log_rates, targets, _weights(sample_weight, len(log_rates))):
+        total += w * sum(math.exp(x) - y * x for x, y in zip(out, tgt))
+        grad.append([w * (math.exp(x) - y) / n for x, y in zip(out, tgt)])
+    return total / n, grad
+
+
 def loss_value_and_grad(
     spec: Any, outputs: Rows, y: Any, sample_weight: Sequence[float] | None = None
 ) -> tuple[float, list[list[float]]]:
@@ -180,6 +200,8 @@ def loss_value_and_grad(
         return huber(outputs, y, spec["delta"], w)
     if kind == "cross_entropy":
         return cross_entropy(outputs, y, spec["label_smoothing"], w)
+    if kind == "poisson":
+        return poisson(outputs, y, w)
     return bce_with_logits(outputs, y, w)
 
 

@@ -33,6 +33,7 @@ LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
     "huber": {"delta": 1.0},
     "cross_entropy": {"label_smoothing": 0.0},
     "bce_with_logits": {},
+    "poisson": {},
 }
 
 _ADAM = {

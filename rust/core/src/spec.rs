@@ -77,6 +77,8 @@ pub enum LossSpec {
         label_smoothing: f64,
     },
     BceWithLogits,
+    /// `torch.nn.PoissonNLLLoss(log_input=True, full=False)`: the output is a log-rate.
+    Poisson,
 }
 
 /// The optimizer and its hyperparameters, with torch.optim's defaults.

@@ -1,8 +1,11 @@
 //! bpcore's own thread pool, so that its parallel matrix products neither fight with nor wait
 //! behind other rayon users in the same process.
 //!
-//! Sized by `set_num_threads`, else `BPCORE_NUM_THREADS`, else all cores. A pool made before a
-//! `fork()` is unusable in the child; call `set_num_threads` there to build a fresh one.
+//! Sized by `set_num_threads`, else `BPCORE_NUM_THREADS`, else the limit the process was given
+//! for other libraries' pools (`OMP_NUM_THREADS`, then `OPENBLAS_NUM_THREADS`, `MKL_NUM_THREADS`:
+//! joblib's worker processes are started with these set to their share of the cores), else all
+//! cores. A pool made before a `fork()` is unusable in the child; call `set_num_threads` there
+//! to build a fresh one.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, RecvTimeoutError};
@@ -18,12 +21,29 @@ fn slot() -> &'static RwLock<Option<Pool>> {
     SLOT.get_or_init(|| RwLock::new(None))
 }
 
+/// The variables that size the pool when `set_num_threads` has not, in the order consulted:
+/// bpcore's own, then the limits set for OpenMP and BLAS pools.
+const THREAD_VARIABLES: [&str; 4] = [
+    "BPCORE_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+];
+
 fn default_threads() -> usize {
-    std::env::var("BPCORE_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|&n| (1..=MAX_THREADS).contains(&n))
+    threads_from(|name| std::env::var(name).ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// The first of `THREAD_VARIABLES` that `lookup` gives a usable count for. OpenMP's list form
+/// ("4,2": 4 threads at the outer level) counts its first entry; a value that is not a count in
+/// `1..=MAX_THREADS` is passed over.
+fn threads_from(lookup: impl Fn(&str) -> Option<String>) -> Option<usize> {
+    THREAD_VARIABLES.iter().find_map(|name| {
+        let value = lookup(name)?;
+        let first = value.split(',').next()?.trim().parse::<usize>().ok()?;
+        (1..=MAX_THREADS).contains(&first).then_some(first)
+    })
 }
 
 fn build(n: usize) -> Result<Pool> {
@@ -134,6 +154,28 @@ pub fn run_polling<R: Send>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_follows_bpcore_then_openmp_then_blas_limits() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(threads_from(env(&[])), None);
+        assert_eq!(threads_from(env(&[("OMP_NUM_THREADS", "1")])), Some(1));
+        assert_eq!(threads_from(env(&[("OMP_NUM_THREADS", " 4,2 ")])), Some(4));
+        assert_eq!(threads_from(env(&[("MKL_NUM_THREADS", "3")])), Some(3));
+        let both = env(&[("BPCORE_NUM_THREADS", "2"), ("OMP_NUM_THREADS", "1")]);
+        assert_eq!(threads_from(both), Some(2));
+        let bad_first = env(&[("BPCORE_NUM_THREADS", "many"), ("OMP_NUM_THREADS", "1")]);
+        assert_eq!(threads_from(bad_first), Some(1));
+        assert_eq!(threads_from(env(&[("OMP_NUM_THREADS", "0")])), None);
+        assert_eq!(threads_from(env(&[("OMP_NUM_THREADS", "100000")])), None);
+    }
 
     #[test]
     fn polling_sees_the_work_through_and_can_stop_it() {

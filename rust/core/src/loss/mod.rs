@@ -11,6 +11,7 @@ mod elementwise;
 mod huber;
 mod l1;
 mod mse;
+mod poisson;
 
 use crate::{Error, LossSpec, Real, Result};
 
@@ -92,6 +93,11 @@ pub fn evaluate_weighted<T: Real>(
             bce_with_logits::check_targets(y)?;
             Ok(bce_with_logits::loss(output, y, width, weights, grad))
         }
+        LossSpec::Poisson => {
+            let y = values(spec, targets, n, width)?;
+            poisson::check_targets(y)?;
+            Ok(poisson::loss(output, y, width, weights, grad))
+        }
         LossSpec::CrossEntropy { label_smoothing } => {
             let labels = labels(targets, n, width)?;
             Ok(cross_entropy::loss(
@@ -140,6 +146,7 @@ pub fn check_targets<T: Real>(
         LossSpec::BceWithLogits => {
             values(spec, targets, n, width).and_then(bce_with_logits::check_targets)
         }
+        LossSpec::Poisson => values(spec, targets, n, width).and_then(poisson::check_targets),
         LossSpec::Mse | LossSpec::L1 | LossSpec::Huber { .. } => {
             values(spec, targets, n, width).map(drop)
         }
@@ -154,6 +161,7 @@ pub fn name(spec: &LossSpec) -> &'static str {
         LossSpec::Huber { .. } => "huber",
         LossSpec::CrossEntropy { .. } => "cross_entropy",
         LossSpec::BceWithLogits => "bce_with_logits",
+        LossSpec::Poisson => "poisson",
     }
 }
 
