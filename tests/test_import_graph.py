@@ -54,10 +54,12 @@ def _imports(module: str) -> set[str]:
                 parts = package.split(".")
                 base = ".".join([*parts[: len(parts) - node.level + 1], base]).rstrip(".")
             if base.split(".")[0] == "bpcore":
-                found.add(base)
-                # "from bpcore import x" imports the module bpcore.x when x is one.
-                named = (f"{base}.{a.name}" for a in node.names)
+                # "from bpcore import x" imports the module bpcore.x when x is one; the package
+                # itself only when a name is not a module of it.
+                named = [f"{base}.{a.name}" for a in node.names]
                 found.update(m for m in named if m in MODULES)
+                if any(m not in MODULES for m in named):
+                    found.add(base)
         for child in ast.iter_child_nodes(node):
             visit(child)
 

@@ -185,3 +185,25 @@ def test_threads_setting():
     bp.set_num_threads(n)
     with pytest.raises(ValueError, match="n"):
         bp.set_num_threads(0)
+
+
+def test_one_learning_rate_rule_and_the_optimizer_follows_the_live_rate(tmp_path) -> None:
+    # What a schedule may reach (0), a user may set: in the optimizer, on the network, and in a
+    # callback; below 0 every one of them refuses, naming its argument.
+    assert bp.SGD(lr=0.0).lr == 0.0
+    net = bp.Network([bp.Dense(2, 1)], optimizer=bp.SGD(lr=0.1), dtype="float64")
+    net.lr = 0.0
+    assert net.lr == 0.0
+    for make in (lambda: bp.SGD(lr=-1e-3), lambda: setattr(net, "lr", -1.0)):
+        with pytest.raises(ValueError, match="lr: must be >= 0.0"):
+            make()
+    bad = bp.LearningRateScheduler(lambda epoch, lr: -1.0)
+    X, y = np.ones((4, 2)), np.zeros((4, 1))
+    with pytest.raises(ValueError, match="LearningRateScheduler: must be >= 0.0"):
+        net.fit(X, y, epochs=1, callbacks=[bad], progress=False)
+    # The optimizer's repr and the saved configuration say the rate the next step uses.
+    net.lr = 0.5
+    assert net.optimizer.lr == 0.5 and "lr=0.5" in repr(net.optimizer) and "lr=0.5" in repr(net)
+    path = tmp_path / "net.safetensors"
+    net.save(path)  # without the optimizer's state
+    assert bp.Network.load(path).lr == 0.5

@@ -113,13 +113,24 @@ def test_regressor_pipeline_gives_predict(skl2onnx, ort, input_dtype, n_outputs)
     X, y = load_diabetes(return_X_y=True)
     y = (y - y.mean()) / y.std()
     target = y if n_outputs == 1 else np.column_stack([y, -2 * y])
-    pipe = fitted(MLPRegressor((16,), max_iter=40, random_state=0), X, target)
+    pipe = fitted(MLPRegressor(hidden_layer_sizes=(16,), max_iter=40, random_state=0), X, target)
     model = skl2onnx.to_onnx(pipe, X[:1].astype(input_dtype))
     (out,) = run(ort, model, X.astype(input_dtype))
     assert out.shape == (442, n_outputs) and out.dtype == input_dtype
     expected = pipe.predict(X).reshape(442, n_outputs)
     tol = 1e-5 if input_dtype == np.float32 else 1e-12
     np.testing.assert_allclose(out, expected, rtol=tol, atol=tol)
+
+
+def test_a_poisson_regressor_gives_its_rates(skl2onnx, ort):
+    X, y = load_diabetes(return_X_y=True)
+    counts = np.round(y / 50)  # counts >= 0
+    estimator = MLPRegressor(loss="poisson", hidden_layer_sizes=(8,), max_iter=30, random_state=0)
+    pipe = fitted(estimator, X, counts)
+    model = skl2onnx.to_onnx(pipe, X[:1].astype(np.float64))
+    (out,) = run(ort, model, X)
+    np.testing.assert_allclose(out.ravel(), pipe.predict(X), rtol=1e-12, atol=1e-12)
+    assert (out > 0).all()
 
 
 def test_float64_inputs_give_predict_proba_to_rounding(skl2onnx, ort):

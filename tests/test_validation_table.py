@@ -449,9 +449,9 @@ BAD_CALLS = [
     ),
     ("fit BN last batch of 1", "cross_entropy", None, ValueError, "batch_size"),  # see below
     # --- learning rate
-    ("lr 0", "cross_entropy", lambda n: setattr(n, "lr", 0.0), ValueError, "lr"),
+    ("lr -1", "cross_entropy", lambda n: setattr(n, "lr", -1.0), ValueError, "lr"),
     ("lr NaN", "cross_entropy", lambda n: setattr(n, "lr", float("nan")), ValueError, "lr"),
-    ("lr str", "cross_entropy", lambda n: setattr(n, "lr", "0.1"), ValueError, "lr"),
+    ("lr str", "cross_entropy", lambda n: setattr(n, "lr", "0.1"), TypeError, "lr"),
     # --- explain
     (
         "explain layer not Dense",
@@ -569,13 +569,13 @@ BAD_CONSTRUCTIONS = [
     (lambda: bp.SGD(lr=-1), ValueError, "lr"),
     (lambda: bp.SGD(lr="a"), TypeError, "lr"),
     (lambda: bp.SGD(lr=0.1, momentum=-1), ValueError, "momentum"),
-    (lambda: bp.Adam(lr=0), ValueError, "lr"),
+    (lambda: bp.Adam(lr=-1e-3), ValueError, "lr"),
     (lambda: bp.Adam(weight_decay=-1), ValueError, "weight_decay"),
     (lambda: bp.Adam(amsgrad="x"), TypeError, "amsgrad"),
     (lambda: bp.AdamW(lr=float("inf")), ValueError, "lr"),
     (lambda: bp.RMSprop(lr=-0.1), ValueError, "lr"),
     (lambda: bp.RMSprop(momentum=-1), ValueError, "momentum"),
-    (lambda: bp.Adagrad(lr=0), ValueError, "lr"),
+    (lambda: bp.Adagrad(lr=-0.01), ValueError, "lr"),
     (lambda: bp.Adagrad(lr_decay=-1), ValueError, "lr_decay"),
     # every schedule and callback
     (lambda: bp.StepLR(0), ValueError, "step_size"),

@@ -38,6 +38,7 @@ from bpcore.losses import (
     L1Loss,
     Loss,
     MSELoss,
+    PoissonNLLLoss,
 )
 from bpcore.network import Network
 from bpcore.onnx_export import to_onnx
@@ -82,6 +83,7 @@ __all__ = [
     "Network",
     "NetworkBusyError",
     "Optimizer",
+    "PoissonNLLLoss",
     "RMSprop",
     "ReLU",
     "ReduceLROnPlateau",

@@ -15,16 +15,16 @@ def integer(value: Any, arg: str, low: int | None = None, high: int | None = Non
     (not an integer; True and False are not) or ValueError naming `arg`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{arg}: expected an integer, got {type(value).__name__} {value!r}")
-    value = int(value)
-    below = low is not None and value < low
-    above = high is not None and value > high
+    number = int(value)
+    below = low is not None and number < low
+    above = high is not None and number > high
     if (below or above) and low is not None and high is not None:
-        raise ValueError(f"{arg}: must be in [{low}, {high}], got {value}")
+        raise ValueError(f"{arg}: must be in [{low}, {high}], got {number}")
     if below:
-        raise ValueError(f"{arg}: must be at least {low}, got {value}")
+        raise ValueError(f"{arg}: must be at least {low}, got {number}")
     if above:
-        raise ValueError(f"{arg}: must be at most {high}, got {value}")
-    return value
+        raise ValueError(f"{arg}: must be at most {high}, got {number}")
+    return number
 
 
 def positive_int(value: Any, arg: str, high: int | None = None) -> int:

@@ -204,7 +204,11 @@ class RankGroup:
         broadcast of the initial state.
         Raises the same ValueError on every rank when they disagree."""
         native = self.native
-        mine = {"network": json.loads(native.spec_json), "dtype": self.net.dtype.name, **facts}
+        network = json.loads(native.spec_json)
+        # The learning rate is rank 0's from here on (broadcast below); a network loaded from a
+        # checkpoint of a scheduled fit describes its optimizer with the rate it stopped at.
+        network["optimizer"].pop("lr", None)
+        mine = {"network": network, "dtype": self.net.dtype.name, **facts}
         reports = self.comm.allgather((mine, n_train, self.failure is not None))
         if any(failed for _, _, failed in reports):
             self._raise_failures("the start of fit")

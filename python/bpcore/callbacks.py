@@ -34,7 +34,6 @@ typo or a ``"val_loss"`` without validation data never silently disables the cal
 from __future__ import annotations
 
 import math
-import numbers
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -42,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bpcore._checks import integer, real
+from bpcore.optimizers import learning_rate
 
 if TYPE_CHECKING:
     from bpcore.network import Network
@@ -84,15 +84,9 @@ class Callback:
 
 
 def _set_lr(network: Network, value: Any, who: str) -> None:
-    """Sets the optimizer's learning rate (>= 0, as torch allows 0) or raises naming `who`."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (numbers.Real, np.floating))
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ValueError(f"{who}: the learning rate must be a finite number >= 0, got {value!r}")
-    network._native.lr = float(value)
+    """Sets the network's learning rate by the one rule (`optimizers.learning_rate`), or raises
+    naming `who`."""
+    network.lr = learning_rate(value, who)
 
 
 def _resolve_mode(mode: str, monitor: str) -> str:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -18,7 +18,7 @@ from bpcore.callbacks import Callback
 from bpcore.history import History
 from bpcore.layers import Layer
 from bpcore.losses import Loss, LossLike, get_loss
-from bpcore.optimizers import Optimizer, get_optimizer
+from bpcore.optimizers import Optimizer, get_optimizer, learning_rate
 from bpcore.schedules import Schedule
 from bpcore.threads import refuses_when_busy
 
@@ -132,8 +132,11 @@ class Network:
 
     @property
     def optimizer(self) -> Optimizer:
-        """The optimizer's configuration."""
-        return self._optimizer
+        """The optimizer's configuration, with the learning rate the next step uses (a
+        schedule's or a callback's, or one set with `lr`): what `save` writes."""
+        live = copy.copy(self._optimizer)
+        live.lr = self.lr
+        return live
 
     @property
     def dtype(self) -> np.dtype:
@@ -168,19 +171,12 @@ class Network:
 
     @lr.setter
     def lr(self, value: float) -> None:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, numbers.Real)
-            or not math.isfinite(value)
-            or value <= 0
-        ):
-            raise ValueError(f"lr: must be a finite number > 0, got {value!r}")
-        self._native.lr = float(value)
+        self._native.lr = learning_rate(value, "lr")
 
     def __repr__(self) -> str:
         layers = ", ".join(repr(layer) for layer in self._layers)
         return (
-            f"Network([{layers}], loss={self._loss!r}, optimizer={self._optimizer!r}, "
+            f"Network([{layers}], loss={self._loss!r}, optimizer={self.optimizer!r}, "
             f"dtype={self._dtype.name!r}, seed={self._seed})"
         )
 

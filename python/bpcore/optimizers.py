@@ -8,12 +8,19 @@ from bpcore._checks import boolean, real
 from bpcore._spec import Described
 
 
+def learning_rate(value: Any, arg: str) -> float:
+    """The one rule for a learning rate, wherever it is set (an optimizer, `Network.lr`, a
+    schedule or a callback): a finite number >= 0, as torch.optim allows 0 (a schedule may
+    anneal to it, so a user may set it). Raises naming `arg`."""
+    return real(value, arg, low=0.0)
+
+
 class Optimizer(Described):
     """Base of all optimizers: a description with a `to_spec()` dict. Subclasses' `_hyper()`
     adds their hyperparameters to the learning rate's."""
 
     def __init__(self, lr: float) -> None:
-        self.lr = real(lr, "lr", low=0.0, low_open=True)
+        self.lr = learning_rate(lr, "lr")
 
     def _hyper(self) -> dict[str, Any]:
         return {"lr": self.lr}

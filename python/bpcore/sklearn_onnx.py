@@ -16,8 +16,8 @@ the input is cast to float64 and the outputs back to the input's type (float32 f
 default): ONNX Runtime computes the float64 `predict_proba` and rounds it to the input's type.
 
 What the converters read of a fitted estimator (its public fitted attributes): `net_` (the
-trained `bpcore.Network`), `classes_` (the labels, in column order) for the classifier, and
-`n_outputs_` for the regressor.
+trained `bpcore.Network`), `out_activation_` and `n_outputs_` (the output units), and
+`classes_` (the labels, in column order) for the classifier.
 
 skl2onnx (and onnx) must be installed: ``pip install skl2onnx``.
 """
@@ -128,11 +128,25 @@ def _regressor_shapes(operator: Any) -> None:
 
 
 def _convert_classifier(scope: Any, operator: Any, container: Any) -> None:
-    """Labels (ArgMax of the outputs, looked up in classes_) and softmax probabilities."""
+    """Labels (the most probable class, looked up in classes_) and the probabilities: softmax
+    of the outputs for several classes, (1 - p, p) of the one logistic output for two."""
+    estimator = operator.raw_operator
     builder, logits = _network_outputs(scope, operator, container)
-    probabilities = builder.node("Softmax", [logits], "probabilities", axis=-1)
+    if estimator.out_activation_ == "softmax":
+        probabilities = builder.node("Softmax", [logits], "probabilities", axis=-1)
+    elif estimator.n_outputs_ == 1 and len(estimator.classes_) == 2:
+        p = builder.node("Sigmoid", [logits], "p")
+        one = builder.constant("one", np.ones((1, 1), dtype=estimator.net_.dtype))
+        q = builder.node("Sub", [one, p], "q")
+        probabilities = builder.node("Concat", [q, p], "probabilities", axis=1)
+    else:
+        raise ValueError(
+            f"{type(estimator).__name__}: a multi-label classifier ({estimator.n_outputs_} "
+            "logistic outputs) has no ONNX converter here; skl2onnx's labels and probabilities "
+            "are those of one class per sample"
+        )
     builder.cast(probabilities, _input_element(operator), operator.outputs[1].full_name)
-    index = builder.node("ArgMax", [logits], "argmax", axis=1, keepdims=0)
+    index = builder.node("ArgMax", [probabilities], "argmax", axis=1, keepdims=0)
     classes = np.asarray(operator.raw_operator.classes_)
     if scope.get_options(operator.raw_operator, {"nocl": False})["nocl"]:
         table = np.arange(len(classes), dtype=np.int64)  # skl2onnx's "nocl": class indices
@@ -145,8 +159,11 @@ def _convert_classifier(scope: Any, operator: Any, container: Any) -> None:
 
 
 def _convert_regressor(scope: Any, operator: Any, container: Any) -> None:
-    """The network's outputs, in the input's float type."""
+    """The network's outputs (their exponential for the poisson loss, as `predict`), in the
+    input's float type."""
     builder, outputs = _network_outputs(scope, operator, container)
+    if operator.raw_operator.out_activation_ == "exp":
+        outputs = builder.node("Exp", [outputs], "rates")
     builder.cast(outputs, _input_element(operator), operator.outputs[0].full_name)
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bpcore.explain.report import entries, fmt, sum_line
+from bpcore.explain.formatting import entries, fmt, sum_line
 
 if TYPE_CHECKING:
     from bpcore.explain.report import BackwardPass
