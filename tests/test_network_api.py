@@ -195,11 +195,11 @@ def test_one_learning_rate_rule_and_the_optimizer_follows_the_live_rate(tmp_path
     net.lr = 0.0
     assert net.lr == 0.0
     for make in (lambda: bp.SGD(lr=-1e-3), lambda: setattr(net, "lr", -1.0)):
-        with pytest.raises(ValueError, match="lr: must be >= 0.0"):
+        with pytest.raises(ValueError, match=r"lr: must be >= 0\.0"):
             make()
     bad = bp.LearningRateScheduler(lambda epoch, lr: -1.0)
     X, y = np.ones((4, 2)), np.zeros((4, 1))
-    with pytest.raises(ValueError, match="LearningRateScheduler: must be >= 0.0"):
+    with pytest.raises(ValueError, match=r"LearningRateScheduler: must be >= 0\.0"):
         net.fit(X, y, epochs=1, callbacks=[bad], progress=False)
     # The optimizer's repr and the saved configuration say the rate the next step uses.
     net.lr = 0.5
