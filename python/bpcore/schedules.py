@@ -28,7 +28,6 @@ from typing import Any
 
 from bpcore._checks import positive_int, real
 
-
 #: Largest `last_epoch`: stepping saturates there, below what a saved file may hold (2**63).
 MAX_LAST_EPOCH = 2**63 - 1
 

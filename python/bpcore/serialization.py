@@ -260,9 +260,21 @@ def _remove_stale_temporaries(directory: str, base: str) -> None:
             os.close(fd)
 
 
+def _path(path: Any) -> str:
+    """`path` as a str, or a TypeError naming the argument (os.fspath's own names none)."""
+    try:
+        text = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"path: expected a str or os.PathLike, got {type(path).__name__}") from None
+    if not isinstance(text, str):
+        raise TypeError(f"path: expected a str or os.PathLike, got bytes {text!r}")
+    return text
+
+
 def save(net: Any, path: PathLike, include_optimizer: bool = False) -> None:
     """Saves `net` to `path` (safetensors, written atomically); see `Network.save`."""
-    write_atomic(path, to_bytes(net, include_optimizer))
+    target = _path(path)
+    write_atomic(target, to_bytes(net, include_optimizer))
 
 
 # ----- reading: the header ---------------------------------------------------------------------
@@ -454,7 +466,7 @@ def load(path: PathLike) -> Any:
     """The network saved at `path`; see `Network.load`. The header length is checked against
     the file's size before the header is read, the header before any data is read, and the data
     is read straight into the arrays handed to the network."""
-    source = os.fspath(path)
+    source = _path(path)
     with open(source, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         n = _header_length(f.read(8), size, source)

@@ -94,7 +94,11 @@ impl<T: Real> Optimizer<T> {
                 format!(
                     "the step would make a parameter or the optimizer's state overflow {} \
                      (too large for the learning rate and hyperparameters)",
-                    std::any::type_name::<T>()
+                    if std::mem::size_of::<T>() == 4 {
+                        "float32"
+                    } else {
+                        "float64"
+                    }
                 ),
             ));
         }
