@@ -56,7 +56,7 @@ def as_float(value: numbers.Real, arg: str) -> float:
     try:
         v = float(value)
     except OverflowError:
-        size = f"an integer of {int(value).bit_length()} bits"
+        size = f"an integer of {value.bit_length()} bits" if isinstance(value, int) else "a number"
         raise ValueError(f"{arg}: must be finite, got {size} (beyond float's range)") from None
     if not math.isfinite(v):
         raise ValueError(f"{arg}: must be finite, got {v}")

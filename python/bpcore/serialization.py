@@ -21,6 +21,7 @@ a ValueError naming it, never a crash and never a partly loaded network.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -411,14 +412,14 @@ class _Data:
         self,
         source: str,
         body: memoryview | None = None,
-        f: IO[bytes] | None = None,
+        f: io.BufferedReader | None = None,
         start: int = 0,
     ) -> None:
         self.source, self.body, self.f, self.start = source, body, f, start
 
     def read_into(self, entry: _Entry, out: np.ndarray) -> None:
         """Fills the contiguous `out` (exactly the entry's bytes long) with its data."""
-        target = memoryview(out).cast("B")
+        target = out.data.cast("B")
         if self.body is not None:
             target[:] = self.body[entry.begin : entry.end]
             return
@@ -435,7 +436,7 @@ class _Data:
 def _checksum(data: Union[bytes, memoryview, np.ndarray]) -> str:
     """The checksum stored for a tensor's bytes: CRC-32 as 8 hexadecimal digits (zlib's, the
     one of zip and PNG, which detects every burst of flipped bits up to 32 bits long)."""
-    view = memoryview(data).cast("B") if isinstance(data, np.ndarray) else data
+    view = data.data.cast("B") if isinstance(data, np.ndarray) else data
     return f"{zlib.crc32(view):08x}"
 
 
