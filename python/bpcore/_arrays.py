@@ -62,10 +62,10 @@ def cast_into(out: np.ndarray, a: np.ndarray, arg: str) -> None:
         with np.errstate(over="raise"):
             np.copyto(out, a, casting="unsafe")
     except FloatingPointError:
-        largest = (
-            f" (largest {float(np.finfo(out.dtype).max):.4g})" if out.dtype.kind == "f" else ""
-        )
-        raise ValueError(f"{arg}: a value exceeds {out.dtype}'s range{largest}") from None
+        largest = f"largest {float(np.finfo(out.dtype).max):.4g}; " if out.dtype.kind == "f" else ""
+        raise ValueError(
+            f"{arg}: a value exceeds {out.dtype}'s range ({largest}it would become infinity)"
+        ) from None
 
 
 def as_network_dtype(a: np.ndarray, dtype: np.dtype, arg: str) -> np.ndarray:
