@@ -217,6 +217,19 @@ def test_more_layers_than_the_limit_are_refused_before_they_are_built():
         bp.Network.from_bytes(edit_metadata("network", change))
 
 
+def test_a_network_at_the_layer_limit_saves_and_loads_back():
+    layers: list[bp.layers.Layer] = []
+    for _ in range(serialization.MAX_LAYERS // 2):
+        layers += [bp.Dense(2, 2), bp.BatchNorm1d(2)]
+    net = bp.Network(layers, loss="mse", optimizer=bp.Adam(amsgrad=True), seed=0)
+    net.train_step(np.eye(2), np.zeros((2, 2)))
+    data = net.to_bytes(include_optimizer=True)
+    (n,) = struct.unpack("<Q", data[:8])
+    items = sum(data[8 : 8 + n].count(c) for c in (b",", b"[", b"{"))
+    assert items < serialization.MAX_JSON_ITEMS / 2  # the limit leaves room over the largest
+    assert same(bp.Network.from_bytes(data), net)
+
+
 def test_the_core_holds_the_same_layer_limit():
     at_limit = [bp.Dense(2, 2)] + [bp.ReLU()] * (serialization.MAX_LAYERS - 1)
     assert len(bp.Network(at_limit, loss="mse").layers) == serialization.MAX_LAYERS
