@@ -92,6 +92,12 @@ def _bad(source: str, message: str) -> ValueError:
 def to_bytes(net: Any, include_optimizer: bool = False) -> bytes:
     """The safetensors bytes of `net` (see the module docstring); with `include_optimizer`,
     also everything needed to resume training exactly."""
+    return b"".join(_pieces(net, include_optimizer))
+
+
+def _pieces(net: Any, include_optimizer: bool) -> list[Union[bytes, memoryview]]:
+    """The bytes of `to_bytes` in pieces (the header, then each tensor's bytes as a view), so
+    that a save writes them without joining them into one more copy of the network."""
     if not isinstance(include_optimizer, bool):
         raise TypeError(
             f"include_optimizer: expected True or False, got {type(include_optimizer).__name__}"
@@ -129,13 +135,20 @@ def to_bytes(net: Any, include_optimizer: bool = False) -> bytes:
                 "schedule": net._schedule_state,
             }
         )
-    return encode(tensors, metadata)
+    return _encode_pieces(tensors, metadata)
 
 
 def encode(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> bytes:
     """safetensors bytes of float32/float64/int64 `tensors` (in the given order) and string
     `metadata`, to which the tensors' checksums are added (`CHECKSUMS_KEY`); the header is
     padded with spaces to a multiple of 8 bytes, as the library does."""
+    return b"".join(_encode_pieces(tensors, metadata))
+
+
+def _encode_pieces(
+    tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]
+) -> list[Union[bytes, memoryview]]:
+    """`encode`'s bytes in pieces: the length and header, then a view of each tensor's bytes."""
     header: dict[str, Any] = {"__metadata__": dict(metadata)}
     sums: dict[str, str] = {}
     chunks = []
@@ -145,7 +158,8 @@ def encode(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> by
         code = _CODES.get(a.dtype.name)
         if code is None:
             raise TypeError(f"{name}: cannot store dtype {a.dtype}")
-        raw = np.ascontiguousarray(a, dtype=_DTYPES[code]).tobytes()
+        # A view of the array's bytes, not a copy.
+        raw = np.ascontiguousarray(a, dtype=_DTYPES[code]).data.cast("B")
         header[name] = {
             "dtype": code,
             "shape": list(a.shape),
@@ -157,10 +171,10 @@ def encode(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> by
     header["__metadata__"][CHECKSUMS_KEY] = json.dumps(sums, separators=(",", ":"))
     text = json.dumps(header, separators=(",", ":")).encode("utf-8")
     text += b" " * (-(8 + len(text)) % 8)
-    return struct.pack("<Q", len(text)) + text + b"".join(chunks)
+    return [struct.pack("<Q", len(text)) + text, *chunks]
 
 
-def _write_all(f: IO[bytes], data: bytes) -> None:
+def _write_all(f: IO[bytes], data: Union[bytes, memoryview]) -> None:
     """Writes `data` to `f` in full (a separate function so tests can make a write fail)."""
     view = memoryview(data)
     while view:
@@ -192,14 +206,14 @@ def _file_mode(path: str) -> int:
         return 0o666 & ~umask
 
 
-def write_atomic(path: PathLike, data: bytes) -> None:
-    """Writes `data` to `path` atomically: into a temporary file in the same folder, flushed and
-    fsynced, then renamed over `path`. If anything fails before the rename, `path` keeps its
-    previous content and the temporary file is removed. A process killed while saving cannot
-    remove its temporary: the next save to the same `path` does (on POSIX, where each save
-    holds a lock on its temporary while it writes, so a temporary that can be locked has lost
-    its writer). A save that races another's cleanup can fail with OSError; neither corrupts
-    `path`."""
+def write_atomic(path: PathLike, data: Union[bytes, list[Union[bytes, memoryview]]]) -> None:
+    """Writes `data` (bytes, or pieces written one after another) to `path` atomically: into
+    a temporary file in the same folder, flushed and fsynced, then renamed over `path`. If
+    anything fails before the rename, `path` keeps its previous content and the temporary file
+    is removed. A process killed while saving cannot remove its temporary: the next save to the
+    same `path` does (on POSIX, where each save holds a lock on its temporary while it writes,
+    so a temporary that can be locked has lost its writer). A save that races another's cleanup
+    can fail with OSError; neither corrupts `path`."""
     target = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(target))
     mode = _file_mode(target)
@@ -209,7 +223,8 @@ def write_atomic(path: PathLike, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             if fcntl is not None:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            _write_all(f, data)
+            for piece in [data] if isinstance(data, bytes) else data:
+                _write_all(f, piece)
             f.flush()
             os.fsync(f.fileno())
             os.chmod(tmp, mode)
@@ -276,7 +291,7 @@ def _path(path: Any) -> str:
 def save(net: Any, path: PathLike, include_optimizer: bool = False) -> None:
     """Saves `net` to `path` (safetensors, written atomically); see `Network.save`."""
     target = _path(path)
-    write_atomic(target, to_bytes(net, include_optimizer))
+    write_atomic(target, _pieces(net, include_optimizer))
 
 
 # ----- reading: the header ---------------------------------------------------------------------
