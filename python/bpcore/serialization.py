@@ -11,11 +11,15 @@ dtype, shape and [begin, end) byte offsets in the data, plus a `__metadata__` ma
   loss, optimizer configuration, seed and dtype, and with the optimizer, "training_state" = JSON of
   the optimizer's step count and current learning rate, the shuffling generator's state, the
   training-forward counter (the dropout masks' step), the epochs done and the gradient clipping,
-  so that training resumes bit for bit where it stopped.
+  so that training resumes bit for bit where it stopped, and "checksums" = JSON of each tensor's
+  name -> the CRC-32 of its bytes (files saved before it existed load without the check).
 
 Files are written by hand (no dependency) and readable by the `safetensors` package. Loading
-never executes code and checks everything before building anything: any problem with a file is
-a ValueError naming it, never a crash and never a partly loaded network.
+never executes code and checks everything before building anything, cheapest first: the header
+length against the file's size, the header's size in JSON values before it is parsed, the layers,
+each tensor's dtype and shape against the architecture, then the data, read once straight into
+the arrays handed to the core, and its checksums. Any problem with a file is a ValueError naming
+it, never a crash and never a partly loaded network.
 """
 
 from __future__ import annotations
