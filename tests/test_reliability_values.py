@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -43,6 +46,26 @@ def test_a_broadcast_view_beyond_the_size_limit_is_refused_before_it_is_copied()
     for call in (net.forward, net.predict, lambda X: net.train_step(X, targets)):
         with pytest.raises(ValueError, match=r"^X: shape \(1099511627776, 3\) holds"):
             call(view)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS")
+def test_a_view_whose_copy_cannot_be_allocated_is_a_value_error_not_a_memory_error():
+    # 2**30 rows of 4 float64 zeros as a view; its float32 copy needs 16 GiB, over the limit.
+    script = textwrap.dedent(
+        """
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (4 * 1024**3, 4 * 1024**3))
+        import numpy as np, bpcore as bp
+        net = bp.Network([bp.Dense(4, 2)], loss="mse")
+        try:
+            net.forward(np.broadcast_to(np.zeros(4), (2**30, 4)))
+        except ValueError as e:
+            print(e)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("X: its copy as a contiguous float32 array"), done.stdout
 
 
 def test_views_inside_the_limit_are_still_read():
