@@ -104,8 +104,8 @@ WORKER = textwrap.dedent(
         options = {k: scalar(rng) for k in ("epochs", "batch_size", "validation_split",
                                             "clip_grad_norm") if rng.random() < 0.3}
         epochs = options.get("epochs", 1)
-        if not (isinstance(epochs, int) and epochs < 4):
-            options["epochs"] = 1  # a valid count that runs long is not what this looks for
+        if isinstance(epochs, (int, np.integer)) and not isinstance(epochs, bool) and epochs > 3:
+            options["epochs"] = 3  # a valid count that runs long is not what this looks for
         return "fit", True, lambda: net.fit(X, y, progress=False, **options)
 
     def state(net):
