@@ -8,6 +8,13 @@ from bpcore._checks import boolean, real
 from bpcore._spec import Described
 
 
+def _eps(eps: float) -> float:
+    """The denominator's eps of Adam, RMSprop and Adagrad: > 0, since with 0 a parameter whose
+    gradients have all been 0 steps by 0/0 and becomes NaN (torch allows it; the NaN then
+    reaches every output and no file can hold it)."""
+    return real(eps, "eps", low=0.0, low_open=True)
+
+
 class Optimizer(Described):
     """Base of all optimizers: a description with a `to_spec()` dict. Subclasses' `_hyper()`
     adds their hyperparameters to the learning rate's."""
@@ -80,7 +87,7 @@ class Adam(Optimizer):
             real(betas[0], "betas[0]", low=0.0, high=1.0, high_open=True),
             real(betas[1], "betas[1]", low=0.0, high=1.0, high_open=True),
         )
-        self.eps = real(eps, "eps", low=0.0)
+        self.eps = _eps(eps)
         self.weight_decay = real(weight_decay, "weight_decay", low=0.0)
         self.amsgrad = boolean(amsgrad, "amsgrad")
 
@@ -126,7 +133,7 @@ class RMSprop(Optimizer):
     ) -> None:
         super().__init__(lr)
         self.alpha = real(alpha, "alpha", low=0.0, high=1.0)
-        self.eps = real(eps, "eps", low=0.0)
+        self.eps = _eps(eps)
         self.weight_decay = real(weight_decay, "weight_decay", low=0.0)
         self.momentum = real(momentum, "momentum", low=0.0)
         self.centered = boolean(centered, "centered")
@@ -158,7 +165,7 @@ class Adagrad(Optimizer):
         super().__init__(lr)
         self.lr_decay = real(lr_decay, "lr_decay", low=0.0)
         self.weight_decay = real(weight_decay, "weight_decay", low=0.0)
-        self.eps = real(eps, "eps", low=0.0)
+        self.eps = _eps(eps)
         self.initial_accumulator_value = real(
             initial_accumulator_value, "initial_accumulator_value", low=0.0
         )
