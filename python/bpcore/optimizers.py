@@ -7,12 +7,14 @@ from typing import Any
 from bpcore._checks import boolean, real
 from bpcore._spec import Described
 
+#: Smallest eps of Adam, RMSprop and Adagrad: float32's smallest normal number. With 0 (which
+#: torch allows), or a subnormal (flushed to 0 while bpcore computes), a parameter whose
+#: gradients have all been 0 steps by 0/0 and becomes NaN, which no file can hold.
+MIN_EPS = 1.1754943508222875e-38
+
 
 def _eps(eps: float) -> float:
-    """The denominator's eps of Adam, RMSprop and Adagrad: > 0, since with 0 a parameter whose
-    gradients have all been 0 steps by 0/0 and becomes NaN (torch allows it; the NaN then
-    reaches every output and no file can hold it)."""
-    return real(eps, "eps", low=0.0, low_open=True)
+    return real(eps, "eps", low=MIN_EPS)
 
 
 class Optimizer(Described):
