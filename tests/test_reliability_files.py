@@ -150,6 +150,20 @@ def test_a_repeated_key_is_refused_as_the_safetensors_package_refuses_it():
         bp.Network.from_bytes(join_text(repeated.encode(), body))
 
 
+def test_deep_nesting_is_refused_before_parsing_whatever_the_recursion_limit():
+    data = trained().to_bytes(include_optimizer=True)
+    (n,) = struct.unpack("<Q", data[:8])
+    assert serialization._nesting(data[8 : 8 + n]) <= 8  # what a real file needs
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(100_000)  # as a user may raise it: the parser would recurse 60,000 deep
+    try:
+        deep = b'{"x":' + b"[" * 60_000 + b"]" * 60_000 + b"}"
+        with pytest.raises(ValueError, match="nested over 64 deep"):
+            bp.Network.from_bytes(join_text(deep, b""))
+    finally:
+        sys.setrecursionlimit(limit)
+
+
 def test_a_dtype_given_as_a_list_or_a_65_dimensional_shape_names_the_tensor():
     header, body = split(trained().to_bytes())
     header["0.bias"]["dtype"] = ["F64"]

@@ -69,6 +69,9 @@ MAX_HEADER_BYTES = 100_000_000
 #: layers with AMSGrad's state); a header of 100 MB of empty lists would otherwise cost seconds
 #: and gigabytes to parse before anything could refuse it.
 MAX_JSON_ITEMS = 1_000_000
+#: Deepest nesting of brackets a header or metadata string may have: a bpcore file needs 6 (its
+#: strings' brackets counted as if they nested).
+MAX_JSON_DEPTH = 64
 #: Most layers a file may describe (the core's limit for any network).
 MAX_LAYERS = 10_000
 #: The metadata key of the tensors' checksums: JSON of tensor name -> CRC-32 of its bytes.
@@ -321,17 +324,39 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+#: +1 for an opening bracket, -1 for a closing one, 0 for any other byte.
+_BRACKET_STEPS = np.zeros(256, dtype=np.int8)
+_BRACKET_STEPS[[ord("["), ord("{")]] = 1
+_BRACKET_STEPS[[ord("]"), ord("}")]] = -1
+
+
+def _nesting(raw: bytes) -> int:
+    """The deepest bracket nesting of `raw` (brackets inside strings counted too: an upper
+    bound), in blocks so that the temporaries stay small."""
+    block = 1 << 20
+    codes = np.frombuffer(raw, dtype=np.uint8)
+    depth = deepest = 0
+    for start in range(0, codes.size, block):
+        levels = np.cumsum(_BRACKET_STEPS[codes[start : start + block]], dtype=np.int64) + depth
+        deepest = max(deepest, int(levels.max()))
+        depth = int(levels[-1])
+    return deepest
+
+
 def _bounded_json(raw: Union[bytes, str], what: str, source: str) -> Any:
-    """`raw` parsed as JSON after bounding what parsing it can cost: at most MAX_JSON_ITEMS
-    values (counted, before parsing, as the commas and opening brackets, which is at least the
-    number of values inside containers), no repeated keys, a nesting the parser's recursion
-    limit refuses cleanly."""
-    if isinstance(raw, str):
-        items = raw.count(",") + raw.count("[") + raw.count("{")
-    else:
-        items = raw.count(b",") + raw.count(b"[") + raw.count(b"{")
+    """`raw` parsed as JSON after bounding, before parsing, what parsing it can cost: at most
+    MAX_JSON_ITEMS values (counted as the commas and opening brackets, at least the number of
+    values inside containers) and MAX_JSON_DEPTH levels of nesting (the parser recurses once a
+    level: however high the recursion limit is set, the C stack is safe); no repeated keys."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    items = data.count(b",") + data.count(b"[") + data.count(b"{")
     if items > MAX_JSON_ITEMS:
         raise _bad(source, f"{what} has over {MAX_JSON_ITEMS} JSON values (limit)")
+    if _nesting(data) > MAX_JSON_DEPTH:
+        raise _bad(
+            source,
+            f"corrupted {what}: not valid JSON for bpcore (nested over {MAX_JSON_DEPTH} deep)",
+        )
     try:
         return json.loads(raw, object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
@@ -848,6 +873,7 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "MAX_HEADER_BYTES",
+    "MAX_JSON_DEPTH",
     "MAX_JSON_ITEMS",
     "MAX_LAYERS",
     "decode",
