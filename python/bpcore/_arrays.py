@@ -2,7 +2,11 @@
 
 Lists and other numeric dtypes are converted; objects, strings, complex numbers, wrong shapes
 and empty arrays are refused with a message naming the argument. NaN and infinity are refused by
-the core, in the same pass that reads the data.
+the core, in the same pass that reads the data. Masked arrays with a masked value are refused
+(the mask would otherwise be dropped without a word). A conversion's size is checked before the
+copy is made: a view (a broadcast array's zero strides can make 16 TiB out of 16 bytes) larger
+than the core's limit is refused with a ValueError, and a copy the machine cannot allocate is a
+ValueError too, not numpy's MemoryError.
 """
 
 from __future__ import annotations
@@ -11,8 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from bpcore._checks import MAX_SIZE
+
 
 def _numeric(value: Any, arg: str) -> np.ndarray:
+    if isinstance(value, np.ma.MaskedArray) and np.ma.is_masked(value):
+        raise ValueError(
+            f"{arg}: a masked array with masked values; fill them (e.g. {arg}.filled(0)) or "
+            "drop those samples first"
+        )
     try:
         a = np.asarray(value)
     except (ValueError, TypeError) as e:  # ragged nested lists
@@ -20,6 +31,51 @@ def _numeric(value: Any, arg: str) -> np.ndarray:
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{arg}: expected numbers, got an array of dtype {a.dtype}")
     return a
+
+
+def _contiguous(a: np.ndarray, dtype: np.dtype, arg: str) -> np.ndarray:
+    """`a` as a C-contiguous array of `dtype`: `a` itself when it is one, else a copy whose
+    size is checked before it is allocated (at most MAX_SIZE values, as the core's buffers)."""
+    if a.flags.c_contiguous and a.dtype == dtype:
+        return a
+    if a.size > MAX_SIZE:
+        raise ValueError(
+            f"{arg}: shape {a.shape} holds {a.size} values, more than the limit of 2**40 "
+            "(a view such as np.broadcast_to is copied before the core reads it)"
+        )
+    try:
+        out = np.empty(a.shape, dtype=dtype)
+    except MemoryError:
+        raise ValueError(
+            f"{arg}: its copy as a contiguous {dtype} array ({a.size * dtype.itemsize} bytes) "
+            "cannot be allocated"
+        ) from None
+    cast_into(out, a, arg)
+    return out
+
+
+def cast_into(out: np.ndarray, a: np.ndarray, arg: str) -> None:
+    """Copies `a` into `out` (same shape), refusing a finite value that the cast would turn
+    into infinity (1e300 into float32) with a ValueError naming `arg` and the dtype's range,
+    instead of a message about infinity the caller never gave."""
+    try:
+        with np.errstate(over="raise"):
+            np.copyto(out, a, casting="unsafe")
+    except FloatingPointError:
+        largest = f"largest {float(np.finfo(out.dtype).max):.4g}; " if out.dtype.kind == "f" else ""
+        raise ValueError(
+            f"{arg}: a value exceeds {out.dtype}'s range ({largest}it would become infinity)"
+        ) from None
+
+
+def as_network_dtype(a: np.ndarray, dtype: np.dtype, arg: str) -> np.ndarray:
+    """`a` (numbers, any dtype) as a contiguous array of the network's `dtype`, refusing NaN,
+    infinity and values beyond the dtype's range with a ValueError naming `arg`: finite means
+    finite in the network's dtype, checked after the conversion."""
+    out = _contiguous(a, dtype, arg)
+    if out.dtype.kind == "f" and not np.isfinite(out).all():
+        raise ValueError(f"{arg}: contains NaN or infinity")
+    return out
 
 
 def as_inputs(X: Any, dtype: np.dtype, n_features: int, arg: str = "X") -> np.ndarray:
@@ -42,7 +98,7 @@ def as_inputs(X: Any, dtype: np.dtype, n_features: int, arg: str = "X") -> np.nd
         raise ValueError(f"{arg}: needs at least one sample, got 0")
     if a.shape[1] != n_features:
         raise ValueError(f"{arg}: expected {n_features} features per sample, got {a.shape[1]}")
-    return np.ascontiguousarray(a, dtype=dtype)
+    return _contiguous(a, dtype, arg)
 
 
 def as_labels(y: Any, n_samples: int, arg: str = "y") -> np.ndarray:
@@ -70,7 +126,7 @@ def as_labels(y: Any, n_samples: int, arg: str = "y") -> np.ndarray:
         if outside.any():
             i = int(np.argmax(outside))
             raise ValueError(f"{arg}: label {a[i]!r} at index {i} is outside the classes")
-    return np.ascontiguousarray(a, dtype=np.int64)
+    return _contiguous(a, np.dtype(np.int64), arg)
 
 
 #: Labels of float or unsigned arrays beyond this are refused before the cast to int64.
@@ -90,7 +146,7 @@ def as_values(y: Any, dtype: np.dtype, n_samples: int, width: int, arg: str = "y
         raise ValueError(
             f"{arg}: expected {n_samples} rows (one per sample of X), got {a.shape[0]}"
         )
-    return np.ascontiguousarray(a, dtype=dtype)
+    return _contiguous(a, dtype, arg)
 
 
 def as_weights(
@@ -113,7 +169,7 @@ def as_weights(
         raise ValueError(
             f"{arg}: expected {n_samples} weights (one per sample of X), got {a.shape[0]}"
         )
-    return np.ascontiguousarray(a, dtype=dtype)
+    return _contiguous(a, dtype, arg)
 
 
 def as_dtype(dtype: Any) -> np.dtype:

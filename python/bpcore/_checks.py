@@ -50,15 +50,26 @@ def real(
     """Return `value` as a finite float inside the given bounds, or raise naming `arg`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{arg}: expected a number, got {type(value).__name__} {value!r}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{arg}: must be finite, got {v}")
+    v = as_float(value, arg)
     if low is not None and (v < low or (low_open and v == low)):
         bound = f"> {low}" if low_open else f">= {low}"
         raise ValueError(f"{arg}: must be {bound}, got {v}")
     if high is not None and (v > high or (high_open and v == high)):
         bound = f"< {high}" if high_open else f"<= {high}"
         raise ValueError(f"{arg}: must be {bound}, got {v}")
+    return v
+
+
+def as_float(value: numbers.Real, arg: str) -> float:
+    """`value` as a finite float, or a ValueError naming `arg`: an integer too large for a
+    float (float() would raise OverflowError) is refused like infinity."""
+    try:
+        v = float(value)
+    except OverflowError:
+        size = f"an integer of {value.bit_length()} bits" if isinstance(value, int) else "a number"
+        raise ValueError(f"{arg}: must be finite, got {size} (beyond float's range)") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{arg}: must be finite, got {v}")
     return v
 
 

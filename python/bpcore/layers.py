@@ -47,13 +47,24 @@ class ReLU(Layer):
     type_name = "relu"
 
 
+#: Largest magnitude of an activation's scale (LeakyReLU's negative_slope, ELU's alpha,
+#: Softplus's beta and 1/beta): beyond it one layer multiplies float32 values towards infinity
+#: (LeakyReLU(1e308) or Softplus(beta=1e-300) make every output infinite), far above any
+#: useful setting (torch's defaults are 0.01 and 1).
+MAX_ACTIVATION_SCALE = 1e3
+
+
+def _scale(value: float, arg: str) -> float:
+    return real(value, arg, low=-MAX_ACTIVATION_SCALE, high=MAX_ACTIVATION_SCALE)
+
+
 class LeakyReLU(Layer):
-    """x for x > 0, else negative_slope · x."""
+    """x for x > 0, else negative_slope · x (|negative_slope| <= MAX_ACTIVATION_SCALE)."""
 
     type_name = "leaky_relu"
 
     def __init__(self, negative_slope: float = 0.01) -> None:
-        self.negative_slope = real(negative_slope, "negative_slope")
+        self.negative_slope = _scale(negative_slope, "negative_slope")
 
     def _hyper(self) -> dict[str, Any]:
         return {"negative_slope": self.negative_slope}
@@ -78,24 +89,25 @@ class GELU(Layer):
 
 
 class ELU(Layer):
-    """x for x > 0, else alpha (e^x - 1)."""
+    """x for x > 0, else alpha (e^x - 1) (|alpha| <= MAX_ACTIVATION_SCALE)."""
 
     type_name = "elu"
 
     def __init__(self, alpha: float = 1.0) -> None:
-        self.alpha = real(alpha, "alpha")
+        self.alpha = _scale(alpha, "alpha")
 
     def _hyper(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
 
 
 class Softplus(Layer):
-    """log(1 + e^(beta x)) / beta, and x where beta x > threshold (as torch)."""
+    """log(1 + e^(beta x)) / beta, and x where beta x > threshold (as torch); beta in
+    [1/MAX_ACTIVATION_SCALE, MAX_ACTIVATION_SCALE]."""
 
     type_name = "softplus"
 
     def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
-        self.beta = real(beta, "beta", low=0.0, low_open=True)
+        self.beta = real(beta, "beta", low=1 / MAX_ACTIVATION_SCALE, high=MAX_ACTIVATION_SCALE)
         self.threshold = real(threshold, "threshold")
 
     def _hyper(self) -> dict[str, Any]:

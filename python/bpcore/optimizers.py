@@ -7,6 +7,15 @@ from typing import Any
 from bpcore._checks import boolean, real
 from bpcore._spec import Described
 
+#: Smallest eps of Adam, RMSprop and Adagrad: float32's smallest normal number. With 0 (which
+#: torch allows), or a subnormal (flushed to 0 while bpcore computes), a parameter whose
+#: gradients have all been 0 steps by 0/0 and becomes NaN, which no file can hold.
+MIN_EPS = 1.1754943508222875e-38
+
+
+def _eps(eps: float) -> float:
+    return real(eps, "eps", low=MIN_EPS)
+
 
 def learning_rate(value: Any, arg: str) -> float:
     """The one rule for a learning rate, wherever it is set (an optimizer, `Network.lr`, a
@@ -87,7 +96,7 @@ class Adam(Optimizer):
             real(betas[0], "betas[0]", low=0.0, high=1.0, high_open=True),
             real(betas[1], "betas[1]", low=0.0, high=1.0, high_open=True),
         )
-        self.eps = real(eps, "eps", low=0.0)
+        self.eps = _eps(eps)
         self.weight_decay = real(weight_decay, "weight_decay", low=0.0)
         self.amsgrad = boolean(amsgrad, "amsgrad")
 
@@ -133,7 +142,7 @@ class RMSprop(Optimizer):
     ) -> None:
         super().__init__(lr)
         self.alpha = real(alpha, "alpha", low=0.0, high=1.0)
-        self.eps = real(eps, "eps", low=0.0)
+        self.eps = _eps(eps)
         self.weight_decay = real(weight_decay, "weight_decay", low=0.0)
         self.momentum = real(momentum, "momentum", low=0.0)
         self.centered = boolean(centered, "centered")
@@ -165,7 +174,7 @@ class Adagrad(Optimizer):
         super().__init__(lr)
         self.lr_decay = real(lr_decay, "lr_decay", low=0.0)
         self.weight_decay = real(weight_decay, "weight_decay", low=0.0)
-        self.eps = real(eps, "eps", low=0.0)
+        self.eps = _eps(eps)
         self.initial_accumulator_value = real(
             initial_accumulator_value, "initial_accumulator_value", low=0.0
         )

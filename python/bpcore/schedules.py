@@ -28,6 +28,9 @@ from typing import Any
 
 from bpcore._checks import positive_int, real
 
+#: Largest `last_epoch`: stepping saturates there, below what a saved file may hold (2**63).
+MAX_LAST_EPOCH = 2**63 - 1
+
 
 class Schedule:
     """Base of the per-epoch learning-rate schedules.
@@ -67,7 +70,7 @@ class Schedule:
         """Advances one epoch; returns the learning rate of the next epoch given the current one."""
         if self.base_lr is None:
             self.start(lr)
-        self.last_epoch += 1
+        self.last_epoch = min(self.last_epoch + 1, MAX_LAST_EPOCH)
         return float(self._next(float(lr)))
 
     def _next(self, lr: float) -> float:  # pragma: no cover - abstract

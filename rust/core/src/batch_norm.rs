@@ -12,6 +12,7 @@
 //!
 //! Statistics are accumulated in f64 whatever `T` (torch's CPU kernels accumulate in double).
 
+use crate::real::saturating_of;
 use crate::Real;
 
 /// Where a batch-norm layer's parameters and running statistics live.
@@ -164,7 +165,8 @@ impl BatchNorm {
 
     /// Moves the running statistics towards the batch's (`stats` from `batch_stats` of `n`
     /// rows), as torch: momentum times the batch value plus (1 - momentum) times the old one,
-    /// the variance unbiased.
+    /// the variance unbiased. A value beyond `T`'s range saturates at its largest finite value
+    /// (torch would store infinity): the statistics stay finite, so a saved network loads.
     pub fn update_running<T: Real>(&self, stats: &[f64], n: usize, running: &mut [T]) {
         let f = self.features;
         let (mean, ss) = stats[..2 * f].split_at(f);
@@ -173,9 +175,9 @@ impl BatchNorm {
         let unbiased = (n as f64 - 1.0).max(1.0);
         for j in 0..f {
             let rm = &mut running[o + j];
-            *rm = T::of(m * mean[j] + (1.0 - m) * rm.f64());
+            *rm = saturating_of(m * mean[j] + (1.0 - m) * rm.f64());
             let rv = &mut running[o + f + j];
-            *rv = T::of(m * (ss[j] / unbiased) + (1.0 - m) * rv.f64());
+            *rv = saturating_of(m * (ss[j] / unbiased) + (1.0 - m) * rv.f64());
         }
     }
 }
@@ -263,6 +265,21 @@ mod tests {
                 grads[i]
             );
         }
+    }
+
+    #[test]
+    fn running_statistics_of_huge_inputs_saturate_instead_of_overflowing() {
+        // Inputs of ±1e20: their variance, 1e40, is beyond f32's range.
+        let (n, f) = (4, 1);
+        let l = layer(f);
+        let x = [1e20f32, -1e20, 1e20, -1e20];
+        let mut stats = vec![0.0; 2 * f];
+        l.batch_stats(&x, n, &mut stats);
+        let mut running = vec![0.0f32, 1.0];
+        l.update_running(&stats, n, &mut running);
+        assert_eq!(running, [0.0, f32::MAX]);
+        l.update_running(&stats, n, &mut running);
+        assert_eq!(running, [0.0, f32::MAX]);
     }
 
     #[test]

@@ -90,6 +90,16 @@ impl Real for f64 {
     }
 }
 
+/// `v` rounded to `T`, values beyond `T`'s range (infinities included) saturating to its
+/// largest finite value of the same sign: for state that must stay representable (a running
+/// variance of inputs near 1e20 in f32), where rounding would give an infinity no file can hold.
+/// NaN stays NaN.
+#[inline]
+pub fn saturating_of<T: Real>(v: f64) -> T {
+    let max = T::max_value().f64();
+    T::of(v.clamp(-max, max))
+}
+
 /// Lanes of the reductions below: independent running sums, so that the adds neither wait on
 /// each other nor stop the compiler from vectorizing (a single running sum is a chain of adds
 /// the compiler may not reorder).
@@ -162,6 +172,17 @@ mod tests {
         assert_eq!((-1e30f32).tanh_fast(), -1.0);
         assert!(f32::NAN.tanh_fast().is_nan());
         assert_eq!(0.5f64.tanh_fast(), 0.5f64.tanh());
+    }
+
+    #[test]
+    fn saturating_of_keeps_values_in_range() {
+        assert_eq!(saturating_of::<f32>(1e40), f32::MAX);
+        assert_eq!(saturating_of::<f32>(-1e300), -f32::MAX);
+        assert_eq!(saturating_of::<f32>(f64::INFINITY), f32::MAX);
+        assert_eq!(saturating_of::<f64>(f64::NEG_INFINITY), -f64::MAX);
+        assert_eq!(saturating_of::<f32>(0.1), 0.1f32);
+        assert_eq!(saturating_of::<f64>(1e300), 1e300);
+        assert!(saturating_of::<f32>(f64::NAN).is_nan());
     }
 
     #[test]

