@@ -166,3 +166,26 @@ def test_early_stopping_restores_batch_norm_statistics_with_the_weights():
     )
     assert same(net.parameters(), script.params[0])
     assert same(net.buffers(), script.buffers[0])
+
+
+def test_a_fit_refused_by_a_callback_leaves_the_loaded_schedule_position(tmp_path):
+    path = tmp_path / "scheduled.safetensors"
+    X, y = data()
+    net = network()
+    net.fit(X, y, epochs=2, schedule=bp.CosineAnnealingLR(T_max=4), progress=False)
+    net.save(path, include_optimizer=True)
+
+    def resumed(refused_first: bool) -> list[float]:
+        loaded = bp.Network.load(path)
+        if refused_first:
+            typo = bp.EarlyStopping(monitor="val_los")  # refused at on_train_begin
+            with pytest.raises(ValueError, match="val_los"):
+                loaded.fit(X, y, schedule=bp.CosineAnnealingLR(T_max=4), callbacks=[typo])
+        h = loaded.fit(X, y, epochs=2, schedule=bp.CosineAnnealingLR(T_max=4), progress=False)
+        return h.history["lr"]
+
+    # The cosine continues where the checkpoint stopped (epochs 3 and 4 of 4), refused fit or
+    # not, instead of starting a new cosine at the loaded rate.
+    want = [0.01 * (1 + np.cos(np.pi * t / 4)) / 2 for t in (2, 3)]
+    assert resumed(False) == pytest.approx(want)
+    assert resumed(True) == pytest.approx(want)

@@ -164,7 +164,7 @@ BAD_CONSTRUCTIONS = [
     (lambda: bp.Network([bp.Dense(4, 3)], dtype="banana"), TypeError, "dtype"),
     (lambda: bp.Network([bp.Dense(4, 3)], seed=-1), ValueError, "seed"),
     (lambda: bp.Network([bp.Dense(4, 3)], seed="0"), TypeError, "seed"),
-    (lambda: bp.SGD(lr=0), ValueError, "lr"),
+    (lambda: bp.SGD(lr=-0.5), ValueError, "lr"),
     (lambda: bp.SGD(lr=0.1, nesterov=True), ValueError, "nesterov"),
     (lambda: bp.Adam(lr=float("nan")), ValueError, "lr"),
     (lambda: bp.Adam(betas=(0.9, 1.0)), ValueError, r"betas\[1\]"),

@@ -17,9 +17,6 @@ import bpcore as bp
 
 HUGE = 10**400  # an integer no float holds: float() of it raises OverflowError
 
-# The network code still has to call the checks these tests need (see each reason).
-NEEDS_NETWORK_CALL = "needs the call in bpcore/network.py"
-
 
 def small(dtype: str = "float32", layers=None) -> bp.Network:
     return bp.Network(
@@ -96,7 +93,6 @@ def test_integers_beyond_floats_range_are_a_value_error_naming_the_argument(make
         make()
 
 
-@pytest.mark.xfail(strict=True, reason=f"{NEEDS_NETWORK_CALL}: the lr setter's check")
 def test_setting_a_learning_rate_beyond_floats_range_is_a_value_error():
     net = small()
     with pytest.raises(ValueError, match=r"^lr"):
@@ -148,7 +144,6 @@ def test_inputs_beyond_float32s_range_say_so():
         net.train_step(np.ones((2, 3)), np.full((2, 2), 1e300))
 
 
-@pytest.mark.xfail(strict=True, reason=f"{NEEDS_NETWORK_CALL}: _flatten's cast check")
 @pytest.mark.parametrize("how", ["set_parameters", "load_state_dict"])
 def test_parameters_beyond_float32s_range_are_refused_after_the_cast(how):
     net = small()
@@ -198,9 +193,6 @@ def test_gradients_of_1e30_in_training_are_a_divergence_and_the_state_still_save
     bp.Network.from_bytes(net.to_bytes(include_optimizer=True))
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs the call in network/buffers.rs: num_batches_tracked saturating_add"
-)
 def test_a_batch_counter_at_its_limit_saturates_and_the_file_loads():
     net = small(layers=[bp.Dense(3, 3), bp.BatchNorm1d(3), bp.Dense(3, 2)])
     buffers = net.buffers()
@@ -211,9 +203,6 @@ def test_a_batch_counter_at_its_limit_saturates_and_the_file_loads():
     bp.Network.from_bytes(net.to_bytes())
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs the call in network/buffers.rs: training forwards saturating_add"
-)
 def test_a_training_forward_counter_at_its_limit_saturates_and_the_file_loads():
     net = small()
     net._native.training_forwards = 2**64 - 1
@@ -231,9 +220,6 @@ def with_epochs_done(data: bytes, epochs: int) -> bytes:
     return struct.pack("<Q", len(text)) + text + data[8 + n :]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs the call in bpcore/training.py: epochs_done saturating"
-)
 def test_a_network_loaded_at_the_epoch_limit_trains_and_saves_a_file_that_loads():
     net = small()
     data = with_epochs_done(net.to_bytes(include_optimizer=True), 2**64 - 1)

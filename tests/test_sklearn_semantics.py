@@ -191,3 +191,17 @@ def test_sgd_learning_rate_schedules():
     ).fit(X, y)
     # Each time the loss stops improving the rate is divided by 5, down to below 1e-6.
     assert adaptive._optimizer.learning_rate < 1e-6 and adaptive.n_iter_ < 50
+
+
+@pytest.mark.parametrize("weights", [-np.ones(40), np.zeros(40)])
+def test_a_fit_refused_for_its_weights_leaves_the_fitted_model_as_it_was(weights):
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 3)), (rng.normal(size=40) > 0).astype(int)
+    clf = MLPClassifier((4,), max_iter=5, random_state=0).fit(X, y)
+    before = clf.predict_proba(X)
+    X_other, y_other = rng.normal(size=(40, 5)), rng.integers(0, 3, 40)
+    with pytest.raises(ValueError, match="sample_weight"):
+        clf.fit(X_other, y_other, sample_weight=weights)
+    assert clf.n_features_in_ == 3 and list(clf.classes_) == [0, 1]
+    np.testing.assert_array_equal(clf.predict_proba(X), before)

@@ -54,7 +54,7 @@ class Alone:
     def fit_epoch(self, epoch: int, arguments: dict[str, Any]) -> dict[str, Any]:
         """One native epoch on this process's data (`arguments` as `NativeNetwork.fit_epoch`
         takes them)."""
-        result = self.net._native.fit_epoch(**arguments, epoch=epoch + 1)
+        result = self.net._native.fit_epoch(**arguments)
         return cast("dict[str, Any]", result)
 
     def end_epoch(

@@ -323,9 +323,7 @@ class RankGroup:
         self._epoch = epoch
         ranks = (self.rank, self.shard_rows)
         try:
-            result = self.native.fit_epoch(
-                **arguments, epoch=epoch + 1, ranks=ranks, reduce=self.reduce
-            )
+            result = self.native.fit_epoch(**arguments, ranks=ranks, reduce=self.reduce)
         except (ValueError, TrainingDivergedError, DistributedTrainingError):
             self.agreed = True
             raise

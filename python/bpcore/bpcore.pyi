@@ -19,6 +19,7 @@ __all__ = [
     "NativeNetwork",
     "TrainingDivergedError",
     "__version__",
+    "describe_tensors",
     "get_num_threads",
     "matmul",
     "set_num_threads",
@@ -64,6 +65,17 @@ def set_num_threads(n: int) -> None:
 
 def get_num_threads() -> int:
     """The number of threads bpcore's parallel work runs on."""
+
+class _Tensors(TypedDict):
+    params: list[tuple[str, list[int], int]]
+    buffers: list[tuple[str, list[int], int]]
+    counters: list[str]
+    optimizer_state: list[str]
+
+def describe_tensors(spec_json: str) -> _Tensors:
+    """The tensors a network of the JSON description `spec_json` holds, from the description alone:
+    {"params": [(name, shape, offset)], "buffers": [...], "counters": [name],
+    "optimizer_state": [name]}, in the core's names and order (what a file must hold)."""
 
 def matmul(a: npt.NDArray[_Float], b: npt.NDArray[_Float]) -> _FloatArray:
     """`a @ b` for C-contiguous 2-d float32 or float64 arrays of one dtype."""

@@ -10,8 +10,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bpcore import training
-from bpcore._arrays import as_dtype, as_inputs, as_labels, as_values, as_weights
+from bpcore import serialization, training
+from bpcore._arrays import (
+    as_dtype,
+    as_inputs,
+    as_labels,
+    as_network_dtype,
+    as_values,
+    as_weights,
+)
 from bpcore._checks import boolean, integer
 from bpcore.bpcore import NativeNetwork
 from bpcore.callbacks import Callback
@@ -200,10 +207,11 @@ class Network:
         info = self._native.param_info()
         expected = [(name, tuple(shape)) for name, shape, _ in info]
         arrays = _named_arrays(values, expected, arg, "parameters")
-        for (name, _), a in zip(expected, arrays):
-            if not np.isfinite(a).all():
-                raise ValueError(f"{arg}[{name!r}]: contains NaN or infinity")
-        parts = [a.astype(self._dtype, copy=False).ravel() for a in arrays]
+        # Finite means finite in the network's dtype: checked after the cast.
+        parts = [
+            as_network_dtype(a, self._dtype, f"{arg}[{name!r}]").ravel()
+            for (name, _), a in zip(expected, arrays)
+        ]
         return np.ascontiguousarray(np.concatenate(parts), dtype=self._dtype)
 
     # ----- computation ---------------------------------------------------------------------
@@ -513,40 +521,30 @@ class Network:
             >>> np.array_equal(loaded.forward(X), net.forward(X)), loaded.layers == net.layers
             (True, True)
         """
-        from bpcore import serialization
-
         serialization.save(self, path, include_optimizer)
 
     @classmethod
     def load(cls, path: Any) -> Network:
         """The network saved at `path` by `save`. Loading never executes code; a truncated,
         corrupted, foreign or inconsistent file raises ValueError and builds nothing."""
-        from bpcore import serialization
-
-        net: Network = serialization.load(path)
+        net: Network = serialization.load(path, cls)
         return net
 
     def to_bytes(self, include_optimizer: bool = False) -> bytes:
         """The bytes `save` writes (safetensors), for storing without a file."""
-        from bpcore import serialization
-
         return serialization.to_bytes(self, include_optimizer)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Network:
         """The network of `to_bytes`' bytes; checked as `load` checks a file."""
-        from bpcore import serialization
-
-        net: Network = serialization.from_bytes(data)
+        net: Network = serialization.from_bytes(data, cls)
         return net
 
     def __reduce__(self) -> tuple[Any, tuple[bytes]]:
         """Pickles (and copies) through the safetensors bytes with the optimizer state: an
         unpickled network trains on exactly as this one would, and unpickling runs no code
         but bpcore's checked loader."""
-        from bpcore import serialization
-
-        return (serialization._from_pickle, (self.to_bytes(include_optimizer=True),))
+        return (_network_from_pickle, (self.to_bytes(include_optimizer=True),))
 
     def export_onnx(
         self,
@@ -611,3 +609,8 @@ class Network:
         except BaseException:
             self._native.set_params(before)
             raise
+
+
+def _network_from_pickle(data: bytes) -> Network:
+    """Unpickling hook of `Network.__reduce__`: the network of its safetensors bytes."""
+    return serialization.from_bytes(data, Network, source="pickled network")

@@ -25,6 +25,7 @@ it, never a crash and never a partly loaded network.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import json
 import math
@@ -34,20 +35,25 @@ import tempfile
 import zlib
 from collections.abc import Mapping
 from types import ModuleType
-from typing import IO, Any, Union
+from typing import IO, TYPE_CHECKING, Any, TypeVar, Union
 
 import numpy as np
 
+from bpcore.bpcore import describe_tensors
 from bpcore.layers import (
     LAYERS,
-    BatchNorm1d,
-    Dense,
     Layer,
-    LayerNorm,
 )
 from bpcore.losses import LOSSES, Loss
 from bpcore.optimizers import OPTIMIZERS, Optimizer
 from bpcore.schedules import MAX_LAST_EPOCH
+
+if TYPE_CHECKING:
+    from bpcore.network import Network
+
+#: The network class a file is built as (`Network`, given by its caller: this module does not
+#: import bpcore.network, which imports it).
+N = TypeVar("N", bound="Network")
 
 fcntl: ModuleType | None
 try:
@@ -508,10 +514,11 @@ def _allocate(count: int, dtype: np.dtype[Any], source: str) -> np.ndarray:
         raise _bad(source, f"{count} values of {dtype} cannot be allocated") from None
 
 
-def load(path: PathLike) -> Any:
-    """The network saved at `path`; see `Network.load`. The header length is checked against
-    the file's size before the header is read, the header before any data is read, and the data
-    is read straight into the arrays handed to the network."""
+def load(path: PathLike, network_type: type[N]) -> N:
+    """The network saved at `path`, built as a `network_type` (`Network`); see `Network.load`.
+    The header length is checked against the file's size before the header is read, the header
+    before any data is read, and the data is read straight into the arrays handed to the
+    network."""
     source = _path(path)
     with open(source, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -521,18 +528,21 @@ def load(path: PathLike) -> Any:
             raise _bad(source, "the file ended early (was it changed while loading?)")
         entries, metadata = _parse_header(raw, size - 8 - n, source)
         del raw
-        return _build(entries, metadata, _Data(source, f=f, start=8 + n), source)
+        return _build(entries, metadata, _Data(source, f=f, start=8 + n), source, network_type)
 
 
-def from_bytes(data: Union[bytes, bytearray, memoryview], source: str = "data") -> Any:
-    """The network of safetensors bytes written by `to_bytes`. Everything is checked before the
-    network is built; any problem is a ValueError that names `source` and the problem."""
+def from_bytes(
+    data: Union[bytes, bytearray, memoryview], network_type: type[N], source: str = "data"
+) -> N:
+    """The network of safetensors bytes written by `to_bytes`, built as a `network_type`.
+    Everything is checked before the network is built; any problem is a ValueError that names
+    `source` and the problem."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data: expected bytes, got {type(data).__name__}")
     view = memoryview(data).cast("B")
     n = _header_length(bytes(view[:8]), len(view), source)
     entries, metadata = _parse_header(view[8 : 8 + n], len(view) - 8 - n, source)
-    return _build(entries, metadata, _Data(source, body=view[8 + n :]), source)
+    return _build(entries, metadata, _Data(source, body=view[8 + n :]), source, network_type)
 
 
 def _json(text: str, key: str, source: str) -> Any:
@@ -595,24 +605,22 @@ def _spec_object(spec: Any, registry: Mapping[str, type], what: str, source: str
 
 
 def _expected_tensors(
-    layers: list[Layer],
-) -> tuple[list[tuple[str, tuple[int, ...]]], list[tuple[str, tuple[int, ...]]]]:
-    """(parameters, buffers) as (name, shape), read from the architecture alone, so that a file
-    is checked against its data before anything of its size is allocated."""
-    params: list[tuple[str, tuple[int, ...]]] = []
-    buffers: list[tuple[str, tuple[int, ...]]] = []
-    for i, layer in enumerate(layers):
-        if isinstance(layer, Dense):
-            params.append((f"{i}.weight", (layer.out_features, layer.in_features)))
-            if layer.bias:
-                params.append((f"{i}.bias", (layer.out_features,)))
-        elif isinstance(layer, (BatchNorm1d, LayerNorm)):
-            k = layer.num_features if isinstance(layer, BatchNorm1d) else layer.normalized_shape
-            params += [(f"{i}.weight", (k,)), (f"{i}.bias", (k,))]
-            if isinstance(layer, BatchNorm1d):
-                buffers += [(f"{i}.running_mean", (k,)), (f"{i}.running_var", (k,))]
-                buffers.append((f"{i}.num_batches_tracked", ()))
-    return params, buffers
+    layers: list[Layer], loss: Loss, optimizer: Optimizer, seed: int
+) -> tuple[list[tuple[str, tuple[int, ...]]], list[tuple[str, tuple[int, ...]]], list[str]]:
+    """(parameters, buffers) as (name, shape) and the optimizer's state names, as the core
+    reports them for the architecture alone, so that a file is checked against its data before
+    anything of its size is allocated."""
+    spec = {
+        "layers": [layer.to_spec() for layer in layers],
+        "loss": loss.to_spec(),
+        "optimizer": optimizer.to_spec(),
+        "seed": seed,
+    }
+    tensors = describe_tensors(json.dumps(spec))
+    params = [(name, tuple(shape)) for name, shape, _ in tensors["params"]]
+    buffers = [(name, tuple(shape)) for name, shape, _ in tensors["buffers"]]
+    buffers += [(name, ()) for name in tensors["counters"]]
+    return params, buffers, list(tensors["optimizer_state"])
 
 
 def _check_entry(
@@ -713,9 +721,13 @@ def _training_state(text: str, names: list[str], source: str) -> dict[str, Any]:
     return state
 
 
-def _build(entries: dict[str, _Entry], metadata: dict[str, str], data: _Data, source: str) -> Any:
-    from bpcore.network import Network
-
+def _build(
+    entries: dict[str, _Entry],
+    metadata: dict[str, str],
+    data: _Data,
+    source: str,
+    network_type: type[N],
+) -> N:
     if "network" not in metadata:
         raise _bad(source, "no 'network' description in the metadata")
     # Each layer is one JSON object: more objects than MAX_LAYERS + 2 (the loss and the
@@ -739,9 +751,11 @@ def _build(entries: dict[str, _Entry], metadata: dict[str, str], data: _Data, so
     if not _is_int(seed) or not 0 <= seed < 2**64:
         raise _bad(source, f"seed {seed!r}, expected an integer in [0, 2**64)")
 
-    params, buffers = _expected_tensors(layers)
+    try:
+        params, buffers, state_names = _expected_tensors(layers, loss, optimizer, seed)
+    except ValueError as e:
+        raise _bad(source, f"invalid architecture: {e}") from None
     expected = [name for name, _ in params + buffers]
-    state_names = _optimizer_state_names(optimizer)
     has_state = "training_state" in metadata
     if has_state:
         expected += [OPTIMIZER_PREFIX + name for name in state_names]
@@ -800,17 +814,10 @@ def _build(entries: dict[str, _Entry], metadata: dict[str, str], data: _Data, so
             )
 
     try:
-        net = Network(layers, loss=loss, optimizer=optimizer, dtype=dtype, seed=seed)
+        net = network_type(layers, loss=loss, optimizer=optimizer, dtype=dtype, seed=seed)
     except (TypeError, ValueError) as e:
         raise _bad(source, f"invalid architecture: {e}") from None
     native = net._native
-    if (
-        _layout(native.param_info()) != _layout_of(params)
-        or _layout(native.buffer_info()) != _layout_of(running)
-        or list(native.optimizer_state_names()) != state_names
-    ):
-        # pragma: no cover - the layout above mirrors the core's
-        raise _bad(source, "the architecture's tensors disagree with the core's layout")
     native.set_params(_native_order(weights))
     del weights
     if counters:
@@ -829,43 +836,12 @@ def _build(entries: dict[str, _Entry], metadata: dict[str, str], data: _Data, so
     return net
 
 
-def _layout(info: Any) -> list[tuple[str, tuple[int, ...], int]]:
-    """(name, shape, offset) of the core's `param_info()` or `buffer_info()`."""
-    return [(name, tuple(shape), int(offset)) for name, shape, offset in info]
-
-
-def _layout_of(
-    tensors: list[tuple[str, tuple[int, ...]]],
-) -> list[tuple[str, tuple[int, ...], int]]:
-    """(name, shape, offset) of `tensors` laid out one after another, as they are read."""
-    out, offset = [], 0
-    for name, shape in tensors:
-        out.append((name, shape, offset))
-        offset += math.prod(shape)
-    return out
-
-
-def _optimizer_state_names(optimizer: Optimizer) -> list[str]:
-    """torch's state names of `optimizer`, as the core keeps them."""
-    spec = optimizer.to_spec()
-    kind = spec["type"]
-    if kind == "sgd":
-        return ["momentum_buffer"] if spec["momentum"] != 0 else []
-    if kind in ("adam", "adamw"):
-        return ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if spec["amsgrad"] else [])
-    if kind == "rmsprop":
-        names = ["square_avg"]
-        if spec["momentum"] > 0:
-            names.append("momentum_buffer")
-        if spec["centered"]:
-            names.append("grad_avg")
-        return names
-    return ["sum"]
-
-
 def _from_pickle(data: bytes) -> Any:
-    """Unpickling hook of `Network.__reduce__`: the network of its safetensors bytes."""
-    return from_bytes(data, source="pickled network")
+    """The unpickling hook that pickles of earlier bpcore versions name: the network of their
+    safetensors bytes. (`Network.__reduce__` now names one in bpcore.network; this module does
+    not import that one, which imports it.)"""
+    network = importlib.import_module("bpcore.network")
+    return from_bytes(data, network.Network, source="pickled network")
 
 
 __all__ = [

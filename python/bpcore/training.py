@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 __all__ = ["GradientWarning", "fit"]
 
+#: The most epochs a network counts (a file's limit): the count stays there, so that what a
+#: fit leaves, a file holds.
+MAX_EPOCHS_DONE = 2**64 - 1
 #: Seconds between the native loop's progress reports (progress bar, on_batch_end).
 PROGRESS_INTERVAL = 0.2
 
@@ -120,7 +123,9 @@ class _ScheduleStep(Callback):
     def on_train_begin(self, logs: Logs) -> None:
         net = self.network
         assert net is not None  # fit gives every callback its network first
-        saved, net._schedule_to_resume = net._schedule_to_resume, None
+        # Read, not taken: fit forgets a loaded position only once every callback has begun,
+        # so that a fit refused by a callback's on_train_begin leaves it for the next fit.
+        saved = net._schedule_to_resume
         if self.schedule.started:
             return
         if saved is not None and saved["schedule"] == repr(self.schedule):
@@ -301,6 +306,7 @@ def _train(net: Network, plan: _Fit, group: Group) -> History:
         }
         for cb in callbacks:
             cb.on_train_begin(begin_logs)
+        net._schedule_to_resume = None  # a loaded schedule position is used (or not) from here
 
     def end_epoch(epoch: int, logs: Logs) -> bool:
         stop = False
@@ -319,12 +325,14 @@ def _train(net: Network, plan: _Fit, group: Group) -> History:
             lr = net.lr
             group.agree(f"the start of epoch {epoch + 1}", False, lr)
             start = time.perf_counter()
+            # The epoch's number (1-based) for a divergence error, when the core can count it.
+            arguments["epoch"] = epoch + 1 if epoch < MAX_EPOCHS_DONE else None
             try:
                 result = group.fit_epoch(epoch, arguments)
             except TrainingDivergedError as e:
                 warn(f"{e}; the network keeps the weights of the last finite step", RuntimeWarning)
                 raise
-            net._epochs_done += 1
+            net._epochs_done = min(net._epochs_done + 1, MAX_EPOCHS_DONE)
             train_sums, val_logs = group.end_epoch(result, plan.metrics, plan.validation)
             logs = {"loss": float(result["loss"])}
             if plan.metrics:

@@ -29,6 +29,10 @@ NON_FINITE_MESSAGE = (
 )
 
 
+#: What scikit-learn's validate_data sets on the estimator while it checks X.
+_INPUT_ATTRIBUTES = ("n_features_in_", "feature_names_in_")
+
+
 def check_sample_weight(sample_weight: Any, n: int) -> np.ndarray | None:
     """One finite weight >= 0 per sample (a number is every sample's), not all zero, as float64."""
     if sample_weight is None:
@@ -96,36 +100,43 @@ class BaseMLP(BaseEstimator):
         _params.check(self.get_params())
         hidden = _params.hidden_sizes(self.hidden_layer_sizes)
         first_pass = "net_" not in self.__dict__ or (not self.warm_start and not incremental)
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            accept_sparse=["csr", "csc"],
-            multi_output=True,
-            y_numeric=self._y_numeric,
-            dtype=(np.float64, np.float32),
-            reset=first_pass,
-        )
-        if sp.issparse(X):
-            X = X.tocsr()
-        Y, targets_state = self._validate_targets(y, incremental, reset=first_pass)
-        if not first_pass and Y.shape[1] != self.n_outputs_:
-            raise ValueError(f"y: expected {self.n_outputs_} outputs, got {Y.shape[1]}")
-        w = check_sample_weight(sample_weight, X.shape[0])
-        random_state = check_random_state(self.random_state)
-        stochastic = self.solver in _params.STOCHASTIC_SOLVERS
-        if first_pass:
-            dtype = np.dtype(self.dtype) if self.dtype is not None else X.dtype
-            widths = [X.shape[1], *hidden, Y.shape[1]]
-            start = _network.glorot_parameters(widths, self.activation, random_state, dtype)
-        else:
-            dtype = self.net_.dtype
-            start = _network.coefs(self.net_)
-        split = None
-        if stochastic and self.early_stopping and not incremental:
-            split = self._split(X, Y, w, random_state)
-        # Above, only validate_data set n_features_in_ (as scikit-learn's does): a refused fit
-        # leaves the model as it was.
+        # validate_data sets n_features_in_ (and feature_names_in_) as it checks X: a fit refused
+        # by any later check puts them back, so that a refused fit leaves the model as it was.
+        seen = {k: self.__dict__[k] for k in _INPUT_ATTRIBUTES if k in self.__dict__}
+        try:
+            X, y = validate_data(
+                self,
+                X,
+                y,
+                accept_sparse=["csr", "csc"],
+                multi_output=True,
+                y_numeric=self._y_numeric,
+                dtype=(np.float64, np.float32),
+                reset=first_pass,
+            )
+            if sp.issparse(X):
+                X = X.tocsr()
+            Y, targets_state = self._validate_targets(y, incremental, reset=first_pass)
+            if not first_pass and Y.shape[1] != self.n_outputs_:
+                raise ValueError(f"y: expected {self.n_outputs_} outputs, got {Y.shape[1]}")
+            w = check_sample_weight(sample_weight, X.shape[0])
+            random_state = check_random_state(self.random_state)
+            stochastic = self.solver in _params.STOCHASTIC_SOLVERS
+            if first_pass:
+                dtype = np.dtype(self.dtype) if self.dtype is not None else X.dtype
+                widths = [X.shape[1], *hidden, Y.shape[1]]
+                start = _network.glorot_parameters(widths, self.activation, random_state, dtype)
+            else:
+                dtype = self.net_.dtype
+                start = _network.coefs(self.net_)
+            split = None
+            if stochastic and self.early_stopping and not incremental:
+                split = self._split(X, Y, w, random_state)
+        except BaseException:
+            for k in _INPUT_ATTRIBUTES:
+                self.__dict__.pop(k, None)
+            self.__dict__.update(seen)
+            raise
         self._keep_targets_state(targets_state)
         self._random_state = random_state
         loss, out_activation = self._layout(Y)

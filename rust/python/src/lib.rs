@@ -21,6 +21,26 @@ fn get_num_threads() -> usize {
     bpcore_core::threads::num_threads()
 }
 
+/// The tensors a network of the JSON description `spec_json` holds, from the description alone:
+/// {"params": [(name, shape, offset)], "buffers": [...], "counters": [name],
+/// "optimizer_state": [name]}, in the core's names and order (what a file must hold).
+#[pyfunction]
+fn describe_tensors(py: Python<'_>, spec_json: &str) -> PyResult<Py<PyAny>> {
+    let spec = errors::guarded(|| bpcore_core::NetworkSpec::from_json(spec_json))?;
+    let t = errors::guarded(|| bpcore_core::network::tensors(&spec))?;
+    let info = |list: &[bpcore_core::network::ParamInfo]| -> Vec<(String, Vec<usize>, usize)> {
+        list.iter()
+            .map(|p| (p.name.clone(), p.shape.clone(), p.offset))
+            .collect()
+    };
+    let out = pyo3::types::PyDict::new(py);
+    out.set_item("params", info(&t.params))?;
+    out.set_item("buffers", info(&t.buffers))?;
+    out.set_item("counters", &t.counters)?;
+    out.set_item("optimizer_state", &t.optimizer_state)?;
+    Ok(out.into_any().unbind())
+}
+
 #[pymodule]
 fn bpcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<network::NativeNetwork>()?;
@@ -28,6 +48,7 @@ fn bpcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::add_divergence_attributes(&diverged)?;
     m.add("TrainingDivergedError", diverged)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(describe_tensors, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(matmul::matmul, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

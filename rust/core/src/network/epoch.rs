@@ -13,6 +13,7 @@
 
 use super::batches::{Plan, Ranks, Step};
 use super::stats::update_ratios;
+use super::training_state::BATCH_NORM_MIN_ROWS;
 use super::{MetricSums, Network};
 use crate::loss::{self, Targets};
 use crate::{Error, Real, Result, Samples};
@@ -243,18 +244,18 @@ impl<T: Real> Network<T> {
         let batch_size = settings.batch_size;
         let whose = match settings.ranks {
             Some(r) if r.shard_rows.len() > 1 => {
-                format!("rank {rank}'s share of step {step} has 1 sample")
+                format!("rank {rank}'s share of step {step} has {rows}")
             }
             _ => format!(
-                "{} samples in batches of {batch_size} leave a last batch of 1",
+                "{} samples in batches of {batch_size} leave a last batch of {rows}",
                 plan.steps.iter().map(|s| s.rows).sum::<usize>()
             ),
         };
         Err(Error::value(
             "batch_size",
             format!(
-                "BatchNorm1d needs at least 2 samples per training batch, but {whose}; \
-                 choose another batch_size"
+                "BatchNorm1d needs at least {BATCH_NORM_MIN_ROWS} samples per training batch, \
+                 but {whose}; choose another batch_size"
             ),
         ))
     }
@@ -414,7 +415,7 @@ impl<T: Real> Network<T> {
         if share.n == 0 {
             grads.fill(T::zero());
             slots.fill(T::zero());
-            self.set_training_forwards(self.training_forwards() + 1);
+            self.set_training_forwards(self.training_forwards().saturating_add(1));
             return Ok(0.0);
         }
         let value = self.checked_gradients_into(share, step.offset, grads)?;

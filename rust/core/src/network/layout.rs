@@ -64,6 +64,31 @@ pub(super) struct Layout {
     pub tracked_names: Vec<String>,
 }
 
+/// The tensors a network of `spec` holds, read from the description alone (nothing of their
+/// size is allocated): what a saved file must hold, in the core's own names and order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensors {
+    /// The parameters, in the flat buffer's order.
+    pub params: Vec<ParamInfo>,
+    /// The batch-norm running statistics, in their flat buffer's order.
+    pub buffers: Vec<ParamInfo>,
+    /// "i.num_batches_tracked" of each batch-norm layer (0-d int64 counts).
+    pub counters: Vec<String>,
+    /// The optimizer's state buffers (each as long as the parameters), by torch's names.
+    pub optimizer_state: Vec<&'static str>,
+}
+
+/// The tensors of a network built from `spec`, or the error building it would give.
+pub fn tensors(spec: &crate::NetworkSpec) -> Result<Tensors> {
+    let layout = build_layers(&spec.layers)?;
+    Ok(Tensors {
+        params: layout.param_info,
+        buffers: layout.buffer_info,
+        counters: layout.tracked_names,
+        optimizer_state: crate::optim::state_names(&spec.optimizer),
+    })
+}
+
 fn dense_error(i: usize, message: String) -> Error {
     Error::spec(&format!("layers[{i}]"), message)
 }

@@ -22,7 +22,7 @@ use crate::{memory, threads, Error, NetworkSpec, Real, Result, Samples};
 
 pub use batches::Ranks;
 pub use epoch::{EpochOutcome, EpochSettings, Progress, Reduce, REDUCE_SLOTS};
-pub use layout::{Layer, ParamInfo};
+pub use layout::{tensors, Layer, ParamInfo, Tensors};
 pub use metrics::MetricSums;
 
 use layout::{build_layers, Layout};
@@ -183,6 +183,7 @@ impl<T: Real> Network<T> {
                 format!("{}", values.len()),
             ));
         }
+        crate::real::check_finite(values, "parameters")?;
         self.params.copy_from_slice(values);
         Ok(())
     }

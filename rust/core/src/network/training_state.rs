@@ -12,6 +12,9 @@ use super::Network;
 use crate::dropout::MaskKey;
 use crate::{Error, Real, Result, Samples};
 
+/// Fewest samples a training batch of a network with batch norm may have.
+pub(super) const BATCH_NORM_MIN_ROWS: usize = 2;
+
 /// The running statistics of the batch-norm layers and the training-forward counter.
 #[derive(Debug, Clone)]
 pub(super) struct TrainingState<T> {
@@ -156,10 +159,13 @@ impl<T: Real> Network<T> {
     /// Refuses a training batch batch norm cannot normalize: torch needs more than one value
     /// per feature.
     pub(super) fn check_training_batch(&self, n: usize) -> Result<()> {
-        if n < 2 && self.training.has_batch_norm() {
+        if n < BATCH_NORM_MIN_ROWS && self.training.has_batch_norm() {
             return Err(Error::value(
                 "X",
-                format!("BatchNorm1d in training mode needs more than 1 sample per batch, got {n}"),
+                format!(
+                    "BatchNorm1d in training mode needs more than {} sample per batch, got {n}",
+                    BATCH_NORM_MIN_ROWS - 1
+                ),
             ));
         }
         Ok(())
@@ -180,10 +186,11 @@ impl<T: Real> Network<T> {
                 b.batch_stats(work.input(x, i), n, &mut stats);
                 b.update_running(&stats, n, &mut training.running);
                 work.stats = stats;
-                training.tracked[b.ordinal] += 1;
+                training.tracked[b.ordinal] = training.tracked[b.ordinal].saturating_add(1);
             }
         }
-        training.forwards += 1;
+        // Saturates: a count at its limit stays there, and a file holding it still loads.
+        training.forwards = training.forwards.saturating_add(1);
     }
 
     /// The loss of `batch` in training mode: dropout masks drawn and batch-norm running

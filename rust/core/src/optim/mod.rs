@@ -226,7 +226,8 @@ impl<T: Real> Optimizer<T> {
 }
 
 /// The state buffers an optimizer keeps, by torch's names, in a fixed order.
-fn state_names(spec: &OptimizerSpec) -> Vec<&'static str> {
+/// The state buffers an optimizer of `spec` keeps, by torch's names (its saved names).
+pub fn state_names(spec: &OptimizerSpec) -> Vec<&'static str> {
     match *spec {
         OptimizerSpec::Sgd { momentum, .. } => sgd::state_names(momentum),
         OptimizerSpec::Adam { amsgrad, .. } | OptimizerSpec::AdamW { amsgrad, .. } => {
