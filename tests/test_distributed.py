@@ -307,6 +307,15 @@ def test_ctrl_c_on_one_rank_stops_every_rank(mpiexec: str) -> None:
         assert r["epochs_done"] == 2
 
 
+def test_ctrl_c_inside_an_epoch_stops_every_rank_at_the_same_step(mpiexec: str) -> None:
+    code, records = run_ranks(mpiexec, "faults.py", "interrupt-in-epoch")
+    assert code == 0
+    for r in _by_rank(records).values():
+        assert r["raised"] == "DistributedTrainingError"
+        assert r["failures"] == {"0": "KeyboardInterrupt: interrupted (Ctrl-C)"}
+        assert r["same_weights_on_every_rank"] and r["finite"]
+
+
 def test_bad_data_on_one_rank_stops_every_rank_before_any_step(mpiexec: str) -> None:
     code, records = run_ranks(mpiexec, "faults.py", "bad-labels")
     assert code == 0

@@ -124,6 +124,20 @@ elif mode == "step-fails":
 elif mode == "interrupt":
     error = fit(net, X, y, callbacks=[FailOnRank(0, 2, "interrupt")])
     report(net, error, failures=getattr(error, "failures", None))
+elif mode == "interrupt-in-epoch":
+    # Ctrl-C on rank 0 while the native loop runs long epochs: the signal handler marks the
+    # rank failed, and the next step's reduction stops every rank at the same step.
+    import threading
+
+    rng = np.random.default_rng(1)
+    X_big = rng.normal(size=(40_000, 8)).astype(np.float32)
+    X, y = bp.distributed.shard(X_big, (X_big[:, 0] > 0).astype(np.int64), comm=comm)
+    wide = [bp.Dense(8, 256), bp.ReLU(), bp.Dense(256, 256), bp.ReLU(), bp.Dense(256, 2)]
+    net = bp.Network(wide, loss="cross_entropy", seed=5)  # epochs long against the signal
+    if rank == 0:
+        threading.Timer(0.5, signal.raise_signal, (signal.SIGINT,)).start()
+    error = fit(net, X, y, epochs=10_000)
+    report(net, error, failures=getattr(error, "failures", None))
 elif mode == "bad-labels":
     if rank == 1:
         y = y.copy()
