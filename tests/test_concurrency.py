@@ -1,4 +1,4 @@
-"""Issue 6, item 5: one network shared by many Python threads.
+"""One network shared by many Python threads.
 
 Inference calls release the GIL and run side by side with results equal to serial ones. A call
 that changes the network while another thread uses it (or a read while it trains) is refused
@@ -167,3 +167,29 @@ def test_busy_error_is_a_runtime_error_naming_the_method():
     assert isinstance(seen, RuntimeError)
     assert "busy" in str(seen)
     assert "predict cannot run" in str(seen)
+
+
+def test_the_native_network_itself_refuses_with_network_busy_error():
+    # The binding raises the error where its lock is taken (no message is matched): a read of
+    # the native network while another thread trains it.
+    net = network()
+    native = net._native
+    x, y = np.ascontiguousarray(X), np.ascontiguousarray(Y, dtype=np.int64)
+    seen = []
+
+    def train():
+        for _ in range(500):
+            native.fit_epoch(x, y, 32, True)
+            if seen:
+                return
+
+    t = threading.Thread(target=train)
+    t.start()
+    while t.is_alive() and not seen:
+        try:
+            native.forward(x[:4])
+        except bp.NetworkBusyError as e:
+            seen.append(e)
+    t.join()
+    assert seen, "no read overlapped the training"
+    assert "forward cannot run" in str(seen[0])

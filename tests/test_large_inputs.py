@@ -1,4 +1,4 @@
-"""Issue 6, item 7: a fit on 2,000,000 × 100 float32 (800 MB) needs about the data plus one
+"""A fit on 2,000,000 × 100 float32 (800 MB) needs about the data plus one
 batch's buffers: no copy of X for C-contiguous float32 input, none for the validation split
 (views), and the shuffle gathers one batch at a time. Slow: run with `python -m pytest -m slow`."""
 

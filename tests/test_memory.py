@@ -1,4 +1,4 @@
-"""Issue 6, item 6: steady memory. Repeated steps and predictions allocate nothing that stays,
+"""Steady memory. Repeated steps and predictions allocate nothing that stays,
 and a dropped network gives its memory back. Measured as resident memory (Linux /proc)."""
 
 import gc

@@ -1,4 +1,4 @@
-"""Issue 6, item 2: no panic reaches Python, whatever goes in.
+"""No panic reaches Python, whatever goes in.
 
 Hypothesis draws small architectures (every layer type), dtypes, shapes and values (NaN, inf,
 huge, empty, wrong shapes, odd dtypes) and drives them through every public method. Only the

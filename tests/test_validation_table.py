@@ -1,4 +1,4 @@
-"""Issue 6, item 1: the whole table of bad inputs, entry point by entry point.
+"""The whole table of bad inputs, entry point by entry point.
 
 Each bad call raises ValueError or TypeError whose message names the argument, and leaves the
 parameters, the optimizer's state and the generator bit-identical (test_errors.py's twin

@@ -5,7 +5,7 @@
 """
 
 from bpcore import distributed
-from bpcore.bpcore import TrainingDivergedError
+from bpcore.bpcore import NetworkBusyError, TrainingDivergedError
 from bpcore.callbacks import (
     Callback,
     EarlyStopping,
@@ -45,7 +45,7 @@ from bpcore.onnx_export import to_onnx
 from bpcore.onnx_import import from_onnx
 from bpcore.optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 from bpcore.schedules import CosineAnnealingLR, ExponentialLR, Schedule, StepLR
-from bpcore.threads import NetworkBusyError, get_num_threads, set_num_threads
+from bpcore.threads import get_num_threads, set_num_threads
 from bpcore.torch_exchange import from_torch, to_torch
 
 __version__ = "0.1.0"

@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 __all__ = [
     "NativeNetwork",
+    "NetworkBusyError",
     "TrainingDivergedError",
     "__version__",
     "describe_tensors",
@@ -29,6 +30,10 @@ __version__: Final[str]
 
 _Float = np.float32 | np.float64
 _FloatArray = npt.NDArray[np.float32] | npt.NDArray[np.float64]
+
+class NetworkBusyError(RuntimeError):
+    """The network is in use by another thread: a training call while any other call runs on
+    it, or any call while it trains. Nothing was changed; retry once the other call is done."""
 
 class TrainingDivergedError(ArithmeticError):
     """Training produced a non-finite loss or gradient; the step was not applied."""

@@ -23,17 +23,10 @@ from typing import Any, Callable, TypeVar
 
 from bpcore import bpcore as _native
 from bpcore._checks import positive_int
-
-#: The messages of the native module's borrow check, the one place they are recognized.
-_BORROW_MESSAGES = frozenset({"Already borrowed", "Already mutably borrowed"})
+from bpcore.bpcore import NetworkBusyError
 
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=type)
-
-
-class NetworkBusyError(RuntimeError):
-    """The network is in use by another thread: a training call while any other call runs on
-    it, or any call while it trains. Nothing was changed; retry once the other call is done."""
 
 
 def set_num_threads(n: int) -> None:
@@ -80,23 +73,21 @@ def _refusing(method: F) -> F:
     def call(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
-        except RuntimeError as e:
-            # Renamed at every level, so that the message names the method the user called.
-            busy = isinstance(e, NetworkBusyError)
-            if busy or (type(e) is RuntimeError and str(e) in _BORROW_MESSAGES):
-                raise NetworkBusyError(
-                    f"network is busy: {method.__name__} cannot run while another thread "
-                    "trains this network, and a training call cannot run while another "
-                    "thread uses it; nothing was changed (use a lock to share it)"
-                ) from None
-            raise
+        except NetworkBusyError:
+            # The native network refuses, naming its own method; the message names the one
+            # the user called (renamed at every level, the outermost last).
+            raise NetworkBusyError(
+                f"network is busy: {method.__name__} cannot run while another thread "
+                "trains this network, and a training call cannot run while another "
+                "thread uses it; nothing was changed (use a lock to share it)"
+            ) from None
 
     return call  # type: ignore[return-value]
 
 
 def refuses_when_busy(cls: C) -> C:
-    """Class decorator: the public methods and properties of `cls` turn the native borrow
-    check's RuntimeError into `NetworkBusyError`."""
+    """Class decorator: the public methods and properties of `cls` name themselves in the
+    native network's `NetworkBusyError`."""
     for name, value in list(vars(cls).items()):
         if name.startswith("_"):
             continue

@@ -14,6 +14,23 @@ pyo3::create_exception!(
     "Training produced a non-finite loss or gradient; the step was not applied."
 );
 
+pyo3::create_exception!(
+    bpcore,
+    NetworkBusyError,
+    pyo3::exceptions::PyRuntimeError,
+    "The network is in use by another thread: a training call while any other call runs on \
+     it, or any call while it trains. Nothing was changed; retry once the other call is done."
+);
+
+/// The refusal of a call that found the network in use by another thread.
+pub fn busy(method: &str) -> PyErr {
+    NetworkBusyError::new_err(format!(
+        "network is busy: {method} cannot run while another thread trains this network, and a \
+         training call cannot run while another thread uses it; nothing was changed (use a \
+         lock to share it)"
+    ))
+}
+
 /// The attributes of a `TrainingDivergedError`, with their values when none is known.
 const DIVERGENCE_ATTRIBUTES: [&str; 5] = ["epoch", "batch", "reason", "loss", "norm"];
 

@@ -47,6 +47,10 @@ fn bpcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let diverged = m.py().get_type::<errors::TrainingDivergedError>();
     errors::add_divergence_attributes(&diverged)?;
     m.add("TrainingDivergedError", diverged)?;
+    m.add(
+        "NetworkBusyError",
+        m.py().get_type::<errors::NetworkBusyError>(),
+    )?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(describe_tensors, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;

@@ -1,12 +1,14 @@
 //! The native `Network` class: a core network of either dtype behind one Python type.
 
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
+
 use bpcore_core::{Network, NetworkSpec, Real};
 use numpy::{Element, PyArray1, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::arrays::{flat, matrix, slice, HeldBatch};
-use crate::errors::guarded;
+use crate::errors::{busy, guarded};
 
 enum Inner {
     F32(Network<f32>),
@@ -27,9 +29,37 @@ macro_rules! dispatch {
 mod state;
 
 /// The native network. `bpcore.Network` wraps it; use that.
-#[pyclass(module = "bpcore.bpcore", name = "NativeNetwork")]
+///
+/// Frozen, with its network behind a lock of its own: a call that finds the network in use by
+/// another thread (a training call while any other call runs, or any call while it trains) is
+/// refused at once with `NetworkBusyError`, never made to wait.
+#[pyclass(module = "bpcore.bpcore", name = "NativeNetwork", frozen)]
 pub struct NativeNetwork {
-    inner: Inner,
+    inner: RwLock<Inner>,
+}
+
+impl NativeNetwork {
+    /// The network for reading (calls that change nothing may share it), or `NetworkBusyError`
+    /// naming `method` when a training call holds it.
+    fn read(&self, method: &str) -> PyResult<RwLockReadGuard<'_, Inner>> {
+        match self.inner.try_read() {
+            Ok(guard) => Ok(guard),
+            // A panic is caught inside every call (errors::guarded), so a poisoned lock still
+            // holds a whole network.
+            Err(TryLockError::Poisoned(p)) => Ok(p.into_inner()),
+            Err(TryLockError::WouldBlock) => Err(busy(method)),
+        }
+    }
+
+    /// The network for a call that changes it, or `NetworkBusyError` naming `method` when any
+    /// other call holds it.
+    fn write(&self, method: &str) -> PyResult<RwLockWriteGuard<'_, Inner>> {
+        match self.inner.try_write() {
+            Ok(guard) => Ok(guard),
+            Err(TryLockError::Poisoned(p)) => Ok(p.into_inner()),
+            Err(TryLockError::WouldBlock) => Err(busy(method)),
+        }
+    }
 }
 
 fn forward<T: Real + Element>(
@@ -132,94 +162,98 @@ impl NativeNetwork {
                 )))
             }
         };
-        Ok(NativeNetwork { inner })
+        Ok(NativeNetwork {
+            inner: RwLock::new(inner),
+        })
     }
 
     /// "float32" or "float64".
     #[getter]
-    fn dtype(&self) -> &'static str {
-        match self.inner {
+    fn dtype(&self) -> PyResult<&'static str> {
+        Ok(match *self.read("dtype")? {
             Inner::F32(_) => "float32",
             Inner::F64(_) => "float64",
-        }
+        })
     }
 
     /// The JSON description the network was built from.
     #[getter]
-    fn spec_json(&self) -> String {
-        dispatch!(&self.inner, net => net.spec().to_json())
+    fn spec_json(&self) -> PyResult<String> {
+        Ok(dispatch!(&*self.read("spec_json")?, net => net.spec().to_json()))
     }
 
     /// Features per sample the network takes (the first layer's input width).
     #[getter]
-    fn input_width(&self) -> usize {
-        dispatch!(&self.inner, net => net.input_width())
+    fn input_width(&self) -> PyResult<usize> {
+        Ok(dispatch!(&*self.read("input_width")?, net => net.input_width()))
     }
 
     /// Outputs per sample the network gives (the last layer's output width).
     #[getter]
-    fn output_width(&self) -> usize {
-        dispatch!(&self.inner, net => net.output_width())
+    fn output_width(&self) -> PyResult<usize> {
+        Ok(dispatch!(&*self.read("output_width")?, net => net.output_width()))
     }
 
     /// (name, shape, offset) of each parameter tensor, in the flat buffers' order.
-    fn param_info(&self) -> Vec<(String, Vec<usize>, usize)> {
-        dispatch!(&self.inner, net => net
+    fn param_info(&self) -> PyResult<Vec<(String, Vec<usize>, usize)>> {
+        Ok(dispatch!(&*self.read("param_info")?, net => net
             .param_info()
             .iter()
             .map(|p| (p.name.clone(), p.shape.clone(), p.offset))
-            .collect())
+            .collect()))
     }
 
     /// A copy of all parameters, flat.
-    fn params(&self, py: Python<'_>) -> Py<PyAny> {
-        dispatch!(&self.inner, net => PyArray1::from_slice(py, net.params()).into_any().unbind())
+    fn params(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(
+            dispatch!(&*self.read("params")?, net => PyArray1::from_slice(py, net.params()).into_any().unbind()),
+        )
     }
 
     /// Replaces all parameters from a flat array of the network's dtype.
-    fn set_params(&mut self, p: &Bound<'_, PyAny>) -> PyResult<()> {
-        dispatch!(&mut self.inner, net => set_params(net, p))
+    fn set_params(&self, p: &Bound<'_, PyAny>) -> PyResult<()> {
+        dispatch!(&mut *self.write("set_params")?, net => set_params(net, p))
     }
 
     /// Inference outputs (n, output width).
     fn forward(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        dispatch!(&self.inner, net => forward(py, net, x))
+        dispatch!(&*self.read("forward")?, net => forward(py, net, x))
     }
 
     /// Mean loss in inference mode.
     fn loss(&self, py: Python<'_>, x: &Bound<'_, PyAny>, y: &Bound<'_, PyAny>) -> PyResult<f64> {
-        dispatch!(&self.inner, net => loss(py, net, x, y))
+        dispatch!(&*self.read("loss")?, net => loss(py, net, x, y))
     }
 
     /// (loss, flat gradients) in training mode, without an update; with `sample_weight` (1-d,
     /// the network's dtype) the loss is Σ w_i·l_i / n.
     #[pyo3(signature = (x, y, sample_weight=None))]
     fn gradients(
-        &mut self,
+        &self,
         py: Python<'_>,
         x: &Bound<'_, PyAny>,
         y: &Bound<'_, PyAny>,
         sample_weight: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<(f64, Py<PyAny>)> {
-        dispatch!(&mut self.inner, net => gradients(py, net, x, y, sample_weight))
+        dispatch!(&mut *self.write("gradients")?, net => gradients(py, net, x, y, sample_weight))
     }
 
     /// One training step (on the sample-weighted loss with `sample_weight`); returns the loss
     /// before it.
     #[pyo3(signature = (x, y, sample_weight=None))]
     fn train_step(
-        &mut self,
+        &self,
         py: Python<'_>,
         x: &Bound<'_, PyAny>,
         y: &Bound<'_, PyAny>,
         sample_weight: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<f64> {
-        dispatch!(&mut self.inner, net => train_step(py, net, x, y, sample_weight))
+        dispatch!(&mut *self.write("train_step")?, net => train_step(py, net, x, y, sample_weight))
     }
 
     /// One optimizer step with the given flat gradients.
-    fn apply_gradients(&mut self, py: Python<'_>, g: &Bound<'_, PyAny>) -> PyResult<()> {
-        dispatch!(&mut self.inner, net => apply_gradients(py, net, g))
+    fn apply_gradients(&self, py: Python<'_>, g: &Bound<'_, PyAny>) -> PyResult<()> {
+        dispatch!(&mut *self.write("apply_gradients")?, net => apply_gradients(py, net, g))
     }
 
     /// One epoch of mini-batch training; returns a dict with the mean "loss", "batches" done,
@@ -238,7 +272,7 @@ impl NativeNetwork {
     #[pyo3(signature = (x, y, batch_size, shuffle, progress=None, progress_interval=0.2, sample_weight=None, epoch=None, ranks=None, reduce=None))]
     #[allow(clippy::too_many_arguments)]
     fn fit_epoch(
-        &mut self,
+        &self,
         py: Python<'_>,
         x: &Bound<'_, PyAny>,
         y: &Bound<'_, PyAny>,
@@ -260,7 +294,7 @@ impl NativeNetwork {
             ranks,
             reduce,
         };
-        dispatch!(&mut self.inner, net => crate::fit::fit_epoch(py, net, x, y, sample_weight, call))
+        dispatch!(&mut *self.write("fit_epoch")?, net => crate::fit::fit_epoch(py, net, x, y, sample_weight, call))
     }
 
     /// Checks, changing nothing, that `epochs` epochs of `n` samples can run with these
@@ -286,7 +320,7 @@ impl NativeNetwork {
                     shard_rows: shards,
                 }),
         };
-        dispatch!(&self.inner, net => guarded(|| net.check_epochs(n, &settings, epochs)))
+        dispatch!(&*self.read("check_epochs")?, net => guarded(|| net.check_epochs(n, &settings, epochs)))
     }
 
     /// Checks training data as `fit_epoch` will (inputs finite, targets right for the loss,
@@ -299,41 +333,42 @@ impl NativeNetwork {
         y: &Bound<'_, PyAny>,
         sample_weight: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        dispatch!(&self.inner, net => check_training_data(net, x, y, sample_weight))
+        dispatch!(&*self.read("check_training_data")?, net => check_training_data(net, x, y, sample_weight))
     }
 
     /// The global gradient norm every step is clipped to, or None.
     #[getter]
-    fn clip_grad_norm(&self) -> Option<f64> {
-        dispatch!(&self.inner, net => net.clip_grad_norm())
+    fn clip_grad_norm(&self) -> PyResult<Option<f64>> {
+        Ok(dispatch!(&*self.read("clip_grad_norm")?, net => net.clip_grad_norm()))
     }
 
     #[setter]
-    fn set_clip_grad_norm(&mut self, max_norm: Option<f64>) -> PyResult<()> {
-        dispatch!(&mut self.inner, net => guarded(|| net.set_clip_grad_norm(max_norm)))
+    fn set_clip_grad_norm(&self, max_norm: Option<f64>) -> PyResult<()> {
+        dispatch!(&mut *self.write("clip_grad_norm")?, net => guarded(|| net.set_clip_grad_norm(max_norm)))
     }
 
     /// The optimizer's current learning rate.
     #[getter]
-    fn lr(&self) -> f64 {
-        dispatch!(&self.inner, net => net.optimizer().lr())
+    fn lr(&self) -> PyResult<f64> {
+        Ok(dispatch!(&*self.read("lr")?, net => net.optimizer().lr()))
     }
 
     #[setter]
-    fn set_lr(&mut self, lr: f64) {
-        dispatch!(&mut self.inner, net => net.optimizer_mut().set_lr(lr))
+    fn set_lr(&self, lr: f64) -> PyResult<()> {
+        dispatch!(&mut *self.write("lr")?, net => net.optimizer_mut().set_lr(lr));
+        Ok(())
     }
 
     /// Length of a data-parallel step's buffer: the parameters, the loss and the failures.
     #[getter]
-    fn reduce_len(&self) -> usize {
-        dispatch!(&self.inner, net => net.reduce_len())
+    fn reduce_len(&self) -> PyResult<usize> {
+        Ok(dispatch!(&*self.read("reduce_len")?, net => net.reduce_len()))
     }
 
     /// Optimizer steps taken.
     #[getter]
-    fn steps(&self) -> u64 {
-        dispatch!(&self.inner, net => net.optimizer().steps())
+    fn steps(&self) -> PyResult<u64> {
+        Ok(dispatch!(&*self.read("steps")?, net => net.optimizer().steps()))
     }
 
     // ----- Dropout, BatchNorm1d and LayerNorm: the training-mode loss and the batch-norm
@@ -341,12 +376,12 @@ impl NativeNetwork {
 
     /// Mean loss in training mode: dropout masks drawn, batch-norm running statistics moved.
     fn training_loss(
-        &mut self,
+        &self,
         py: Python<'_>,
         x: &Bound<'_, PyAny>,
         y: &Bound<'_, PyAny>,
     ) -> PyResult<f64> {
-        dispatch!(&mut self.inner, net => {
+        dispatch!(&mut *self.write("training_loss")?, net => {
             let held = HeldBatch::extract(&net.spec().loss, x, y, None)?;
             let batch = held.view()?;
             py.detach(|| guarded(|| net.training_loss(batch)))
@@ -354,36 +389,32 @@ impl NativeNetwork {
     }
 
     /// (name, shape, offset) of each running statistic in the flat first part of `buffers()`.
-    fn buffer_info(&self) -> Vec<(String, Vec<usize>, usize)> {
-        dispatch!(&self.inner, net => net
+    fn buffer_info(&self) -> PyResult<Vec<(String, Vec<usize>, usize)>> {
+        Ok(dispatch!(&*self.read("buffer_info")?, net => net
             .buffer_info()
             .iter()
             .map(|p| (p.name.clone(), p.shape.clone(), p.offset))
-            .collect())
+            .collect()))
     }
 
     /// The names "i.num_batches_tracked" of the batch-norm layers, in order.
-    fn tracked_names(&self) -> Vec<String> {
-        dispatch!(&self.inner, net => net.tracked_names().to_vec())
+    fn tracked_names(&self) -> PyResult<Vec<String>> {
+        Ok(dispatch!(&*self.read("tracked_names")?, net => net.tracked_names().to_vec()))
     }
 
     /// (flat running statistics of the network's dtype, int64 num_batches_tracked counts).
-    fn buffers(&self, py: Python<'_>) -> (Py<PyAny>, Py<PyAny>) {
-        dispatch!(&self.inner, net => (
+    fn buffers(&self, py: Python<'_>) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+        Ok(dispatch!(&*self.read("buffers")?, net => (
             PyArray1::from_slice(py, net.running_stats()).into_any().unbind(),
             PyArray1::from_slice(py, net.batches_tracked()).into_any().unbind(),
-        ))
+        )))
     }
 
     /// Replaces the running statistics (flat, network dtype) and the counts (int64).
-    fn set_buffers(
-        &mut self,
-        running: &Bound<'_, PyAny>,
-        tracked: &Bound<'_, PyAny>,
-    ) -> PyResult<()> {
+    fn set_buffers(&self, running: &Bound<'_, PyAny>, tracked: &Bound<'_, PyAny>) -> PyResult<()> {
         let ta = flat::<i64>(tracked, "buffers")?;
         let ts = slice(&ta, "buffers")?;
-        dispatch!(&mut self.inner, net => {
+        dispatch!(&mut *self.write("set_buffers")?, net => {
             let ra = flat(running, "buffers")?;
             let rs = slice(&ra, "buffers")?;
             guarded(|| net.set_buffers(rs, ts))
@@ -392,12 +423,13 @@ impl NativeNetwork {
 
     /// Training-mode forwards run so far (the step that keys the next dropout masks).
     #[getter]
-    fn training_forwards(&self) -> u64 {
-        dispatch!(&self.inner, net => net.training_forwards())
+    fn training_forwards(&self) -> PyResult<u64> {
+        Ok(dispatch!(&*self.read("training_forwards")?, net => net.training_forwards()))
     }
 
     #[setter]
-    fn set_training_forwards(&mut self, forwards: u64) {
-        dispatch!(&mut self.inner, net => net.set_training_forwards(forwards))
+    fn set_training_forwards(&self, forwards: u64) -> PyResult<()> {
+        dispatch!(&mut *self.write("training_forwards")?, net => net.set_training_forwards(forwards));
+        Ok(())
     }
 }

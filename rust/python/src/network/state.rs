@@ -31,46 +31,46 @@ fn load_optimizer_state<T: Real + Element>(
 #[pymethods]
 impl NativeNetwork {
     /// torch's names of the optimizer's state buffers, in `optimizer_state()`'s order.
-    fn optimizer_state_names(&self) -> Vec<String> {
-        dispatch!(&self.inner, net => net
+    fn optimizer_state_names(&self) -> PyResult<Vec<String>> {
+        Ok(dispatch!(&*self.read("optimizer_state_names")?, net => net
             .optimizer()
             .state_names()
             .iter()
             .map(|s| s.to_string())
-            .collect())
+            .collect()))
     }
 
     /// (steps taken, copies of the flat state buffers, each as long as the parameters).
-    fn optimizer_state(&self, py: Python<'_>) -> (u64, Vec<Py<PyAny>>) {
-        dispatch!(&self.inner, net => (
+    fn optimizer_state(&self, py: Python<'_>) -> PyResult<(u64, Vec<Py<PyAny>>)> {
+        Ok(dispatch!(&*self.read("optimizer_state")?, net => (
             net.optimizer().steps(),
             net.optimizer()
                 .state()
                 .iter()
                 .map(|b| PyArray1::from_slice(py, b).into_any().unbind())
                 .collect(),
-        ))
+        )))
     }
 
     /// Restores the optimizer's step count and state buffers (flat, the network's dtype, in
     /// `optimizer_state_names()` order); on an error nothing changes.
-    fn load_optimizer_state(&mut self, steps: u64, buffers: Vec<Bound<'_, PyAny>>) -> PyResult<()> {
-        dispatch!(&mut self.inner, net => load_optimizer_state(net, steps, &buffers))
+    fn load_optimizer_state(&self, steps: u64, buffers: Vec<Bound<'_, PyAny>>) -> PyResult<()> {
+        dispatch!(&mut *self.write("load_optimizer_state")?, net => load_optimizer_state(net, steps, &buffers))
     }
 
     /// The shuffling generator's state: four 64-bit words.
-    fn rng_state(&self) -> Vec<u64> {
-        dispatch!(&self.inner, net => net.rng().state().to_vec())
+    fn rng_state(&self) -> PyResult<Vec<u64>> {
+        Ok(dispatch!(&*self.read("rng_state")?, net => net.rng().state().to_vec()))
     }
 
     /// Restores the shuffling generator from `rng_state()`'s four words (not all zero).
-    fn set_rng_state(&mut self, state: Vec<u64>) -> PyResult<()> {
+    fn set_rng_state(&self, state: Vec<u64>) -> PyResult<()> {
         let words: [u64; 4] = state.as_slice().try_into().map_err(|_| {
             PyValueError::new_err(format!(
                 "rng_state: expected 4 integers, got {}",
                 state.len()
             ))
         })?;
-        dispatch!(&mut self.inner, net => guarded(|| net.set_rng_state(words)))
+        dispatch!(&mut *self.write("set_rng_state")?, net => guarded(|| net.set_rng_state(words)))
     }
 }
