@@ -45,9 +45,9 @@ _ADAM = {
 }
 
 OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
-    # torch.optim.SGD has no lr default of its own; 0.01 is what optimizer=None means.
+    # torch.optim.SGD's lr default (1e-3); optimizer=None here means SGD with lr=0.01.
     "sgd": {
-        "lr": 0.01,
+        "lr": 1e-3,
         "momentum": 0.0,
         "dampening": 0.0,
         "nesterov": False,
@@ -156,7 +156,8 @@ def optimizer_spec(item: Any) -> dict[str, Any]:
 
     Ranges are checked as ``torch.optim`` checks them.
     """
-    spec = _complete({"type": "sgd"} if item is None else item, OPTIMIZER_DEFAULTS, "optimizer")
+    plain = {"type": "sgd", "lr": 0.01}
+    spec = _complete(plain if item is None else item, OPTIMIZER_DEFAULTS, "optimizer")
     kind = spec["type"]
     for key in ("lr", "eps", "weight_decay", "momentum", "lr_decay", "alpha"):
         if key in spec and not spec[key] >= 0.0:
