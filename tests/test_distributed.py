@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 from mpi_helpers import mpiexec_or_skip
+from optional import require
 
 import bpcore as bp
 from bpcore.distributed import DistributedTrainingError, shard, shard_bounds
@@ -103,7 +104,7 @@ def _data(n: int = 90) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_one_rank_trains_as_fit_without_comm() -> None:
-    MPI = pytest.importorskip("mpi4py.MPI", reason="mpi4py is not installed")
+    MPI = require("mpi4py.MPI", "bpcore[mpi]")
     X, y = _data()
     alone, ranked = _net(), _net()
     kwargs: dict[str, Any] = {"epochs": 3, "batch_size": 16, "shuffle": False, "progress": False}
@@ -118,7 +119,7 @@ def test_one_rank_trains_as_fit_without_comm() -> None:
 
 
 def test_one_rank_is_fit_without_comm_bit_for_bit() -> None:
-    MPI = pytest.importorskip("mpi4py.MPI", reason="mpi4py is not installed")
+    MPI = require("mpi4py.MPI", "bpcore[mpi]")
     X, y = _data()
     w = np.random.default_rng(5).uniform(0.0, 2.0, size=len(X))
 
@@ -149,7 +150,7 @@ def test_one_rank_is_fit_without_comm_bit_for_bit() -> None:
 
 
 def test_one_rank_regression_metrics_match_fit_without_comm() -> None:
-    MPI = pytest.importorskip("mpi4py.MPI", reason="mpi4py is not installed")
+    MPI = require("mpi4py.MPI", "bpcore[mpi]")
     rng = np.random.default_rng(2)
     X = rng.normal(size=(64, 3))
     y = np.stack([X[:, 0] - X[:, 1], X[:, 2] ** 2], axis=1)
@@ -184,7 +185,7 @@ def test_a_comm_that_is_not_a_communicator_is_refused_before_anything_changes() 
 
 
 def test_one_rank_bad_labels_fail_before_any_step() -> None:
-    MPI = pytest.importorskip("mpi4py.MPI", reason="mpi4py is not installed")
+    MPI = require("mpi4py.MPI", "bpcore[mpi]")
     X, y = _data()
     y[5] = 7
     net = _net()
@@ -199,7 +200,7 @@ def test_one_rank_bad_labels_fail_before_any_step() -> None:
 
 
 def test_one_rank_callback_failure_stops_with_the_last_weights() -> None:
-    MPI = pytest.importorskip("mpi4py.MPI", reason="mpi4py is not installed")
+    MPI = require("mpi4py.MPI", "bpcore[mpi]")
 
     class Boom(bp.Callback):
         def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
@@ -216,7 +217,7 @@ def test_one_rank_callback_failure_stops_with_the_last_weights() -> None:
 
 
 def test_one_rank_unexpected_failure_is_raised_not_aborted(monkeypatch: Any) -> None:
-    MPI = pytest.importorskip("mpi4py.MPI", reason="mpi4py is not installed")
+    MPI = require("mpi4py.MPI", "bpcore[mpi]")
     from bpcore import _data_parallel
 
     def broken(*args: Any, **kwargs: Any) -> Any:

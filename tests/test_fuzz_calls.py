@@ -16,7 +16,10 @@ import textwrap
 
 import pytest
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork and rlimits")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"),
+    reason="each case runs in a fork()ed child under RLIMIT_AS (Linux)",
+)
 
 #: The worker: builds each case from its seed, forks a child per case, reports the outcomes.
 WORKER = textwrap.dedent(

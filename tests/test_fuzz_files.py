@@ -25,7 +25,10 @@ import pytest
 import bpcore as bp
 from bpcore import serialization
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork and rlimits")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"),
+    reason="each case runs in a fork()ed child under RLIMIT_AS (Linux)",
+)
 
 #: Most resident memory a child may reach (a forked child starts at the worker's, ~100 MB).
 MAX_PEAK_MB = 1024

@@ -18,7 +18,10 @@ import bpcore as bp
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIGKILL and flock"),
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux"),
+        reason="killing a save needs SIGKILL and flock (POSIX, run on Linux)",
+    ),
 ]
 
 KILLS = 60

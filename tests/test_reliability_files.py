@@ -270,7 +270,8 @@ def run_child(code: str) -> dict:
 
 
 pytestmark_linux = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="peak memory from getrusage"
+    not sys.platform.startswith("linux"),
+    reason="peak memory is read from getrusage, in bytes only on Linux",
 )
 
 
@@ -396,7 +397,10 @@ def kill_midway_through_a_save(path) -> None:
     assert done.returncode == -signal.SIGKILL
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="flock")
+@pytest.mark.skipif(
+    sys.platform == "win32",
+    reason="a killed save's temporary is found by flock, which Windows lacks",
+)
 def test_a_killed_saves_temporary_is_removed_by_the_next_save(tmp_path):
     path = tmp_path / "net.safetensors"
     old = bp.Network([bp.Dense(3, 2)], loss="mse", seed=1)
@@ -414,7 +418,10 @@ def test_a_killed_saves_temporary_is_removed_by_the_next_save(tmp_path):
     assert same(bp.Network.load(path), new)
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="flock")
+@pytest.mark.skipif(
+    sys.platform == "win32",
+    reason="a killed save's temporary is found by flock, which Windows lacks",
+)
 def test_a_live_saves_temporary_is_not_removed(tmp_path):
     import fcntl
 

@@ -45,7 +45,10 @@ def test_a_broadcast_view_beyond_the_size_limit_is_refused_before_it_is_copied()
             call(view)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS")
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"),
+    reason="the memory limit is set with RLIMIT_AS, which only Linux enforces",
+)
 def test_a_view_whose_copy_cannot_be_allocated_is_a_value_error_not_a_memory_error():
     # 2**30 rows of 4 float64 zeros as a view; its float32 copy needs 16 GiB, over the limit.
     script = textwrap.dedent(

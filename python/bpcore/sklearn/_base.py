@@ -16,6 +16,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from bpcore._user_warnings import warn
 from bpcore.bpcore import TrainingDivergedError
 from bpcore.network import Network
 from bpcore.optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
@@ -230,10 +231,10 @@ class BaseMLP(BaseEstimator):
         if isinstance(self.batch_size, str):
             return min(200, n)
         if self.batch_size > n:
-            warnings.warn(
+            warn(
                 "Got `batch_size` less than 1 or larger than sample size. It is going to be "
                 "clipped",
-                stacklevel=4,
+                UserWarning,
             )
         return int(np.clip(self.batch_size, 1, n))
 
@@ -342,11 +343,10 @@ class BaseMLP(BaseEstimator):
             if diverged is not None or incremental:
                 break
             if self.n_iter_ == self.max_iter:
-                warnings.warn(
+                warn(
                     f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
                     "the optimization hasn't converged yet.",
                     ConvergenceWarning,
-                    stacklevel=4,
                 )
         if early_stopping and self._best_parameters is not None:
             _network.set_flat_parameters(net, self._best_parameters)

@@ -9,7 +9,6 @@ rows at a time, their sums added up.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 
+from bpcore._user_warnings import warn
 from bpcore.network import Network
 from bpcore.sklearn import _network
 
@@ -136,5 +136,5 @@ def minimize(
             "\nYou might also want to scale the data as shown in:\n"
             "    https://scikit-learn.org/stable/modules/preprocessing.html"
         )
-        warnings.warn(message, ConvergenceWarning, stacklevel=5)
+        warn(message, ConvergenceWarning)
     return Result(n_iter, float(objective.last_loss), curve)

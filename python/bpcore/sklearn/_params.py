@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from bpcore import _checks as checks
+
 ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 #: scikit-learn's solvers, then bpcore's own stochastic ones.
 SOLVERS = ("lbfgs", "sgd", "adam", "adamw", "rmsprop", "adagrad")
@@ -34,10 +36,12 @@ def number(
 
 
 def integer(value: Any, name: str, low: int = 1) -> int:
-    """`value` as an int >= `low`, else a ValueError naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
-    return int(value)
+    """`value` as an int >= `low` (the package's one integer check), else a ValueError naming
+    `name`: scikit-learn reports a parameter of the wrong type as a ValueError too."""
+    try:
+        return checks.integer(value, name, low=low)
+    except TypeError as e:
+        raise ValueError(str(e)) from None
 
 
 def hidden_sizes(value: Any) -> list[int]:

@@ -43,6 +43,20 @@ pub struct EpochSettings<'a> {
     pub ranks: Option<Ranks<'a>>,
 }
 
+impl<'a> EpochSettings<'a> {
+    /// The group the samples are a shard of: `ranks`, or this process alone with `alone` (its
+    /// one shard's size).
+    fn ranks_or<'b>(&self, alone: &'b [usize]) -> Ranks<'b>
+    where
+        'a: 'b,
+    {
+        self.ranks.unwrap_or(Ranks {
+            rank: 0,
+            shard_rows: alone,
+        })
+    }
+}
+
 /// What one epoch of `fit_epoch` did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EpochOutcome {
@@ -127,10 +141,7 @@ impl<T: Real> Network<T> {
         on_batch: &mut dyn FnMut(Progress) -> bool,
     ) -> Result<EpochOutcome> {
         let alone = [data.n];
-        let ranks = settings.ranks.unwrap_or(Ranks {
-            rank: 0,
-            shard_rows: &alone,
-        });
+        let ranks = settings.ranks_or(&alone);
         // Every sample is checked now, so that a bad label cannot stop the epoch half-way with
         // the network changed.
         self.check_training_data(data)?;
@@ -166,10 +177,7 @@ impl<T: Real> Network<T> {
         epochs: usize,
     ) -> Result<()> {
         let alone = [n];
-        let ranks = settings.ranks.unwrap_or(Ranks {
-            rank: 0,
-            shard_rows: &alone,
-        });
+        let ranks = settings.ranks_or(&alone);
         self.check_epoch(n, settings, &ranks, ranks.shard_rows.len() > 1)?;
         // Alone or in order, every epoch's shares have the sizes of the first; shuffled over
         // many ranks they differ, and only batch norm cares.

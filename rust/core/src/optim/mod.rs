@@ -562,6 +562,7 @@ mod tests {
         assert!(opt.step_stays_finite(&p, &g));
         let mut q = p.clone();
         opt.clone().step(&mut q, &g);
+        // panic-free: test code
         opt.try_step(&mut p, &g).expect("a finite step");
         assert_eq!(p, q);
     }
@@ -577,6 +578,7 @@ mod tests {
         assert!(e.to_string().starts_with("state[\"exp_avg_sq\"]"), "{e}");
         assert_eq!(opt.steps(), 0);
         assert!(opt.state().iter().all(|b| b == &[0.0, 0.0]));
+        // panic-free: test code
         opt.load_state(4, &[&good[..], &good[..], &good[..]])
             .expect("finite state");
         assert_eq!((opt.steps(), opt.state()[1].as_slice()), (4, &good[..]));
