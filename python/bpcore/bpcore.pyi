@@ -159,6 +159,12 @@ class NativeNetwork:
     @property
     def reduce_len(self) -> int:
         """Length of a data-parallel step's buffer: the parameters, the loss and the failures."""
+    def epoch_order(
+        self, shard_rows: list[int], batch_size: int, shuffle: bool, epochs: int = 1
+    ) -> list[list[npt.NDArray[np.int64]]]:
+        """The samples every step of the next `epochs` epochs takes over a group whose shards
+        hold `shard_rows` samples, as indices into the whole data set (shards in rank order):
+        one list per epoch of one array per step. The generator is not advanced."""
     def check_epochs(
         self,
         n: int,
@@ -169,7 +175,7 @@ class NativeNetwork:
     ) -> None:
         """Checks, changing nothing, that `epochs` epochs of `n` samples can run with these
         settings (`ranks` as `fit_epoch` takes them): batch norm meets no share of one sample in
-        any epoch's steps as the generator will draw them."""
+        any epoch's steps."""
     def check_training_data(
         self,
         x: npt.NDArray[_Float],

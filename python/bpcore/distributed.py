@@ -17,11 +17,16 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
 
 from bpcore._checks import integer
 
-__all__ = ["DistributedTrainingError", "shard", "shard_bounds"]
+if TYPE_CHECKING:
+    from bpcore.network import Network
+
+__all__ = ["DistributedTrainingError", "epoch_order", "shard", "shard_bounds"]
 
 A = TypeVar("A")
 
@@ -84,3 +89,39 @@ def shard(
         raise ValueError(f"arrays: must all have the same number of rows, got {lengths}")
     start, end = shard_bounds(lengths[0], comm, rank=rank, size=size)
     return tuple(a[start:end] for a in arrays)  # type: ignore[index]
+
+
+def epoch_order(
+    net: Network,
+    shard_rows: list[int],
+    batch_size: int,
+    *,
+    shuffle: bool = True,
+    epochs: int = 1,
+) -> list[list[np.ndarray]]:
+    """The samples each step of `net`'s next `epochs` epochs takes in a data-parallel fit
+    whose ranks hold shards of `shard_rows` samples (in rank order) and take `batch_size`
+    each: one list per epoch, of one array per step, of indices into the whole data set (the
+    shards one after another). `net` is not changed; its generator decides the shuffle.
+
+    Step s takes rows s·batch_size.. of every shard, rank 0's first, so the ranks' shares are
+    equal while the shards last; shuffled, each shard is permuted first (and each share then
+    sorted). One process alone is a group of one shard. A plain ``net.fit(X[order],
+    shuffle=False, batch_size=batch_size * len(shard_rows))`` on one epoch's order takes the
+    same steps when every step but the last is full, as with `shard`'s blocks.
+
+    Example:
+        >>> import bpcore as bp
+        >>> net = bp.Network([bp.Dense(2, 1)], loss="mse", seed=0)
+        >>> [step.tolist() for step in bp.distributed.epoch_order(net, [3, 2], 2, shuffle=False)[0]]
+        [[0, 1, 3, 4], [2]]
+    """
+    shards = [integer(rows, "shard_rows", low=0) for rows in shard_rows]
+    if not shards:
+        raise ValueError("shard_rows: give the size of at least one shard")
+    batch = integer(batch_size, "batch_size", low=1)
+    count = integer(epochs, "epochs", low=0)
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"shuffle: must be True or False, got {type(shuffle).__name__}")
+    order: list[list[np.ndarray]] = net.native.epoch_order(shards, batch, bool(shuffle), count)
+    return order

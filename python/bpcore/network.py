@@ -189,6 +189,13 @@ class Network:
 
     # ----- conversions ---------------------------------------------------------------------
 
+    @property
+    def native(self) -> NativeNetwork:
+        """The Rust network (``bpcore.bpcore.NativeNetwork``) this object drives: parameters,
+        buffers, optimizer state and generator live there. bpcore's training, serialization,
+        explanations and estimators work through it; it is internal, not a stable API."""
+        return self._native
+
     def _x(self, X: Any) -> np.ndarray:
         return as_inputs(X, self._dtype, self.n_features)
 

@@ -1,14 +1,14 @@
 """Run under ``mpiexec -n N``: a data-parallel fit against a plain `fit` of one process.
 Rank 0 prints one JSON line per case with the largest parameter and loss differences.
 
-Shuffled, a data-parallel fit on the shards of a data set takes the steps of a plain fit on the
-whole set with batches of `batch_size × ranks` (bpcore.distributed's promise); in order, global
-batch s is every rank's rows s·batch_size.. in rank order, which a plain fit takes on the rows
-laid out that way. Both must agree to rounding. The cases cover uneven shards and last batches
-(101 samples), dropout (masks keyed by the sample's row in its step), sample weights, gradient
-clipping and validation data given whole to every rank. A batch-norm case checks only that
-every rank ends with the same parameters and running statistics: its statistics are per rank's
-share of a step, as in torch's DDP.
+A data-parallel fit on the shards of a data set takes, step for step, the steps of a plain
+`fit` without shuffling, in batches of `batch_size × ranks`, on the samples laid out in the
+order `bp.distributed.epoch_order` reports (the core's plan: step s is rows s·batch_size.. of
+every shard, each shard permuted first when shuffled). Both must agree to rounding. The cases
+cover uneven shards and last batches (101 samples), dropout (masks keyed by the sample's row in
+its step), sample weights, gradient clipping and validation data given whole to every rank. A
+batch-norm case checks only that every rank ends with the same parameters and running
+statistics: its statistics are per rank's share of a step, as in torch's DDP.
 """
 
 from __future__ import annotations
@@ -51,20 +51,6 @@ def network(options: dict[str, Any]) -> bp.Network:
     return bp.Network(layers, loss="cross_entropy", optimizer=make_optimizer(), dtype=dtype, seed=7)
 
 
-def in_order_rows(n: int, batch: int) -> np.ndarray:
-    """The rows of the whole data set in the order of in-order data-parallel steps: step s is
-    every rank's rows s·batch.. of its shard, in rank order."""
-    bounds = [bp.distributed.shard_bounds(n, rank=r, size=size) for r in range(size)]
-    steps = max(-(-(b - a) // batch) for a, b in bounds)
-    return np.concatenate(
-        [
-            np.arange(a + s * batch, min(a + (s + 1) * batch, b))
-            for s in range(steps)
-            for a, b in bounds
-        ]
-    )
-
-
 def case(name: str, options: dict[str, Any]) -> None:
     rng = np.random.default_rng(3)
     n, epochs = 101, 3  # 101 rows: the shards and the last batches are uneven
@@ -97,17 +83,27 @@ def case(name: str, options: dict[str, Any]) -> None:
     )
     record: dict[str, Any] = {"case": name, "ranks": size, "rank_spread": spread}
     if not options.get("batchnorm"):
-        rows = np.arange(n) if shuffle else in_order_rows(n, batch)
         single = network(options)
-        plain = dict(kwargs, batch_size=batch * size)
-        if w is not None:
-            plain["sample_weight"] = w[rows]
-        expected = single.fit(X[rows], y[rows], progress=False, **plain)
+        shards = [
+            b - a
+            for a, b in (bp.distributed.shard_bounds(n, rank=r, size=size) for r in range(size))
+        ]
+        orders = bp.distributed.epoch_order(single, shards, batch, shuffle=shuffle, epochs=epochs)
+        plain = dict(kwargs, batch_size=batch * size, epochs=1, shuffle=False)
+        expected: dict[str, list[float]] = {}
+        for steps in orders:
+            rows = np.concatenate(steps)
+            if w is not None:
+                plain["sample_weight"] = w[rows]
+            for key, values in single.fit(
+                X[rows], y[rows], progress=False, **plain
+            ).history.items():
+                expected.setdefault(key, []).extend(values)
         params, want = net.parameters(), single.parameters()
         record["max_param_diff"] = max(float(np.max(np.abs(params[k] - want[k]))) for k in params)
         for key in ("loss", "val_loss"):
-            if key in expected.history:
-                got, ref = history.history[key], expected.history[key]
+            if key in expected:
+                got, ref = history.history[key], expected[key]
                 record[f"max_{key}_diff"] = max(abs(a - b) for a, b in zip(got, ref))
     print(json.dumps(record), flush=True)
 

@@ -299,7 +299,7 @@ impl NativeNetwork {
 
     /// Checks, changing nothing, that `epochs` epochs of `n` samples can run with these
     /// settings (`ranks` as `fit_epoch` takes them): batch norm meets no share of one sample in
-    /// any epoch's steps as the generator will draw them.
+    /// any epoch's steps.
     #[pyo3(signature = (n, batch_size, shuffle, epochs, ranks=None))]
     fn check_epochs(
         &self,
@@ -321,6 +321,33 @@ impl NativeNetwork {
                 }),
         };
         dispatch!(&*self.read("check_epochs")?, net => guarded(|| net.check_epochs(n, &settings, epochs)))
+    }
+
+    /// The samples every step of the next `epochs` epochs takes over a group whose shards
+    /// hold `shard_rows` samples, as indices into the whole data set (shards in rank order):
+    /// one list per epoch of one array per step. The generator is not advanced.
+    #[pyo3(signature = (shard_rows, batch_size, shuffle, epochs=1))]
+    fn epoch_order<'py>(
+        &self,
+        py: Python<'py>,
+        shard_rows: Vec<usize>,
+        batch_size: usize,
+        shuffle: bool,
+        epochs: usize,
+    ) -> PyResult<Vec<Vec<Bound<'py, PyArray1<i64>>>>> {
+        let order = dispatch!(&*self.read("epoch_order")?, net => guarded(|| net.epoch_order(&shard_rows, batch_size, shuffle, epochs)))?;
+        Ok(order
+            .into_iter()
+            .map(|epoch| {
+                epoch
+                    .into_iter()
+                    .map(|step| {
+                        let step: Vec<i64> = step.into_iter().map(|i| i as i64).collect();
+                        PyArray1::from_vec(py, step)
+                    })
+                    .collect()
+            })
+            .collect())
     }
 
     /// Checks training data as `fit_epoch` will (inputs finite, targets right for the loss,

@@ -1,19 +1,19 @@
 //! Which samples make up each step of an epoch, for a process training alone or for one rank
 //! of a data-parallel group whose ranks each hold a shard of the data.
 //!
-//! The shards, in rank order, are one data set of N samples (rank 0's rows first). A rank's
-//! share of a step is the part of the step's samples in its shard, and every rank computes
-//! the same plan from the same generator state and the shards' sizes, so that all agree on
-//! every step's size without talking:
+//! The shards, in rank order, are one data set of N samples (rank 0's rows first). Step s is
+//! rows `s·batch_size..(s+1)·batch_size` of every shard, in rank order, so every rank works on
+//! every step and its share of a step is as large as every other rank's while the shards last:
+//! no rank waits on a larger share. Shuffled, each shard is first permuted by the network's
+//! generator, shard after shard in rank order: every rank computes the same permutations from
+//! the same generator state, so all agree on the generator's next state without talking. Each
+//! share is taken in ascending sample order (which changes no step's result but its summation
+//! order and dropout keys, and reads the shard forwards).
 //!
-//! - shuffled: the network's generator permutes the N samples and the steps are consecutive
-//!   chunks of `batch_size × ranks` of that permutation, each chunk in ascending sample order.
-//!   Alone, these are the batches of an ordinary shuffled epoch; on many ranks, the very same
-//!   batches, so data-parallel training takes the steps of one process on the whole data set.
-//!   (Sorting a chunk changes no step's result but the dropout keys and the summation order,
-//!   and it makes each rank's share a contiguous run of the chunk.)
-//! - in order: step s is rows `s·batch_size..(s+1)·batch_size` of every shard, so that every
-//!   rank works on every step even when the ranks' data are not mixed.
+//! Alone, a shuffled epoch is the sorted chunks of one permutation of the samples. A
+//! data-parallel epoch takes the steps of a plain epoch without shuffling on the samples laid
+//! out step after step; [`epoch_order`] gives that layout, so that a test or a user can see
+//! which samples each step takes instead of re-deriving this rule.
 
 use crate::rng::Rng;
 
@@ -46,8 +46,8 @@ pub(super) struct Plan {
     pub steps: Vec<Step>,
     /// Shuffled: this rank's sample indices (into its shard), share after share.
     pub order: Vec<usize>,
-    /// The permutation of every rank's samples (shuffled epochs only).
-    global: Vec<usize>,
+    /// Each shard's permutation in turn (shuffled epochs only).
+    permutation: Vec<usize>,
     /// The smallest share of a step that is not empty, over every rank and step, with the rank
     /// and step it is in (batch norm needs two samples in every share it computes).
     pub smallest_share: Option<(usize, usize, usize)>,
@@ -73,38 +73,21 @@ impl Plan {
     }
 
     fn shuffled(&mut self, ranks: Ranks<'_>, batch_size: usize, rng: &mut Rng) {
-        let total: usize = ranks.shard_rows.iter().sum();
-        let mut global = std::mem::take(&mut self.global);
-        global.clear();
-        global.extend(0..total);
-        rng.shuffle(&mut global);
-        // The first sample of every shard in the whole data set, and the end of the last.
-        let bounds: Vec<usize> = std::iter::once(0)
-            .chain(ranks.shard_rows.iter().scan(0, |end, &rows| {
-                *end += rows;
-                Some(*end)
-            }))
-            .collect();
-        let step_rows = batch_size.saturating_mul(ranks.shard_rows.len()).max(1);
-        for (s, chunk) in global.chunks_mut(step_rows).enumerate() {
-            chunk.sort_unstable();
-            for r in 0..ranks.shard_rows.len() {
-                let lo = chunk.partition_point(|&i| i < bounds[r]);
-                let hi = chunk.partition_point(|&i| i < bounds[r + 1]);
-                self.note_share(hi - lo, r, s);
-                if r == ranks.rank {
-                    self.steps.push(Step {
-                        start: self.order.len(),
-                        rows: hi - lo,
-                        offset: lo,
-                        global_rows: chunk.len(),
-                    });
-                    self.order
-                        .extend(chunk[lo..hi].iter().map(|&i| i - bounds[r]));
+        let mut permutation = std::mem::take(&mut self.permutation);
+        for (r, &rows) in ranks.shard_rows.iter().enumerate() {
+            permutation.clear();
+            permutation.extend(0..rows);
+            rng.shuffle(&mut permutation);
+            if r == ranks.rank {
+                for share in permutation.chunks_mut(batch_size.max(1)) {
+                    share.sort_unstable();
+                    self.order.extend_from_slice(share);
                 }
             }
         }
-        self.global = global;
+        self.permutation = permutation;
+        // Step s's share is at s·batch_size.. of `order`, as it is of the shard in order.
+        self.in_order(ranks, batch_size);
     }
 
     fn in_order(&mut self, ranks: Ranks<'_>, batch_size: usize) {
@@ -126,9 +109,75 @@ impl Plan {
                 }
                 step.global_rows += rows;
             }
+            if step.rows == 0 {
+                // An empty share starts at 0: its shard may have run out before s·batch_size.
+                step.start = 0;
+            }
             self.steps.push(step);
         }
     }
+
+    /// The sample indices (into its shard) of this rank's share of `step`, from the plan's
+    /// `order` when it was made shuffled.
+    pub fn share_of(&self, step: &Step, shuffled: bool) -> impl Iterator<Item = usize> + '_ {
+        let range = step.start..step.start + step.rows;
+        let (listed, counted) = if shuffled {
+            (&self.order[range], 0..0)
+        } else {
+            (&self.order[..0], range)
+        };
+        listed.iter().copied().chain(counted)
+    }
+}
+
+/// The samples every step of the next `epochs` epochs takes, over every rank, as indices into
+/// the whole data set (the shards in rank order), drawing from a copy of `shuffle`'s
+/// generator: one list per epoch, of one list per step, rank 0's share first. A data-parallel
+/// fit over shards of these sizes takes exactly these steps; so does a plain fit without
+/// shuffling on the samples laid out in this order, in batches of `batch_size × ranks`, when
+/// every step but the last is full (as with shards that differ by at most one sample).
+pub fn epoch_order(
+    shard_rows: &[usize],
+    batch_size: usize,
+    shuffle: Option<&Rng>,
+    epochs: usize,
+) -> Vec<Vec<Vec<usize>>> {
+    let first: Vec<usize> = shard_rows
+        .iter()
+        .scan(0, |end, &rows| {
+            let start = *end;
+            *end += rows;
+            Some(start)
+        })
+        .collect();
+    let mut rng = shuffle.cloned();
+    let mut plans: Vec<Plan> = vec![Plan::default(); shard_rows.len()];
+    let mut epochs_out = Vec::with_capacity(epochs);
+    for _ in 0..epochs {
+        let at_start = rng.clone();
+        for (rank, plan) in plans.iter_mut().enumerate() {
+            // Every rank draws from the same state; the last leaves the next epoch's.
+            rng.clone_from(&at_start);
+            let ranks = Ranks { rank, shard_rows };
+            plan.make(ranks, batch_size.max(1), rng.as_mut());
+        }
+        let steps = plans.first().map_or(0, |p| p.steps.len());
+        let shuffled = rng.is_some();
+        let epoch = (0..steps)
+            .map(|s| {
+                let mut all = Vec::new();
+                for (r, plan) in plans.iter().enumerate() {
+                    all.extend(
+                        plan.share_of(&plan.steps[s], shuffled)
+                            .map(|i| first[r] + i),
+                    );
+                }
+                all
+            })
+            .collect();
+        epochs_out.push(epoch);
+    }
+    epochs_out
 }
 
 #[cfg(test)]

@@ -22,6 +22,8 @@ use crate::{Error, Real, Result, Samples};
 pub const REDUCE_SLOTS: usize = 2;
 /// Largest step whose sample count a float32 buffer's scale factors keep exact (2^24).
 const MAX_EXACT_ROWS_F32: usize = 1 << 24;
+/// Most samples `epoch_order` lists over all its epochs (a list of them is 8 bytes each).
+const MAX_LISTED_SAMPLES: usize = 1 << 28;
 
 /// The caller's sum of a data-parallel step's buffer over every rank, in place: one MPI
 /// Allreduce. `failure` is this rank's error when it could not compute its share (its buffer
@@ -167,8 +169,8 @@ impl<T: Real> Network<T> {
     }
 
     /// Checks, changing nothing, that `epochs` epochs of `n` samples can run as `settings`
-    /// say: the settings themselves, and every epoch's plan (its shares' sizes) as the
-    /// network's generator will draw them. A fit calls it before its first epoch, so that a
+    /// say: the settings themselves, and the shares' sizes of its plan (the same in every
+    /// epoch, shuffled or not). A fit calls it before its first epoch, so that a
     /// batch norm that would meet a share of one sample is refused before anything changes.
     pub fn check_epochs(
         &self,
@@ -179,25 +181,43 @@ impl<T: Real> Network<T> {
         let alone = [n];
         let ranks = settings.ranks_or(&alone);
         self.check_epoch(n, settings, &ranks, ranks.shard_rows.len() > 1)?;
-        // Alone or in order, every epoch's shares have the sizes of the first; shuffled over
-        // many ranks they differ, and only batch norm cares.
-        let differ = settings.shuffle && ranks.shard_rows.len() > 1;
-        let plans = if differ && self.training.has_batch_norm() {
-            epochs
-        } else {
-            epochs.min(1)
-        };
-        let mut rng = self.rng.clone();
-        let mut plan = Plan::default();
-        for _ in 0..plans {
-            plan.make(
-                ranks,
-                settings.batch_size,
-                settings.shuffle.then_some(&mut rng),
-            );
-            self.check_plan(&plan, settings)?;
+        if epochs == 0 {
+            return Ok(());
         }
-        Ok(())
+        // Shuffling permutes each shard but keeps the shares' sizes: every epoch's plan has
+        // the first one's.
+        let mut plan = Plan::default();
+        plan.make(ranks, settings.batch_size, None);
+        self.check_plan(&plan, settings)
+    }
+
+    /// The samples every step of the next `epochs` epochs takes, as the network's generator
+    /// stands now (it is not advanced), over every rank of a group whose shards hold
+    /// `shard_rows` samples: see [`super::batches::epoch_order`].
+    pub fn epoch_order(
+        &self,
+        shard_rows: &[usize],
+        batch_size: usize,
+        shuffle: bool,
+        epochs: usize,
+    ) -> Result<Vec<Vec<Vec<usize>>>> {
+        if batch_size == 0 {
+            return Err(Error::value("batch_size", "must be at least 1, got 0"));
+        }
+        let total = shard_rows
+            .iter()
+            .try_fold(0usize, |sum, &rows| sum.checked_add(rows))
+            .and_then(|n| n.checked_mul(epochs));
+        if !matches!(total, Some(t) if t <= MAX_LISTED_SAMPLES) {
+            return Err(Error::value(
+                "epochs",
+                format!("lists at most {MAX_LISTED_SAMPLES} samples over all epochs"),
+            ));
+        }
+        let rng = shuffle.then_some(&self.rng);
+        Ok(super::batches::epoch_order(
+            shard_rows, batch_size, rng, epochs,
+        ))
     }
 
     fn check_epoch(
@@ -313,10 +333,8 @@ impl<T: Real> Network<T> {
                 let idx = &plan.order[step.start..step.start + step.rows];
                 self.gather_share(data, idx, x, values, labels, weights)
             } else {
-                // An empty share starts at 0: its shard may have run out before step.start.
-                let start = if step.rows == 0 { 0 } else { step.start };
                 let (w_in, w_out) = (self.input_width(), self.output_width());
-                data.rows(start, start + step.rows, w_in, w_out)
+                data.rows(step.start, step.start + step.rows, w_in, w_out)
             };
             let taken = match reduce.as_deref_mut() {
                 None => self

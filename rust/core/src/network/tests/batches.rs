@@ -1,53 +1,8 @@
 use super::*;
 
-/// Every step's samples over all ranks, as indices into the whole data set.
-fn global_steps(shards: &[usize], batch_size: usize, seed: Option<u64>) -> Vec<Vec<usize>> {
-    let mut plans: Vec<Plan> = Vec::new();
-    for rank in 0..shards.len() {
-        let mut plan = Plan::default();
-        let mut rng = seed.map(Rng::new);
-        let ranks = Ranks {
-            rank,
-            shard_rows: shards,
-        };
-        plan.make(ranks, batch_size, rng.as_mut());
-        plans.push(plan);
-    }
-    let first: Vec<usize> = shards
-        .iter()
-        .scan(0, |end, &rows| {
-            let start = *end;
-            *end += rows;
-            Some(start)
-        })
-        .collect();
-    let steps = plans[0].steps.len();
-    (0..steps)
-        .map(|s| {
-            let mut all = Vec::new();
-            for (r, plan) in plans.iter().enumerate() {
-                assert_eq!(plan.steps.len(), steps, "every rank takes every step");
-                let step = plan.steps[s];
-                assert_eq!(
-                    step.offset,
-                    all.len(),
-                    "shares follow each other in rank order"
-                );
-                assert_eq!(step.global_rows, plans[0].steps[s].global_rows);
-                for k in 0..step.rows {
-                    let local = if seed.is_some() {
-                        plan.order[step.start + k]
-                    } else {
-                        step.start + k
-                    };
-                    assert!(local < shards[r]);
-                    all.push(first[r] + local);
-                }
-            }
-            assert_eq!(all.len(), plans[0].steps[s].global_rows);
-            all
-        })
-        .collect()
+fn alone_steps(n: usize, batch_size: usize, seed: Option<u64>) -> Vec<Vec<usize>> {
+    let rng = seed.map(Rng::new);
+    epoch_order(&[n], batch_size, rng.as_ref(), 1).remove(0)
 }
 
 #[test]
@@ -55,7 +10,6 @@ fn a_shuffled_epoch_alone_is_sorted_chunks_of_the_generators_permutation() {
     let mut rng = Rng::new(7);
     let mut perm: Vec<usize> = (0..23).collect();
     rng.shuffle(&mut perm);
-    let steps = global_steps(&[23], 5, Some(7));
     let want: Vec<Vec<usize>> = perm
         .chunks(5)
         .map(|c| {
@@ -64,33 +18,94 @@ fn a_shuffled_epoch_alone_is_sorted_chunks_of_the_generators_permutation() {
             c
         })
         .collect();
-    assert_eq!(steps, want);
+    assert_eq!(alone_steps(23, 5, Some(7)), want);
 }
 
 #[test]
-fn shuffled_ranks_take_the_batches_of_one_process_on_the_whole_data() {
-    for shards in [vec![12, 11], vec![30, 1, 7], vec![5, 5, 5, 5]] {
-        let total: usize = shards.iter().sum();
-        let k = shards.len();
-        let alone = global_steps(&[total], 4 * k, Some(3));
-        assert_eq!(
-            global_steps(&shards, 4, Some(3)),
-            alone,
-            "shards {shards:?}"
-        );
+fn shuffled_ranks_take_equal_shares_of_their_own_permuted_shards() {
+    let shards = [12, 11, 12];
+    let rng = Rng::new(3);
+    let epochs = epoch_order(&shards, 4, Some(&rng), 2);
+    assert_ne!(epochs[0], epochs[1], "each epoch draws anew");
+    for steps in &epochs {
+        assert_eq!(steps.len(), 3);
+        let mut seen = vec![0usize; 35];
+        for (s, step) in steps.iter().enumerate() {
+            // Rank r's share is its shard's rows, sorted, rank after rank.
+            let bounds = [0, 12, 23, 35];
+            let mut rest = &step[..];
+            for r in 0..3 {
+                let rows = (shards[r] - s * 4).min(4);
+                let (share, after) = rest.split_at(rows);
+                assert!(share.iter().all(|&i| bounds[r] <= i && i < bounds[r + 1]));
+                assert!(share.windows(2).all(|w| w[0] < w[1]), "sorted share");
+                rest = after;
+            }
+            assert!(rest.is_empty());
+            step.iter().for_each(|&i| seen[i] += 1);
+        }
+        assert!(seen.iter().all(|&k| k == 1), "every sample once per epoch");
     }
 }
 
 #[test]
+fn every_rank_plans_the_same_steps_and_leaves_the_generator_alike() {
+    let shards = [9, 8];
+    let mut next = Vec::new();
+    for rank in 0..2 {
+        let mut plan = Plan::default();
+        let mut rng = Rng::new(11);
+        plan.make(
+            Ranks {
+                rank,
+                shard_rows: &shards,
+            },
+            3,
+            Some(&mut rng),
+        );
+        let sizes: Vec<usize> = plan.steps.iter().map(|s| s.global_rows).collect();
+        next.push((sizes, rng.next_u64()));
+    }
+    assert_eq!(next[0], next[1]);
+}
+
+#[test]
+fn a_group_of_one_takes_a_lone_process_steps() {
+    let rng = Rng::new(5);
+    assert_eq!(
+        epoch_order(&[17], 4, Some(&rng), 3),
+        (0..3)
+            .scan(rng.clone(), |r, _| {
+                let mut plan = Plan::default();
+                plan.make(
+                    Ranks {
+                        rank: 0,
+                        shard_rows: &[17],
+                    },
+                    4,
+                    Some(r),
+                );
+                Some(
+                    plan.steps
+                        .iter()
+                        .map(|s| plan.share_of(s, true).collect())
+                        .collect::<Vec<Vec<usize>>>(),
+                )
+            })
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
 fn in_order_every_rank_gives_its_next_rows_to_every_step() {
-    let steps = global_steps(&[5, 3], 2, None);
+    let steps = epoch_order(&[5, 3], 2, None, 1).remove(0);
     assert_eq!(
         steps,
         vec![vec![0, 1, 5, 6], vec![2, 3, 7], vec![4]],
         "rank 1's rows start at 5"
     );
     assert_eq!(
-        global_steps(&[7], 3, None),
+        alone_steps(7, 3, None),
         vec![vec![0, 1, 2], vec![3, 4, 5], vec![6]]
     );
 }

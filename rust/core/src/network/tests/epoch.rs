@@ -154,28 +154,78 @@ fn assert_close(a: &[f64], b: &[f64], what: &str) {
     }
 }
 
+/// The network after one process takes `steps` (sample indices into the whole data set)
+/// one `train_step` each, with each step's loss.
+fn train_steps(steps: &[Vec<usize>], total: usize) -> (Network<f64>, Vec<f64>) {
+    let (x, labels) = data(total);
+    let mut single = Network::<f64>::new(spec()).unwrap();
+    let losses = steps
+        .iter()
+        .map(|rows| {
+            let xs: Vec<f64> = rows
+                .iter()
+                .flat_map(|&i| x[i * 5..(i + 1) * 5].to_vec())
+                .collect();
+            let ls: Vec<i64> = rows.iter().map(|&i| labels[i]).collect();
+            single
+                .train_step(Samples::new(&xs, Targets::Labels(&ls), rows.len()))
+                .unwrap()
+        })
+        .collect();
+    (single, losses)
+}
+
 #[test]
-fn shuffled_ranks_train_as_one_process_on_the_whole_data() {
+fn shuffled_ranks_train_as_one_process_taking_the_epoch_order() {
     // Uneven shards and dropout: the masks follow the sample's row in the step.
     for sizes in [vec![12, 11], vec![7, 1, 9]] {
         let total: usize = sizes.iter().sum();
-        let (x, labels) = data(total);
-        let mut single = Network::<f64>::new(spec()).unwrap();
-        let all = Samples::new(&x[..], Targets::Labels(&labels), total);
-        let batch = 3 * sizes.len();
-        let want: Vec<f64> = (0..3)
-            .map(|_| {
-                single
-                    .fit_epoch(all, &settings(batch, true, None), None, &mut |_| false)
-                    .unwrap()
-                    .loss
-            })
-            .collect();
+        let fresh = Network::<f64>::new(spec()).unwrap();
+        let epochs = fresh.epoch_order(&sizes, 3, true, 3).unwrap();
+        let steps: Vec<Vec<usize>> = epochs.iter().flatten().cloned().collect();
+        let (single, step_losses) = train_steps(&steps, total);
+        // An epoch's loss is its steps' losses weighted by their samples.
+        let mut want = Vec::new();
+        let mut taken = 0;
+        for epoch in &epochs {
+            let (mut sum, mut rows) = (0.0, 0);
+            for step in epoch {
+                sum += step_losses[taken] * step.len() as f64;
+                rows += step.len();
+                taken += 1;
+            }
+            want.push(sum / rows as f64);
+        }
+        let mut drawn = fresh.rng().clone();
+        for _ in 0..3 {
+            for &rows in &sizes {
+                drawn.shuffle(&mut (0..rows).collect::<Vec<_>>());
+            }
+        }
         for (net, losses) in train_ranks(&sizes, 3, true, 3) {
             assert_close(&losses, &want, &format!("{sizes:?} losses"));
             assert_close(net.params(), single.params(), &format!("{sizes:?} params"));
             assert_eq!(net.training_forwards(), single.training_forwards());
-            assert_eq!(net.rng().state(), single.rng().state());
+            assert_eq!(
+                net.rng().state(),
+                drawn.state(),
+                "every shard drawn, in rank order"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_shuffled_share_never_waits_on_a_larger_one() {
+    let fresh = Network::<f64>::new(spec()).unwrap();
+    for epoch in fresh.epoch_order(&[40, 40], 8, true, 4).unwrap() {
+        assert!(epoch.iter().all(|step| step.len() == 16));
+        for step in epoch {
+            assert_eq!(
+                step.iter().filter(|&&i| i < 40).count(),
+                8,
+                "rank 0's share"
+            );
         }
     }
 }
