@@ -305,7 +305,7 @@ def test_a_training_state_without_a_schedule_position_still_loads():
         edit_meta("training_state", lambda s: {k: v for k, v in s.items() if k != "schedule"})
     )
     net = bp.Network.from_bytes(data)
-    assert net._schedule_to_resume is None
+    assert net.fit_progress.schedule_to_resume is None
 
 
 def test_training_state_keys_and_json():

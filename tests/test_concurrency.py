@@ -173,7 +173,7 @@ def test_the_native_network_itself_refuses_with_network_busy_error():
     # The binding raises the error where its lock is taken (no message is matched): a read of
     # the native network while another thread trains it.
     net = network()
-    native = net._native
+    native = net.native
     x, y = np.ascontiguousarray(X), np.ascontiguousarray(Y, dtype=np.int64)
     seen = []
 

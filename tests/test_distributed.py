@@ -115,7 +115,7 @@ def test_one_rank_trains_as_fit_without_comm() -> None:
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         np.testing.assert_allclose(h2.history[key], h1.history[key], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(h2.grad_norms["0.weight"], h1.grad_norms["0.weight"], rtol=1e-12)
-    assert ranked._epochs_done == 3
+    assert ranked.fit_progress.epochs_done == 3
 
 
 def test_one_rank_is_fit_without_comm_bit_for_bit() -> None:
@@ -181,7 +181,7 @@ def test_a_comm_that_is_not_a_communicator_is_refused_before_anything_changes() 
         net.fit(X, y, comm=object(), progress=False)
     for name, value in net.parameters().items():
         assert np.array_equal(value, before[name])
-    assert net._epochs_done == 0
+    assert net.fit_progress.epochs_done == 0
 
 
 def test_one_rank_bad_labels_fail_before_any_step() -> None:
@@ -212,7 +212,7 @@ def test_one_rank_callback_failure_stops_with_the_last_weights() -> None:
     with pytest.raises(DistributedTrainingError, match="at the end of epoch 2") as e:
         net.fit(X, y, epochs=5, comm=MPI.COMM_SELF, callbacks=[Boom()], progress=False)
     assert e.value.failures == {0: "RuntimeError: boom"}
-    assert net._epochs_done == 2
+    assert net.fit_progress.epochs_done == 2
     assert np.isfinite(net.forward(X)).all()  # still usable
 
 

@@ -144,7 +144,7 @@ def test_clip_grad_norm_limits_the_step_and_is_restored():
     step = np.sqrt(sum(np.sum((net.parameters()[k] - v) ** 2) for k, v in before.items()))
     # torch's rule: g * max_norm / (‖g‖ + 1e-6) when ‖g‖ > max_norm; lr = 1
     assert step == pytest.approx(0.01 * total / (total + 1e-6), rel=1e-9)
-    assert net._native.clip_grad_norm is None
+    assert net.native.clip_grad_norm is None
 
 
 @pytest.mark.parametrize(

@@ -112,8 +112,8 @@ WORKER = textwrap.dedent(
         return "fit", True, lambda: net.fit(X, y, progress=False, **options)
 
     def state(net):
-        steps, buffers = net._native.optimizer_state()
-        return [net._native.params().tobytes(), steps, [b.tobytes() for b in buffers]]
+        steps, buffers = net.native.optimizer_state()
+        return [net.native.params().tobytes(), steps, [b.tobytes() for b in buffers]]
 
     results = []
     for case in range(count):

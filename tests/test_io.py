@@ -75,7 +75,7 @@ def test_save_load_round_trip_is_exact(tmp_path, dtype):
     assert back.dtype == net.dtype
     np.testing.assert_array_equal(back.forward(X), net.forward(X))
     # Without the optimizer, the loaded network's optimizer starts fresh.
-    assert back._native.steps == 0
+    assert back.native.steps == 0
 
 
 def test_file_is_safetensors_with_bpcore_metadata(tmp_path):
@@ -117,8 +117,8 @@ def test_training_resumes_bit_exactly(tmp_path, dtype, optimizer):
     resumed.fit(X, y, epochs=1, batch_size=16, progress=False)
 
     assert_same(straight, resumed)
-    assert resumed._native.steps == straight._native.steps
-    assert resumed._epochs_done == 3
+    assert resumed.native.steps == straight.native.steps
+    assert resumed.fit_progress.epochs_done == 3
 
 
 def test_resume_keeps_learning_rate_schedule_and_step_counts():
@@ -129,8 +129,8 @@ def test_resume_keeps_learning_rate_schedule_and_step_counts():
     a.train_step(X[:8], y[:8])
     b = bp.Network.from_bytes(a.to_bytes(include_optimizer=True))
     assert b.lr == a.lr
-    assert b._native.training_forwards == a._native.training_forwards
-    assert b._native.rng_state() == a._native.rng_state()
+    assert b.native.training_forwards == a.native.training_forwards
+    assert b.native.rng_state() == a.native.rng_state()
     b.train_step(X[8:16], y[8:16])
     a.train_step(X[8:16], y[8:16])
     assert_same(a, b)

@@ -161,12 +161,12 @@ def test_parameters_beyond_float32s_range_are_refused_after_the_cast(how):
 def test_gradients_whose_step_would_overflow_are_refused_and_change_nothing(dtype):
     net = small(dtype)
     before = net.parameters()
-    state_before = net._native.optimizer_state()
+    state_before = net.native.optimizer_state()
     grads = {k: np.full(v.shape, 1e300 if dtype == "float64" else 1e30) for k, v in before.items()}
     with pytest.raises(ValueError, match=r"^gradients"):
         net.apply_gradients(grads)
     unchanged(net, before)
-    steps, buffers = net._native.optimizer_state()
+    steps, buffers = net.native.optimizer_state()
     assert steps == state_before[0]
     assert all(np.array_equal(a, b) for a, b in zip(buffers, state_before[1]))
 
@@ -191,7 +191,7 @@ def test_gradients_of_1e30_in_training_are_a_divergence_and_the_state_still_save
     net = small()
     with pytest.raises(bp.TrainingDivergedError):
         net.train_step(np.full((4, 3), 1e30), np.zeros((4, 2)))
-    _, buffers = net._native.optimizer_state()
+    _, buffers = net.native.optimizer_state()
     assert all(np.isfinite(b).all() for b in buffers)
     bp.Network.from_bytes(net.to_bytes(include_optimizer=True))
 
@@ -208,9 +208,9 @@ def test_a_batch_counter_at_its_limit_saturates_and_the_file_loads():
 
 def test_a_training_forward_counter_at_its_limit_saturates_and_the_file_loads():
     net = small()
-    net._native.training_forwards = 2**64 - 1
+    net.native.training_forwards = 2**64 - 1
     net.train_step(np.ones((4, 3)), np.zeros((4, 2)))
-    assert net._native.training_forwards == 2**64 - 1
+    assert net.native.training_forwards == 2**64 - 1
     bp.Network.from_bytes(net.to_bytes(include_optimizer=True))
 
 

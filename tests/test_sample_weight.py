@@ -263,6 +263,6 @@ def test_bad_weights_are_refused_and_change_nothing(make, exc, word, dtype):
         with pytest.raises(exc, match="sample_weight") as info:
             call()
         assert word in str(info.value)
-    assert net._native.steps == 0
+    assert net.native.steps == 0
     for k, v in before.items():
         assert v.tobytes() == net.parameters()[k].tobytes()

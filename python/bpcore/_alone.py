@@ -37,7 +37,7 @@ class Alone:
     def check_epochs(self, batch_size: int, shuffle: bool, epochs: int) -> None:
         """Refuses, changing nothing, epochs whose steps the core could not take (batch norm
         meeting a batch of one sample)."""
-        self.net._native.check_epochs(self.samples, min(batch_size, self.samples), shuffle, epochs)
+        self.net.native.check_epochs(self.samples, min(batch_size, self.samples), shuffle, epochs)
 
     def runs(self, callback: Callback) -> bool:
         """Whether this process runs `callback` (every callback, alone)."""
@@ -54,7 +54,7 @@ class Alone:
     def fit_epoch(self, epoch: int, arguments: dict[str, Any]) -> dict[str, Any]:
         """One native epoch on this process's data (`arguments` as `NativeNetwork.fit_epoch`
         takes them)."""
-        result = self.net._native.fit_epoch(**arguments)
+        result = self.net.native.fit_epoch(**arguments)
         return cast("dict[str, Any]", result)
 
     def end_epoch(
@@ -67,7 +67,7 @@ class Alone:
         logs: dict[str, float] = {}
         if validation is not None:
             x_val, t_val = validation
-            native, loss = self.net._native, self.net.loss_function
+            native, loss = self.net.native, self.net.loss_function
             logs["val_loss"] = float(native.loss(x_val, t_val))
             if names:
                 val = metric_functions.compute(names, native.forward(x_val), t_val, loss)

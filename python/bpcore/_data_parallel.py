@@ -30,6 +30,7 @@ import numpy as np
 from bpcore import metrics as metric_functions
 from bpcore.bpcore import TrainingDivergedError
 from bpcore.distributed import DistributedTrainingError
+from bpcore.training_state import TrainingState
 
 if TYPE_CHECKING:
     from bpcore.callbacks import Callback
@@ -91,7 +92,7 @@ class RankGroup:
         self.rank = int(comm.Get_rank())
         self.size = int(comm.Get_size())
         self.net = net
-        self.native = net._native
+        self.native = net.native
         self.failure: BaseException | None = None
         #: Whether the exception leaving fit was raised by every rank together (else the job
         #: is aborted, since the other ranks may wait for this one in a collective).
@@ -244,32 +245,13 @@ class RankGroup:
         native = self.native
         state = None
         if self.is_root:
-            steps, opt = native.optimizer_state()
             running, tracked = native.buffers()
-            state = {
-                "params": native.params(),
-                "running": running,
-                "tracked": tracked,
-                "steps": steps,
-                "optimizer": list(opt),
-                "lr": native.lr,
-                "forwards": native.training_forwards,
-                "rng": native.rng_state(),
-                "epochs_done": self.net._epochs_done,
-                "schedule_state": self.net._schedule_state,
-                "schedule_to_resume": self.net._schedule_to_resume,
-            }
-        state = self.comm.bcast(state, root=0)
+            state = (native.params(), running, tracked, TrainingState.of(self.net))
+        params, running, tracked, training = self.comm.bcast(state, root=0)
         if not self.is_root:
-            native.set_params(state["params"])
-            native.set_buffers(state["running"], state["tracked"])
-            native.load_optimizer_state(state["steps"], state["optimizer"])
-            native.lr = state["lr"]
-            native.training_forwards = state["forwards"]
-            native.set_rng_state(state["rng"])
-            self.net._epochs_done = state["epochs_done"]
-            self.net._schedule_state = state["schedule_state"]
-            self.net._schedule_to_resume = state["schedule_to_resume"]
+            native.set_params(params)
+            native.set_buffers(running, tracked)
+            training.restore(self.net)
 
     def broadcast_buffers(self) -> None:
         """Collective: batch norm's running statistics of rank 0 on every rank (each rank's

@@ -76,11 +76,17 @@ class _Tensors(TypedDict):
     buffers: list[tuple[str, list[int], int]]
     counters: list[str]
     optimizer_state: list[str]
+    non_negative_state: list[str]
 
 def describe_tensors(spec_json: str) -> _Tensors:
     """The tensors a network of the JSON description `spec_json` holds, from the description alone:
     {"params": [(name, shape, offset)], "buffers": [...], "counters": [name],
-    "optimizer_state": [name]}, in the core's names and order (what a file must hold)."""
+    "optimizer_state": [name], "non_negative_state": [name]}, in the core's names and order
+    (what a file must hold; the optimizer's sums of squares are never negative)."""
+
+def optimizer_defaults() -> dict[str, dict[str, Any]]:
+    """Every optimizer's hyperparameters with their defaults, by spec name: the core's, which the
+    Python optimizers and the reference take as theirs."""
 
 def matmul(a: npt.NDArray[_Float], b: npt.NDArray[_Float]) -> _FloatArray:
     """`a @ b` for C-contiguous 2-d float32 or float64 arrays of one dtype."""

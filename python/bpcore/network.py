@@ -28,6 +28,7 @@ from bpcore.losses import Loss, LossLike, get_loss
 from bpcore.optimizers import Optimizer, get_optimizer, learning_rate
 from bpcore.schedules import Schedule
 from bpcore.threads import refuses_when_busy
+from bpcore.training_state import FitProgress
 
 # The native network's dtype names, as its constructor's Literal type spells them.
 _DTYPE_NAMES: dict[str, Literal["float32", "float64"]] = {
@@ -117,11 +118,9 @@ class Network:
             "seed": self._seed,
         }
         self._native = NativeNetwork(json.dumps(spec), _DTYPE_NAMES[self._dtype.name])
-        self._epochs_done = 0
-        # The position of the schedule of the last scheduled fit (saved with the optimizer
-        # state), and one loaded from a file, for the next fit's equal schedule to continue.
-        self._schedule_state: dict[str, Any] | None = None
-        self._schedule_to_resume: dict[str, Any] | None = None
+        #: Where `fit` stands across calls (epochs done, the schedule's position): the fit
+        #: driver's part of the training state (bpcore.training_state).
+        self.fit_progress = FitProgress()
         #: Set to True by a callback to stop `fit` after the current epoch.
         self.stop_training = False
 
@@ -159,7 +158,7 @@ class Network:
     def epochs_done(self) -> int:
         """Epochs `fit` has completed on this network, across calls; saved with the optimizer
         state, so that a network loaded from a checkpoint says where training stopped."""
-        return self._epochs_done
+        return self.fit_progress.epochs_done
 
     @property
     def n_features(self) -> int:
@@ -196,10 +195,14 @@ class Network:
         explanations and estimators work through it; it is internal, not a stable API."""
         return self._native
 
-    def _x(self, X: Any) -> np.ndarray:
+    def as_inputs(self, X: Any) -> np.ndarray:
+        """`X` as the core takes it: checked, a C-contiguous (n, n_features) array of the
+        network's dtype (a view when it already is one)."""
         return as_inputs(X, self._dtype, self.n_features)
 
-    def _y(self, y: Any, n: int) -> np.ndarray:
+    def as_targets(self, y: Any, n: int) -> np.ndarray:
+        """`y` for `n` samples as the core takes it for this loss: checked int64 labels for a
+        loss that takes labels, else an (n, n_outputs) array of the network's dtype."""
         if self._loss.takes_labels:
             return as_labels(y, n)
         return as_values(y, self._dtype, n, self.n_outputs)
@@ -233,7 +236,7 @@ class Network:
             >>> net.forward(np.array([[1.0, 2.0, 3.0]]))
             array([[1.5, 2. ]], dtype=float32)
         """
-        return self._native.forward(self._x(X))
+        return self._native.forward(self.as_inputs(X))
 
     def loss(self, X: Any, y: Any, training: bool = False) -> float:
         """The mean loss over the batch.
@@ -244,8 +247,8 @@ class Network:
         running statistics (and counts the batch).
         """
         boolean(training, "training")
-        x = self._x(X)
-        t = self._y(y, x.shape[0])
+        x = self.as_inputs(X)
+        t = self.as_targets(y, x.shape[0])
         if training:
             return float(self._native.training_loss(x, t))
         return float(self._native.loss(x, t))
@@ -264,10 +267,10 @@ class Network:
             >>> g["0.weight"], g["0.bias"]  # ∂L/∂w = 2·(wx - y)·x, ∂L/∂b = 2·(wx - y)
             (array([[4.]]), array([4.]))
         """
-        x = self._x(X)
+        x = self.as_inputs(X)
         n = x.shape[0]
         w = as_weights(sample_weight, self.dtype, n)
-        _, flat = self._native.gradients(x, self._y(y, n), w)
+        _, flat = self._native.gradients(x, self.as_targets(y, n), w)
         return self._split(flat)
 
     def train_step(self, X: Any, y: Any, sample_weight: Any = None) -> float:
@@ -285,10 +288,10 @@ class Network:
             >>> net.train_step(X, y), net.parameters()["0.weight"]  # w -= 0.1 · 4
             (4.0, array([[1.6]]))
         """
-        x = self._x(X)
+        x = self.as_inputs(X)
         n = x.shape[0]
         w = as_weights(sample_weight, self.dtype, n)
-        return float(self._native.train_step(x, self._y(y, n), w))
+        return float(self._native.train_step(x, self.as_targets(y, n), w))
 
     def apply_gradients(self, gradients: Mapping[str, Any]) -> None:
         """One optimizer step with the given gradients (names and shapes as `parameters()`)."""
@@ -448,8 +451,8 @@ class Network:
 
     def evaluate(self, X: Any, y: Any) -> dict[str, float]:
         """{"loss": mean loss, "accuracy": fraction right (classification losses only)}."""
-        x = self._x(X)
-        t = self._y(y, x.shape[0])
+        x = self.as_inputs(X)
+        t = self.as_targets(y, x.shape[0])
         result = {"loss": float(self._native.loss(x, t))}
         if self._loss.is_classification:
             pred = self.predict(x)

@@ -6,6 +6,17 @@ from typing import Any
 
 from bpcore._checks import boolean, real
 from bpcore._spec import Described
+from bpcore.bpcore import optimizer_defaults
+
+#: Every optimizer's hyperparameters with their defaults (torch.optim's), by spec name, as the
+#: core defines them: the constructors' defaults below are these values.
+DEFAULTS: dict[str, dict[str, Any]] = optimizer_defaults()
+_SGD, _ADAM, _ADAMW, _RMSPROP, _ADAGRAD = (
+    DEFAULTS[name] for name in ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+)
+
+#: Every optimizer class by its spec name (a subclass with a `type_name` adds itself).
+OPTIMIZERS: dict[str, type[Optimizer]] = {}
 
 #: Smallest eps of Adam, RMSprop and Adagrad: float32's smallest normal number. With 0 (which
 #: torch allows), or a subnormal (flushed to 0 while bpcore computes), a parameter whose
@@ -26,7 +37,13 @@ def learning_rate(value: Any, arg: str) -> float:
 
 class Optimizer(Described):
     """Base of all optimizers: a description with a `to_spec()` dict. Subclasses' `_hyper()`
-    adds their hyperparameters to the learning rate's."""
+    adds their hyperparameters to the learning rate's; a subclass that names its core rule
+    (`type_name`) is registered under it."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "type_name" in cls.__dict__:
+            OPTIMIZERS[cls.type_name] = cls
 
     def __init__(self, lr: float) -> None:
         self.lr = learning_rate(lr, "lr")
@@ -42,11 +59,11 @@ class SGD(Optimizer):
 
     def __init__(
         self,
-        lr: float = 1e-3,
-        momentum: float = 0.0,
-        dampening: float = 0.0,
-        nesterov: bool = False,
-        weight_decay: float = 0.0,
+        lr: float = _SGD["lr"],
+        momentum: float = _SGD["momentum"],
+        dampening: float = _SGD["dampening"],
+        nesterov: bool = _SGD["nesterov"],
+        weight_decay: float = _SGD["weight_decay"],
     ) -> None:
         super().__init__(lr)
         self.momentum = real(momentum, "momentum", low=0.0)
@@ -83,11 +100,11 @@ class Adam(Optimizer):
 
     def __init__(
         self,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        amsgrad: bool = False,
+        lr: float = _ADAM["lr"],
+        betas: tuple[float, float] = tuple(_ADAM["betas"]),
+        eps: float = _ADAM["eps"],
+        weight_decay: float = _ADAM["weight_decay"],
+        amsgrad: bool = _ADAM["amsgrad"],
     ) -> None:
         super().__init__(lr)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
@@ -117,11 +134,11 @@ class AdamW(Adam):
 
     def __init__(
         self,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 1e-2,
-        amsgrad: bool = False,
+        lr: float = _ADAMW["lr"],
+        betas: tuple[float, float] = tuple(_ADAMW["betas"]),
+        eps: float = _ADAMW["eps"],
+        weight_decay: float = _ADAMW["weight_decay"],
+        amsgrad: bool = _ADAMW["amsgrad"],
     ) -> None:
         super().__init__(lr, betas, eps, weight_decay, amsgrad)
 
@@ -133,12 +150,12 @@ class RMSprop(Optimizer):
 
     def __init__(
         self,
-        lr: float = 1e-2,
-        alpha: float = 0.99,
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        momentum: float = 0.0,
-        centered: bool = False,
+        lr: float = _RMSPROP["lr"],
+        alpha: float = _RMSPROP["alpha"],
+        eps: float = _RMSPROP["eps"],
+        weight_decay: float = _RMSPROP["weight_decay"],
+        momentum: float = _RMSPROP["momentum"],
+        centered: bool = _RMSPROP["centered"],
     ) -> None:
         super().__init__(lr)
         self.alpha = real(alpha, "alpha", low=0.0, high=1.0)
@@ -165,11 +182,11 @@ class Adagrad(Optimizer):
 
     def __init__(
         self,
-        lr: float = 1e-2,
-        lr_decay: float = 0.0,
-        weight_decay: float = 0.0,
-        eps: float = 1e-10,
-        initial_accumulator_value: float = 0.0,
+        lr: float = _ADAGRAD["lr"],
+        lr_decay: float = _ADAGRAD["lr_decay"],
+        weight_decay: float = _ADAGRAD["weight_decay"],
+        eps: float = _ADAGRAD["eps"],
+        initial_accumulator_value: float = _ADAGRAD["initial_accumulator_value"],
     ) -> None:
         super().__init__(lr)
         self.lr_decay = real(lr_decay, "lr_decay", low=0.0)
@@ -187,15 +204,6 @@ class Adagrad(Optimizer):
             "eps": self.eps,
             "initial_accumulator_value": self.initial_accumulator_value,
         }
-
-
-OPTIMIZERS: dict[str, type[Optimizer]] = {
-    "sgd": SGD,
-    "adam": Adam,
-    "adamw": AdamW,
-    "rmsprop": RMSprop,
-    "adagrad": Adagrad,
-}
 
 
 def get_optimizer(optimizer: Optimizer | str | None) -> Optimizer:

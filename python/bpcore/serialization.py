@@ -47,6 +47,7 @@ from bpcore.layers import (
 from bpcore.losses import LOSSES, Loss
 from bpcore.optimizers import OPTIMIZERS, Optimizer
 from bpcore.schedules import MAX_LAST_EPOCH
+from bpcore.training_state import TrainingState
 
 if TYPE_CHECKING:
     from bpcore.network import Network
@@ -91,8 +92,6 @@ _DTYPES: dict[str, np.dtype[Any]] = {
     "I64": np.dtype("<i8"),
 }
 _CODES = {"float32": "F32", "float64": "F64", "int64": "I64"}
-#: Optimizer state that is a running sum or average of squares: never negative.
-_NON_NEGATIVE_STATE = {"exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum"}
 
 
 def _bad(source: str, message: str) -> ValueError:
@@ -131,23 +130,10 @@ def _pieces(net: Any, include_optimizer: bool) -> list[Union[bytes, memoryview]]
         "network": json.dumps(network),
     }
     if include_optimizer:
-        native = net._native
-        steps, buffers = native.optimizer_state()
-        names = list(native.optimizer_state_names())
-        for name, buffer in zip(names, buffers):
+        training = TrainingState.of(net)
+        for name, buffer in training.optimizer_state.items():
             tensors[OPTIMIZER_PREFIX + name] = buffer
-        metadata["training_state"] = json.dumps(
-            {
-                "optimizer_steps": int(steps),
-                "optimizer_state": names,
-                "lr": float(native.lr),
-                "rng_state": [int(w) for w in native.rng_state()],
-                "training_forwards": int(native.training_forwards),
-                "epochs_done": int(net._epochs_done),
-                "clip_grad_norm": native.clip_grad_norm,
-                "schedule": net._schedule_state,
-            }
-        )
+        metadata["training_state"] = json.dumps(training.to_metadata())
     return _encode_pieces(tensors, metadata)
 
 
@@ -606,10 +592,12 @@ def _spec_object(spec: Any, registry: Mapping[str, type], what: str, source: str
 
 def _expected_tensors(
     layers: list[Layer], loss: Loss, optimizer: Optimizer, seed: int
-) -> tuple[list[tuple[str, tuple[int, ...]]], list[tuple[str, tuple[int, ...]]], list[str]]:
-    """(parameters, buffers) as (name, shape) and the optimizer's state names, as the core
-    reports them for the architecture alone, so that a file is checked against its data before
-    anything of its size is allocated."""
+) -> tuple[
+    list[tuple[str, tuple[int, ...]]], list[tuple[str, tuple[int, ...]]], list[str], set[str]
+]:
+    """(parameters, buffers) as (name, shape), the optimizer's state names and those of them
+    that are never negative, as the core reports them for the architecture alone, so that a
+    file is checked against its data before anything of its size is allocated."""
     spec = {
         "layers": [layer.to_spec() for layer in layers],
         "loss": loss.to_spec(),
@@ -620,7 +608,7 @@ def _expected_tensors(
     params = [(name, tuple(shape)) for name, shape, _ in tensors["params"]]
     buffers = [(name, tuple(shape)) for name, shape, _ in tensors["buffers"]]
     buffers += [(name, ()) for name in tensors["counters"]]
-    return params, buffers, list(tensors["optimizer_state"])
+    return params, buffers, list(tensors["optimizer_state"]), set(tensors["non_negative_state"])
 
 
 def _check_entry(
@@ -752,7 +740,9 @@ def _build(
         raise _bad(source, f"seed {seed!r}, expected an integer in [0, 2**64)")
 
     try:
-        params, buffers, state_names = _expected_tensors(layers, loss, optimizer, seed)
+        params, buffers, state_names, never_negative = _expected_tensors(
+            layers, loss, optimizer, seed
+        )
     except ValueError as e:
         raise _bad(source, f"invalid architecture: {e}") from None
     expected = [name for name, _ in params + buffers]
@@ -799,7 +789,7 @@ def _build(
     counts = np.empty(len(counters), dtype=np.dtype("<i8"))
     reads += [(name, counts[k : k + 1], True) for k, name in enumerate(counters)]
     state_buffers = [
-        flat([(OPTIMIZER_PREFIX + name, (n_params,))], lambda _, n=name: n in _NON_NEGATIVE_STATE)
+        flat([(OPTIMIZER_PREFIX + name, (n_params,))], lambda _, n=name: n in never_negative)
         for name in (state_names if has_state else [])
     ]
     for name, array, _ in sorted(reads, key=lambda r: entries[r[0]].begin):
@@ -817,22 +807,15 @@ def _build(
         net = network_type(layers, loss=loss, optimizer=optimizer, dtype=dtype, seed=seed)
     except (TypeError, ValueError) as e:
         raise _bad(source, f"invalid architecture: {e}") from None
-    native = net._native
+    native = net.native
     native.set_params(_native_order(weights))
     del weights
     if counters:
         native.set_buffers(_native_order(statistics), _native_order(counts))
     if has_state:
-        native.load_optimizer_state(
-            state["optimizer_steps"], [_native_order(b) for b in state_buffers]
-        )
+        named = {name: _native_order(b) for name, b in zip(state_names, state_buffers)}
         del state_buffers
-        native.lr = float(state["lr"])
-        native.set_rng_state(state["rng_state"])
-        native.training_forwards = state["training_forwards"]
-        native.clip_grad_norm = state["clip_grad_norm"]
-        net._epochs_done = state["epochs_done"]
-        net._schedule_state = net._schedule_to_resume = state.get("schedule")
+        TrainingState.from_metadata(state, named).restore(net)
     return net
 
 

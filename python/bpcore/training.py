@@ -26,11 +26,13 @@ from bpcore._checks import boolean, positive_int, real
 from bpcore._data_parallel import RankGroup
 from bpcore._user_warnings import warn
 from bpcore.bpcore import TrainingDivergedError
-from bpcore.callbacks import Callback, Logs, _set_lr
+from bpcore.callbacks import Callback, Logs
 from bpcore.gradient_health import GradientMonitor, GradientWarning, TensorStats
 from bpcore.history import History
+from bpcore.optimizers import learning_rate
 from bpcore.progress import ProgressLogger, enabled
 from bpcore.schedules import Schedule
+from bpcore.training_state import MAX_EPOCHS_DONE
 
 if TYPE_CHECKING:
     from typing import Union
@@ -41,9 +43,6 @@ if TYPE_CHECKING:
 
 __all__ = ["GradientWarning", "fit"]
 
-#: The most epochs a network counts (a file's limit): the count stays there, so that what a
-#: fit leaves, a file holds.
-MAX_EPOCHS_DONE = 2**64 - 1
 #: Seconds between the native loop's progress reports (progress bar, on_batch_end).
 PROGRESS_INTERVAL = 0.2
 
@@ -125,7 +124,7 @@ class _ScheduleStep(Callback):
         assert net is not None  # fit gives every callback its network first
         # Read, not taken: fit forgets a loaded position only once every callback has begun,
         # so that a fit refused by a callback's on_train_begin leaves it for the next fit.
-        saved = net._schedule_to_resume
+        saved = net.fit_progress.schedule_to_resume
         if self.schedule.started:
             return
         if saved is not None and saved["schedule"] == repr(self.schedule):
@@ -136,8 +135,8 @@ class _ScheduleStep(Callback):
     def on_epoch_end(self, epoch: int, logs: Logs) -> bool | None:
         net = self.network
         assert net is not None
-        _set_lr(net, self.schedule.step(net.lr), "schedule")
-        net._schedule_state = self.schedule.state()
+        net.lr = learning_rate(self.schedule.step(net.lr), "schedule")
+        net.fit_progress.schedule = self.schedule.state()
         return None
 
 
@@ -200,8 +199,8 @@ def _prepare(net: Network, X: Any, y: Any, **arguments: Any) -> _Fit:
     if clip is not None:
         clip = real(clip, "clip_grad_norm", low=0.0, low_open=True)
     show = enabled(arguments["progress"])
-    x = net._x(X)
-    t = net._y(y, x.shape[0])
+    x = net.as_inputs(X)
+    t = net.as_targets(y, x.shape[0])
     # Converted here (type, shape); the core checks the values once per epoch, before any step.
     w = as_weights(arguments["sample_weight"], net.dtype, x.shape[0])
     x_train, t_train, x_val, t_val = _validation(
@@ -209,7 +208,7 @@ def _prepare(net: Network, X: Any, y: Any, **arguments: Any) -> _Fit:
     )
     # Validation stays unweighted: the held-out samples' weights are dropped.
     w_train = None if w is None else w[: x_train.shape[0]]
-    native = net._native
+    native = net.native
     # The core's checks of the whole training set, up front, so that a rejected fit changes
     # nothing on any rank.
     native.check_training_data(x_train, t_train, w_train)
@@ -259,7 +258,7 @@ def fit(net: Network, X: Any, y: Any, *, comm: Any = None, **arguments: Any) -> 
 def _train(net: Network, plan: _Fit, group: Group) -> History:
     """The epochs of a fit, the same on every process of `group`: the same steps, the same
     logs, the same callback decisions."""
-    native = net._native
+    native = net.native
     tensors = TensorStats([name for name, _, _ in native.param_info()])
     history = History(tensors)
     progress = ProgressLogger(plan.epochs) if plan.show_progress else None
@@ -306,7 +305,8 @@ def _train(net: Network, plan: _Fit, group: Group) -> History:
         }
         for cb in callbacks:
             cb.on_train_begin(begin_logs)
-        net._schedule_to_resume = None  # a loaded schedule position is used (or not) from here
+        # A loaded schedule position is used (or not) from here.
+        net.fit_progress.schedule_to_resume = None
 
     def end_epoch(epoch: int, logs: Logs) -> bool:
         stop = False
@@ -319,7 +319,7 @@ def _train(net: Network, plan: _Fit, group: Group) -> History:
         group.local(begin)
         group.agree("the start of training")
         for _ in range(plan.epochs):
-            epoch = net._epochs_done  # 0-based, counting across fit calls
+            epoch = net.epochs_done  # 0-based, counting across fit calls
             for cb in callbacks:
                 group.local(cb.on_epoch_begin, epoch, {"lr": net.lr})
             lr = net.lr
@@ -332,7 +332,7 @@ def _train(net: Network, plan: _Fit, group: Group) -> History:
             except TrainingDivergedError as e:
                 warn(f"{e}; the network keeps the weights of the last finite step", RuntimeWarning)
                 raise
-            net._epochs_done = min(net._epochs_done + 1, MAX_EPOCHS_DONE)
+            net.fit_progress.count_epoch()
             train_sums, val_logs = group.end_epoch(result, plan.metrics, plan.validation)
             logs = {"loss": float(result["loss"])}
             if plan.metrics:

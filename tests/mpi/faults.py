@@ -119,7 +119,7 @@ elif mode == "step-fails":
     if rank == 1:
         fail_share_at(16)
     error = fit(net, X, y)
-    steps = int(net._native.steps)
+    steps = int(net.native.steps)
     report(net, error, failures=getattr(error, "failures", None), optimizer_steps=steps)
 elif mode == "interrupt":
     error = fit(net, X, y, callbacks=[FailOnRank(0, 2, "interrupt")])

@@ -86,14 +86,14 @@ def network_left_as_it_was(net: Network) -> Iterator[int]:
     restores what a training-mode forward changes: batch norm's running statistics (public
     `set_buffers`) and that count, which `Network` exposes to no public setter, so this one
     place reads and writes it on the native network."""
-    forwards = int(net._native.training_forwards)
+    forwards = int(net.native.training_forwards)
     buffers = net.buffers()
     try:
         yield forwards
     finally:
         if buffers:
             net.set_buffers(buffers)
-        net._native.training_forwards = forwards
+        net.native.training_forwards = forwards
 
 
 def fold_for_inference(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bpcore.bpcore import optimizer_defaults
+
 _REQUIRED = object()  # marks a key that has no default
 
 LAYER_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -36,41 +38,10 @@ LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
     "poisson": {},
 }
 
-_ADAM = {
-    "lr": 1e-3,
-    "betas": [0.9, 0.999],
-    "eps": 1e-8,
-    "weight_decay": 0.0,
-    "amsgrad": False,
-}
-
-OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
-    # torch.optim.SGD's lr default (1e-3); optimizer=None here means SGD with lr=0.01.
-    "sgd": {
-        "lr": 1e-3,
-        "momentum": 0.0,
-        "dampening": 0.0,
-        "nesterov": False,
-        "weight_decay": 0.0,
-    },
-    "adam": dict(_ADAM),
-    "adamw": {**_ADAM, "weight_decay": 1e-2},
-    "rmsprop": {
-        "lr": 1e-2,
-        "alpha": 0.99,
-        "eps": 1e-8,
-        "weight_decay": 0.0,
-        "momentum": 0.0,
-        "centered": False,
-    },
-    "adagrad": {
-        "lr": 1e-2,
-        "lr_decay": 0.0,
-        "weight_decay": 0.0,
-        "eps": 1e-10,
-        "initial_accumulator_value": 0.0,
-    },
-}
+#: torch.optim's defaults, as the core defines them (a spec is configuration, not arithmetic:
+#: the reference computes every step itself). The reference's default optimizer (None) is SGD
+#: at lr=0.01.
+OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = optimizer_defaults()
 
 _BOOL_KEYS = {"bias", "nesterov", "amsgrad", "centered"}
 _INT_KEYS = {"in_features", "out_features", "num_features", "normalized_shape"}

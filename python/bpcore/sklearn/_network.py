@@ -95,19 +95,19 @@ def coefs(net: Network) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def flat_parameters(net: Network) -> np.ndarray:
     """All parameters as one vector, in the core's order."""
-    flat: np.ndarray = net._native.params()
+    flat: np.ndarray = net.native.params()
     return flat
 
 
 def set_flat_parameters(net: Network, flat: np.ndarray) -> None:
     """Replaces all parameters from one vector in the core's order."""
-    net._native.set_params(np.ascontiguousarray(flat, dtype=net.dtype))
+    net.native.set_params(np.ascontiguousarray(flat, dtype=net.dtype))
 
 
 def weight_mask(net: Network) -> np.ndarray:
     """True at the entries of the flat vector that are weights (the L2 penalty's), False at
     the biases."""
-    info = net._native.param_info()
+    info = net.native.param_info()
     total = sum(int(np.prod(shape)) for _, shape, _ in info)
     mask = np.zeros(total, dtype=bool)
     for name, shape, offset in info:
@@ -121,7 +121,7 @@ def loss_and_gradient(
 ) -> tuple[float, np.ndarray]:
     """The core's loss Σ w_i·l_i / n of the rows `x` (C-contiguous, the network's dtype) against
     `t` (labels or values as the core takes them) and its flat gradient, without an update."""
-    loss, flat = net._native.gradients(x, t, w)
+    loss, flat = net.native.gradients(x, t, w)
     return float(loss), flat
 
 

@@ -81,87 +81,7 @@ pub enum LossSpec {
     Poisson,
 }
 
-/// The optimizer and its hyperparameters, with torch.optim's defaults.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum OptimizerSpec {
-    Sgd {
-        lr: f64,
-        #[serde(default)]
-        momentum: f64,
-        #[serde(default)]
-        dampening: f64,
-        #[serde(default)]
-        nesterov: bool,
-        #[serde(default)]
-        weight_decay: f64,
-    },
-    Adam {
-        #[serde(default = "adam_lr")]
-        lr: f64,
-        #[serde(default = "adam_betas")]
-        betas: (f64, f64),
-        #[serde(default = "adam_eps")]
-        eps: f64,
-        #[serde(default)]
-        weight_decay: f64,
-        #[serde(default)]
-        amsgrad: bool,
-    },
-    #[serde(rename = "adamw")]
-    AdamW {
-        #[serde(default = "adam_lr")]
-        lr: f64,
-        #[serde(default = "adam_betas")]
-        betas: (f64, f64),
-        #[serde(default = "adam_eps")]
-        eps: f64,
-        #[serde(default = "adamw_weight_decay")]
-        weight_decay: f64,
-        #[serde(default)]
-        amsgrad: bool,
-    },
-    #[serde(rename = "rmsprop")]
-    RmsProp {
-        #[serde(default = "centi")]
-        lr: f64,
-        #[serde(default = "rmsprop_alpha")]
-        alpha: f64,
-        #[serde(default = "adam_eps")]
-        eps: f64,
-        #[serde(default)]
-        weight_decay: f64,
-        #[serde(default)]
-        momentum: f64,
-        #[serde(default)]
-        centered: bool,
-    },
-    Adagrad {
-        #[serde(default = "centi")]
-        lr: f64,
-        #[serde(default)]
-        lr_decay: f64,
-        #[serde(default)]
-        weight_decay: f64,
-        #[serde(default = "adagrad_eps")]
-        eps: f64,
-        #[serde(default)]
-        initial_accumulator_value: f64,
-    },
-}
-
-impl OptimizerSpec {
-    /// The configured (initial) learning rate.
-    pub fn lr(&self) -> f64 {
-        match *self {
-            OptimizerSpec::Sgd { lr, .. }
-            | OptimizerSpec::Adam { lr, .. }
-            | OptimizerSpec::AdamW { lr, .. }
-            | OptimizerSpec::RmsProp { lr, .. }
-            | OptimizerSpec::Adagrad { lr, .. } => lr,
-        }
-    }
-}
+pub use crate::optim::OptimizerSpec;
 
 /// A whole sequential network: what `Network::new` builds from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -223,27 +143,6 @@ fn twenty() -> f64 {
 }
 fn leaky_slope() -> f64 {
     0.01
-}
-fn adam_lr() -> f64 {
-    1e-3
-}
-fn adam_betas() -> (f64, f64) {
-    (0.9, 0.999)
-}
-fn adam_eps() -> f64 {
-    1e-8
-}
-fn adamw_weight_decay() -> f64 {
-    1e-2
-}
-fn centi() -> f64 {
-    1e-2
-}
-fn rmsprop_alpha() -> f64 {
-    0.99
-}
-fn adagrad_eps() -> f64 {
-    1e-10
 }
 
 #[cfg(test)]

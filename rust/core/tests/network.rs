@@ -38,13 +38,13 @@ fn spec(loss: LossSpec, seed: u64) -> NetworkSpec {
             },
         ],
         loss,
-        optimizer: OptimizerSpec::Adam {
+        optimizer: OptimizerSpec::Adam(bpcore_core::optim::Adam {
             lr: 0.01,
             betas: (0.9, 0.999),
             eps: 1e-8,
             weight_decay: 0.0,
             amsgrad: false,
-        },
+        }),
         seed,
     }
 }
@@ -254,20 +254,20 @@ fn json_description_round_trips_with_torch_defaults() {
     );
     assert_eq!(s.loss, LossSpec::Huber { delta: 1.0 });
     assert!(
-        matches!(s.optimizer, OptimizerSpec::AdamW { weight_decay, lr, .. } if weight_decay == 0.01 && lr == 1e-3)
+        matches!(s.optimizer, OptimizerSpec::AdamW(bpcore_core::optim::AdamW { weight_decay, lr, .. }) if weight_decay == 0.01 && lr == 1e-3)
     );
     assert_eq!(NetworkSpec::from_json(&s.to_json()).unwrap(), s);
 }
 
 fn sgd_spec(lr: f64) -> NetworkSpec {
     NetworkSpec {
-        optimizer: OptimizerSpec::Sgd {
+        optimizer: OptimizerSpec::Sgd(bpcore_core::optim::Sgd {
             lr,
             momentum: 0.0,
             dampening: 0.0,
             nesterov: false,
             weight_decay: 0.0,
-        },
+        }),
         ..spec(LossSpec::Mse, 5)
     }
 }

@@ -31,13 +31,13 @@ fn spec() -> NetworkSpec {
             },
         ],
         loss: LossSpec::Mse,
-        optimizer: OptimizerSpec::Adam {
+        optimizer: OptimizerSpec::Adam(bpcore_core::optim::Adam {
             lr: 0.01,
             betas: (0.9, 0.999),
             eps: 1e-8,
             weight_decay: 0.0,
             amsgrad: false,
-        },
+        }),
         seed: 9,
     }
 }

@@ -23,7 +23,8 @@ fn get_num_threads() -> usize {
 
 /// The tensors a network of the JSON description `spec_json` holds, from the description alone:
 /// {"params": [(name, shape, offset)], "buffers": [...], "counters": [name],
-/// "optimizer_state": [name]}, in the core's names and order (what a file must hold).
+/// "optimizer_state": [name], "non_negative_state": [name]}, in the core's names and order
+/// (what a file must hold; the optimizer's sums of squares are never negative).
 #[pyfunction]
 fn describe_tensors(py: Python<'_>, spec_json: &str) -> PyResult<Py<PyAny>> {
     let spec = errors::guarded(|| bpcore_core::NetworkSpec::from_json(spec_json))?;
@@ -38,7 +39,16 @@ fn describe_tensors(py: Python<'_>, spec_json: &str) -> PyResult<Py<PyAny>> {
     out.set_item("buffers", info(&t.buffers))?;
     out.set_item("counters", &t.counters)?;
     out.set_item("optimizer_state", &t.optimizer_state)?;
+    out.set_item("non_negative_state", &t.non_negative_state)?;
     Ok(out.into_any().unbind())
+}
+
+/// Every optimizer's hyperparameters with their defaults, by spec name: the core's, which the
+/// Python optimizers and the reference take as theirs.
+#[pyfunction]
+fn optimizer_defaults(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    let text = errors::guarded(bpcore_core::OptimizerSpec::defaults_json)?;
+    Ok(py.import("json")?.call_method1("loads", (text,))?.unbind())
 }
 
 #[pymodule]
@@ -53,6 +63,7 @@ fn bpcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(describe_tensors, m)?)?;
+    m.add_function(wrap_pyfunction!(optimizer_defaults, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(matmul::matmul, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -76,6 +76,8 @@ pub struct Tensors {
     pub counters: Vec<String>,
     /// The optimizer's state buffers (each as long as the parameters), by torch's names.
     pub optimizer_state: Vec<&'static str>,
+    /// Those of them that are sums or averages of squares, never negative.
+    pub non_negative_state: Vec<&'static str>,
 }
 
 /// The tensors of a network built from `spec`, or the error building it would give.
@@ -85,7 +87,8 @@ pub fn tensors(spec: &crate::NetworkSpec) -> Result<Tensors> {
         params: layout.param_info,
         buffers: layout.buffer_info,
         counters: layout.tracked_names,
-        optimizer_state: crate::optim::state_names(&spec.optimizer),
+        optimizer_state: spec.optimizer.state_names(),
+        non_negative_state: spec.optimizer.non_negative_state(),
     })
 }
 

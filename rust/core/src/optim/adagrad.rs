@@ -1,34 +1,66 @@
 //! Adagrad, `torch.optim.Adagrad`: gradients scaled by the root of their accumulated squares,
 //! with a learning rate that decays with the step count.
 
+use serde::{Deserialize, Serialize};
+
+use super::Rule;
 use crate::Real;
 
-/// One step's hyperparameters.
-pub(super) struct Adagrad {
+/// Adagrad's hyperparameters, with torch.optim.Adagrad's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Adagrad {
+    #[serde(default = "lr")]
     pub lr: f64,
+    #[serde(default)]
     pub lr_decay: f64,
+    #[serde(default)]
     pub weight_decay: f64,
+    #[serde(default = "eps")]
     pub eps: f64,
+    #[serde(default)]
+    pub initial_accumulator_value: f64,
 }
 
-/// torch's state: the accumulated squares.
-pub(super) fn state_names() -> Vec<&'static str> {
-    vec!["sum"]
+fn lr() -> f64 {
+    1e-2
+}
+fn eps() -> f64 {
+    1e-10
 }
 
-impl Adagrad {
+impl Rule for Adagrad {
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    /// torch's state: the accumulated squares.
+    fn state_names(&self) -> Vec<&'static str> {
+        vec!["sum"]
+    }
+
+    fn non_negative_state(&self) -> Vec<&'static str> {
+        vec!["sum"]
+    }
+
+    /// The sum starts at `initial_accumulator_value`.
+    fn initial_state(&self) -> f64 {
+        self.initial_accumulator_value
+    }
+
     /// Step `t` (from 1): `clr = lr / (1 + (t-1)·lr_decay)`, `g = grad + wd·p`, `sum += g²`,
     /// `p -= clr·g / (√sum + eps)`.
     #[inline(always)]
-    pub(super) fn step<T: Real>(
+    fn step<T: Real>(
         &self,
+        lr: f64,
         t: u64,
         params: &mut [T],
         grads: &[T],
         state: &mut [&mut [T]],
     ) {
         let [sum] = state else { return };
-        let neg_clr = T::of(-self.lr / (1.0 + (t as f64 - 1.0) * self.lr_decay));
+        let neg_clr = T::of(-lr / (1.0 + (t as f64 - 1.0) * self.lr_decay));
         let wd = T::of(self.weight_decay);
         let decay = self.weight_decay != 0.0;
         let eps = T::of(self.eps);
@@ -75,13 +107,13 @@ mod tests {
             (0.05, 0.1, 0.02, 1e-6, 0.1),
         ];
         for (lr, lr_decay, weight_decay, eps, initial_accumulator_value) in cases {
-            let spec = OptimizerSpec::Adagrad {
+            let spec = OptimizerSpec::Adagrad(crate::optim::Adagrad {
                 lr,
                 lr_decay,
                 weight_decay,
                 eps,
                 initial_accumulator_value,
-            };
+            });
             check(&spec, |i, t| {
                 reference(
                     i,
@@ -99,13 +131,13 @@ mod tests {
     #[test]
     fn first_step_by_hand() {
         // sum = g², so p moves by lr·g/|g| = lr·sign(g).
-        let spec = OptimizerSpec::Adagrad {
+        let spec = OptimizerSpec::Adagrad(crate::optim::Adagrad {
             lr: 0.25,
             lr_decay: 0.0,
             weight_decay: 0.0,
             eps: 0.0,
             initial_accumulator_value: 0.0,
-        };
+        });
         let mut opt = super::super::Optimizer::<f32>::new(spec, 2);
         let mut p = [1.0f32, 1.0];
         opt.step(&mut p, &[4.0, -0.5]);

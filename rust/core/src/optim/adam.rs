@@ -1,22 +1,60 @@
 //! Adam and AdamW, `torch.optim.Adam` / `torch.optim.AdamW`: one rule, with L2 weight decay
 //! added to the gradient (Adam) or decoupled, shrinking the parameters first (AdamW).
 
-use super::lerp;
+use serde::{Deserialize, Serialize};
+
+use super::{lerp, Rule};
 use crate::Real;
 
-/// One step's hyperparameters.
-pub(super) struct Adam {
+/// Adam's hyperparameters, with torch.optim.Adam's defaults: weight decay added to the
+/// gradient (L2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Adam {
+    #[serde(default = "lr")]
     pub lr: f64,
+    #[serde(default = "betas")]
     pub betas: (f64, f64),
+    #[serde(default = "eps")]
     pub eps: f64,
+    #[serde(default)]
     pub weight_decay: f64,
+    #[serde(default)]
     pub amsgrad: bool,
-    /// AdamW: `p *= 1 - lr·wd` instead of `g += wd·p`.
-    pub decoupled: bool,
+}
+
+/// AdamW's hyperparameters, with torch.optim.AdamW's defaults: weight decay decoupled, the
+/// parameters shrunk by `1 - lr·wd` before the step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdamW {
+    #[serde(default = "lr")]
+    pub lr: f64,
+    #[serde(default = "betas")]
+    pub betas: (f64, f64),
+    #[serde(default = "eps")]
+    pub eps: f64,
+    #[serde(default = "adamw_weight_decay")]
+    pub weight_decay: f64,
+    #[serde(default)]
+    pub amsgrad: bool,
+}
+
+fn lr() -> f64 {
+    1e-3
+}
+fn betas() -> (f64, f64) {
+    (0.9, 0.999)
+}
+fn eps() -> f64 {
+    1e-8
+}
+fn adamw_weight_decay() -> f64 {
+    1e-2
 }
 
 /// torch's state: the moment estimates, and their running maximum with amsgrad.
-pub(super) fn state_names(amsgrad: bool) -> Vec<&'static str> {
+fn state_names(amsgrad: bool) -> Vec<&'static str> {
     if amsgrad {
         vec!["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
     } else {
@@ -24,69 +62,116 @@ pub(super) fn state_names(amsgrad: bool) -> Vec<&'static str> {
     }
 }
 
-impl Adam {
-    /// Step `t` (from 1): `m = lerp(m, g, 1-β1)`, `v = β2·v + (1-β2)·g²`,
-    /// `p -= lr/(1-β1^t) · m / (√v̂ / √(1-β2^t) + eps)` with `v̂ = v` or its running maximum.
+fn non_negative_state(amsgrad: bool) -> Vec<&'static str> {
+    if amsgrad {
+        vec!["exp_avg_sq", "max_exp_avg_sq"]
+    } else {
+        vec!["exp_avg_sq"]
+    }
+}
+
+impl Rule for Adam {
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+    fn state_names(&self) -> Vec<&'static str> {
+        state_names(self.amsgrad)
+    }
+    fn non_negative_state(&self) -> Vec<&'static str> {
+        non_negative_state(self.amsgrad)
+    }
     #[inline(always)]
-    pub(super) fn step<T: Real>(
-        &self,
-        t: u64,
-        params: &mut [T],
-        grads: &[T],
-        state: &mut [&mut [T]],
-    ) {
-        let (beta1, beta2) = self.betas;
-        let t = t as f64;
-        let bias_correction1 = 1.0 - beta1.powf(t);
-        let bias_correction2 = 1.0 - beta2.powf(t);
-        let neg_step_size = T::of(-self.lr / bias_correction1);
-        let bias_correction2_sqrt = T::of(bias_correction2.sqrt());
-        let eps = T::of(self.eps);
-        let shrink = T::of(1.0 - self.lr * self.weight_decay);
-        let wd = T::of(self.weight_decay);
-        let coupled = !self.decoupled && self.weight_decay != 0.0;
-        let w1 = T::of(1.0 - beta1);
-        let b2 = T::of(beta2);
-        let w2 = T::of(1.0 - beta2);
-        // The gradient after weight decay; the parameter first shrunk when decay is decoupled.
-        let decay = |p: &mut T, g: T| {
-            if self.decoupled {
-                *p *= shrink;
-                g
-            } else if coupled {
-                g + wd * *p
-            } else {
-                g
-            }
-        };
-        match (self.amsgrad, state) {
-            (true, [m, v, v_max]) => {
-                let moments = m.iter_mut().zip(v.iter_mut()).zip(v_max.iter_mut());
-                for ((p, &g), ((m, v), v_max)) in params.iter_mut().zip(grads).zip(moments) {
-                    let g = decay(p, g);
-                    *m = lerp(*m, g, w1);
-                    *v = *v * b2 + w2 * g * g;
-                    // torch.maximum: NaN wins.
-                    if v.is_nan() || *v > *v_max {
-                        *v_max = *v;
-                    }
-                    let denom = v_max.sqrt() / bias_correction2_sqrt + eps;
-                    *p += neg_step_size * *m / denom;
-                }
-            }
-            (false, [m, v]) => {
-                let moments = m.iter_mut().zip(v.iter_mut());
-                for ((p, &g), (m, v)) in params.iter_mut().zip(grads).zip(moments) {
-                    let g = decay(p, g);
-                    *m = lerp(*m, g, w1);
-                    *v = *v * b2 + w2 * g * g;
-                    let denom = v.sqrt() / bias_correction2_sqrt + eps;
-                    *p += neg_step_size * *m / denom;
-                }
-            }
-            // `new` allocates the buffers state_names gives; nothing else can reach here.
-            _ => {}
+    fn step<T: Real>(&self, lr: f64, t: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
+        let (betas, eps, wd, amsgrad) = (self.betas, self.eps, self.weight_decay, self.amsgrad);
+        step(betas, eps, wd, amsgrad, false, lr, t, p, g, state)
+    }
+}
+
+impl Rule for AdamW {
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+    fn state_names(&self) -> Vec<&'static str> {
+        state_names(self.amsgrad)
+    }
+    fn non_negative_state(&self) -> Vec<&'static str> {
+        non_negative_state(self.amsgrad)
+    }
+    #[inline(always)]
+    fn step<T: Real>(&self, lr: f64, t: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
+        let (betas, eps, wd, amsgrad) = (self.betas, self.eps, self.weight_decay, self.amsgrad);
+        step(betas, eps, wd, amsgrad, true, lr, t, p, g, state)
+    }
+}
+
+/// Step `t` (from 1): `m = lerp(m, g, 1-β1)`, `v = β2·v + (1-β2)·g²`,
+/// `p -= lr/(1-β1^t) · m / (√v̂ / √(1-β2^t) + eps)` with `v̂ = v` or its running maximum;
+/// `decoupled` (AdamW): `p *= 1 - lr·wd` first instead of `g += wd·p`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn step<T: Real>(
+    betas: (f64, f64),
+    eps: f64,
+    weight_decay: f64,
+    amsgrad: bool,
+    decoupled: bool,
+    lr: f64,
+    t: u64,
+    params: &mut [T],
+    grads: &[T],
+    state: &mut [&mut [T]],
+) {
+    let (beta1, beta2) = betas;
+    let t = t as f64;
+    let bias_correction1 = 1.0 - beta1.powf(t);
+    let bias_correction2 = 1.0 - beta2.powf(t);
+    let neg_step_size = T::of(-lr / bias_correction1);
+    let bias_correction2_sqrt = T::of(bias_correction2.sqrt());
+    let eps = T::of(eps);
+    let shrink = T::of(1.0 - lr * weight_decay);
+    let wd = T::of(weight_decay);
+    let coupled = !decoupled && weight_decay != 0.0;
+    let w1 = T::of(1.0 - beta1);
+    let b2 = T::of(beta2);
+    let w2 = T::of(1.0 - beta2);
+    // The gradient after weight decay; the parameter first shrunk when decay is decoupled.
+    let decay = |p: &mut T, g: T| {
+        if decoupled {
+            *p *= shrink;
+            g
+        } else if coupled {
+            g + wd * *p
+        } else {
+            g
         }
+    };
+    match (amsgrad, state) {
+        (true, [m, v, v_max]) => {
+            let moments = m.iter_mut().zip(v.iter_mut()).zip(v_max.iter_mut());
+            for ((p, &g), ((m, v), v_max)) in params.iter_mut().zip(grads).zip(moments) {
+                let g = decay(p, g);
+                *m = lerp(*m, g, w1);
+                *v = *v * b2 + w2 * g * g;
+                // torch.maximum: NaN wins.
+                if v.is_nan() || *v > *v_max {
+                    *v_max = *v;
+                }
+                let denom = v_max.sqrt() / bias_correction2_sqrt + eps;
+                *p += neg_step_size * *m / denom;
+            }
+        }
+        (false, [m, v]) => {
+            let moments = m.iter_mut().zip(v.iter_mut());
+            for ((p, &g), (m, v)) in params.iter_mut().zip(grads).zip(moments) {
+                let g = decay(p, g);
+                *m = lerp(*m, g, w1);
+                *v = *v * b2 + w2 * g * g;
+                let denom = v.sqrt() / bias_correction2_sqrt + eps;
+                *p += neg_step_size * *m / denom;
+            }
+        }
+        // `new` allocates the buffers state_names gives; nothing else can reach here.
+        _ => {}
     }
 }
 
@@ -137,35 +222,35 @@ mod tests {
             (0.1, (0.5, 0.9), 1e-3, 0.01, true),
         ];
         for (lr, betas, eps, weight_decay, amsgrad) in cases {
-            let adam = OptimizerSpec::Adam {
+            let adam = OptimizerSpec::Adam(crate::optim::Adam {
                 lr,
                 betas,
                 eps,
                 weight_decay,
                 amsgrad,
-            };
+            });
             check(&adam, |i, t| {
                 reference(i, t, lr, betas, eps, weight_decay, amsgrad, false)
             });
-            let adamw = OptimizerSpec::AdamW {
+            let adamw = OptimizerSpec::AdamW(crate::optim::AdamW {
                 lr,
                 betas,
                 eps,
                 weight_decay,
                 amsgrad,
-            };
+            });
             check(&adamw, |i, t| {
                 reference(i, t, lr, betas, eps, weight_decay, amsgrad, true)
             });
         }
         // AdamW's default decay.
-        let adamw = OptimizerSpec::AdamW {
+        let adamw = OptimizerSpec::AdamW(crate::optim::AdamW {
             lr: 0.1,
             betas: (0.9, 0.999),
             eps: 1e-8,
             weight_decay: 1e-2,
             amsgrad: false,
-        };
+        });
         check(&adamw, |i, t| {
             reference(i, t, 0.1, (0.9, 0.999), 1e-8, 1e-2, false, true)
         });
@@ -174,13 +259,13 @@ mod tests {
     #[test]
     fn first_step_moves_by_lr() {
         // At t = 1, m̂ = g and v̂ = g², so each parameter moves by lr·g/(|g| + eps) ≈ lr.
-        let spec = OptimizerSpec::Adam {
+        let spec = OptimizerSpec::Adam(crate::optim::Adam {
             lr: 0.01,
             betas: (0.9, 0.999),
             eps: 1e-8,
             weight_decay: 0.0,
             amsgrad: false,
-        };
+        });
         let mut opt = super::super::Optimizer::<f64>::new(spec, 2);
         let mut p = [1.0, 1.0];
         opt.step(&mut p, &[3.0, -0.5]);

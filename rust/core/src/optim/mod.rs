@@ -4,13 +4,112 @@
 //! operation by operation: per-step scalars (bias corrections, decayed learning rates) are
 //! computed in `f64`, as Python floats are, and rounded to `T`; element-wise arithmetic is in `T`
 //! in torch's order (`addcmul`, `addcdiv`, `lerp`). State buffers are allocated once, in `new`.
+//!
+//! An optimizer is one file: its hyperparameters as a spec struct (serde gives torch's
+//! defaults), and its [`Rule`]: the state it keeps, by torch's names, and its update. The
+//! `optimizers!` list below makes each one a variant of [`OptimizerSpec`] under its spec name.
 
 mod adagrad;
 mod adam;
 mod rmsprop;
 mod sgd;
 
-use crate::{Error, OptimizerSpec, Real, Result};
+pub use adagrad::Adagrad;
+pub use adam::{Adam, AdamW};
+pub use rmsprop::RmsProp;
+pub use sgd::Sgd;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Real, Result};
+
+/// What an optimizer is: its state and its element-wise update.
+pub trait Rule {
+    /// The configured (initial) learning rate.
+    fn lr(&self) -> f64;
+    /// The state buffers it keeps, each as long as the parameters, by torch's per-parameter
+    /// state keys (its saved names), in a fixed order.
+    fn state_names(&self) -> Vec<&'static str>;
+    /// The state buffers that are sums or averages of squares: never negative (a loaded one
+    /// with a negative value is refused).
+    fn non_negative_state(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+    /// What every state buffer starts at.
+    fn initial_state(&self) -> f64 {
+        0.0
+    }
+    /// Step `t` (from 1) at learning rate `lr` on any contiguous share of the parameters,
+    /// with the same share of each state buffer (in `state_names` order).
+    fn step<T: Real>(&self, lr: f64, t: u64, params: &mut [T], grads: &[T], state: &mut [&mut [T]]);
+}
+
+/// Declares [`OptimizerSpec`], one variant per optimizer, and its dispatch to their rules.
+macro_rules! optimizers {
+    ($($name:literal => $variant:ident,)*) => {
+        /// The optimizer and its hyperparameters, with torch.optim's defaults, tagged by
+        /// `"type"` in a spec.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type")]
+        pub enum OptimizerSpec {
+            $(#[serde(rename = $name)] $variant($variant),)*
+        }
+
+        impl OptimizerSpec {
+            /// Every optimizer's spec name.
+            pub const NAMES: &'static [&'static str] = &[$($name,)*];
+
+            /// The optimizer named `name` with all its defaults.
+            pub fn defaults(name: &str) -> Result<Self> {
+                serde_json::from_value(serde_json::json!({ "type": name }))
+                    .map_err(|e| Error::spec("optimizer", e.to_string()))
+            }
+
+            /// Every optimizer's hyperparameters with their defaults, as a JSON object by
+            /// spec name (without the `"type"` tag).
+            pub fn defaults_json() -> Result<String> {
+                let mut all = serde_json::Map::new();
+                for &name in Self::NAMES {
+                    let mut fields = serde_json::to_value(Self::defaults(name)?)
+                        .map_err(|e| Error::spec("optimizer", e.to_string()))?;
+                    if let Some(map) = fields.as_object_mut() {
+                        map.remove("type");
+                    }
+                    all.insert(name.to_string(), fields);
+                }
+                Ok(serde_json::Value::Object(all).to_string())
+            }
+
+            /// The configured (initial) learning rate.
+            pub fn lr(&self) -> f64 {
+                match self { $(Self::$variant(rule) => rule.lr(),)* }
+            }
+            /// See [`Rule::state_names`].
+            pub fn state_names(&self) -> Vec<&'static str> {
+                match self { $(Self::$variant(rule) => rule.state_names(),)* }
+            }
+            /// See [`Rule::non_negative_state`].
+            pub fn non_negative_state(&self) -> Vec<&'static str> {
+                match self { $(Self::$variant(rule) => rule.non_negative_state(),)* }
+            }
+            fn initial_state(&self) -> f64 {
+                match self { $(Self::$variant(rule) => rule.initial_state(),)* }
+            }
+            #[inline(always)]
+            fn apply<T: Real>(&self, lr: f64, t: u64, p: &mut [T], g: &[T], s: &mut [&mut [T]]) {
+                match self { $(Self::$variant(rule) => rule.step(lr, t, p, g, s),)* }
+            }
+        }
+    };
+}
+
+optimizers! {
+    "sgd" => Sgd,
+    "adam" => Adam,
+    "adamw" => AdamW,
+    "rmsprop" => RmsProp,
+    "adagrad" => Adagrad,
+}
 
 /// An optimizer and its state: one flat buffer per kind of state, each as long as the parameters.
 #[derive(Debug, Clone)]
@@ -182,14 +281,14 @@ impl<T: Real> Optimizer<T> {
     /// The names of the state buffers, torch's per-parameter state keys, in [`Optimizer::state`]'s
     /// order (e.g. `["exp_avg", "exp_avg_sq"]`; torch's `step` is [`Optimizer::steps`]).
     pub fn state_names(&self) -> Vec<&'static str> {
-        state_names(&self.spec)
+        self.spec.state_names()
     }
 
     /// Back to the state of a fresh optimizer: no steps taken, state as `new` made it. The
     /// learning rate is kept (a schedule owns it).
     pub fn reset(&mut self) {
         self.steps = 0;
-        let initial = initial_value::<T>(&self.spec);
+        let initial = T::of(self.spec.initial_state());
         for buffer in &mut self.state {
             buffer.fill(initial);
         }
@@ -206,6 +305,7 @@ impl<T: Real> Optimizer<T> {
                 format!("{} buffers", state.len()),
             ));
         }
+        let non_negative = self.spec.non_negative_state();
         for (name, buffer) in self.state_names().iter().zip(state) {
             let buffer = buffer.as_ref();
             if buffer.len() != self.n_params {
@@ -216,6 +316,18 @@ impl<T: Real> Optimizer<T> {
                 ));
             }
             crate::real::check_finite(buffer, &format!("state[{name:?}]"))?;
+            if non_negative.contains(name) {
+                if let Some(i) = buffer.iter().position(|&v| v < T::zero()) {
+                    return Err(Error::value(
+                        &format!("state[{name:?}]"),
+                        format!(
+                            "is a sum or average of squares, never negative, but element {i} \
+                             is {}",
+                            buffer[i].f64()
+                        ),
+                    ));
+                }
+            }
         }
         for (mine, theirs) in self.state.iter_mut().zip(state) {
             mine.copy_from_slice(theirs.as_ref());
@@ -225,33 +337,6 @@ impl<T: Real> Optimizer<T> {
     }
 }
 
-/// The state buffers an optimizer keeps, by torch's names, in a fixed order.
-/// The state buffers an optimizer of `spec` keeps, by torch's names (its saved names).
-pub fn state_names(spec: &OptimizerSpec) -> Vec<&'static str> {
-    match *spec {
-        OptimizerSpec::Sgd { momentum, .. } => sgd::state_names(momentum),
-        OptimizerSpec::Adam { amsgrad, .. } | OptimizerSpec::AdamW { amsgrad, .. } => {
-            adam::state_names(amsgrad)
-        }
-        OptimizerSpec::RmsProp {
-            momentum, centered, ..
-        } => rmsprop::state_names(momentum, centered),
-        OptimizerSpec::Adagrad { .. } => adagrad::state_names(),
-    }
-}
-
-/// What every state buffer starts at: zero, but Adagrad's sum starts at its initial value.
-fn initial_value<T: Real>(spec: &OptimizerSpec) -> T {
-    match *spec {
-        OptimizerSpec::Adagrad {
-            initial_accumulator_value,
-            ..
-        } => T::of(initial_accumulator_value),
-        _ => T::zero(),
-    }
-}
-
-/// Most state buffers any optimizer keeps (Adam with amsgrad, centered RMSprop with momentum).
 /// Most state buffers an optimizer keeps (Adam with amsgrad, RMSprop centered with momentum).
 pub const MAX_STATE: usize = 3;
 /// Below this many parameters an update runs on one thread.
@@ -275,72 +360,7 @@ fn apply_simd<T: Real>(update: &Update<'_>, params: &mut [T], grads: &[T], state
 impl Update<'_> {
     #[inline(always)]
     fn apply<T: Real>(&self, params: &mut [T], grads: &[T], state: &mut [&mut [T]]) {
-        match *self.spec {
-            OptimizerSpec::Sgd {
-                momentum,
-                dampening,
-                nesterov,
-                weight_decay,
-                ..
-            } => sgd::Sgd {
-                lr: self.lr,
-                momentum,
-                dampening,
-                nesterov,
-                weight_decay,
-            }
-            .step(self.t, params, grads, state),
-            OptimizerSpec::Adam {
-                betas,
-                eps,
-                weight_decay,
-                amsgrad,
-                ..
-            }
-            | OptimizerSpec::AdamW {
-                betas,
-                eps,
-                weight_decay,
-                amsgrad,
-                ..
-            } => adam::Adam {
-                lr: self.lr,
-                betas,
-                eps,
-                weight_decay,
-                amsgrad,
-                decoupled: matches!(self.spec, OptimizerSpec::AdamW { .. }),
-            }
-            .step(self.t, params, grads, state),
-            OptimizerSpec::RmsProp {
-                alpha,
-                eps,
-                weight_decay,
-                momentum,
-                centered,
-                ..
-            } => rmsprop::RmsProp {
-                lr: self.lr,
-                alpha,
-                eps,
-                weight_decay,
-                momentum,
-                centered,
-            }
-            .step(params, grads, state),
-            OptimizerSpec::Adagrad {
-                lr_decay,
-                weight_decay,
-                eps,
-                ..
-            } => adagrad::Adagrad {
-                lr: self.lr,
-                lr_decay,
-                weight_decay,
-                eps,
-            }
-            .step(self.t, params, grads, state),
-        }
+        self.spec.apply(self.lr, self.t, params, grads, state)
     }
 }
 
@@ -375,8 +395,8 @@ fn split_update<T: Real>(
 }
 
 fn fresh_state<T: Real>(spec: &OptimizerSpec, n_params: usize) -> Vec<Vec<T>> {
-    let initial = initial_value::<T>(spec);
-    state_names(spec)
+    let initial = T::of(spec.initial_state());
+    spec.state_names()
         .iter()
         .map(|_| vec![initial; n_params])
         .collect()
@@ -400,13 +420,13 @@ mod tests {
     use super::*;
 
     fn adam() -> OptimizerSpec {
-        OptimizerSpec::Adam {
+        OptimizerSpec::Adam(crate::optim::Adam {
             lr: 1e-3,
             betas: (0.9, 0.999),
             eps: 1e-8,
             weight_decay: 0.0,
             amsgrad: true,
-        }
+        })
     }
 
     #[test]
@@ -443,13 +463,13 @@ mod tests {
 
     #[test]
     fn reset_and_load_state() {
-        let spec = OptimizerSpec::Adagrad {
+        let spec = OptimizerSpec::Adagrad(crate::optim::Adagrad {
             lr: 0.1,
             lr_decay: 0.0,
             weight_decay: 0.0,
             eps: 1e-10,
             initial_accumulator_value: 0.5,
-        };
+        });
         let mut opt = Optimizer::<f64>::new(spec, 2);
         assert_eq!(opt.state(), [vec![0.5, 0.5]]);
         let mut p = [1.0, 2.0];
@@ -474,28 +494,28 @@ mod tests {
             .map(|i| ((i * 7919) % 1000) as f64 / 500.0 - 1.0)
             .collect();
         let specs = [
-            OptimizerSpec::Adam {
+            OptimizerSpec::Adam(crate::optim::Adam {
                 lr: 0.01,
                 betas: (0.9, 0.99),
                 eps: 1e-8,
                 weight_decay: 0.1,
                 amsgrad: true,
-            },
-            OptimizerSpec::RmsProp {
+            }),
+            OptimizerSpec::RmsProp(crate::optim::RmsProp {
                 lr: 0.01,
                 alpha: 0.9,
                 eps: 1e-8,
                 weight_decay: 0.0,
                 momentum: 0.5,
                 centered: true,
-            },
-            OptimizerSpec::Sgd {
+            }),
+            OptimizerSpec::Sgd(crate::optim::Sgd {
                 lr: 0.1,
                 momentum: 0.9,
                 dampening: 0.1,
                 nesterov: false,
                 weight_decay: 0.01,
-            },
+            }),
         ];
         for spec in specs {
             let mut whole = Optimizer::<f64>::new(spec.clone(), n);
@@ -544,13 +564,13 @@ mod tests {
         let e = opt.try_step(&mut p, &g).unwrap_err();
         assert!(e.to_string().contains("NaN or infinity"), "{e}");
         // A learning rate that carries a parameter past f32's range, through SGD.
-        let sgd = OptimizerSpec::Sgd {
+        let sgd = OptimizerSpec::Sgd(crate::optim::Sgd {
             lr: 1e38,
             momentum: 0.0,
             dampening: 0.0,
             nesterov: false,
             weight_decay: 0.0,
-        };
+        });
         let mut opt = Optimizer::<f32>::new(sgd, 2);
         let mut p = [1.0f32, 1.0];
         assert!(opt.try_step(&mut p, &[10.0, 0.0]).is_err());

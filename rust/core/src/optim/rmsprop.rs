@@ -1,44 +1,79 @@
 //! RMSprop, `torch.optim.RMSprop`: gradients scaled by a running root mean square, optionally
 //! centered (minus the running mean's square) and with momentum.
 
-use super::lerp;
+use serde::{Deserialize, Serialize};
+
+use super::{lerp, Rule};
 use crate::Real;
 
-/// One step's hyperparameters.
-pub(super) struct RmsProp {
+/// RMSprop's hyperparameters, with torch.optim.RMSprop's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RmsProp {
+    #[serde(default = "lr")]
     pub lr: f64,
+    #[serde(default = "alpha")]
     pub alpha: f64,
+    #[serde(default = "eps")]
     pub eps: f64,
+    #[serde(default)]
     pub weight_decay: f64,
+    #[serde(default)]
     pub momentum: f64,
+    #[serde(default)]
     pub centered: bool,
 }
 
-/// torch's state: the squares' average, then the momentum buffer and the gradients' average
-/// when momentum and centering are on.
-pub(super) fn state_names(momentum: f64, centered: bool) -> Vec<&'static str> {
-    let mut names = vec!["square_avg"];
-    if momentum > 0.0 {
-        names.push("momentum_buffer");
-    }
-    if centered {
-        names.push("grad_avg");
-    }
-    names
+fn lr() -> f64 {
+    1e-2
+}
+fn alpha() -> f64 {
+    0.99
+}
+fn eps() -> f64 {
+    1e-8
 }
 
-impl RmsProp {
+impl Rule for RmsProp {
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    /// torch's state: the squares' average, then the momentum buffer and the gradients'
+    /// average when momentum and centering are on.
+    fn state_names(&self) -> Vec<&'static str> {
+        let mut names = vec!["square_avg"];
+        if self.momentum > 0.0 {
+            names.push("momentum_buffer");
+        }
+        if self.centered {
+            names.push("grad_avg");
+        }
+        names
+    }
+
+    fn non_negative_state(&self) -> Vec<&'static str> {
+        vec!["square_avg"]
+    }
+
     /// `sq = α·sq + (1-α)·g²`; `avg = √(sq - ga²) + eps` with `ga = lerp(ga, g, 1-α)` when
     /// centered, else `√sq + eps`; `buf = momentum·buf + g/avg`, `p -= lr·buf`, or without
     /// momentum `p -= lr·g/avg`.
     #[inline(always)]
-    pub(super) fn step<T: Real>(&self, params: &mut [T], grads: &[T], state: &mut [&mut [T]]) {
+    fn step<T: Real>(
+        &self,
+        lr: f64,
+        _t: u64,
+        params: &mut [T],
+        grads: &[T],
+        state: &mut [&mut [T]],
+    ) {
         let wd = T::of(self.weight_decay);
         let decay = self.weight_decay != 0.0;
         let alpha = T::of(self.alpha);
         let w = T::of(1.0 - self.alpha);
         let eps = T::of(self.eps);
-        let neg_lr = T::of(-self.lr);
+        let neg_lr = T::of(-lr);
         let momentum = T::of(self.momentum);
         let (square_avg, rest) = match state.split_first_mut() {
             Some((first, rest)) => (first, rest),
@@ -130,14 +165,14 @@ mod tests {
             (5e-3, 0.8, 1e-8, 0.05, 0.5, true),
         ];
         for (lr, alpha, eps, weight_decay, momentum, centered) in cases {
-            let spec = OptimizerSpec::RmsProp {
+            let spec = OptimizerSpec::RmsProp(crate::optim::RmsProp {
                 lr,
                 alpha,
                 eps,
                 weight_decay,
                 momentum,
                 centered,
-            };
+            });
             check(&spec, |i, t| {
                 reference(i, t, lr, alpha, eps, weight_decay, momentum, centered)
             });
@@ -146,14 +181,14 @@ mod tests {
 
     #[test]
     fn state_names_follow_options() {
-        let spec = OptimizerSpec::RmsProp {
+        let spec = OptimizerSpec::RmsProp(crate::optim::RmsProp {
             lr: 1e-2,
             alpha: 0.99,
             eps: 1e-8,
             weight_decay: 0.0,
             momentum: 0.9,
             centered: true,
-        };
+        });
         let opt = super::super::Optimizer::<f32>::new(spec, 3);
         assert_eq!(
             opt.state_names(),

@@ -1,33 +1,52 @@
 //! Stochastic gradient descent, `torch.optim.SGD`, with momentum, dampening, Nesterov momentum
 //! and (L2) weight decay.
 
+use serde::{Deserialize, Serialize};
+
+use super::Rule;
 use crate::Real;
 
-/// One step's hyperparameters.
-pub(super) struct Sgd {
+/// SGD's hyperparameters, with torch.optim.SGD's defaults (its lr is 1e-3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sgd {
+    #[serde(default = "lr")]
     pub lr: f64,
+    #[serde(default)]
     pub momentum: f64,
+    #[serde(default)]
     pub dampening: f64,
+    #[serde(default)]
     pub nesterov: bool,
+    #[serde(default)]
     pub weight_decay: f64,
 }
 
-/// torch's state: a momentum buffer, only when there is momentum.
-pub(super) fn state_names(momentum: f64) -> Vec<&'static str> {
-    if momentum != 0.0 {
-        vec!["momentum_buffer"]
-    } else {
-        vec![]
-    }
+fn lr() -> f64 {
+    1e-3
 }
 
-impl Sgd {
+impl Rule for Sgd {
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    /// torch's state: a momentum buffer, only when there is momentum.
+    fn state_names(&self) -> Vec<&'static str> {
+        if self.momentum != 0.0 {
+            vec!["momentum_buffer"]
+        } else {
+            vec![]
+        }
+    }
+
     /// Step `t` (from 1): `g = grad + wd·p`; with momentum, `buf = g` at the first step, else
     /// `buf = momentum·buf + (1 - dampening)·g`, and `g = g + momentum·buf` (Nesterov) or `buf`;
     /// `p -= lr·g`.
     #[inline(always)]
-    pub(super) fn step<T: Real>(
+    fn step<T: Real>(
         &self,
+        lr: f64,
         t: u64,
         params: &mut [T],
         grads: &[T],
@@ -35,7 +54,7 @@ impl Sgd {
     ) {
         let wd = T::of(self.weight_decay);
         let decay = self.weight_decay != 0.0;
-        let neg_lr = T::of(-self.lr);
+        let neg_lr = T::of(-lr);
         let momentum = T::of(self.momentum);
         let keep = T::of(1.0 - self.dampening);
         match state {
@@ -100,13 +119,13 @@ mod tests {
             (0.05, 0.5, 0.0, true, 0.1),
         ];
         for (lr, momentum, dampening, nesterov, weight_decay) in cases {
-            let spec = OptimizerSpec::Sgd {
+            let spec = OptimizerSpec::Sgd(crate::optim::Sgd {
                 lr,
                 momentum,
                 dampening,
                 nesterov,
                 weight_decay,
-            };
+            });
             check(&spec, |i, t| {
                 reference(i, t, lr, momentum, dampening, nesterov, weight_decay)
             });
@@ -115,13 +134,13 @@ mod tests {
 
     #[test]
     fn plain_step_by_hand() {
-        let spec = OptimizerSpec::Sgd {
+        let spec = OptimizerSpec::Sgd(crate::optim::Sgd {
             lr: 0.5,
             momentum: 0.0,
             dampening: 0.0,
             nesterov: false,
             weight_decay: 0.0,
-        };
+        });
         let mut opt = super::super::Optimizer::<f32>::new(spec, 2);
         assert!(opt.state().is_empty());
         let mut p = [1.0f32, -2.0];
@@ -131,13 +150,13 @@ mod tests {
 
     #[test]
     fn learning_rate_changes_take_effect() {
-        let spec = OptimizerSpec::Sgd {
+        let spec = OptimizerSpec::Sgd(crate::optim::Sgd {
             lr: 1.0,
             momentum: 0.9,
             dampening: 0.0,
             nesterov: false,
             weight_decay: 0.0,
-        };
+        });
         let mut opt = super::super::Optimizer::<f64>::new(spec, 1);
         let mut p = [0.0f64];
         opt.step(&mut p, &[1.0]); // buf = 1, p = -1

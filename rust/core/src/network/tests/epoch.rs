@@ -24,13 +24,13 @@ fn spec() -> NetworkSpec {
         loss: LossSpec::CrossEntropy {
             label_smoothing: 0.0,
         },
-        optimizer: OptimizerSpec::Adam {
+        optimizer: OptimizerSpec::Adam(crate::optim::Adam {
             lr: 0.01,
             betas: (0.9, 0.999),
             eps: 1e-8,
             weight_decay: 0.0,
             amsgrad: false,
-        },
+        }),
         seed: 11,
     }
 }

@@ -37,13 +37,13 @@ fn split_gradients_equal_the_single_pass() {
         loss: LossSpec::CrossEntropy {
             label_smoothing: 0.1,
         },
-        optimizer: OptimizerSpec::Sgd {
+        optimizer: OptimizerSpec::Sgd(crate::optim::Sgd {
             lr: 0.1,
             momentum: 0.0,
             dampening: 0.0,
             nesterov: false,
             weight_decay: 0.0,
-        },
+        }),
         seed: 4,
     };
     let mut net = Network::<f64>::new(spec).unwrap();
@@ -105,13 +105,13 @@ fn split_weighted_gradients_equal_the_single_pass() {
             },
         ],
         loss: LossSpec::Huber { delta: 0.5 },
-        optimizer: OptimizerSpec::Sgd {
+        optimizer: OptimizerSpec::Sgd(crate::optim::Sgd {
             lr: 0.1,
             momentum: 0.0,
             dampening: 0.0,
             nesterov: false,
             weight_decay: 0.0,
-        },
+        }),
         seed: 2,
     };
     let net = Network::<f64>::new(spec).unwrap();

@@ -9,13 +9,13 @@ fn spec(layers: Vec<LayerSpec>) -> NetworkSpec {
     NetworkSpec {
         layers,
         loss: LossSpec::Mse,
-        optimizer: OptimizerSpec::Sgd {
+        optimizer: OptimizerSpec::Sgd(crate::optim::Sgd {
             lr: 0.1,
             momentum: 0.0,
             dampening: 0.0,
             nesterov: false,
             weight_decay: 0.0,
-        },
+        }),
         seed: 11,
     }
 }
