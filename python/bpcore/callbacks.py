@@ -221,6 +221,8 @@ class EarlyStopping(_Monitoring):
             self.network.set_parameters(self.best_weights)
             if self.best_buffers:  # batch norm's running statistics belong to the weights too
                 self.network.set_buffers(self.best_buffers)
+            if self.best_epoch is not None:  # for the History, after this callback
+                logs["restored_epoch"] = self.best_epoch + 1
 
     def __repr__(self) -> str:
         return (
