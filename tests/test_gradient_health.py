@@ -88,6 +88,15 @@ def test_classification_labels_are_not_judged_as_targets():
     assert [w.message.cause for w in health_warnings(lambda: net.fit(X, y, epochs=2))] == []
 
 
+def test_poisson_counts_are_not_told_to_standardize():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    counts = rng.poisson(np.exp(5 + 0.1 * X[:, 0]))  # around 150
+    net = bp.Network([bp.Dense(3, 1)], loss="poisson", optimizer=bp.SGD(lr=1e-4), seed=0)
+    causes = [w.message.cause for w in health_warnings(lambda: net.fit(X, counts, epochs=2))]
+    assert "targets" not in causes
+
+
 def test_vanishing_names_the_faded_tensor_against_the_largest_relative_gradient():
     net = bp.Network(
         [bp.Dense(4, 4), bp.Sigmoid(), bp.Dense(4, 4), bp.Sigmoid(), bp.Dense(4, 4)],

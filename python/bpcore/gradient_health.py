@@ -6,7 +6,7 @@ tensor's relative gradient ‖g‖/‖w‖ (the epoch's mean gradient norm over 
 the epoch) and at the loss's trend over the epochs, and warns, at most once per fit for each
 cause, of three things that are true when it says them:
 
-- ``"targets"``: a regression loss on targets of scale 1e2 or more (the root mean square of y)
+- ``"targets"``: a regression loss (mse, l1, huber) on targets of scale 1e2 or more (the root mean square of y)
   with gradients larger than the weights (‖g‖/‖w‖ > 1) in the fit's first epoch. The network's
   outputs start near 0, so the loss and its gradients are dominated by the targets' scale and
   the steps go to reaching it: standardizing y is the cure.
@@ -32,6 +32,9 @@ import numpy as np
 from bpcore._user_warnings import warn
 from bpcore.callbacks import Callback, Logs
 
+#: The losses whose targets may be standardized (an affine change of y changes nothing but the
+#: scale of the problem); Poisson's counts and the classification losses' targets may not.
+STANDARDIZABLE_LOSSES = ("mse", "l1", "huber")
 #: Targets whose root mean square is at least this are "unscaled" for a regression loss.
 TARGET_SCALE = 1e2
 #: A relative gradient ‖g‖/‖w‖ above this is larger than the weights it updates.
@@ -132,7 +135,7 @@ class GradientMonitor(Callback):
         self._largest = []
         self._scale = None
         net = self.network
-        regression = net is not None and not net.loss_function.is_classification
+        regression = net is not None and net.loss_function.type_name in STANDARDIZABLE_LOSSES
         if regression and self.targets is not None and self.targets.size:
             scale = TargetScale.of(self.targets)
             if scale.rms >= TARGET_SCALE:
