@@ -6,10 +6,10 @@ tensor's relative gradient ‖g‖/‖w‖ (the epoch's mean gradient norm over 
 the epoch) and at the loss's trend over the epochs, and warns, at most once per fit for each
 cause, of three things that are true when it says them:
 
-- ``"targets"``: a regression loss (mse, l1, huber) on targets of scale 1e2 or more (the root mean square of y)
-  with gradients larger than the weights (‖g‖/‖w‖ > 1) in the fit's first epoch. The network's
-  outputs start near 0, so the loss and its gradients are dominated by the targets' scale and
-  the steps go to reaching it: standardizing y is the cure.
+- ``"targets"``: a regression loss (mse, l1, huber) on targets of scale 1e2 or more (the
+  root mean square of y) with gradients larger than the weights (‖g‖/‖w‖ > 1) in the fit's
+  first epoch. The network's outputs start near 0, so the loss and its gradients are dominated
+  by the targets' scale and the steps go to reaching it: standardizing y is the cure.
 - ``"exploding"``: the loss rose in each of the last two epochs to at least twice the best so
   far, while the largest ‖g‖/‖w‖ grew: the steps overshoot.
 - ``"vanishing"``: a weight tensor's ‖g‖/‖w‖ is below a millionth of the largest one's while
