@@ -193,7 +193,10 @@ def test_one_rank_bad_labels_fail_before_any_step() -> None:
     with pytest.raises(DistributedTrainingError, match=r"rank 0: ValueError: y: label 7") as e:
         net.fit(X, y, comm=MPI.COMM_SELF, progress=False)
     # The core's message, as fit without comm gives it.
-    assert e.value.failures == {0: "ValueError: y: label 7 at index 5 is outside the classes 0..3"}
+    assert e.value.failures == {
+        0: "ValueError: y: label 7 at index 5 is not a class; the classes are 0 to 2 "
+        "(the network has 3 outputs)"
+    }
     assert isinstance(e.value.__cause__, ValueError)
     for name, value in net.parameters().items():
         assert np.array_equal(value, before[name])
@@ -322,7 +325,10 @@ def test_bad_data_on_one_rank_stops_every_rank_before_any_step(mpiexec: str) -> 
     assert code == 0
     for r in _by_rank(records).values():
         assert r["raised"] == "DistributedTrainingError"
-        message = "ValueError: y: label 9 at index 7 is outside the classes 0..2"
+        message = (
+            "ValueError: y: label 9 at index 7 is not a class; the classes are 0 to 1 "
+            "(the network has 2 outputs)"
+        )
         assert r["failures"] == {"1": message}
         assert r["unchanged"] and r["epochs_done"] == 0
 

@@ -43,3 +43,39 @@ def test_plot_without_matplotlib_names_the_extra(monkeypatch):
 def test_empty_history_cannot_be_plotted():
     with pytest.raises(ValueError, match="empty"):
         bp.History().plot()
+
+
+def test_train_and_validation_have_distinct_colours_and_the_restored_epoch_is_marked():
+    pytest.importorskip("matplotlib", reason="matplotlib not installed: pip install bpcore[plot]")
+    from matplotlib.colors import to_hex
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 4))
+    y = (X[:, 0] > 0).astype(int)
+    y[-16:] = 1 - y[-16:]  # validation labels flipped: val_loss rises as training improves
+    net = bp.Network(
+        [bp.Dense(4, 8), bp.ReLU(), bp.Dense(8, 2)], loss="cross_entropy", optimizer=bp.Adam(0.05)
+    )
+    stop = bp.EarlyStopping(patience=3, restore_best_weights=True)
+    history = net.fit(X, y, epochs=30, validation_split=0.2, callbacks=[stop], progress=False)
+    assert history.restored_epoch == stop.best_epoch + 1
+    assert len(history.epoch) > history.restored_epoch  # it stopped later, and restored
+    fig = history.plot()
+    for ax in fig.axes[:2]:
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        train = next(k for k in lines if not k.startswith(("val_", "restored")))
+        assert to_hex(lines[train].get_color()) != to_hex(lines[f"val_{train}"].get_color())
+        marker = lines[f"restored: epoch {history.restored_epoch}"]
+        assert list(marker.get_xdata()) == [history.restored_epoch] * 2
+
+
+def test_a_loss_spanning_decades_is_drawn_on_a_log_scale():
+    pytest.importorskip("matplotlib", reason="matplotlib not installed: pip install bpcore[plot]")
+    history = bp.History()
+    for epoch, loss in enumerate([10.0, 1.0, 0.1, 0.01], start=1):
+        history.record(epoch, loss=loss)
+    assert history.plot().axes[0].get_yscale() == "log"
+    flat = bp.History()
+    for epoch, loss in enumerate([1.0, 0.8, 0.7], start=1):
+        flat.record(epoch, loss=loss)
+    assert flat.plot().axes[0].get_yscale() == "linear"

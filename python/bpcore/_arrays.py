@@ -18,7 +18,22 @@ import numpy as np
 from bpcore._checks import MAX_SIZE
 
 
+def _from_torch(value: Any, arg: str) -> Any:
+    """A torch tensor as a NumPy array: detached (bpcore never backpropagates into torch, so a
+    tensor that requires grad is read by value) and copied to the CPU. Anything else as is."""
+    if not (type(value).__module__.startswith("torch") and hasattr(value, "detach")):
+        return value
+    try:
+        return value.detach().cpu().numpy()
+    except (TypeError, RuntimeError) as e:  # a dtype NumPy lacks (bfloat16), a meta tensor
+        raise TypeError(
+            f"{arg}: a torch tensor of dtype {value.dtype} on {value.device} cannot be read as "
+            f"a NumPy array ({e}); convert it first, e.g. {arg}.detach().float().cpu()"
+        ) from None
+
+
 def _numeric(value: Any, arg: str) -> np.ndarray:
+    value = _from_torch(value, arg)
     if isinstance(value, np.ma.MaskedArray) and np.ma.is_masked(value):
         raise ValueError(
             f"{arg}: a masked array with masked values; fill them (e.g. {arg}.filled(0)) or "
@@ -102,10 +117,27 @@ def as_inputs(X: Any, dtype: np.dtype, n_features: int, arg: str = "X") -> np.nd
 
 
 def as_labels(y: Any, n_samples: int, arg: str = "y") -> np.ndarray:
-    """y as a C-contiguous (n_samples,) int64 array of class labels."""
-    a = _numeric(y, arg)
+    """y as a C-contiguous (n_samples,) int64 array of class labels. Strings and one-hot rows
+    are refused with what to pass instead."""
+    try:
+        a = _numeric(y, arg)
+    except TypeError:
+        raw = np.asarray(y)  # read as an array already, by _numeric
+        if raw.size and (raw.dtype.kind in "US" or isinstance(raw.flat[0], str)):
+            raise TypeError(
+                f"{arg}: class labels must be integers 0 to n_classes - 1, got strings such "
+                f"as {str(raw.flat[0])!r}; encode them, e.g. classes, {arg} = np.unique({arg}, "
+                "return_inverse=True) (or sklearn.preprocessing.LabelEncoder, or "
+                "bpcore.sklearn's MLPClassifier, which takes any labels)"
+            ) from None
+        raise
     if a.ndim == 2 and a.shape[1] == 1:
         a = a[:, 0]
+    if a.ndim == 2 and a.shape[0] and _one_hot(a):
+        raise ValueError(
+            f"{arg}: looks one-hot encoded (shape {a.shape}, one 1 per row); this loss takes "
+            f"class indices: pass {arg}.argmax(axis=1)"
+        )
     if a.ndim != 1:
         raise ValueError(
             f"{arg}: expected a 1-d array of {n_samples} class labels, got shape {a.shape}"
@@ -115,8 +147,10 @@ def as_labels(y: Any, n_samples: int, arg: str = "y") -> np.ndarray:
             f"{arg}: expected {n_samples} labels (one per sample of X), got {a.shape[0]}"
         )
     if a.dtype.kind == "f":
-        if not np.isfinite(a).all():
-            raise ValueError(f"{arg}: contains NaN or infinity")
+        finite = np.isfinite(a)
+        if not finite.all():
+            i = int(np.argmin(finite))
+            raise ValueError(f"{arg}: contains NaN or infinity ({float(a[i])} at index {i})")
         if not np.array_equal(a, np.round(a)):
             raise ValueError(f"{arg}: class labels must be whole numbers")
     if a.dtype.kind in "fu" and a.size:
@@ -127,6 +161,11 @@ def as_labels(y: Any, n_samples: int, arg: str = "y") -> np.ndarray:
             i = int(np.argmax(outside))
             raise ValueError(f"{arg}: label {a[i]!r} at index {i} is outside the classes")
     return _contiguous(a, np.dtype(np.int64), arg)
+
+
+def _one_hot(a: np.ndarray) -> bool:
+    """Whether every row of the 2-d `a` is zeros but for a single 1."""
+    return bool(((a == 0) | (a == 1)).all() and (a.sum(axis=1) == 1).all())
 
 
 #: Labels of float or unsigned arrays beyond this are refused before the cast to int64.

@@ -23,6 +23,7 @@ def _outside_package_level() -> int:
     return level
 
 
-def warn(message: str, category: type[Warning]) -> None:
-    """`warnings.warn(message, category)` at the user's line."""
+def warn(message: str | Warning, category: type[Warning]) -> None:
+    """`warnings.warn(message, category)` at the user's line. `message` may be a Warning
+    instance (carrying attributes such as a cause), whose own class is then the category."""
     warnings.warn(message, category, stacklevel=_outside_package_level())

@@ -33,6 +33,7 @@ typo or a ``"val_loss"`` without validation data never silently disables the cal
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from collections.abc import Callable
@@ -65,6 +66,15 @@ class Callback:
     def set_network(self, network: Network) -> None:
         """Gives the callback the network being trained (called by fit)."""
         self.network = network
+
+    @property
+    def model(self) -> Network | None:
+        """The network being trained, by Keras's name for it: the same as `network`."""
+        return self.network
+
+    def set_model(self, model: Network) -> None:
+        """Keras's name for `set_network`."""
+        self.set_network(model)
 
     def on_train_begin(self, logs: Logs) -> None:
         """Called once before the first epoch."""
@@ -211,6 +221,8 @@ class EarlyStopping(_Monitoring):
             self.network.set_parameters(self.best_weights)
             if self.best_buffers:  # batch norm's running statistics belong to the weights too
                 self.network.set_buffers(self.best_buffers)
+            if self.best_epoch is not None:  # for the History, after this callback
+                logs["restored_epoch"] = self.best_epoch + 1
 
     def __repr__(self) -> str:
         return (
@@ -287,27 +299,61 @@ class ReduceLROnPlateau(_Monitoring):
 
 
 class LearningRateScheduler(Callback):
-    """Sets the learning rate before each epoch to `schedule(epoch, lr)` (Keras's callback).
+    """Sets the learning rate before each epoch to `schedule(epoch, lr)` or `schedule(epoch)`
+    (Keras's callback, which takes either).
 
     `epoch` is the 0-based epoch index (counting across fit calls), `lr` the current learning
-    rate; the function returns the new one (a finite number >= 0).
+    rate; the function returns the new one (a finite number >= 0). Which form `schedule` has is
+    read from its signature: one that can take two positional arguments gets both.
+
+    Example:
+        >>> import numpy as np, bpcore as bp
+        >>> net = bp.Network([bp.Dense(1, 1)], loss="mse", seed=0)
+        >>> halve = bp.LearningRateScheduler(lambda epoch: 0.1 * 0.5**epoch)
+        >>> history = net.fit(np.ones((4, 1)), np.ones(4), epochs=3, callbacks=[halve])
+        >>> history.history["lr"]
+        [0.1, 0.05, 0.025]
     """
 
-    def __init__(self, schedule: Callable[[int, float], float]) -> None:
+    def __init__(self, schedule: Callable[[int, float], float] | Callable[[int], float]) -> None:
         super().__init__()
         if not callable(schedule):
-            raise TypeError(f"schedule: expected a function (epoch, lr) -> lr, got {schedule!r}")
+            raise TypeError(
+                f"schedule: expected a function epoch -> lr or (epoch, lr) -> lr, got {schedule!r}"
+            )
         self.schedule = schedule
+        self._takes_lr = _takes_positional(schedule, 2)
+        if not self._takes_lr and not _takes_positional(schedule, 1):
+            raise TypeError(
+                f"schedule: {schedule!r} takes neither (epoch) nor (epoch, lr); give a function "
+                "epoch -> lr or (epoch, lr) -> lr"
+            )
 
     def on_epoch_begin(self, epoch: int, logs: Logs) -> None:
         """Sets the network's learning rate for this epoch."""
         if self.network is None:
             return
-        _set_lr(self.network, self.schedule(epoch, self.network.lr), "LearningRateScheduler")
+        schedule: Callable[..., float] = self.schedule  # one of its two forms, as read
+        value = schedule(epoch, self.network.lr) if self._takes_lr else schedule(epoch)
+        _set_lr(self.network, value, "LearningRateScheduler")
         logs["lr"] = self.network.lr
 
     def __repr__(self) -> str:
         return f"LearningRateScheduler({self.schedule!r})"
+
+
+def _takes_positional(function: Callable[..., Any], count: int) -> bool:
+    """Whether `function` can be called with `count` positional arguments (True when its
+    signature cannot be read, for two: Keras's form)."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        return count == 2
+    try:
+        signature.bind(*range(count))
+    except TypeError:
+        return False
+    return True
 
 
 class ModelCheckpoint(_Monitoring):

@@ -26,6 +26,8 @@ class History(Callback):
             optimizer steps (vanishing or exploding gradients show here).
         update_ratios: parameter name -> per-epoch ‖Δp‖ / ‖p‖, how far the epoch moved the
             tensor relative to its size (~1e-3 per epoch is a healthy order of magnitude).
+        restored_epoch: the epoch (from 1) whose weights the network holds after the fit when
+            EarlyStopping(restore_best_weights=True) put them back, else None; `plot` marks it.
     """
 
     def __init__(self, tensors: TensorStats | None = None) -> None:
@@ -35,6 +37,7 @@ class History(Callback):
         self.epoch: list[int] = []
         self.grad_norms: dict[str, list[float]] = {}
         self.update_ratios: dict[str, list[float]] = {}
+        self.restored_epoch: int | None = None
 
     def record(self, epoch: int, **values: float) -> None:
         """Appends one epoch's values."""
@@ -63,13 +66,20 @@ class History(Callback):
             self.record_tensors(t.names, t.grad_norms, t.update_ratios)
         return None
 
+    def on_train_end(self, logs: Logs) -> None:
+        """Notes the epoch whose weights a callback restored (``logs["restored_epoch"]``)."""
+        restored = logs.get("restored_epoch")
+        if isinstance(restored, int):
+            self.restored_epoch = restored
+
     def __getitem__(self, name: str) -> list[float]:
         return self.history[name]
 
     def plot(self, path: Any = None, show: bool = False) -> Any:
-        """Draws loss and metrics (train and validation) and the per-parameter gradient norms on
-        a log scale; saves a PNG at `path` when given, shows the window when `show`; returns the
-        matplotlib Figure. Needs matplotlib: ``pip install bpcore[plot]``."""
+        """Draws loss and metrics (train and validation in distinct colours, the restored best
+        epoch marked, the loss on a log scale when it spans decades) and the per-parameter
+        gradient norms on a log scale; saves a PNG at `path` when given, shows the window when
+        `show`; returns the matplotlib Figure. Needs matplotlib: ``pip install bpcore[plot]``."""
         from bpcore.plotting import plot_history
 
         return plot_history(self, path=path, show=show)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -179,13 +180,6 @@ class Network:
     def lr(self, value: float) -> None:
         self._native.lr = learning_rate(value, "lr")
 
-    def __repr__(self) -> str:
-        layers = ", ".join(repr(layer) for layer in self._layers)
-        return (
-            f"Network([{layers}], loss={self._loss!r}, optimizer={self.optimizer!r}, "
-            f"dtype={self._dtype.name!r}, seed={self._seed})"
-        )
-
     # ----- conversions ---------------------------------------------------------------------
 
     @property
@@ -313,6 +307,8 @@ class Network:
         progress: bool | None = None,
         sample_weight: Any = None,
         comm: Any = None,
+        verbose: int | str = "auto",
+        warnings: bool = True,
     ) -> History:
         """Trains by mini-batch backpropagation for `epochs` epochs; returns a History.
 
@@ -343,8 +339,7 @@ class Network:
                 an equal schedule where it stopped).
             clip_grad_norm: clip the gradients' global L2 norm to this at every step during
                 this fit (torch's clip_grad_norm_); None keeps the network's setting.
-            progress: a progress bar on stderr: None shows it when stderr is a terminal,
-                True always, False never.
+            progress: the older spelling of `verbose`: None is "auto", True 1, False 0.
             sample_weight: per-sample weights (n,), finite and >= 0, as Keras's: they weight
                 the training loss only. A batch's loss is Σ_i w_i·l_i / n_batch, where l_i is
                 sample i's loss (the mean over its outputs for mse, l1, huber and
@@ -370,6 +365,13 @@ class Network:
                 of each shard. Batch norm uses each rank's share of a step and rank 0's running
                 statistics (as torch's DistributedDataParallel). If any rank fails, every rank
                 raises `bpcore.distributed.DistributedTrainingError`.
+            verbose: what fit shows on stderr, as Keras: 0 nothing, 1 a progress bar per epoch
+                (elapsed time, ETA, loss) and each finished epoch's values, 2 only one line per
+                epoch; "auto" is 1 where someone watches (a terminal, a Jupyter notebook) and
+                0 elsewhere. Into a file or a pipe, 1 writes the finished lines only (no
+                ``\r`` redraws). See `bpcore.progress`.
+            warnings: False silences the gradient-health warnings (`GradientWarning`) of this
+                fit.
 
         Returns:
             History: per-epoch "loss", metrics, "val_loss" and "val_" metrics (with validation),
@@ -377,8 +379,10 @@ class Network:
             validation), and per-parameter `grad_norms` and `update_ratios`.
 
         Warns:
-            GradientWarning (once per fit, kind and tensor) when a weight tensor's mean gradient
-            norm in an epoch is below 1e-7 (vanishing) or above 1e3 (exploding).
+            GradientWarning (at most once per fit and cause, at the caller's line) for
+            unscaled regression targets, an exploding loss or vanishing gradients, judged by
+            ‖g‖/‖w‖ and the loss's trend (see `bpcore.gradient_health`; `warnings=False`
+            silences it).
 
         Raises:
             TrainingDivergedError: a step's loss or gradient was NaN or infinite; its
@@ -419,6 +423,8 @@ class Network:
             progress=progress,
             sample_weight=sample_weight,
             comm=comm,
+            verbose=verbose,
+            warnings=warnings,
         )
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -619,6 +625,129 @@ class Network:
         except BaseException:
             self._native.set_params(before)
             raise
+
+    # ----- Keras's and torch's habits: summary, count_params, net(x), a short repr ------------
+
+    def _layer_rows(self) -> list[tuple[str, int, int, int]]:
+        """Per layer: its name ("0 Dense"), output width, trainable and non-trainable values
+        (batch norm's running statistics), as the core lists the tensors."""
+        trainable: dict[int, int] = {}
+        for name, shape, _ in self._native.param_info():
+            index = int(name.split(".", 1)[0])
+            trainable[index] = trainable.get(index, 0) + math.prod(shape)
+        fixed: dict[int, int] = {}
+        for name, shape, _ in self._native.buffer_info():
+            index = int(name.split(".", 1)[0])
+            fixed[index] = fixed.get(index, 0) + math.prod(shape)
+        rows = []
+        features = self.n_features
+        for i, layer in enumerate(self._layers):
+            # Dense is the layer that changes the width; every other keeps its input's.
+            features = int(getattr(layer, "out_features", features))
+            rows.append(
+                (f"{i} {type(layer).__name__}", features, trainable.get(i, 0), fixed.get(i, 0))
+            )
+        return rows
+
+    def count_params(self, trainable_only: bool = False) -> int:
+        """The number of values the network holds, as Keras's `count_params`: its parameters
+        (what `parameters()` returns and the optimizer trains) plus batch norm's running
+        statistics, or the parameters only with `trainable_only`.
+
+        Example:
+            >>> import bpcore as bp
+            >>> net = bp.Network([bp.Dense(10, 100), bp.ReLU(), bp.Dense(100, 1)])
+            >>> net.count_params()  # 10·100 + 100 + 100·1 + 1
+            1201
+        """
+        boolean(trainable_only, "trainable_only")
+        rows = self._layer_rows()
+        return sum(t for _, _, t, _ in rows) + (0 if trainable_only else sum(f for *_, f in rows))
+
+    def summary(self, print_fn: Any = None) -> None:
+        """Prints a table of the layers as Keras's `summary`: each layer's name, output shape
+        and parameter count, then the total, trainable and non-trainable counts (batch norm's
+        running statistics) with their size in memory. `print_fn` receives the text instead
+        of `print`.
+
+        Example:
+            >>> import bpcore as bp
+            >>> bp.Network([bp.Dense(10, 100), bp.ReLU(), bp.Dense(100, 1)]).summary()
+            Network: loss MSELoss, optimizer Adam, float32
+            ================================================================
+            Layer                       Output shape                 Param #
+            ================================================================
+            0 Dense                     (None, 100)                    1,100
+            1 ReLU                      (None, 100)                        0
+            2 Dense                     (None, 1)                        101
+            ================================================================
+            Total params: 1,201 (4.69 KB)
+            Trainable params: 1,201 (4.69 KB)
+            Non-trainable params: 0 (0 B)
+            ================================================================
+        """
+        rows = self._layer_rows()
+        trainable = sum(t for _, _, t, _ in rows)
+        fixed = sum(f for *_, f in rows)
+        rule = "=" * 64
+
+        def line(name: str, shape: str, count: str) -> str:
+            return f"{name:<28}{shape:<20}{count:>16}"
+
+        def size(count: int) -> str:
+            amount = float(count * self._dtype.itemsize)
+            for unit in ("B", "KB", "MB", "GB"):
+                if amount < 1024 or unit == "GB":
+                    return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.2f} {unit}"
+                amount /= 1024
+            return ""  # pragma: no cover - the loop returns at GB
+
+        text = [
+            f"Network: loss {type(self._loss).__name__}, optimizer "
+            f"{type(self._optimizer).__name__}, {self._dtype.name}",
+            rule,
+            line("Layer", "Output shape", "Param #"),
+            rule,
+            *(line(name, f"(None, {width})", f"{t + f:,}") for name, width, t, f in rows),
+            rule,
+            f"Total params: {trainable + fixed:,} ({size(trainable + fixed)})",
+            f"Trainable params: {trainable:,} ({size(trainable)})",
+            f"Non-trainable params: {fixed:,} ({size(fixed)})",
+            rule,
+        ]
+        (print if print_fn is None else print_fn)("\n".join(text))
+
+    def __call__(self, X: Any) -> np.ndarray:
+        """`net(X)` is `net.forward(X)`, as a torch module's call (inference mode; NumPy out)."""
+        return self.forward(X)
+
+    def __repr__(self) -> str:
+        """A short description, a line per layer as torch's module repr; hyperparameters at
+        their defaults are left out."""
+        layers = "".join(f"  ({i}): {_short(layer)}\n" for i, layer in enumerate(self._layers))
+        return (
+            f"Network(\n{layers}  loss={_short(self._loss)}, optimizer={_short(self.optimizer)},"
+            f"\n  dtype={self._dtype.name!r}, seed={self._seed}\n)"
+        )
+
+
+def _short(described: Layer | Loss | Optimizer) -> str:
+    """`described`'s repr without the hyperparameters that equal its class's defaults (an
+    optimizer's learning rate always shown)."""
+    hyper = described._hyper()
+    try:
+        made: Any = type(described)  # a registered class: every argument has a default, or
+        defaults = made()._hyper()
+    except (TypeError, ValueError):  # ... some are required (Dense): the signature's defaults
+        signature = inspect.signature(type(described))
+        defaults = {
+            name: p.default
+            for name, p in signature.parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }
+    shown = {k: v for k, v in hyper.items() if k == "lr" or k not in defaults or defaults[k] != v}
+    args = ", ".join(f"{k}={v!r}" for k, v in shown.items())
+    return f"{type(described).__name__}({args})"
 
 
 def _network_from_pickle(data: bytes) -> Network:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from bpcore._checks import boolean, real
@@ -207,18 +208,24 @@ class Adagrad(Optimizer):
 
 
 def get_optimizer(optimizer: Optimizer | str | None) -> Optimizer:
-    """An Optimizer from its name with defaults, None (Adam), or the Optimizer itself."""
+    """An Optimizer from its name with defaults (in any case: "adam", "Adam", "AdamW"), None
+    (Adam), or the Optimizer itself."""
     if optimizer is None:
         return Adam()
     if isinstance(optimizer, Optimizer):
         return optimizer
     if isinstance(optimizer, str):
-        if optimizer not in OPTIMIZERS:
+        # Names in any case, as Keras's "Adam" and torch's class names spell them.
+        key = optimizer.lower()
+        if key not in OPTIMIZERS:
+            close = difflib.get_close_matches(key, OPTIMIZERS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
             raise ValueError(
-                f"optimizer: unknown optimizer {optimizer!r}; expected one of {sorted(OPTIMIZERS)}"
+                f"optimizer: unknown optimizer {optimizer!r}; {hint}expected one of "
+                f"{sorted(OPTIMIZERS)} (in any case)"
             )
         # Every registered optimizer has defaults for all its arguments (the base class has none).
-        default: Any = OPTIMIZERS[optimizer]
+        default: Any = OPTIMIZERS[key]
         made: Optimizer = default()
         return made
     raise TypeError(

@@ -25,6 +25,7 @@ it, never a crash and never a partly loaded network.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import io
 import json
@@ -215,6 +216,15 @@ def write_atomic(path: PathLike, data: Union[bytes, list[Union[bytes, memoryview
     can fail with OSError; neither corrupts `path`."""
     target = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(directory):
+        # Said of the user's path: the temporary file's name would be all mkstemp reports.
+        if os.path.exists(directory):
+            raise NotADirectoryError(
+                errno.ENOTDIR, f"cannot save: {directory!r} is not a folder", target
+            )
+        raise FileNotFoundError(
+            errno.ENOENT, f"cannot save: the folder {directory!r} does not exist", target
+        )
     mode = _file_mode(target)
     _remove_stale_temporaries(directory, os.path.basename(target))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory)

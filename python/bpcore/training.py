@@ -30,7 +30,7 @@ from bpcore.callbacks import Callback, Logs
 from bpcore.gradient_health import GradientMonitor, GradientWarning, TensorStats
 from bpcore.history import History
 from bpcore.optimizers import learning_rate
-from bpcore.progress import ProgressLogger, enabled
+from bpcore.progress import ProgressLogger, verbosity
 from bpcore.schedules import Schedule
 from bpcore.training_state import MAX_EPOCHS_DONE
 
@@ -151,7 +151,8 @@ class _Fit:
     callbacks: list[Callback]
     schedule: Schedule | None
     clip_grad_norm: float | None
-    show_progress: bool
+    verbose: int
+    warnings: bool
     x_train: np.ndarray
     t_train: np.ndarray
     w_train: np.ndarray | None
@@ -198,7 +199,8 @@ def _prepare(net: Network, X: Any, y: Any, **arguments: Any) -> _Fit:
     clip = arguments["clip_grad_norm"]
     if clip is not None:
         clip = real(clip, "clip_grad_norm", low=0.0, low_open=True)
-    show = enabled(arguments["progress"])
+    verbose = verbosity(arguments.get("verbose", "auto"), arguments["progress"])
+    health_warnings = boolean(arguments.get("warnings", True), "warnings")
     x = net.as_inputs(X)
     t = net.as_targets(y, x.shape[0])
     # Converted here (type, shape); the core checks the values once per epoch, before any step.
@@ -224,7 +226,8 @@ def _prepare(net: Network, X: Any, y: Any, **arguments: Any) -> _Fit:
         callbacks=callbacks,
         schedule=schedule,
         clip_grad_norm=clip,
-        show_progress=show,
+        verbose=verbose,
+        warnings=health_warnings,
         x_train=x_train,
         t_train=t_train,
         w_train=w_train,
@@ -261,8 +264,8 @@ def _train(net: Network, plan: _Fit, group: Group) -> History:
     native = net.native
     tensors = TensorStats([name for name, _, _ in native.param_info()])
     history = History(tensors)
-    progress = ProgressLogger(plan.epochs) if plan.show_progress else None
-    callbacks: list[Callback] = [GradientMonitor(tensors)]
+    progress = ProgressLogger(plan.epochs, plan.verbose) if plan.verbose else None
+    callbacks: list[Callback] = [GradientMonitor(tensors, plan.t_train)] if plan.warnings else []
     if progress is not None:
         callbacks.append(progress)
     if plan.schedule is not None:

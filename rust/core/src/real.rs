@@ -140,18 +140,40 @@ pub fn sum_squares<T: Real>(values: &[T]) -> f64 {
 
 /// `Ok` if every value is finite, else an error naming `arg` and the first bad value's index.
 pub fn check_finite<T: Real>(values: &[T], arg: &str) -> crate::Result<()> {
-    if all_finite(values) {
-        return Ok(());
+    match first_non_finite(values) {
+        None => Ok(()),
+        Some((i, v)) => Err(crate::Error::value(
+            arg,
+            format!("contains NaN or infinity ({v:?} at flat index {i})"),
+        )),
     }
-    let (i, v) = values
+}
+
+/// `check_finite` for a row-major matrix of rows of `width` values: the error names the first
+/// bad value's row and column, as the user indexes the array (`X[row, column]`).
+pub fn check_finite_rows<T: Real>(values: &[T], width: usize, arg: &str) -> crate::Result<()> {
+    match first_non_finite(values) {
+        None => Ok(()),
+        Some((i, v)) => {
+            let (row, column) = (i / width.max(1), i % width.max(1));
+            Err(crate::Error::value(
+                arg,
+                format!("contains NaN or infinity ({v:?} at row {row}, column {column}; flat index {i})"),
+            ))
+        }
+    }
+}
+
+/// The index and value of the first NaN or infinity, found by the vectorized test first.
+fn first_non_finite<T: Real>(values: &[T]) -> Option<(usize, T)> {
+    if all_finite(values) {
+        return None;
+    }
+    values
         .iter()
         .enumerate()
         .find(|(_, v)| !v.is_finite())
-        .map_or((0, T::nan()), |(i, &v)| (i, v));
-    Err(crate::Error::value(
-        arg,
-        format!("contains NaN or infinity ({v:?} at flat index {i})"),
-    ))
+        .map(|(i, &v)| (i, v))
 }
 
 #[cfg(test)]
@@ -191,6 +213,14 @@ mod tests {
         let want: f64 = v.iter().map(|&x| (x as f64) * (x as f64)).sum();
         assert_eq!(sum_squares(&v), want);
         assert_eq!(sum_squares::<f64>(&[]), 0.0);
+    }
+
+    #[test]
+    fn non_finite_values_are_named_by_row_and_column() {
+        let x = [1.0f64, 2.0, 3.0, 4.0, f64::NAN, 6.0];
+        let message = check_finite_rows(&x, 3, "X").unwrap_err().to_string(); // panic-free: test code
+        assert!(message.contains("NaN at row 1, column 1"), "{message}");
+        assert!(check_finite_rows(&x[..3], 3, "X").is_ok());
     }
 
     #[test]

@@ -9,9 +9,15 @@ pub(super) fn check_labels(labels: &[i64], width: usize) -> Result<()> {
     for (i, &label) in labels.iter().enumerate() {
         let fits = usize::try_from(label).is_ok_and(|c| c < width);
         if !fits {
+            // Named inclusively: "0 to 2" for three classes, since "0..3" reads as if 3 were one.
+            let classes = match width {
+                0 => "none: the network has no outputs".to_string(),
+                1 => "only 0 (the network has 1 output)".to_string(),
+                _ => format!("0 to {} (the network has {width} outputs)", width - 1),
+            };
             return Err(Error::value(
                 "y",
-                format!("label {label} at index {i} is outside the classes 0..{width}"),
+                format!("label {label} at index {i} is not a class; the classes are {classes}"),
             ));
         }
     }
@@ -211,6 +217,7 @@ mod tests {
                         message.contains(&format!("label {bad} at index 1")),
                         "{message}"
                     );
+                    assert!(message.contains("the classes are 0 to 3 "), "{message}");
                 }
                 other => panic!("{other:?}"), // panic-free: test code
             }

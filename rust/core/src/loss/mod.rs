@@ -192,7 +192,7 @@ fn values<'a, T: Real>(
     match targets {
         Targets::Values(y) => {
             check_len("y", element_count("y", n, width)?, y.len(), n, width)?;
-            crate::real::check_finite(y, "y")?;
+            crate::real::check_finite_rows(y, width, "y")?;
             Ok(y)
         }
         Targets::Labels(_) => Err(Error::value(

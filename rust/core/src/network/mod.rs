@@ -216,7 +216,7 @@ impl<T: Real> Network<T> {
                 format!("{} values", x.len()),
             ));
         }
-        crate::real::check_finite(x, "X")
+        crate::real::check_finite_rows(x, self.input_width(), "X")
     }
 
     /// Refuses `n` samples whose outputs (n × output width) could not be allocated: an error
