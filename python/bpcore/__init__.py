@@ -44,7 +44,15 @@ from bpcore.network import Network
 from bpcore.onnx_export import to_onnx
 from bpcore.onnx_import import from_onnx
 from bpcore.optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
-from bpcore.schedules import CosineAnnealingLR, ExponentialLR, Schedule, StepLR
+from bpcore.schedules import (
+    CosineAnnealingLR,
+    ExponentialLR,
+    LinearLR,
+    OneCycleLR,
+    Schedule,
+    SequentialLR,
+    StepLR,
+)
 from bpcore.threads import get_num_threads, set_num_threads
 from bpcore.torch_exchange import from_torch, to_torch
 
@@ -77,17 +85,20 @@ __all__ = [
     "LayerNorm",
     "LeakyReLU",
     "LearningRateScheduler",
+    "LinearLR",
     "Loss",
     "MSELoss",
     "ModelCheckpoint",
     "Network",
     "NetworkBusyError",
+    "OneCycleLR",
     "Optimizer",
     "PoissonNLLLoss",
     "RMSprop",
     "ReLU",
     "ReduceLROnPlateau",
     "Schedule",
+    "SequentialLR",
     "Sigmoid",
     "Softplus",
     "StepLR",

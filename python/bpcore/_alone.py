@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import numpy as np
 
 from bpcore import metrics as metric_functions
+from bpcore.bpcore import epoch_steps
 
 if TYPE_CHECKING:
     from bpcore.callbacks import Callback
@@ -32,7 +33,7 @@ class Alone:
 
     def steps(self, batch_size: int, shuffle: bool) -> int:
         """Steps of an epoch, shuffled or not."""
-        return -(-self.samples // batch_size)
+        return epoch_steps([self.samples], batch_size)
 
     def check_epochs(self, batch_size: int, shuffle: bool, epochs: int) -> None:
         """Refuses, changing nothing, epochs whose steps the core could not take (batch norm

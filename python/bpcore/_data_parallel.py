@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import numpy as np
 
 from bpcore import metrics as metric_functions
-from bpcore.bpcore import TrainingDivergedError
+from bpcore.bpcore import TrainingDivergedError, epoch_steps
 from bpcore.distributed import DistributedTrainingError
 from bpcore.training_state import TrainingState
 
@@ -271,11 +271,8 @@ class RankGroup:
         return sum(self.shard_rows)
 
     def steps(self, batch_size: int, shuffle: bool) -> int:
-        """Steps of an epoch of `batch_size` samples per rank, after `setup`: shuffled, chunks
-        of every rank's samples; in order, as many as the rank with the most batches takes."""
-        if shuffle:
-            return -(-self.samples // (batch_size * self.size))
-        return max(-(-rows // batch_size) for rows in self.shard_rows)
+        """Steps of an epoch of `batch_size` samples per rank, after `setup`, shuffled or not."""
+        return epoch_steps(self.shard_rows, batch_size)
 
     def runs(self, callback: Callback) -> bool:
         """Whether this rank runs `callback`: rank 0 runs every callback, the others all but

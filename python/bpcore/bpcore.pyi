@@ -84,6 +84,10 @@ def describe_tensors(spec_json: str) -> _Tensors:
     "optimizer_state": [name], "non_negative_state": [name]}, in the core's names and order
     (what a file must hold; the optimizer's sums of squares are never negative)."""
 
+def epoch_steps(shard_rows: list[int], batch_size: int) -> int:
+    """How many steps an epoch over shards of `shard_rows` samples takes in batches of
+    `batch_size` per rank (one shard: a process alone), shuffled or not."""
+
 def optimizer_defaults() -> dict[str, dict[str, Any]]:
     """Every optimizer's hyperparameters with their defaults, by spec name: the core's, which the
     Python optimizers and the reference take as theirs."""

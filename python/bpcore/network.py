@@ -304,6 +304,7 @@ class Network:
         callbacks: Sequence[Callback] | None = None,
         schedule: Schedule | None = None,
         clip_grad_norm: float | None = None,
+        clip_grad_value: float | None = None,
         progress: bool | None = None,
         sample_weight: Any = None,
         comm: Any = None,
@@ -332,13 +333,18 @@ class Network:
                 network after the epoch.
             callbacks: `bpcore.callbacks.Callback` objects (EarlyStopping, ReduceLROnPlateau,
                 LearningRateScheduler, or your own; see that module for the protocol).
-            schedule: a per-epoch learning-rate schedule (StepLR, ExponentialLR,
-                CosineAnnealingLR), stepped after every epoch as torch's scheduler.step(),
-                before the callbacks' on_epoch_end (so a checkpoint holds the next epoch's
-                learning rate and the schedule's position: a network loaded from it continues
-                an equal schedule where it stopped).
+            schedule: a learning-rate schedule (bpcore.schedules), with torch's formulas. A
+                per-epoch one (StepLR, ExponentialLR, CosineAnnealingLR by default) is stepped
+                after every epoch as torch's scheduler.step(), before the callbacks'
+                on_epoch_end (so a checkpoint holds the next epoch's learning rate and the
+                schedule's position: a network loaded from it continues an equal schedule where
+                it stopped). A per-step one (LinearLR warm-up, OneCycleLR, SequentialLR by
+                default, or any with interval="step") is stepped after every batch inside the
+                native loop.
             clip_grad_norm: clip the gradients' global L2 norm to this at every step during
                 this fit (torch's clip_grad_norm_); None keeps the network's setting.
+            clip_grad_value: clip every gradient element to ±this at every step during this
+                fit, after `clip_grad_norm` (torch's clip_grad_value_, Keras's clipvalue).
             progress: the older spelling of `verbose`: None is "auto", True 1, False 0.
             sample_weight: per-sample weights (n,), finite and >= 0, as Keras's: they weight
                 the training loss only. A batch's loss is Σ_i w_i·l_i / n_batch, where l_i is
@@ -420,6 +426,7 @@ class Network:
             callbacks=callbacks,
             schedule=schedule,
             clip_grad_norm=clip_grad_norm,
+            clip_grad_value=clip_grad_value,
             progress=progress,
             sample_weight=sample_weight,
             comm=comm,

@@ -31,7 +31,7 @@ from bpcore.gradient_health import GradientMonitor, GradientWarning, TensorStats
 from bpcore.history import History
 from bpcore.optimizers import learning_rate
 from bpcore.progress import ProgressLogger, verbosity
-from bpcore.schedules import Schedule
+from bpcore.schedules import OneCycleLR, Schedule
 from bpcore.training_state import MAX_EPOCHS_DONE
 
 if TYPE_CHECKING:
@@ -110,14 +110,35 @@ def _callbacks(callbacks: Any) -> list[Callback]:
 
 
 class _ScheduleStep(Callback):
-    """Steps a fit's schedule after every epoch, before the user's callbacks' on_epoch_end, and
-    keeps its position with the network, so that a checkpoint saved by a callback resumes the
-    schedule exactly. Starts it at the network's learning rate, or, for a network loaded from
-    a checkpoint of a scheduled fit, continues an equal schedule where that one stopped."""
+    """Steps a fit's schedule, before the user's callbacks' on_epoch_end, and keeps its position
+    with the network, so that a checkpoint saved by a callback resumes the schedule exactly.
+    Starts it at the network's learning rate, or, for a network loaded from a checkpoint of a
+    scheduled fit, continues an equal schedule where that one stopped.
+
+    A per-epoch schedule steps after every epoch. A per-step one gives the epoch's rates, one
+    per step, to the native loop before the epoch (`epoch_rates`), and the network then takes
+    the rate of the step after the epoch's last."""
 
     def __init__(self, schedule: Schedule) -> None:
         super().__init__()
         self.schedule = schedule
+        self._next_rate: float | None = None
+
+    @property
+    def per_step(self) -> bool:
+        """Whether the schedule steps once per batch."""
+        return self.schedule.interval == "step"
+
+    def epoch_rates(self, steps: int) -> list[float]:
+        """The learning rates of the next epoch's `steps` steps, from the network's; the
+        schedule then stands after the epoch's last step."""
+        net = self.network
+        assert net is not None
+        rates = [net.lr]
+        for _ in range(steps - 1):
+            rates.append(learning_rate(self.schedule.step(rates[-1]), "schedule"))
+        self._next_rate = learning_rate(self.schedule.step(rates[-1]), "schedule")
+        return rates
 
     def on_train_begin(self, logs: Logs) -> None:
         net = self.network
@@ -125,17 +146,28 @@ class _ScheduleStep(Callback):
         # Read, not taken: fit forgets a loaded position only once every callback has begun,
         # so that a fit refused by a callback's on_train_begin leaves it for the next fit.
         saved = net.fit_progress.schedule_to_resume
-        if self.schedule.started:
-            return
-        if saved is not None and saved["schedule"] == repr(self.schedule):
-            self.schedule.resume(saved)
-        else:
-            self.schedule.start(net.lr)
+        if not self.schedule.started:
+            if saved is not None and saved["schedule"] == repr(self.schedule):
+                self.schedule.resume(saved)
+            else:
+                self.schedule.start(net.lr)
+                net.lr = learning_rate(self.schedule.initial_lr(), "schedule")
+        if isinstance(self.schedule, OneCycleLR):
+            steps = logs["epochs"] * (logs["steps"] if self.per_step else 1)
+            if steps > self.schedule.steps_left():
+                raise ValueError(
+                    f"schedule: {self.schedule!r} has {self.schedule.steps_left()} steps left, "
+                    f"but this fit takes {steps}"
+                )
 
     def on_epoch_end(self, epoch: int, logs: Logs) -> bool | None:
         net = self.network
         assert net is not None
-        net.lr = learning_rate(self.schedule.step(net.lr), "schedule")
+        if self.per_step:
+            assert self._next_rate is not None  # epoch_rates ran before the epoch
+            net.lr, self._next_rate = self._next_rate, None
+        else:
+            net.lr = learning_rate(self.schedule.step(net.lr), "schedule")
         net.fit_progress.schedule = self.schedule.state()
         return None
 
@@ -151,6 +183,7 @@ class _Fit:
     callbacks: list[Callback]
     schedule: Schedule | None
     clip_grad_norm: float | None
+    clip_grad_value: float | None
     verbose: int
     warnings: bool
     x_train: np.ndarray
@@ -177,6 +210,7 @@ class _Fit:
             "validation": self.validation is not None,
             "sample_weight": self.w_train is not None,
             "clip_grad_norm": self.clip_grad_norm,
+            "clip_grad_value": self.clip_grad_value,
             "schedule": repr(self.schedule),
         }
 
@@ -192,13 +226,17 @@ def _prepare(net: Network, X: Any, y: Any, **arguments: Any) -> _Fit:
     schedule = arguments["schedule"]
     if schedule is not None and not isinstance(schedule, Schedule):
         raise TypeError(
-            "schedule: expected a bpcore schedule (StepLR, ExponentialLR, CosineAnnealingLR), "
+            "schedule: expected a bpcore schedule (StepLR, ExponentialLR, CosineAnnealingLR, "
+            "LinearLR, OneCycleLR, SequentialLR), "
             f"got {type(schedule).__name__}; for a function use "
             "callbacks=[bp.LearningRateScheduler(fn)]"
         )
     clip = arguments["clip_grad_norm"]
     if clip is not None:
         clip = real(clip, "clip_grad_norm", low=0.0, low_open=True)
+    clip_value = arguments.get("clip_grad_value")
+    if clip_value is not None:
+        clip_value = real(clip_value, "clip_grad_value", low=0.0, low_open=True)
     verbose = verbosity(arguments.get("verbose", "auto"), arguments["progress"])
     health_warnings = boolean(arguments.get("warnings", True), "warnings")
     x = net.as_inputs(X)
@@ -226,6 +264,7 @@ def _prepare(net: Network, X: Any, y: Any, **arguments: Any) -> _Fit:
         callbacks=callbacks,
         schedule=schedule,
         clip_grad_norm=clip,
+        clip_grad_value=clip_value,
         verbose=verbose,
         warnings=health_warnings,
         x_train=x_train,
@@ -289,7 +328,10 @@ def _train(net: Network, plan: _Fit, group: Group) -> History:
         "progress": (lambda *a: group.local(tick, *a)) if at_ticks else None,
         "progress_interval": PROGRESS_INTERVAL,
         "sample_weight": plan.w_train,
+        "clip_grad_value": plan.clip_grad_value,
     }
+    scheduler = next((cb for cb in callbacks if isinstance(cb, _ScheduleStep)), None)
+    steps = group.steps(plan.batch_size, plan.shuffle)
     previous_clip = native.clip_grad_norm
     net.stop_training = False
     logs: Logs = {}
@@ -303,7 +345,7 @@ def _train(net: Network, plan: _Fit, group: Group) -> History:
             "epochs": plan.epochs,
             "batch_size": plan.batch_size,
             "samples": group.samples,
-            "steps": group.steps(plan.batch_size, plan.shuffle),
+            "steps": steps,
             "log_keys": plan.log_keys(),
         }
         for cb in callbacks:
@@ -330,6 +372,8 @@ def _train(net: Network, plan: _Fit, group: Group) -> History:
             start = time.perf_counter()
             # The epoch's number (1-based) for a divergence error, when the core can count it.
             arguments["epoch"] = epoch + 1 if epoch < MAX_EPOCHS_DONE else None
+            if scheduler is not None and scheduler.per_step:
+                arguments["step_lrs"] = group.local(scheduler.epoch_rates, steps)
             try:
                 result = group.fit_epoch(epoch, arguments)
             except TrainingDivergedError as e:

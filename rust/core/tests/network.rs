@@ -13,6 +13,7 @@ fn epoch(batch_size: usize, shuffle: bool) -> EpochSettings<'static> {
         shuffle,
         number: None,
         ranks: None,
+        ..EpochSettings::default()
     }
 }
 

@@ -11,6 +11,7 @@ fn settings(batch_size: usize, shuffle: bool) -> EpochSettings<'static> {
         shuffle,
         number: None,
         ranks: None,
+        ..EpochSettings::default()
     }
 }
 

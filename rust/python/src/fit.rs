@@ -31,6 +31,8 @@ pub struct EpochCall<'a, 'py> {
     pub epoch: Option<usize>,
     pub ranks: Option<(usize, Vec<usize>)>,
     pub reduce: Option<&'a Bound<'py, PyAny>>,
+    pub step_lrs: Option<Vec<f64>>,
+    pub clip_grad_value: Option<f64>,
 }
 
 /// What the epoch has done so far, shared between the pool thread that trains and the caller's
@@ -101,6 +103,8 @@ pub fn fit_epoch<T: Real + Element>(
             rank: *rank,
             shard_rows: shards,
         }),
+        step_lrs: call.step_lrs.as_deref(),
+        clip_grad_value: call.clip_grad_value,
     };
     let interval = Duration::from_secs_f64(call.progress_interval.clamp(0.01, 3600.0));
     let shared = SharedProgress::default();

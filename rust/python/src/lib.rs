@@ -51,6 +51,13 @@ fn optimizer_defaults(py: Python<'_>) -> PyResult<Py<PyAny>> {
     Ok(py.import("json")?.call_method1("loads", (text,))?.unbind())
 }
 
+/// How many steps an epoch over shards of `shard_rows` samples takes in batches of
+/// `batch_size` per rank (one shard: a process alone), shuffled or not.
+#[pyfunction]
+fn epoch_steps(shard_rows: Vec<usize>, batch_size: usize) -> usize {
+    bpcore_core::network::epoch_steps(&shard_rows, batch_size)
+}
+
 #[pymodule]
 fn bpcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<network::NativeNetwork>()?;
@@ -64,6 +71,7 @@ fn bpcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(describe_tensors, m)?)?;
     m.add_function(wrap_pyfunction!(optimizer_defaults, m)?)?;
+    m.add_function(wrap_pyfunction!(epoch_steps, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(matmul::matmul, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

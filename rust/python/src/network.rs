@@ -269,7 +269,11 @@ impl NativeNetwork {
     /// `[gradients | loss | failures]`: the last element counts failed ranks); `failure` is this
     /// rank's exception when it could not compute its share. An exception `reduce` raises ends
     /// the epoch with that exception.
-    #[pyo3(signature = (x, y, batch_size, shuffle, progress=None, progress_interval=0.2, sample_weight=None, epoch=None, ranks=None, reduce=None))]
+    ///
+    /// `step_lrs` gives the learning rate of each step (a per-step schedule's; the optimizer's
+    /// is left at the last one), `clip_grad_value` clips every gradient element to ±it before
+    /// each step.
+    #[pyo3(signature = (x, y, batch_size, shuffle, progress=None, progress_interval=0.2, sample_weight=None, epoch=None, ranks=None, reduce=None, step_lrs=None, clip_grad_value=None))]
     #[allow(clippy::too_many_arguments)]
     fn fit_epoch(
         &self,
@@ -284,6 +288,8 @@ impl NativeNetwork {
         epoch: Option<usize>,
         ranks: Option<(usize, Vec<usize>)>,
         reduce: Option<&Bound<'_, PyAny>>,
+        step_lrs: Option<Vec<f64>>,
+        clip_grad_value: Option<f64>,
     ) -> PyResult<Py<PyAny>> {
         let call = crate::fit::EpochCall {
             batch_size,
@@ -293,6 +299,8 @@ impl NativeNetwork {
             epoch,
             ranks,
             reduce,
+            step_lrs,
+            clip_grad_value,
         };
         dispatch!(&mut *self.write("fit_epoch")?, net => crate::fit::fit_epoch(py, net, x, y, sample_weight, call))
     }
@@ -319,6 +327,7 @@ impl NativeNetwork {
                     rank: *rank,
                     shard_rows: shards,
                 }),
+            ..Default::default()
         };
         dispatch!(&*self.read("check_epochs")?, net => guarded(|| net.check_epochs(n, &settings, epochs)))
     }

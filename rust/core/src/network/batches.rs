@@ -92,8 +92,7 @@ impl Plan {
 
     fn in_order(&mut self, ranks: Ranks<'_>, batch_size: usize) {
         let share = |rows: usize, s: usize| rows.saturating_sub(s * batch_size).min(batch_size);
-        let most = ranks.shard_rows.iter().copied().max().unwrap_or(0);
-        for s in 0..most.div_ceil(batch_size) {
+        for s in 0..epoch_steps(ranks.shard_rows, batch_size) {
             let mut step = Step {
                 start: s * batch_size,
                 rows: 0,
@@ -128,6 +127,13 @@ impl Plan {
         };
         listed.iter().copied().chain(counted)
     }
+}
+
+/// How many steps an epoch over shards of `shard_rows` samples takes in batches of
+/// `batch_size` per rank, shuffled or not: as many as the largest shard's batches.
+pub fn epoch_steps(shard_rows: &[usize], batch_size: usize) -> usize {
+    let most = shard_rows.iter().copied().max().unwrap_or(0);
+    most.div_ceil(batch_size.max(1))
 }
 
 /// The samples every step of the next `epochs` epochs takes, over every rank, as indices into

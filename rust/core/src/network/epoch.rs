@@ -43,6 +43,25 @@ pub struct EpochSettings<'a> {
     pub number: Option<usize>,
     /// The data-parallel group the samples are one shard of; `None`: this process alone.
     pub ranks: Option<Ranks<'a>>,
+    /// The learning rate of each step (a per-step schedule's), at least one per step; `None`:
+    /// the optimizer's, unchanged.
+    pub step_lrs: Option<&'a [f64]>,
+    /// Every gradient element clipped to ±this before each step, after `clip_grad_norm`.
+    pub clip_grad_value: Option<f64>,
+}
+
+impl Default for EpochSettings<'_> {
+    /// Batches of 1, in order, alone, with the optimizer's learning rate and no value clipping.
+    fn default() -> Self {
+        EpochSettings {
+            batch_size: 1,
+            shuffle: false,
+            number: None,
+            ranks: None,
+            step_lrs: None,
+            clip_grad_value: None,
+        }
+    }
 }
 
 impl<'a> EpochSettings<'a> {
@@ -230,6 +249,26 @@ impl<T: Real> Network<T> {
         if settings.batch_size == 0 {
             return Err(Error::value("batch_size", "must be at least 1, got 0"));
         }
+        if let Some(v) = settings.clip_grad_value {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(Error::value(
+                    "clip_grad_value",
+                    format!("must be a number > 0, got {v}"),
+                ));
+            }
+        }
+        if let Some(i) = settings
+            .step_lrs
+            .and_then(|rates| rates.iter().position(|r| !(r.is_finite() && *r >= 0.0)))
+        {
+            return Err(Error::value(
+                "step_lrs",
+                format!(
+                    "learning rates must be finite and >= 0, got {:?} at step {i}",
+                    settings.step_lrs.map(|r| r[i])
+                ),
+            ));
+        }
         if ranks.shard_rows.get(ranks.rank) != Some(&n) {
             return Err(Error::value(
                 "ranks",
@@ -263,6 +302,18 @@ impl<T: Real> Network<T> {
 
     /// Refuses a plan with a share that batch norm cannot normalize (one sample).
     fn check_plan(&self, plan: &Plan, settings: &EpochSettings<'_>) -> Result<()> {
+        if let Some(rates) = settings.step_lrs {
+            if rates.len() < plan.steps.len() {
+                return Err(Error::value(
+                    "step_lrs",
+                    format!(
+                        "one learning rate per step: the epoch has {} steps, got {} rates",
+                        plan.steps.len(),
+                        rates.len()
+                    ),
+                ));
+            }
+        }
         let Some((rows, rank, step)) = plan.smallest_share else {
             return Ok(());
         };
@@ -329,6 +380,9 @@ impl<T: Real> Network<T> {
                 outcome.stopped = true;
                 break;
             }
+            if let Some(rates) = settings.step_lrs {
+                self.optimizer.set_lr(rates[s]);
+            }
             let share = if settings.shuffle {
                 let idx = &plan.order[step.start..step.start + step.rows];
                 self.gather_share(data, idx, x, values, labels, weights)
@@ -339,8 +393,11 @@ impl<T: Real> Network<T> {
             let taken = match reduce.as_deref_mut() {
                 None => self
                     .checked_gradients_into(share, step.offset, &mut grads)
-                    .and_then(|value| self.descend(value, &mut grads).map(|()| value)),
-                Some(r) => self.reduced_step(share, step, s, reduced, r),
+                    .and_then(|value| {
+                        self.descend(value, &mut grads, settings.clip_grad_value)
+                            .map(|()| value)
+                    }),
+                Some(r) => self.reduced_step(share, step, s, reduced, r, settings.clip_grad_value),
             };
             let value = match taken {
                 Ok(value) => value,
@@ -400,6 +457,7 @@ impl<T: Real> Network<T> {
         index: usize,
         buffer: &mut [T],
         reduce: &mut dyn Reduce<T>,
+        clip_value: Option<f64>,
     ) -> Result<f64> {
         let p = self.params.len();
         let (own, failure) = match self.share_into(share, step, buffer) {
@@ -428,7 +486,7 @@ impl<T: Real> Network<T> {
         } else {
             slots[0].f64()
         };
-        self.descend(value, grads)?;
+        self.descend(value, grads, clip_value)?;
         Ok(value)
     }
 

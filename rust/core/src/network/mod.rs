@@ -20,7 +20,7 @@ use crate::optim::Optimizer;
 use crate::rng::Rng;
 use crate::{memory, threads, Error, NetworkSpec, Real, Result, Samples};
 
-pub use batches::Ranks;
+pub use batches::{epoch_steps, Ranks};
 pub use epoch::{EpochOutcome, EpochSettings, Progress, Reduce, REDUCE_SLOTS};
 pub use layout::{tensors, Layer, ParamInfo, Tensors};
 pub use metrics::MetricSums;
@@ -365,15 +365,16 @@ impl<T: Real> Network<T> {
     pub fn train_step(&mut self, batch: Samples<'_, T>) -> Result<f64> {
         let value = self.gradients(batch)?;
         let mut grads = std::mem::take(&mut self.grads);
-        let applied = self.descend(value, &mut grads);
+        let applied = self.descend(value, &mut grads, None);
         self.grads = grads;
         applied.map(|()| value)
     }
 
     /// The optimizer step of a batch whose loss was `value` and gradients `grads`: refused
     /// (`Error::Diverged`, nothing changed) when either is not finite, else the gradients are
-    /// measured, clipped in place to `clip_grad_norm` and applied.
-    fn descend(&mut self, value: f64, grads: &mut [T]) -> Result<()> {
+    /// measured, clipped in place to `clip_grad_norm` and then each to ±`clip_value`, and
+    /// applied.
+    fn descend(&mut self, value: f64, grads: &mut [T], clip_value: Option<f64>) -> Result<()> {
         let norm = self.grad_stats.measure(&self.param_info, grads);
         if !value.is_finite() || !norm.is_finite() {
             return Err(Error::Diverged {
@@ -390,6 +391,17 @@ impl<T: Real> Network<T> {
             if coef < 1.0 {
                 let c = T::of(coef);
                 grads.iter_mut().for_each(|g| *g *= c);
+            }
+        }
+        if let Some(limit) = clip_value {
+            // torch.nn.utils.clip_grad_value_, after the norm's clipping (as Keras orders them).
+            let (low, high) = (T::of(-limit), T::of(limit));
+            for g in grads.iter_mut() {
+                if *g > high {
+                    *g = high;
+                } else if *g < low {
+                    *g = low;
+                }
             }
         }
         self.optimizer.step(&mut self.params, grads);

@@ -90,6 +90,7 @@ fn settings(batch_size: usize, shuffle: bool, ranks: Option<Ranks<'_>>) -> Epoch
         shuffle,
         number: Some(1),
         ranks,
+        ..EpochSettings::default()
     }
 }
 
@@ -364,4 +365,86 @@ fn an_epoch_reports_its_steps() {
     assert_eq!(outcome.grad_norms.len(), 4);
     assert!(outcome.grad_norms.iter().all(|g| g.is_finite() && *g > 0.0));
     assert!(outcome.update_ratios.iter().all(|r| *r > 0.0));
+}
+
+#[test]
+fn step_learning_rates_are_those_of_one_train_step_each() {
+    let (x, labels) = data(10);
+    let all = Samples::new(&x[..], Targets::Labels(&labels), 10);
+    let rates = [0.1, 0.05, 0.0, 0.2];
+    let mut net = Network::<f64>::new(spec()).unwrap();
+    let settings = EpochSettings {
+        batch_size: 3,
+        step_lrs: Some(&rates),
+        ..EpochSettings::default()
+    };
+    net.fit_epoch(all, &settings, None, &mut |_| false).unwrap();
+    let mut single = Network::<f64>::new(spec()).unwrap();
+    for (s, &lr) in rates.iter().enumerate() {
+        single.optimizer_mut().set_lr(lr);
+        let end = (3 * s + 3).min(10);
+        let batch = Samples::new(
+            &x[3 * s * 5..end * 5],
+            Targets::Labels(&labels[3 * s..end]),
+            end - 3 * s,
+        );
+        single.train_step(batch).unwrap();
+    }
+    assert_close(net.params(), single.params(), "params");
+    assert_eq!(net.optimizer().lr(), 0.2, "the last step's rate stays");
+    let short = EpochSettings {
+        step_lrs: Some(&rates[..3]),
+        ..settings
+    };
+    let before = net.params().to_vec();
+    let e = net
+        .fit_epoch(all, &short, None, &mut |_| false)
+        .unwrap_err();
+    assert!(e.to_string().contains("4 steps, got 3 rates"), "{e}");
+    let negative = [0.1, -1.0, 0.1, 0.1];
+    let e = net
+        .fit_epoch(
+            all,
+            &EpochSettings {
+                step_lrs: Some(&negative),
+                ..settings
+            },
+            None,
+            &mut |_| false,
+        )
+        .unwrap_err();
+    assert!(e.to_string().starts_with("step_lrs:"), "{e}");
+    assert_eq!(net.params(), &before[..], "a refused epoch changes nothing");
+}
+
+#[test]
+fn clip_grad_value_clamps_each_gradient_after_the_norm() {
+    let (x, labels) = data(6);
+    let all = Samples::new(&x[..], Targets::Labels(&labels), 6);
+    let mut net = Network::<f64>::new(spec()).unwrap();
+    let settings = EpochSettings {
+        batch_size: 6,
+        clip_grad_value: Some(1e-3),
+        ..EpochSettings::default()
+    };
+    let mut by_hand = Network::<f64>::new(spec()).unwrap();
+    by_hand.gradients(all).unwrap();
+    let clipped: Vec<f64> = by_hand
+        .grads()
+        .iter()
+        .map(|g| g.clamp(-1e-3, 1e-3))
+        .collect();
+    assert!(
+        by_hand.grads().iter().any(|g| g.abs() > 1e-3),
+        "some gradient is clipped"
+    );
+    by_hand.apply_gradients(&clipped).unwrap();
+    net.fit_epoch(all, &settings, None, &mut |_| false).unwrap();
+    assert_close(net.params(), by_hand.params(), "params");
+    let bad = EpochSettings {
+        clip_grad_value: Some(0.0),
+        ..settings
+    };
+    let e = net.fit_epoch(all, &bad, None, &mut |_| false).unwrap_err();
+    assert!(e.to_string().starts_with("clip_grad_value:"), "{e}");
 }
