@@ -152,6 +152,9 @@ class NativeNetwork:
         epoch: int | None = None,
         ranks: tuple[int, list[int]] | None = None,
         reduce: Callable[[int, memoryview, BaseException | None], object] | None = None,
+        step_lrs: Sequence[float] | None = None,
+        clip_grad_value: float | None = None,
+        gradient_accumulation_steps: int = 1,
     ) -> _EpochResult:
         """One epoch of mini-batch training; returns a dict with the mean "loss", "batches" done,
         whether it "stopped" early, per-tensor "grad_norms" and "update_ratios", and this
@@ -165,7 +168,12 @@ class NativeNetwork:
         memoryview of the network's dtype, valid during the call only, laid out
         `[gradients | loss | failures]`: the last element counts failed ranks); `failure` is this
         rank's exception when it could not compute its share. An exception `reduce` raises ends
-        the epoch with that exception."""
+        the epoch with that exception.
+
+        `gradient_accumulation_steps` batches make one optimizer step (their mean gradient over
+        all their samples); `step_lrs` gives the learning rate of each optimizer step (a
+        per-step schedule's; the optimizer's is left at the last one); `clip_grad_value` clips
+        every gradient element to ±it before each step."""
     @property
     def reduce_len(self) -> int:
         """Length of a data-parallel step's buffer: the parameters, the loss and the failures."""

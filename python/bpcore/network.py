@@ -305,6 +305,7 @@ class Network:
         schedule: Schedule | None = None,
         clip_grad_norm: float | None = None,
         clip_grad_value: float | None = None,
+        gradient_accumulation_steps: int = 1,
         progress: bool | None = None,
         sample_weight: Any = None,
         comm: Any = None,
@@ -345,6 +346,10 @@ class Network:
                 this fit (torch's clip_grad_norm_); None keeps the network's setting.
             clip_grad_value: clip every gradient element to ±this at every step during this
                 fit, after `clip_grad_norm` (torch's clip_grad_value_, Keras's clipvalue).
+            gradient_accumulation_steps: batches whose gradients make one optimizer step (as
+                Keras's optimizer argument): the step takes their mean gradient over all their
+                samples, as one batch of `batch_size × steps` would (batch norm and dropout
+                still see each batch on its own); a per-step schedule counts these steps.
             progress: the older spelling of `verbose`: None is "auto", True 1, False 0.
             sample_weight: per-sample weights (n,), finite and >= 0, as Keras's: they weight
                 the training loss only. A batch's loss is Σ_i w_i·l_i / n_batch, where l_i is
@@ -427,6 +432,7 @@ class Network:
             schedule=schedule,
             clip_grad_norm=clip_grad_norm,
             clip_grad_value=clip_grad_value,
+            gradient_accumulation_steps=gradient_accumulation_steps,
             progress=progress,
             sample_weight=sample_weight,
             comm=comm,

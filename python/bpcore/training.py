@@ -153,7 +153,7 @@ class _ScheduleStep(Callback):
                 self.schedule.start(net.lr)
                 net.lr = learning_rate(self.schedule.initial_lr(), "schedule")
         if isinstance(self.schedule, OneCycleLR):
-            steps = logs["epochs"] * (logs["steps"] if self.per_step else 1)
+            steps = logs["epochs"] * (logs["updates"] if self.per_step else 1)
             if steps > self.schedule.steps_left():
                 raise ValueError(
                     f"schedule: {self.schedule!r} has {self.schedule.steps_left()} steps left, "
@@ -184,6 +184,7 @@ class _Fit:
     schedule: Schedule | None
     clip_grad_norm: float | None
     clip_grad_value: float | None
+    gradient_accumulation_steps: int
     verbose: int
     warnings: bool
     x_train: np.ndarray
@@ -211,6 +212,7 @@ class _Fit:
             "sample_weight": self.w_train is not None,
             "clip_grad_norm": self.clip_grad_norm,
             "clip_grad_value": self.clip_grad_value,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps,
             "schedule": repr(self.schedule),
         }
 
@@ -234,6 +236,9 @@ def _prepare(net: Network, X: Any, y: Any, **arguments: Any) -> _Fit:
     clip = arguments["clip_grad_norm"]
     if clip is not None:
         clip = real(clip, "clip_grad_norm", low=0.0, low_open=True)
+    accumulation = positive_int(
+        arguments.get("gradient_accumulation_steps", 1), "gradient_accumulation_steps"
+    )
     clip_value = arguments.get("clip_grad_value")
     if clip_value is not None:
         clip_value = real(clip_value, "clip_grad_value", low=0.0, low_open=True)
@@ -265,6 +270,7 @@ def _prepare(net: Network, X: Any, y: Any, **arguments: Any) -> _Fit:
         schedule=schedule,
         clip_grad_norm=clip,
         clip_grad_value=clip_value,
+        gradient_accumulation_steps=accumulation,
         verbose=verbose,
         warnings=health_warnings,
         x_train=x_train,
@@ -329,9 +335,12 @@ def _train(net: Network, plan: _Fit, group: Group) -> History:
         "progress_interval": PROGRESS_INTERVAL,
         "sample_weight": plan.w_train,
         "clip_grad_value": plan.clip_grad_value,
+        "gradient_accumulation_steps": plan.gradient_accumulation_steps,
     }
     scheduler = next((cb for cb in callbacks if isinstance(cb, _ScheduleStep)), None)
     steps = group.steps(plan.batch_size, plan.shuffle)
+    # Optimizer steps of an epoch: a per-step schedule steps once per accumulated group.
+    updates = -(-steps // plan.gradient_accumulation_steps)
     previous_clip = native.clip_grad_norm
     net.stop_training = False
     logs: Logs = {}
@@ -346,6 +355,7 @@ def _train(net: Network, plan: _Fit, group: Group) -> History:
             "batch_size": plan.batch_size,
             "samples": group.samples,
             "steps": steps,
+            "updates": updates,
             "log_keys": plan.log_keys(),
         }
         for cb in callbacks:
@@ -373,7 +383,7 @@ def _train(net: Network, plan: _Fit, group: Group) -> History:
             # The epoch's number (1-based) for a divergence error, when the core can count it.
             arguments["epoch"] = epoch + 1 if epoch < MAX_EPOCHS_DONE else None
             if scheduler is not None and scheduler.per_step:
-                arguments["step_lrs"] = group.local(scheduler.epoch_rates, steps)
+                arguments["step_lrs"] = group.local(scheduler.epoch_rates, updates)
             try:
                 result = group.fit_epoch(epoch, arguments)
             except TrainingDivergedError as e:

@@ -33,6 +33,8 @@ CASES: dict[str, dict[str, Any]] = {
     "float64-weighted-clipped": {"weighted": True, "clip": 0.5, "shuffle": True},
     "float64-validation": {"validation": True, "shuffle": True},
     "float32-adam": {"dtype": "float32", "shuffle": True},
+    # Two batches per optimizer step, and a one-cycle rate per step.
+    "float64-accumulated-onecycle": {"accumulate": 2, "shuffle": True, "onecycle": True},
     # Batches of 9 leave no rank a last batch of 1 sample, which batch norm refuses.
     "float64-batchnorm": {"batchnorm": True, "shuffle": True, "batch": 9},
 }
@@ -67,6 +69,14 @@ def case(name: str, options: dict[str, Any]) -> None:
         (kwargs["sample_weight"],) = bp.distributed.shard(w, comm=comm)
     if options.get("clip"):
         kwargs["clip_grad_norm"] = options["clip"]
+    accumulate = options.get("accumulate", 1)
+    if accumulate > 1:
+        kwargs["gradient_accumulation_steps"] = accumulate
+
+    def schedule() -> bp.OneCycleLR | None:
+        return bp.OneCycleLR(max_lr=0.05, total_steps=20) if options.get("onecycle") else None
+
+    kwargs["schedule"] = schedule()
     if options.get("validation"):
         kwargs["validation_data"] = (X_val, y_val)  # the whole set on every rank
     net = network(options)
@@ -89,7 +99,8 @@ def case(name: str, options: dict[str, Any]) -> None:
             for a, b in (bp.distributed.shard_bounds(n, rank=r, size=size) for r in range(size))
         ]
         orders = bp.distributed.epoch_order(single, shards, batch, shuffle=shuffle, epochs=epochs)
-        plain = dict(kwargs, batch_size=batch * size, epochs=1, shuffle=False)
+        plain = dict(kwargs, batch_size=batch * size * accumulate, epochs=1, shuffle=False)
+        plain.update(gradient_accumulation_steps=1, schedule=schedule())
         expected: dict[str, list[float]] = {}
         for steps in orders:
             rows = np.concatenate(steps)

@@ -33,6 +33,7 @@ pub struct EpochCall<'a, 'py> {
     pub reduce: Option<&'a Bound<'py, PyAny>>,
     pub step_lrs: Option<Vec<f64>>,
     pub clip_grad_value: Option<f64>,
+    pub gradient_accumulation_steps: usize,
 }
 
 /// What the epoch has done so far, shared between the pool thread that trains and the caller's
@@ -105,6 +106,7 @@ pub fn fit_epoch<T: Real + Element>(
         }),
         step_lrs: call.step_lrs.as_deref(),
         clip_grad_value: call.clip_grad_value,
+        gradient_accumulation_steps: call.gradient_accumulation_steps,
     };
     let interval = Duration::from_secs_f64(call.progress_interval.clamp(0.01, 3600.0));
     let shared = SharedProgress::default();

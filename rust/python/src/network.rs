@@ -270,10 +270,11 @@ impl NativeNetwork {
     /// rank's exception when it could not compute its share. An exception `reduce` raises ends
     /// the epoch with that exception.
     ///
-    /// `step_lrs` gives the learning rate of each step (a per-step schedule's; the optimizer's
-    /// is left at the last one), `clip_grad_value` clips every gradient element to ±it before
-    /// each step.
-    #[pyo3(signature = (x, y, batch_size, shuffle, progress=None, progress_interval=0.2, sample_weight=None, epoch=None, ranks=None, reduce=None, step_lrs=None, clip_grad_value=None))]
+    /// `gradient_accumulation_steps` batches make one optimizer step (their mean gradient over
+    /// all their samples); `step_lrs` gives the learning rate of each optimizer step (a
+    /// per-step schedule's; the optimizer's is left at the last one); `clip_grad_value` clips
+    /// every gradient element to ±it before each step.
+    #[pyo3(signature = (x, y, batch_size, shuffle, progress=None, progress_interval=0.2, sample_weight=None, epoch=None, ranks=None, reduce=None, step_lrs=None, clip_grad_value=None, gradient_accumulation_steps=1))]
     #[allow(clippy::too_many_arguments)]
     fn fit_epoch(
         &self,
@@ -290,6 +291,7 @@ impl NativeNetwork {
         reduce: Option<&Bound<'_, PyAny>>,
         step_lrs: Option<Vec<f64>>,
         clip_grad_value: Option<f64>,
+        gradient_accumulation_steps: usize,
     ) -> PyResult<Py<PyAny>> {
         let call = crate::fit::EpochCall {
             batch_size,
@@ -301,6 +303,7 @@ impl NativeNetwork {
             reduce,
             step_lrs,
             clip_grad_value,
+            gradient_accumulation_steps,
         };
         dispatch!(&mut *self.write("fit_epoch")?, net => crate::fit::fit_epoch(py, net, x, y, sample_weight, call))
     }

@@ -48,10 +48,14 @@ pub struct EpochSettings<'a> {
     pub step_lrs: Option<&'a [f64]>,
     /// Every gradient element clipped to ±this before each step, after `clip_grad_norm`.
     pub clip_grad_value: Option<f64>,
+    /// Batches whose gradients make one optimizer step (1: a step per batch); their mean over
+    /// all their samples, as one batch of them all. A last group may have fewer batches.
+    pub gradient_accumulation_steps: usize,
 }
 
 impl Default for EpochSettings<'_> {
-    /// Batches of 1, in order, alone, with the optimizer's learning rate and no value clipping.
+    /// Batches of 1, in order, alone, with the optimizer's learning rate, no value clipping and
+    /// a step per batch.
     fn default() -> Self {
         EpochSettings {
             batch_size: 1,
@@ -60,6 +64,7 @@ impl Default for EpochSettings<'_> {
             ranks: None,
             step_lrs: None,
             clip_grad_value: None,
+            gradient_accumulation_steps: 1,
         }
     }
 }
@@ -116,6 +121,7 @@ pub(super) struct EpochBuffers<T> {
     labels: Vec<i64>,
     weights: Vec<T>,
     reduced: Vec<T>,
+    accumulated: Vec<T>,
     params_at_start: Vec<T>,
 }
 
@@ -249,6 +255,12 @@ impl<T: Real> Network<T> {
         if settings.batch_size == 0 {
             return Err(Error::value("batch_size", "must be at least 1, got 0"));
         }
+        if settings.gradient_accumulation_steps == 0 {
+            return Err(Error::value(
+                "gradient_accumulation_steps",
+                "must be at least 1, got 0",
+            ));
+        }
         if let Some(v) = settings.clip_grad_value {
             if !(v.is_finite() && v > 0.0) {
                 return Err(Error::value(
@@ -303,12 +315,16 @@ impl<T: Real> Network<T> {
     /// Refuses a plan with a share that batch norm cannot normalize (one sample).
     fn check_plan(&self, plan: &Plan, settings: &EpochSettings<'_>) -> Result<()> {
         if let Some(rates) = settings.step_lrs {
-            if rates.len() < plan.steps.len() {
+            let steps = plan
+                .steps
+                .len()
+                .div_ceil(settings.gradient_accumulation_steps.max(1));
+            if rates.len() < steps {
                 return Err(Error::value(
                     "step_lrs",
                     format!(
-                        "one learning rate per step: the epoch has {} steps, got {} rates",
-                        plan.steps.len(),
+                        "one learning rate per optimizer step: the epoch has {steps} steps, got \
+                         {} rates",
                         rates.len()
                     ),
                 ));
@@ -364,11 +380,20 @@ impl<T: Real> Network<T> {
             labels,
             weights,
             reduced,
+            accumulated,
             ..
         } = buffers;
         if reduce.is_some() {
             reduced.resize(self.reduce_len(), T::zero());
         }
+        let k = settings.gradient_accumulation_steps.max(1);
+        // Samples of each optimizer step over every rank: its k batches'.
+        let group_rows: Vec<usize> = plan
+            .steps
+            .chunks(k)
+            .map(|group| group.iter().map(|s| s.global_rows).sum())
+            .collect();
+        let mut accumulated_loss = 0.0;
         let mut result = Ok(());
         for (s, step) in plan.steps.iter().enumerate() {
             let progress = Progress {
@@ -381,7 +406,8 @@ impl<T: Real> Network<T> {
                 break;
             }
             if let Some(rates) = settings.step_lrs {
-                self.optimizer.set_lr(rates[s]);
+                // One rate per optimizer step (of k accumulated batches).
+                self.optimizer.set_lr(rates[s / k]);
             }
             let share = if settings.shuffle {
                 let idx = &plan.order[step.start..step.start + step.rows];
@@ -390,15 +416,40 @@ impl<T: Real> Network<T> {
                 let (w_in, w_out) = (self.input_width(), self.output_width());
                 data.rows(step.start, step.start + step.rows, w_in, w_out)
             };
-            let taken = match reduce.as_deref_mut() {
-                None => self
-                    .checked_gradients_into(share, step.offset, &mut grads)
-                    .and_then(|value| {
-                        self.descend(value, &mut grads, settings.clip_grad_value)
-                            .map(|()| value)
-                    }),
-                Some(r) => self.reduced_step(share, step, s, reduced, r, settings.clip_grad_value),
+            let computed = match reduce.as_deref_mut() {
+                None => self.checked_gradients_into(share, step.offset, &mut grads),
+                Some(r) => self.reduced_gradients(share, step, s, reduced, r),
             };
+            // The step's mean gradient: the whole batch's alone, the sum of the shares on ranks.
+            let step_grads = match reduce {
+                None => &mut grads[..],
+                Some(_) => &mut reduced[..self.params.len()],
+            };
+            let taken = computed.and_then(|value| {
+                if k == 1 {
+                    return self
+                        .descend(value, step_grads, settings.clip_grad_value)
+                        .map(|()| value);
+                }
+                // Accumulated: the optimizer step's gradient is the mean over its batches'
+                // samples, as one batch of all of them.
+                let (group, first) = (s / k, s % k == 0);
+                let part = T::of(step.global_rows as f64 / group_rows[group] as f64);
+                if first {
+                    accumulated.clear();
+                    accumulated.extend(step_grads.iter().map(|&g| g * part));
+                    accumulated_loss = 0.0;
+                } else {
+                    for (a, &g) in accumulated.iter_mut().zip(step_grads.iter()) {
+                        *a += g * part;
+                    }
+                }
+                accumulated_loss += value * part.f64();
+                if s % k == k - 1 || s + 1 == plan.steps.len() {
+                    self.descend(accumulated_loss, accumulated, settings.clip_grad_value)?;
+                }
+                Ok(value)
+            });
             let value = match taken {
                 Ok(value) => value,
                 Err(e) => {
@@ -448,16 +499,16 @@ impl<T: Real> Network<T> {
         Samples::new(&x[..], targets, idx.len()).weighted(w)
     }
 
-    /// A data-parallel step: this rank's share into `buffer`, the sum over the ranks, then the
-    /// optimizer step from the sum. Returns the step's mean loss over every rank.
-    fn reduced_step(
+    /// A data-parallel step's gradients: this rank's share into `buffer`, then the sum over the
+    /// ranks (the step's mean gradient, in `buffer`'s first `params` elements). Returns the
+    /// step's mean loss over every rank.
+    fn reduced_gradients(
         &mut self,
         share: Samples<'_, T>,
         step: &Step,
         index: usize,
         buffer: &mut [T],
         reduce: &mut dyn Reduce<T>,
-        clip_value: Option<f64>,
     ) -> Result<f64> {
         let p = self.params.len();
         let (own, failure) = match self.share_into(share, step, buffer) {
@@ -472,7 +523,7 @@ impl<T: Real> Network<T> {
         if let Some(e) = failure {
             return Err(e);
         }
-        let (grads, slots) = buffer.split_at_mut(p);
+        let slots = &buffer[p..];
         if slots[1] != T::zero() {
             return Err(Error::Stopped(format!(
                 "{} ranks could not compute their share",
@@ -486,7 +537,6 @@ impl<T: Real> Network<T> {
         } else {
             slots[0].f64()
         };
-        self.descend(value, grads, clip_value)?;
         Ok(value)
     }
 
