@@ -18,11 +18,11 @@ import bpcore as bp
 HUGE = 10**400  # an integer no float holds: float() of it raises OverflowError
 
 
-def small(dtype: str = "float32", layers=None) -> bp.Network:
+def small(dtype: str = "float32", layers=None, optimizer="adam") -> bp.Network:
     return bp.Network(
         layers or [bp.Dense(3, 4), bp.ReLU(), bp.Dense(4, 2)],
         loss="mse",
-        optimizer=bp.Adam(lr=0.01),
+        optimizer=bp.optimizers.get_optimizer(optimizer) if optimizer != "adam" else bp.Adam(0.01),
         dtype=dtype,
         seed=0,
     )
@@ -194,6 +194,23 @@ def test_gradients_of_1e30_in_training_are_a_divergence_and_the_state_still_save
     _, buffers = net.native.optimizer_state()
     assert all(np.isfinite(b).all() for b in buffers)
     bp.Network.from_bytes(net.to_bytes(include_optimizer=True))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop", "adagrad"])
+def test_a_finite_step_whose_squares_overflow_keeps_the_state_finite_and_the_file_loads(
+    optimizer,
+):
+    # Inputs of 1e12 give a finite loss and float32 gradients near 1e24, whose squares (1e48)
+    # are beyond float32: torch's exp_avg_sq would be inf; bpcore's saturates at the largest.
+    net = small(optimizer=optimizer)
+    loss = net.train_step(np.full((4, 3), 1e12), np.zeros((4, 2)))
+    assert np.isfinite(loss)
+    _, buffers = net.native.optimizer_state()
+    assert all(np.isfinite(b).all() for b in buffers)
+    assert any((b == np.finfo(np.float32).max).any() for b in buffers), "saturated"
+    assert all(np.isfinite(v).all() for v in net.parameters().values())
+    back = bp.Network.from_bytes(net.to_bytes(include_optimizer=True))
+    assert back.native.optimizer_state()[0] == 1
 
 
 def test_a_batch_counter_at_its_limit_saturates_and_the_file_loads():

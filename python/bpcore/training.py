@@ -119,9 +119,10 @@ class _ScheduleStep(Callback):
     per step, to the native loop before the epoch (`epoch_rates`), and the network then takes
     the rate of the step after the epoch's last."""
 
-    def __init__(self, schedule: Schedule) -> None:
+    def __init__(self, schedule: Schedule, updates_per_epoch: int) -> None:
         super().__init__()
         self.schedule = schedule
+        self.updates_per_epoch = updates_per_epoch
         self._next_rate: float | None = None
 
     @property
@@ -153,7 +154,7 @@ class _ScheduleStep(Callback):
                 self.schedule.start(net.lr)
                 net.lr = learning_rate(self.schedule.initial_lr(), "schedule")
         if isinstance(self.schedule, OneCycleLR):
-            steps = logs["epochs"] * (logs["updates"] if self.per_step else 1)
+            steps = logs["epochs"] * (self.updates_per_epoch if self.per_step else 1)
             if steps > self.schedule.steps_left():
                 raise ValueError(
                     f"schedule: {self.schedule!r} has {self.schedule.steps_left()} steps left, "
@@ -313,8 +314,11 @@ def _train(net: Network, plan: _Fit, group: Group) -> History:
     callbacks: list[Callback] = [GradientMonitor(tensors, plan.t_train)] if plan.warnings else []
     if progress is not None:
         callbacks.append(progress)
+    steps = group.steps(plan.batch_size, plan.shuffle)
+    # Optimizer steps of an epoch: a per-step schedule steps once per accumulated group.
+    updates = -(-steps // plan.gradient_accumulation_steps)
     if plan.schedule is not None:
-        callbacks.append(_ScheduleStep(plan.schedule))
+        callbacks.append(_ScheduleStep(plan.schedule, updates))
     callbacks += [*plan.callbacks, history]
     callbacks = [cb for cb in callbacks if group.runs(cb)]
     at_ticks = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
@@ -338,9 +342,6 @@ def _train(net: Network, plan: _Fit, group: Group) -> History:
         "gradient_accumulation_steps": plan.gradient_accumulation_steps,
     }
     scheduler = next((cb for cb in callbacks if isinstance(cb, _ScheduleStep)), None)
-    steps = group.steps(plan.batch_size, plan.shuffle)
-    # Optimizer steps of an epoch: a per-step schedule steps once per accumulated group.
-    updates = -(-steps // plan.gradient_accumulation_steps)
     previous_clip = native.clip_grad_norm
     net.stop_training = False
     logs: Logs = {}
@@ -355,7 +356,6 @@ def _train(net: Network, plan: _Fit, group: Group) -> History:
             "batch_size": plan.batch_size,
             "samples": group.samples,
             "steps": steps,
-            "updates": updates,
             "log_keys": plan.log_keys(),
         }
         for cb in callbacks:

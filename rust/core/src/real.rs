@@ -129,12 +129,22 @@ pub fn all_finite<T: Real>(values: &[T]) -> bool {
         .all(|c| lane_sum(c, |v| v * T::zero()) == T::zero())
 }
 
-/// Σ v² in f64: blocks summed in `T` (vectorized), the blocks' sums added in f64.
+/// Σ v² in f64: blocks summed in `T` (vectorized), the blocks' sums added in f64. A block
+/// whose squares overflow `T` though its values are finite (float32 values beyond 1.8e19) is
+/// summed again in f64, so that only a NaN or an infinity among the values gives a sum that
+/// is not finite.
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 pub fn sum_squares<T: Real>(values: &[T]) -> f64 {
     values
         .chunks(1024)
-        .map(|c| lane_sum(c, |v| v * v).f64())
+        .map(|c| {
+            let fast = lane_sum(c, |v| v * v).f64();
+            if fast.is_finite() {
+                fast
+            } else {
+                c.iter().map(|v| v.f64() * v.f64()).sum()
+            }
+        })
         .sum()
 }
 
@@ -205,6 +215,15 @@ mod tests {
         assert_eq!(saturating_of::<f32>(0.1), 0.1f32);
         assert_eq!(saturating_of::<f64>(1e300), 1e300);
         assert!(saturating_of::<f32>(f64::NAN).is_nan());
+    }
+
+    #[test]
+    fn sum_squares_of_finite_values_beyond_the_types_root_stays_finite() {
+        let big = [1e24f32, -2e24, 3.0];
+        let want = (1e24f32 as f64).powi(2) + (2e24f32 as f64).powi(2) + 9.0;
+        assert!((sum_squares(&big) - want).abs() <= 1e-12 * want);
+        assert!(sum_squares(&[1.0f32, f32::INFINITY]).is_infinite());
+        assert!(sum_squares(&[1.0f32, f32::NAN]).is_nan());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Rule;
+use super::{saturate, Rule};
 use crate::Real;
 
 /// Adagrad's hyperparameters, with torch.optim.Adagrad's defaults.
@@ -66,9 +66,9 @@ impl Rule for Adagrad {
         let eps = T::of(self.eps);
         for ((p, &g), s) in params.iter_mut().zip(grads).zip(sum.iter_mut()) {
             let g = if decay { g + wd * *p } else { g };
-            *s += g * g;
+            *s = saturate(*s + g * g);
             let std = s.sqrt() + eps;
-            *p += neg_clr * g / std;
+            *p = saturate(*p + neg_clr * g / std);
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{lerp, Rule};
+use super::{lerp, saturate, Rule};
 use crate::Real;
 
 /// Adam's hyperparameters, with torch.optim.Adam's defaults: weight decay added to the
@@ -70,39 +70,31 @@ fn non_negative_state(amsgrad: bool) -> Vec<&'static str> {
     }
 }
 
-impl Rule for Adam {
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-    fn state_names(&self) -> Vec<&'static str> {
-        state_names(self.amsgrad)
-    }
-    fn non_negative_state(&self) -> Vec<&'static str> {
-        non_negative_state(self.amsgrad)
-    }
-    #[inline(always)]
-    fn step<T: Real>(&self, lr: f64, t: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
-        let (betas, eps, wd, amsgrad) = (self.betas, self.eps, self.weight_decay, self.amsgrad);
-        step(betas, eps, wd, amsgrad, false, lr, t, p, g, state)
-    }
+/// The rule of Adam (`decoupled` false) or AdamW (true): the same state and update.
+macro_rules! adam_rule {
+    ($spec:ident, $decoupled:expr) => {
+        impl Rule for $spec {
+            fn lr(&self) -> f64 {
+                self.lr
+            }
+            fn state_names(&self) -> Vec<&'static str> {
+                state_names(self.amsgrad)
+            }
+            fn non_negative_state(&self) -> Vec<&'static str> {
+                non_negative_state(self.amsgrad)
+            }
+            #[inline(always)]
+            fn step<T: Real>(&self, lr: f64, t: u64, p: &mut [T], g: &[T], s: &mut [&mut [T]]) {
+                let (betas, eps, wd, amsgrad) =
+                    (self.betas, self.eps, self.weight_decay, self.amsgrad);
+                step(betas, eps, wd, amsgrad, $decoupled, lr, t, p, g, s)
+            }
+        }
+    };
 }
 
-impl Rule for AdamW {
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-    fn state_names(&self) -> Vec<&'static str> {
-        state_names(self.amsgrad)
-    }
-    fn non_negative_state(&self) -> Vec<&'static str> {
-        non_negative_state(self.amsgrad)
-    }
-    #[inline(always)]
-    fn step<T: Real>(&self, lr: f64, t: u64, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
-        let (betas, eps, wd, amsgrad) = (self.betas, self.eps, self.weight_decay, self.amsgrad);
-        step(betas, eps, wd, amsgrad, true, lr, t, p, g, state)
-    }
-}
+adam_rule!(Adam, false);
+adam_rule!(AdamW, true);
 
 /// Step `t` (from 1): `m = lerp(m, g, 1-β1)`, `v = β2·v + (1-β2)·g²`,
 /// `p -= lr/(1-β1^t) · m / (√v̂ / √(1-β2^t) + eps)` with `v̂ = v` or its running maximum;
@@ -150,24 +142,24 @@ fn step<T: Real>(
             let moments = m.iter_mut().zip(v.iter_mut()).zip(v_max.iter_mut());
             for ((p, &g), ((m, v), v_max)) in params.iter_mut().zip(grads).zip(moments) {
                 let g = decay(p, g);
-                *m = lerp(*m, g, w1);
-                *v = *v * b2 + w2 * g * g;
+                *m = saturate(lerp(*m, g, w1));
+                *v = saturate(*v * b2 + w2 * g * g);
                 // torch.maximum: NaN wins.
                 if v.is_nan() || *v > *v_max {
                     *v_max = *v;
                 }
                 let denom = v_max.sqrt() / bias_correction2_sqrt + eps;
-                *p += neg_step_size * *m / denom;
+                *p = saturate(*p + neg_step_size * *m / denom);
             }
         }
         (false, [m, v]) => {
             let moments = m.iter_mut().zip(v.iter_mut());
             for ((p, &g), (m, v)) in params.iter_mut().zip(grads).zip(moments) {
                 let g = decay(p, g);
-                *m = lerp(*m, g, w1);
-                *v = *v * b2 + w2 * g * g;
+                *m = saturate(lerp(*m, g, w1));
+                *v = saturate(*v * b2 + w2 * g * g);
                 let denom = v.sqrt() / bias_correction2_sqrt + eps;
-                *p += neg_step_size * *m / denom;
+                *p = saturate(*p + neg_step_size * *m / denom);
             }
         }
         // `new` allocates the buffers state_names gives; nothing else can reach here.

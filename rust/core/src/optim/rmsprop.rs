@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{lerp, Rule};
+use super::{lerp, saturate, Rule};
 use crate::Real;
 
 /// RMSprop's hyperparameters, with torch.optim.RMSprop's defaults.
@@ -99,20 +99,26 @@ impl Rule for RmsProp {
         let mut grad_avg = grad_avg.map(|ga| ga.iter_mut());
         for ((p, &g), sq) in params.iter_mut().zip(grads).zip(square_avg.iter_mut()) {
             let g = if decay { g + wd * *p } else { g };
-            *sq = *sq * alpha + w * g * g;
+            *sq = saturate(*sq * alpha + w * g * g);
             let avg = match grad_avg.as_mut().and_then(Iterator::next) {
                 Some(ga) => {
-                    *ga = lerp(*ga, g, w);
-                    (*sq - *ga * *ga).sqrt()
+                    *ga = saturate(lerp(*ga, g, w));
+                    // Never below 0: beyond the type's range, where torch's would be NaN.
+                    let variance = *sq - saturate(*ga * *ga);
+                    if variance < T::zero() {
+                        T::zero()
+                    } else {
+                        variance.sqrt()
+                    }
                 }
                 None => sq.sqrt(),
             } + eps;
             match momentum_buffer.as_mut().and_then(Iterator::next) {
                 Some(b) => {
-                    *b = *b * momentum + g / avg;
-                    *p += neg_lr * *b;
+                    *b = saturate(*b * momentum + g / avg);
+                    *p = saturate(*p + neg_lr * *b);
                 }
-                None => *p += neg_lr * g / avg,
+                None => *p = saturate(*p + neg_lr * g / avg),
             }
         }
     }

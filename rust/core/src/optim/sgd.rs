@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Rule;
+use super::{saturate, Rule};
 use crate::Real;
 
 /// SGD's hyperparameters, with torch.optim.SGD's defaults (its lr is 1e-3).
@@ -61,15 +61,15 @@ impl Rule for Sgd {
             [buf] if self.momentum != 0.0 => {
                 for ((p, &g), b) in params.iter_mut().zip(grads).zip(buf.iter_mut()) {
                     let g = if decay { g + wd * *p } else { g };
-                    *b = if t == 1 { g } else { *b * momentum + keep * g };
+                    *b = saturate(if t == 1 { g } else { *b * momentum + keep * g });
                     let g = if self.nesterov { g + momentum * *b } else { *b };
-                    *p += neg_lr * g;
+                    *p = saturate(*p + neg_lr * g);
                 }
             }
             _ => {
                 for (p, &g) in params.iter_mut().zip(grads) {
                     let g = if decay { g + wd * *p } else { g };
-                    *p += neg_lr * g;
+                    *p = saturate(*p + neg_lr * g);
                 }
             }
         }
