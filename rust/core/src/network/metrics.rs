@@ -60,7 +60,7 @@ impl MetricSums {
                     }
                 }
             }
-            (LossSpec::BceWithLogits, Targets::Values(y)) => {
+            (LossSpec::BceWithLogits { .. }, Targets::Values(y)) => {
                 let half = T::of(0.5);
                 self.correct += output
                     .iter()
@@ -114,6 +114,7 @@ mod tests {
         let mut m = MetricSums::default();
         let ce = LossSpec::CrossEntropy {
             label_smoothing: 0.0,
+            weight: None,
         };
         m.add(
             &ce,
@@ -126,7 +127,7 @@ mod tests {
         m.clear();
         let logits = [1.0f32, -1.0, 0.5, -0.2];
         m.add(
-            &LossSpec::BceWithLogits,
+            &LossSpec::BceWithLogits { pos_weight: None },
             &logits,
             Targets::Values(&[1.0, 1.0, 0.0, 0.0]),
             2,
