@@ -303,6 +303,7 @@ class Network:
         progress: bool | None = None,
         sample_weight: Any = None,
         comm: Any = None,
+        class_weight: Any = None,
     ) -> History:
         """Trains by mini-batch backpropagation for `epochs` epochs; returns a History.
 
@@ -346,6 +347,12 @@ class Network:
                 held-out samples are dropped: validation ("val_loss", "val_" metrics),
                 training metrics and `evaluate` stay unweighted. Negative, NaN or infinite
                 weights, or not one per sample, raise ValueError naming sample_weight.
+            class_weight: Keras's class weights, a dict {class label: weight} (1.0 for a
+                class left out) or "balanced" (scikit-learn's n_samples / (n_classes ·
+                count) over the training samples): each training sample's weight is its
+                class's, times its `sample_weight` when given, with sample_weight's rule
+                above (see `bpcore.class_weights`). For torch's weighted mean use
+                ``bp.CrossEntropyLoss(weight=...)``.
             comm: an mpi4py communicator (``MPI.COMM_WORLD``) to train data-parallel on all
                 its ranks, each calling fit with its own shard of the data (see
                 `bpcore.distributed.shard`); `batch_size` is per rank. Every rank runs the same
@@ -409,6 +416,7 @@ class Network:
             progress=progress,
             sample_weight=sample_weight,
             comm=comm,
+            class_weight=class_weight,
         )
 
     def predict_proba(self, X: Any) -> np.ndarray:
