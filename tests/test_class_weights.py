@@ -270,3 +270,71 @@ def test_the_references_weighted_gradients_are_central_differences(spec: dict) -
                 - ref.loss_value_and_grad(spec, down, y, s)[0]
             ) / (2 * h)
             assert abs(grad[i][c] - numeric) < 1e-8, (i, c, grad[i][c], numeric)
+
+
+def test_data_parallel_fit_refuses_what_its_ranks_cannot_share() -> None:
+    MPI = require("mpi4py.MPI")
+    X, y = _data()
+    cases = [
+        (bp.CrossEntropyLoss(weight=[1.0, 2.0, 3.0]), None, "class weights over every rank"),
+        ("cross_entropy", "balanced", "'balanced' counts the classes of the whole"),
+    ]
+    for loss, class_weight, words in cases:
+        net = bp.Network([bp.Dense(IN, 3)], loss=loss, seed=0)
+        with pytest.raises(bp.distributed.DistributedTrainingError) as e:
+            net.fit(X, y, class_weight=class_weight, comm=MPI.COMM_SELF, progress=False)
+        assert isinstance(e.value.__cause__, ValueError) and words in str(e.value.__cause__)
+    # A dict is per-sample weights: a group of one trains as a process alone, bit for bit.
+    runs = []
+    for comm in (None, MPI.COMM_SELF):
+        net = bp.Network([bp.Dense(IN, 3)], loss="cross_entropy", seed=0)
+        net.fit(X, y, class_weight={0: 0.5, 2: 3.0}, comm=comm, epochs=2, progress=False)
+        runs.append(net.parameters()["0.weight"])
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+# ----- targets that are not class labels ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("y", "error", "words"),
+    [
+        (np.array(["cat", "dog", "cat"]), TypeError, "got strings such as 'cat'; encode them"),
+        (np.array(["cat", "dog", 1], dtype=object), TypeError, "np.unique"),
+        (np.eye(3)[[0, 2, 1]], ValueError, r"one-hot rows of shape \(3, 3\); pass the class"),
+        (
+            np.array([[0.2, 0.8], [0.6, 0.4], [0.5, 0.5]]),
+            ValueError,
+            r"rows of class probabilities .* y.argmax\(axis=1\)",
+        ),
+        (np.array([[1, 1, 0], [0, 1, 1], [1, 0, 0]]), ValueError, "loss='bce_with_logits'"),
+    ],
+)
+def test_cross_entropy_says_what_to_pass_instead(y, error, words) -> None:
+    net = bp.Network([bp.Dense(2, 3)], loss="cross_entropy", seed=0)
+    X = np.zeros((3, 2), dtype=np.float32)
+    for call in (
+        lambda: net.fit(X, y, progress=False),
+        lambda: net.loss(X, y),
+        lambda: net.fit(X, [0, 1, 2], validation_data=(X, y), progress=False),
+    ):
+        with pytest.raises(error, match=words):
+            call()
+
+
+def test_keras_loss_names_are_answered_with_what_to_use() -> None:
+    cases = {
+        "categorical_crossentropy": r"loss='cross_entropy' .* y.argmax\(axis=1\) .* no softmax",
+        "sparse_categorical_crossentropy": "loss='cross_entropy' .* same integer labels",
+        "binary_crossentropy": "loss='bce_with_logits' .* no Sigmoid",
+        "BinaryCrossentropy": "loss='bce_with_logits'",
+        "MSELoss": r"did you mean 'mse' \(bp.MSELoss\(\)\)",
+        "CrossEntropyLoss": "did you mean 'cross_entropy'",
+        "mean_absolute_error": "loss='l1'",
+        "bce_with_logit": "did you mean 'bce_with_logits'",
+    }
+    for name, words in cases.items():
+        with pytest.raises(ValueError, match=words):
+            bp.Network([bp.Dense(2, 2)], loss=name)
+    with pytest.raises(ValueError, match="expected one of"):
+        bp.Network([bp.Dense(2, 2)], loss="hinge")

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from bpcore._checks import MAX_SIZE
+from bpcore._label_targets import refuse_non_labels
 
 
 def _numeric(value: Any, arg: str) -> np.ndarray:
@@ -103,6 +104,7 @@ def as_inputs(X: Any, dtype: np.dtype, n_features: int, arg: str = "X") -> np.nd
 
 def as_labels(y: Any, n_samples: int, arg: str = "y") -> np.ndarray:
     """y as a C-contiguous (n_samples,) int64 array of class labels."""
+    refuse_non_labels(y, arg)
     a = _numeric(y, arg)
     if a.ndim == 2 and a.shape[1] == 1:
         a = a[:, 0]

@@ -115,3 +115,23 @@ def with_class_weights(
     if sample_weight is None:
         return np.ascontiguousarray(per_sample)
     return np.ascontiguousarray(sample_weight * per_sample)
+
+
+def refuse_in_data_parallel(loss: Loss, class_weight: Any) -> None:
+    """Refuses, with a ValueError, the class weights a data-parallel fit cannot honour yet:
+    cross_entropy's own ``weight`` (a step's mean divides by the sum of its targets' class
+    weights over every rank, which the ranks' shares do not know) and ``"balanced"`` (the
+    class counts of every rank's shard). A dict of class weights is per-sample and works."""
+    if getattr(loss, "weight", None) is not None:
+        raise ValueError(
+            "loss: CrossEntropyLoss(weight=...) divides each step's loss by its targets' "
+            "class weights over every rank, which a data-parallel fit does not gather; give "
+            "fit(class_weight={class: weight}) instead (Keras's rule: per-sample weights over "
+            "the batch's size), which data-parallel training sums exactly"
+        )
+    if isinstance(class_weight, str):
+        raise ValueError(
+            "class_weight: 'balanced' counts the classes of the whole training set, which a "
+            "data-parallel fit holds on no one rank; give the weights as a dict {class: "
+            "weight}, computed from every shard's counts"
+        )

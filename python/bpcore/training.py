@@ -27,7 +27,7 @@ from bpcore._data_parallel import RankGroup
 from bpcore._user_warnings import warn
 from bpcore.bpcore import TrainingDivergedError
 from bpcore.callbacks import Callback, Logs, _set_lr
-from bpcore.class_weights import with_class_weights
+from bpcore.class_weights import refuse_in_data_parallel, with_class_weights
 from bpcore.gradient_health import GradientMonitor, GradientWarning, TensorStats
 from bpcore.history import History
 from bpcore.progress import ProgressLogger, enabled
@@ -212,6 +212,8 @@ def _prepare(net: Network, X: Any, y: Any, data_parallel: bool = False, **argume
     )
     # Validation stays unweighted: the held-out samples' weights are dropped.
     w_train = None if w is None else w[: x_train.shape[0]]
+    if data_parallel:
+        refuse_in_data_parallel(net.loss_function, arguments["class_weight"])
     w_train = with_class_weights(arguments["class_weight"], t_train, w_train, net)
     native = net._native
     # The core's checks of the whole training set, up front, so that a rejected fit changes
