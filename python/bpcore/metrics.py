@@ -483,7 +483,7 @@ def training_values(
     values = from_sums(metrics, sums, loss, width)
     rest = [name for name in metrics if name not in values]
     if rest:
-        outputs = net._native.forward(x)
+        outputs = net.forward(x)
         for name in rest:
             values[name] = _one(name, outputs, t, metrics, loss)
     return {name: values[name] for name in metrics}
