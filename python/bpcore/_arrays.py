@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from bpcore._checks import MAX_SIZE
+from bpcore._label_targets import refuse_non_labels
 
 
 def _from_torch(value: Any, arg: str) -> Any:
@@ -117,20 +118,9 @@ def as_inputs(X: Any, dtype: np.dtype, n_features: int, arg: str = "X") -> np.nd
 
 
 def as_labels(y: Any, n_samples: int, arg: str = "y") -> np.ndarray:
-    """y as a C-contiguous (n_samples,) int64 array of class labels. Strings and one-hot rows
-    are refused with what to pass instead."""
-    try:
-        a = _numeric(y, arg)
-    except TypeError:
-        raw = np.asarray(y)  # read as an array already, by _numeric
-        if raw.size and (raw.dtype.kind in "US" or isinstance(raw.flat[0], str)):
-            raise TypeError(
-                f"{arg}: class labels must be integers 0 to n_classes - 1, got strings such "
-                f"as {str(raw.flat[0])!r}; encode them, e.g. classes, {arg} = np.unique({arg}, "
-                "return_inverse=True) (or sklearn.preprocessing.LabelEncoder, or "
-                "bpcore.sklearn's MLPClassifier, which takes any labels)"
-            ) from None
-        raise
+    """y as a C-contiguous (n_samples,) int64 array of class labels."""
+    refuse_non_labels(y, arg)
+    a = _numeric(y, arg)
     if a.ndim == 2 and a.shape[1] == 1:
         a = a[:, 0]
     if a.ndim == 2 and a.shape[0] and _one_hot(a):

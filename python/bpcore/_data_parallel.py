@@ -60,16 +60,17 @@ def _pack_sums(sums: dict[str, Any], width: int) -> np.ndarray:
         v[: len(given)] = given
         return v
 
-    head = [float(sums["rows"]), float(sums["correct"]), float(sums["abs_err"])]
+    head = [float(sums[key]) for key in ("rows", "correct", "abs_err", "exact")]
     return np.concatenate([head, column("sq_err"), column("y_sum"), column("y_sq_sum")])
 
 
 def _unpack_sums(v: np.ndarray, width: int) -> dict[str, Any]:
-    cols = v[3:].reshape(3, width)
+    cols = v[4:].reshape(3, width)
     return {
         "rows": round(float(v[0])),
         "correct": float(v[1]),
         "abs_err": float(v[2]),
+        "exact": float(v[3]),
         "sq_err": cols[0],
         "y_sum": cols[1],
         "y_sq_sum": cols[2],
@@ -329,7 +330,7 @@ class RankGroup:
         Returns (training metric sums, validation logs)."""
         net, loss = self.net, self.net.loss_function
         width = net.n_outputs
-        size = 3 + 3 * width
+        size = 4 + 3 * width
 
         def local_sums() -> np.ndarray:
             train = _pack_sums(result["metric_sums"], width)

@@ -52,6 +52,7 @@ class TrainingDivergedError(ArithmeticError):
 class _MetricSums(TypedDict):
     rows: int
     correct: float
+    exact: float
     abs_err: float
     sq_err: list[float]
     y_sum: list[float]

@@ -26,7 +26,9 @@ The protocol — subclass `Callback` and override any of:
 network (Keras's convention); the History's ``epoch`` list and messages count from 1.
 `fit` calls ``set_network(net)`` on every callback before ``on_train_begin``.
 
-A ``monitor`` (EarlyStopping, ReduceLROnPlateau) that is not among the logs' keys raises
+A ``monitor`` (EarlyStopping, ReduceLROnPlateau, ModelCheckpoint) may be any key of the epoch
+logs: "loss", any metric of fit's ``metrics`` (names or functions) and, with validation, its
+``val_`` twin. One that is not among the logs' keys raises
 ValueError naming it and the available keys — at ``on_train_begin``, before any training, so a
 typo or a ``"val_loss"`` without validation data never silently disables the callback.
 """
@@ -42,14 +44,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bpcore._checks import integer, real
+from bpcore.metrics import greater_is_better
 from bpcore.optimizers import learning_rate
 
 if TYPE_CHECKING:
     from bpcore.network import Network
 
 Logs = dict[str, Any]
-
-_MAX_MODE_METRICS = ("accuracy", "acc", "r2")
 
 
 class Callback:
@@ -104,8 +105,8 @@ def _resolve_mode(mode: str, monitor: str) -> str:
         raise ValueError(f"mode: expected 'auto', 'min' or 'max', got {mode!r}")
     if mode != "auto":
         return mode
-    name = monitor[4:] if monitor.startswith("val_") else monitor
-    return "max" if name in _MAX_MODE_METRICS or name.endswith("accuracy") else "min"
+    # Unknown names are taken as losses (lower is better), as Keras's "auto" does.
+    return "max" if greater_is_better(monitor) else "min"
 
 
 class _Monitoring(Callback):
@@ -150,7 +151,8 @@ class EarlyStopping(_Monitoring):
     """Stops training when `monitor` has not improved for `patience` epochs (Keras's rule).
 
     An epoch improves when the value beats the best so far by more than `min_delta` (lower in
-    mode "min", higher in "max"; "auto" takes "max" for accuracy and r2, else "min"). After
+    mode "min", higher in "max"; "auto" takes "max" for the scores — accuracy, precision,
+    recall, F1, ROC AUC, top-k accuracy, R², names ending in "_score" — else "min"). After
     `patience` epochs in a row without improvement, training stops. With
     `restore_best_weights`, the parameters of the best epoch are put back when training ends
     (whether it stopped early or not, as Keras 3).

@@ -311,6 +311,7 @@ class Network:
         comm: Any = None,
         verbose: int | str = "auto",
         warnings: bool = True,
+        class_weight: Any = None,
     ) -> History:
         """Trains by mini-batch backpropagation for `epochs` epochs; returns a History.
 
@@ -326,12 +327,17 @@ class Network:
             validation_split: a fraction in [0, 1): the *last* samples, taken before shuffling
                 (as Keras), are held out for validation.
             validation_data: (X_val, y_val) to validate on instead (not with validation_split).
-            metrics: names from "accuracy" (classification losses; the default there) and
-                "mae", "r2" (regression losses; none by default). Training metrics, like
-                the "loss", are Keras's running values over the epoch: each step's own outputs
-                before its update, summed natively at no extra pass over the data (unweighted;
-                the loss is the weighted one with `sample_weight`). Validation metrics use the
-                network after the epoch.
+            metrics: names or functions (see `bpcore.metrics`): "accuracy" (classification
+                losses; the default there; exact match for multi-label outputs),
+                "binary_accuracy", "precision", "recall", "f1" and their "_macro"/"_micro",
+                "roc_auc", "top_5_accuracy" (any k), "mae", "r2" (regression losses; none by
+                default), or any ``fn(y_true, y_pred) -> float``. Training values of
+                "accuracy", "binary_accuracy", "mae" and "r2", like the "loss", are Keras's
+                running values over the epoch: each step's own outputs before its update,
+                summed natively at no extra pass over the data (unweighted; the loss is the
+                weighted one with `sample_weight`); the other metrics' training values are
+                those of the network after the epoch, from one inference pass over the
+                training samples. Validation metrics use the network after the epoch.
             callbacks: `bpcore.callbacks.Callback` objects (EarlyStopping, ReduceLROnPlateau,
                 LearningRateScheduler, or your own; see that module for the protocol).
             schedule: a learning-rate schedule (bpcore.schedules), with torch's formulas. A
@@ -362,6 +368,12 @@ class Network:
                 held-out samples are dropped: validation ("val_loss", "val_" metrics),
                 training metrics and `evaluate` stay unweighted. Negative, NaN or infinite
                 weights, or not one per sample, raise ValueError naming sample_weight.
+            class_weight: Keras's class weights, a dict {class label: weight} (1.0 for a
+                class left out) or "balanced" (scikit-learn's n_samples / (n_classes ·
+                count) over the training samples): each training sample's weight is its
+                class's, times its `sample_weight` when given, with sample_weight's rule
+                above (see `bpcore.class_weights`). For torch's weighted mean use
+                ``bp.CrossEntropyLoss(weight=...)``.
             comm: an mpi4py communicator (``MPI.COMM_WORLD``) to train data-parallel on all
                 its ranks, each calling fit with its own shard of the data (see
                 `bpcore.distributed.shard`); `batch_size` is per rank. Every rank runs the same
@@ -438,6 +450,7 @@ class Network:
             comm=comm,
             verbose=verbose,
             warnings=warnings,
+            class_weight=class_weight,
         )
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -469,14 +482,16 @@ class Network:
         return z
 
     def evaluate(self, X: Any, y: Any) -> dict[str, float]:
-        """{"loss": mean loss, "accuracy": fraction right (classification losses only)}."""
+        """{"loss": mean loss, "accuracy": fraction of samples right (classification losses
+        only; with several bce_with_logits outputs, samples with every output right)}."""
         x = self.as_inputs(X)
         t = self.as_targets(y, x.shape[0])
         result = {"loss": float(self._native.loss(x, t))}
         if self._loss.is_classification:
             pred = self.predict(x)
             truth = t if self._loss.takes_labels else (t > 0.5).astype(np.int64)
-            result["accuracy"] = float(np.mean(pred == truth))
+            right = (pred == truth).reshape(len(truth), -1)
+            result["accuracy"] = float(np.mean(right.all(axis=1)))  # exact match, as sklearn
         return result
 
     # ----- parameters ----------------------------------------------------------------------

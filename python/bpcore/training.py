@@ -27,6 +27,7 @@ from bpcore._data_parallel import RankGroup
 from bpcore._user_warnings import warn
 from bpcore.bpcore import TrainingDivergedError
 from bpcore.callbacks import Callback, Logs
+from bpcore.class_weights import refuse_in_data_parallel, with_class_weights
 from bpcore.gradient_health import GradientMonitor, GradientWarning, TensorStats
 from bpcore.history import History
 from bpcore.optimizers import learning_rate
@@ -180,7 +181,7 @@ class _Fit:
     epochs: int
     batch_size: int
     shuffle: bool
-    metrics: list[str]
+    metrics: metric_functions.Metrics
     callbacks: list[Callback]
     schedule: Schedule | None
     clip_grad_norm: float | None
@@ -218,13 +219,15 @@ class _Fit:
         }
 
 
-def _prepare(net: Network, X: Any, y: Any, **arguments: Any) -> _Fit:
+def _prepare(net: Network, X: Any, y: Any, data_parallel: bool = False, **arguments: Any) -> _Fit:
     """Every argument checked and converted before anything changes: a rejected call changes
     nothing."""
     epochs = positive_int(arguments["epochs"], "epochs")
     batch_size = positive_int(arguments["batch_size"], "batch_size")
     shuffle = boolean(arguments["shuffle"], "shuffle")
-    names = metric_functions.resolve_metrics(arguments["metrics"], net.loss_function)
+    names = metric_functions.resolve_metrics(
+        arguments["metrics"], net.loss_function, net.n_outputs, data_parallel
+    )
     callbacks = _callbacks(arguments["callbacks"])
     schedule = arguments["schedule"]
     if schedule is not None and not isinstance(schedule, Schedule):
@@ -254,6 +257,9 @@ def _prepare(net: Network, X: Any, y: Any, **arguments: Any) -> _Fit:
     )
     # Validation stays unweighted: the held-out samples' weights are dropped.
     w_train = None if w is None else w[: x_train.shape[0]]
+    if data_parallel:
+        refuse_in_data_parallel(net.loss_function, arguments["class_weight"])
+    w_train = with_class_weights(arguments["class_weight"], t_train, w_train, net)
     native = net.native
     # The core's checks of the whole training set, up front, so that a rejected fit changes
     # nothing on any rank.
@@ -291,7 +297,7 @@ def fit(net: Network, X: Any, y: Any, *, comm: Any = None, **arguments: Any) -> 
     group = RankGroup(comm, net)
     try:
         with group.catching_interrupts():
-            prepared = group.local(_prepare, net, X, y, **arguments)
+            prepared = group.local(_prepare, net, X, y, data_parallel=True, **arguments)
             facts = {} if prepared is None else prepared.agreed_facts()
             n_train = 0 if prepared is None else prepared.x_train.shape[0]
             group.setup(facts, n_train)
@@ -393,8 +399,8 @@ def _train(net: Network, plan: _Fit, group: Group) -> History:
             train_sums, val_logs = group.end_epoch(result, plan.metrics, plan.validation)
             logs = {"loss": float(result["loss"])}
             if plan.metrics:
-                loss, width = net.loss_function, net.n_outputs
-                logs.update(metric_functions.from_sums(plan.metrics, train_sums, loss, width))
+                x, t = plan.x_train, plan.t_train
+                logs.update(metric_functions.training_values(plan.metrics, train_sums, net, x, t))
             logs.update(val_logs)
             logs["lr"] = lr
             logs["time"] = time.perf_counter() - start

@@ -3,7 +3,7 @@
 Each loss takes the network's outputs (n rows of C values) and the targets, and returns
 ``(L, ∂L/∂outputs)``. The mean divides by the number of terms N, so every element's
 gradient carries a factor 1/N: N = n·C for the element-wise losses, N = n (samples) for
-cross-entropy.
+cross-entropy (the sum of the targets' class weights with cross-entropy's ``weight``).
 
 Every loss also takes optional per-sample weights ``sample_weight`` (Keras's): sample i's
 loss l_i (the mean over its C elements, or its cross-entropy) counts w_i times, and the
@@ -106,16 +106,20 @@ def cross_entropy(
     labels: Sequence[int],
     label_smoothing: float = 0.0,
     sample_weight: Sequence[float] | None = None,
+    weight: Sequence[float] | None = None,
 ) -> tuple[float, list[list[float]]]:
-    """Softmax cross-entropy on integer labels, with label smoothing ε; mean over samples.
+    """Softmax cross-entropy on integer labels, with label smoothing ε and class weights w
+    (torch's ``weight``; all 1 when None).
 
     log p_c = z_c - logsumexp(z), computed as m + log Σ e^{z_c - m} with m = max z, so
-    logits of any size stay finite. Per sample,
-        loss = (1-ε)(-log p_y) + (ε/C) Σ_c (-log p_c).
-    The target is the distribution q_c = (1-ε)[c = y] + ε/C, which sums to 1, and since
-    ∂(-log p_k)/∂z_c = p_c - [c = k], the gradient is Σ_k q_k (p_c - [c = k]) = p_c - q_c,
-    divided by the number of samples n. A sample weight w multiplies the sample's loss and
-    so its gradient row.
+    logits of any size stay finite. The target is the distribution q_c = (1-ε)[c = y] + ε/C,
+    which sums to 1, and each class's term counts w_c times: per sample,
+        loss = Σ_c q_c w_c (-log p_c) = (1-ε) w_y (-log p_y) + (ε/C) Σ_c w_c (-log p_c).
+    The batch's loss divides the sum by D = Σ_i w_{y_i}, the targets' class weights (torch's
+    weighted mean; D = n without weights). Since ∂(-log p_k)/∂z_c = p_c - [c = k], the
+    gradient is Σ_k q_k w_k (p_c - [c = k]) = p_c Σ_k q_k w_k - q_c w_c, divided by D: without
+    class weights p_c - q_c over n. A sample weight s multiplies the sample's loss and so its
+    gradient row, leaving D as it is. A batch with D = 0 has loss 0 and gradient 0.
     """
     n = len(logits)
     if n == 0:
@@ -123,40 +127,62 @@ def cross_entropy(
     if len(labels) != n:
         raise ValueError(f"labels must have length {n} to match the outputs")
     classes = len(logits[0])
+    w = [1.0] * classes if weight is None else [float(v) for v in weight]
+    if len(w) != classes:
+        raise ValueError(f"weight must have one value per class ({classes}), got {len(w)}")
+    for y in labels:
+        if not 0 <= y < classes:
+            raise ValueError(f"label {y} is out of range for {classes} classes")
+    divisor = float(n) if weight is None else sum(w[y] for y in labels)
+    if divisor == 0.0:
+        return 0.0, [[0.0] * classes for _ in logits]
     eps = label_smoothing
     total = 0.0
     grad = []
-    for z, y, w in zip(logits, labels, _weights(sample_weight, n)):
-        if not 0 <= y < classes:
-            raise ValueError(f"label {y} is out of range for {classes} classes")
+    for z, y, s in zip(logits, labels, _weights(sample_weight, n)):
         m = max(z)
         log_sum = m + math.log(sum(math.exp(v - m) for v in z))
         log_p = [v - log_sum for v in z]
-        loss = -(1.0 - eps) * log_p[y]
-        if eps:
-            loss -= eps / classes * sum(log_p)
-        total += w * loss
         q = [eps / classes + ((1.0 - eps) if c == y else 0.0) for c in range(classes)]
-        grad.append([w * (math.exp(lp) - q_c) / n for lp, q_c in zip(log_p, q)])
-    return total / n, grad
+        total += s * sum(-q_c * w_c * lp for q_c, w_c, lp in zip(q, w, log_p))
+        qw = sum(q_c * w_c for q_c, w_c in zip(q, w))
+        grad.append(
+            [s * (math.exp(lp) * qw - q_c * w_c) / divisor for lp, q_c, w_c in zip(log_p, q, w)]
+        )
+    return total / divisor, grad
 
 
 def bce_with_logits(
-    logits: Rows, targets: Rows, sample_weight: Sequence[float] | None = None
+    logits: Rows,
+    targets: Rows,
+    sample_weight: Sequence[float] | None = None,
+    pos_weight: Sequence[float] | None = None,
 ) -> tuple[float, list[list[float]]]:
     """Binary cross-entropy on logits x and targets y in [0, 1]; mean over N elements.
 
-    -[y log σ(x) + (1-y) log(1-σ(x))] = max(x, 0) - x y + log(1 + e^{-|x|}), the stable
-    form. Its derivative is σ(x) - y (the familiar logistic-regression gradient), times the
-    sample's weight, over N.
+    With the positive weight p of the element's column (torch's ``pos_weight``: one per
+    column, or one for all; 1 when None), -[p y log σ(x) + (1-y) log(1-σ(x))]. Since
+    -log σ(x) = log(1 + e^{-x}) = softplus(-x) and -log(1-σ(x)) = x + softplus(-x), this is
+    (1-y) x + (1 + (p-1) y) softplus(-x), with softplus(-x) = max(-x, 0) + log(1 + e^{-|x|})
+    the stable form. Its derivative is (1 + (p-1) y) σ(x) - p y (σ(x) - y, the familiar
+    logistic-regression gradient, when p = 1), times the sample's weight, over N.
     """
     n = _check_targets(logits, targets)
+    width = len(logits[0])
+    p_of = [1.0] * width if pos_weight is None else [float(v) for v in pos_weight]
+    if len(p_of) == 1:
+        p_of = p_of * width
+    if len(p_of) != width:
+        raise ValueError(f"pos_weight must have one value per output ({width}), got {len(p_of)}")
     total = 0.0
     grad = []
     for out, tgt, w in zip(logits, targets, _weights(sample_weight, len(logits))):
-        for x, y in zip(out, tgt):
-            total += w * (max(x, 0.0) - x * y + math.log1p(math.exp(-abs(x))))
-        grad.append([w * (sigmoid(x) - y) / n for x, y in zip(out, tgt)])
+        row = []
+        for x, y, p in zip(out, tgt, p_of):
+            softplus_neg = max(-x, 0.0) + math.log1p(math.exp(-abs(x)))
+            total += w * ((1.0 - y) * x + (1.0 + (p - 1.0) * y) * softplus_neg)
+            row.append(w * ((1.0 + (p - 1.0) * y) * sigmoid(x) - p * y) / n)
+        grad.append(row)
     return total / n, grad
 
 
@@ -199,10 +225,10 @@ def loss_value_and_grad(
     if kind == "huber":
         return huber(outputs, y, spec["delta"], w)
     if kind == "cross_entropy":
-        return cross_entropy(outputs, y, spec["label_smoothing"], w)
+        return cross_entropy(outputs, y, spec["label_smoothing"], w, spec.get("weight"))
     if kind == "poisson":
         return poisson(outputs, y, w)
-    return bce_with_logits(outputs, y, w)
+    return bce_with_logits(outputs, y, w, spec.get("pos_weight"))
 
 
 def loss_value(spec: Any, outputs: Rows, y: Any) -> float:

@@ -8,6 +8,7 @@ keys and out-of-range values raise ``ValueError``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from bpcore.bpcore import optimizer_defaults
@@ -43,6 +44,12 @@ LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
 #: at lr=0.01.
 OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = optimizer_defaults()
 
+#: Keys a loss may have without a default: lists of weights, absent when not given.
+LOSS_OPTIONAL: dict[str, set[str]] = {
+    "cross_entropy": {"weight"},
+    "bce_with_logits": {"pos_weight"},
+}
+
 _BOOL_KEYS = {"bias", "nesterov", "amsgrad", "centered"}
 _INT_KEYS = {"in_features", "out_features", "num_features", "normalized_shape"}
 
@@ -61,14 +68,21 @@ def _as_dict(item: Any, what: str) -> dict[str, Any]:
     return item
 
 
-def _complete(item: Any, table: dict[str, dict[str, Any]], what: str) -> dict[str, Any]:
-    """Fill in defaults and coerce value types; reject unknown types and keys."""
+def _complete(
+    item: Any,
+    table: dict[str, dict[str, Any]],
+    what: str,
+    optional: dict[str, set[str]] | None = None,
+) -> dict[str, Any]:
+    """Fill in defaults and coerce value types; reject unknown types and keys. The `optional`
+    keys of a type (lists of weights) are kept, as lists of floats, only when given."""
     raw = _as_dict(item, what)
     kind = raw.get("type")
     if kind not in table:
         raise ValueError(f"unknown {what} type {kind!r}; expected one of {sorted(table)}")
     defaults = table[kind]
-    unknown = sorted(set(raw) - set(defaults) - {"type"})
+    extra = (optional or {}).get(kind, set())
+    unknown = sorted(set(raw) - set(defaults) - extra - {"type"})
     if unknown:
         raise ValueError(f"{what} {kind!r}: unknown key(s) {unknown}")
     spec: dict[str, Any] = {"type": kind}
@@ -91,6 +105,12 @@ def _complete(item: Any, table: dict[str, dict[str, Any]], what: str) -> dict[st
         else:
             value = float(value)
         spec[key] = value
+    for key in sorted(extra):
+        if raw.get(key) is not None:
+            weights = [float(v) for v in raw[key]]
+            if not weights or not all(math.isfinite(v) and v >= 0.0 for v in weights):
+                raise ValueError(f"{what} {kind!r}: {key} must be finite numbers >= 0")
+            spec[key] = weights
     return spec
 
 
@@ -111,7 +131,7 @@ def layer_spec(item: Any) -> dict[str, Any]:
 
 def loss_spec(item: Any) -> dict[str, Any]:
     """The complete loss spec for a dict, a type name or an object with ``.to_spec()``."""
-    spec = _complete(item, LOSS_DEFAULTS, "loss")
+    spec = _complete(item, LOSS_DEFAULTS, "loss", LOSS_OPTIONAL)
     if spec["type"] == "huber" and not spec["delta"] > 0.0:
         raise ValueError(f"loss 'huber': delta must be > 0, got {spec['delta']}")
     if spec["type"] == "cross_entropy" and not 0.0 <= spec["label_smoothing"] <= 1.0:

@@ -72,11 +72,20 @@ pub enum LossSpec {
         #[serde(default = "one")]
         delta: f64,
     },
+    /// `torch.nn.CrossEntropyLoss(weight, label_smoothing)`: with class weights `weight` (one
+    /// per class), the mean divides by the sum of the targets' class weights.
     CrossEntropy {
         #[serde(default)]
         label_smoothing: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        weight: Option<Vec<f64>>,
     },
-    BceWithLogits,
+    /// `torch.nn.BCEWithLogitsLoss(pos_weight)`: `pos_weight` (one per output, or one for all)
+    /// multiplies the positive term of each output's loss.
+    BceWithLogits {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pos_weight: Option<Vec<f64>>,
+    },
     /// `torch.nn.PoissonNLLLoss(log_input=True, full=False)`: the output is a log-rate.
     Poisson,
 }

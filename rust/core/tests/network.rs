@@ -64,6 +64,7 @@ fn gradients_match_central_differences() {
     for loss in [
         LossSpec::CrossEntropy {
             label_smoothing: 0.1,
+            weight: None,
         },
         LossSpec::Mse,
         LossSpec::Huber { delta: 0.5 },
@@ -102,6 +103,7 @@ fn training_lowers_the_loss_and_a_seed_fixes_everything() {
     let labels: Vec<i64> = x.chunks(3).map(|r| i64::from(r[0] + r[1] > 0.0)).collect();
     let loss = LossSpec::CrossEntropy {
         label_smoothing: 0.0,
+        weight: None,
     };
     let run = || {
         let mut net = Network::<f32>::new(spec(loss.clone(), 9)).unwrap();
@@ -181,6 +183,7 @@ fn refused_input_changes_nothing() {
     let mut net = Network::<f64>::new(spec(
         LossSpec::CrossEntropy {
             label_smoothing: 0.0,
+            weight: None,
         },
         3,
     ))

@@ -181,6 +181,7 @@ fn outcome_dict(py: Python<'_>, outcome: &EpochOutcome) -> PyResult<Py<PyAny>> {
     let sums = PyDict::new(py);
     sums.set_item("rows", m.rows)?;
     sums.set_item("correct", m.correct)?;
+    sums.set_item("exact", m.exact)?;
     sums.set_item("abs_err", m.abs_err)?;
     sums.set_item("sq_err", &m.sq_err)?;
     sums.set_item("y_sum", &m.y_sum)?;

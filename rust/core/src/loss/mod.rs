@@ -75,6 +75,7 @@ pub fn evaluate_weighted<T: Real>(
     if let Some(w) = weights {
         check_weights(w, n)?;
     }
+    check_spec(spec, width)?;
     match *spec {
         LossSpec::Mse => {
             let y = values(spec, targets, n, width)?;
@@ -88,28 +89,99 @@ pub fn evaluate_weighted<T: Real>(
             let y = values(spec, targets, n, width)?;
             Ok(huber::loss(output, y, width, delta, weights, grad))
         }
-        LossSpec::BceWithLogits => {
+        LossSpec::BceWithLogits { ref pos_weight } => {
             let y = values(spec, targets, n, width)?;
             bce_with_logits::check_targets(y)?;
-            Ok(bce_with_logits::loss(output, y, width, weights, grad))
+            let pos_weight = pos_weight.as_deref();
+            Ok(bce_with_logits::loss(
+                output, y, width, pos_weight, weights, grad,
+            ))
         }
         LossSpec::Poisson => {
             let y = values(spec, targets, n, width)?;
             poisson::check_targets(y)?;
             Ok(poisson::loss(output, y, width, weights, grad))
         }
-        LossSpec::CrossEntropy { label_smoothing } => {
+        LossSpec::CrossEntropy {
+            label_smoothing,
+            ref weight,
+        } => {
             let labels = labels(targets, n, width)?;
             Ok(cross_entropy::loss(
                 output,
                 width,
                 labels,
                 label_smoothing,
+                weight.as_deref(),
                 weights,
                 grad,
             ))
         }
     }
+}
+
+/// Checks the loss's own values against an output of `width` columns: cross_entropy's class
+/// `weight` one per class, bce_with_logits's `pos_weight` one per output (or one for all),
+/// each finite and >= 0. An error naming the weight otherwise.
+pub fn check_spec(spec: &LossSpec, width: usize) -> Result<()> {
+    let (arg, given, per) = match spec {
+        LossSpec::CrossEntropy {
+            weight: Some(w), ..
+        } => ("weight", w, "class"),
+        LossSpec::BceWithLogits {
+            pos_weight: Some(w),
+        } => ("pos_weight", w, "output"),
+        _ => return Ok(()),
+    };
+    let fits = given.len() == width || (arg == "pos_weight" && given.len() == 1);
+    if !fits {
+        return Err(Error::value(
+            arg,
+            format!(
+                "expected one value per {per} ({width} for the network's {width} outputs), \
+                 got {}",
+                given.len()
+            ),
+        ));
+    }
+    match given
+        .iter()
+        .enumerate()
+        .find(|(_, w)| !(w.is_finite() && **w >= 0.0))
+    {
+        None => Ok(()),
+        Some((i, w)) => Err(Error::value(
+            arg,
+            format!("weights must be finite and >= 0, got {w} at index {i}"),
+        )),
+    }
+}
+
+/// What the mean loss of `n` samples with these targets divides by: the sum of the targets'
+/// class weights for cross_entropy with class weights (torch's weighted mean), else `n`.
+///
+/// A batch split into shares (threads, ranks) whose shares' losses are L_k = S_k / D_k
+/// recombines exactly as Σ_k L_k·(D_k / D), with D = Σ_k D_k: a share's part of the batch is
+/// its part of this divisor, not of the samples. The targets must have been checked.
+pub fn divisor<T>(spec: &LossSpec, targets: Targets<'_, T>, n: usize) -> f64 {
+    match (spec, targets) {
+        (LossSpec::CrossEntropy { weight, .. }, Targets::Labels(labels)) => {
+            cross_entropy::label_weight_sum(labels, weight.as_deref())
+        }
+        _ => n as f64,
+    }
+}
+
+/// Whether a batch's divisor (see [`divisor`]) depends on its targets rather than its size
+/// alone: then a share's part of a step is only known once every share's divisor is.
+pub fn divisor_depends_on_targets(spec: &LossSpec) -> bool {
+    matches!(
+        spec,
+        LossSpec::CrossEntropy {
+            weight: Some(_),
+            ..
+        }
+    )
 }
 
 /// Per-sample weights must be one per sample, finite and >= 0: else an error naming
@@ -141,9 +213,10 @@ pub fn check_targets<T: Real>(
     n: usize,
     width: usize,
 ) -> Result<()> {
+    check_spec(spec, width)?;
     match *spec {
         LossSpec::CrossEntropy { .. } => labels(targets, n, width).map(drop),
-        LossSpec::BceWithLogits => {
+        LossSpec::BceWithLogits { .. } => {
             values(spec, targets, n, width).and_then(bce_with_logits::check_targets)
         }
         LossSpec::Poisson => values(spec, targets, n, width).and_then(poisson::check_targets),
@@ -160,7 +233,7 @@ pub fn name(spec: &LossSpec) -> &'static str {
         LossSpec::L1 => "l1",
         LossSpec::Huber { .. } => "huber",
         LossSpec::CrossEntropy { .. } => "cross_entropy",
-        LossSpec::BceWithLogits => "bce_with_logits",
+        LossSpec::BceWithLogits { .. } => "bce_with_logits",
         LossSpec::Poisson => "poisson",
     }
 }
@@ -242,7 +315,7 @@ mod tests {
             LossSpec::Mse,
             LossSpec::L1,
             LossSpec::Huber { delta: 1.0 },
-            LossSpec::BceWithLogits,
+            LossSpec::BceWithLogits { pos_weight: None },
         ]
     }
 
@@ -258,6 +331,7 @@ mod tests {
         }
         let spec = LossSpec::CrossEntropy {
             label_smoothing: 0.0,
+            weight: None,
         };
         let got = evaluate(&spec, &out, 2, 2, Targets::Values(&out), None);
         assert!(
@@ -271,6 +345,7 @@ mod tests {
         let out = [0.1f32, 0.2, 0.3, 0.4];
         let ce = LossSpec::CrossEntropy {
             label_smoothing: 0.0,
+            weight: None,
         };
         let shape_arg = |r: Result<f64>| match r {
             Err(Error::Shape { arg, .. }) => arg,
@@ -322,6 +397,7 @@ mod tests {
         let out = [0.1f64, 0.2, 0.3, 0.4];
         let ce = LossSpec::CrossEntropy {
             label_smoothing: 0.0,
+            weight: None,
         };
         let cases: [(&LossSpec, Targets<'_, f64>); 8] = [
             (&ce, Targets::Labels(&[0, 1])),
@@ -331,7 +407,7 @@ mod tests {
             (&LossSpec::Mse, Targets::Values(&out)),
             (&LossSpec::Mse, Targets::Values(&out[..1])),
             (
-                &LossSpec::BceWithLogits,
+                &LossSpec::BceWithLogits { pos_weight: None },
                 Targets::Values(&[0.0, 1.0, 0.5, 2.0]),
             ),
             (&LossSpec::L1, Targets::Labels(&[0, 1])),
@@ -375,10 +451,78 @@ mod tests {
     }
 
     #[test]
+    fn loss_weights_are_checked_against_the_outputs() {
+        let ce = |w: Vec<f64>| LossSpec::CrossEntropy {
+            label_smoothing: 0.0,
+            weight: Some(w),
+        };
+        let bce = |w: Vec<f64>| LossSpec::BceWithLogits {
+            pos_weight: Some(w),
+        };
+        assert!(check_spec(&ce(vec![1.0, 2.0, 0.0]), 3).is_ok());
+        assert!(check_spec(&bce(vec![2.0]), 3).is_ok());
+        assert!(check_spec(&bce(vec![2.0, 1.0, 1.0]), 3).is_ok());
+        let cases = [
+            (
+                ce(vec![1.0, 2.0]),
+                "weight: expected one value per class (3 for",
+            ),
+            (ce(vec![1.0]), "got 1"),
+            (ce(vec![1.0, -1.0, 1.0]), "got -1 at index 1"),
+            (ce(vec![1.0, 1.0, f64::NAN]), "got NaN at index 2"),
+            (
+                bce(vec![1.0, 2.0]),
+                "pos_weight: expected one value per output",
+            ),
+            (bce(vec![f64::INFINITY]), "finite"),
+        ];
+        for (spec, words) in cases {
+            let err = check_spec(&spec, 3).expect_err("bad weights");
+            assert!(err.to_string().contains(words), "{err}");
+            let out = [0.0f64; 6];
+            let targets = match spec {
+                LossSpec::CrossEntropy { .. } => Targets::Labels(&[0, 1]),
+                _ => Targets::Values(&out),
+            };
+            let mut grad = [7.0f64; 6];
+            let got = evaluate(&spec, &out, 2, 3, targets, Some(&mut grad));
+            assert_eq!(got.err(), Some(err.clone()));
+            assert_eq!(check_targets(&spec, targets, 2, 3).err(), Some(err));
+            assert_eq!(grad, [7.0; 6], "a rejected call changes nothing");
+        }
+    }
+
+    #[test]
+    fn shares_recombine_by_their_part_of_the_divisor() {
+        let out = [0.5f64, -1.0, 2.0, 0.1, -0.3, 0.0, 0.7, 1.2, -0.8, 0.4];
+        let labels = [1i64, 0, 1, 1, 0];
+        let spec = LossSpec::CrossEntropy {
+            label_smoothing: 0.1,
+            weight: Some(vec![3.0, 0.5]),
+        };
+        let t = Targets::<f64>::Labels(&labels);
+        assert_eq!(divisor(&spec, t, 5), 3.0 * 2.0 + 0.5 * 3.0);
+        assert_eq!(
+            divisor(&LossSpec::Mse, Targets::<f64>::Values(&out), 5),
+            5.0
+        );
+        assert!(divisor_depends_on_targets(&spec));
+        assert!(!divisor_depends_on_targets(&LossSpec::Mse));
+        let whole = evaluate(&spec, &out, 5, 2, t, None).unwrap();
+        let mut combined = 0.0;
+        for (a, b) in [(0, 2), (2, 5)] {
+            let share = evaluate(&spec, &out[2 * a..2 * b], b - a, 2, t.rows(a, b, 2), None);
+            combined += share.unwrap() * divisor(&spec, t.rows(a, b, 2), b - a) / 7.5;
+        }
+        assert!((whole - combined).abs() < 1e-15, "{whole} {combined}");
+    }
+
+    #[test]
     fn names_and_kinds() {
         assert_eq!(name(&LossSpec::Huber { delta: 2.0 }), "huber");
         assert!(takes_labels(&LossSpec::CrossEntropy {
-            label_smoothing: 0.1
+            label_smoothing: 0.1,
+            weight: None,
         }));
         assert!(!takes_labels(&LossSpec::Mse));
     }

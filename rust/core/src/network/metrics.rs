@@ -12,6 +12,9 @@ pub struct MetricSums {
     /// Samples (cross_entropy: argmax = label) or output elements (bce_with_logits: logit > 0
     /// agrees with target > 0.5) predicted right.
     pub correct: f64,
+    /// Samples whose every output element is predicted right (bce_with_logits: exact match,
+    /// scikit-learn's accuracy of multi-label outputs).
+    pub exact: f64,
     /// Σ |output − y| over all elements (value losses).
     pub abs_err: f64,
     /// Per output column: Σ (output − y)², Σ y, Σ y² (value losses; for R²).
@@ -25,6 +28,7 @@ impl MetricSums {
     pub fn clear(&mut self) {
         self.rows = 0;
         self.correct = 0.0;
+        self.exact = 0.0;
         self.abs_err = 0.0;
         for v in [&mut self.sq_err, &mut self.y_sum, &mut self.y_sq_sum] {
             v.iter_mut().for_each(|s| *s = 0.0);
@@ -60,13 +64,20 @@ impl MetricSums {
                     }
                 }
             }
-            (LossSpec::BceWithLogits, Targets::Values(y)) => {
+            (LossSpec::BceWithLogits { .. }, Targets::Values(y)) => {
                 let half = T::of(0.5);
-                self.correct += output
-                    .iter()
-                    .zip(y)
-                    .filter(|&(&o, &t)| (o > T::zero()) == (t > half))
-                    .count() as f64;
+                let rows = output.chunks_exact(width).zip(y.chunks_exact(width));
+                for (row, t_row) in rows {
+                    let right = row
+                        .iter()
+                        .zip(t_row)
+                        .filter(|&(&o, &t)| (o > T::zero()) == (t > half))
+                        .count();
+                    self.correct += right as f64;
+                    if right == width {
+                        self.exact += 1.0;
+                    }
+                }
             }
             (_, Targets::Values(y)) => {
                 for v in [&mut self.sq_err, &mut self.y_sum, &mut self.y_sq_sum] {
@@ -91,6 +102,7 @@ impl MetricSums {
     pub fn merge(&mut self, other: &MetricSums) {
         self.rows += other.rows;
         self.correct += other.correct;
+        self.exact += other.exact;
         self.abs_err += other.abs_err;
         for (mine, theirs) in [
             (&mut self.sq_err, &other.sq_err),
@@ -114,6 +126,7 @@ mod tests {
         let mut m = MetricSums::default();
         let ce = LossSpec::CrossEntropy {
             label_smoothing: 0.0,
+            weight: None,
         };
         m.add(
             &ce,
@@ -126,13 +139,21 @@ mod tests {
         m.clear();
         let logits = [1.0f32, -1.0, 0.5, -0.2];
         m.add(
-            &LossSpec::BceWithLogits,
+            &LossSpec::BceWithLogits { pos_weight: None },
             &logits,
             Targets::Values(&[1.0, 1.0, 0.0, 0.0]),
             2,
             2,
         );
-        assert_eq!(m.correct, 2.0);
+        assert_eq!((m.correct, m.exact), (2.0, 0.0));
+        m.add(
+            &LossSpec::BceWithLogits { pos_weight: None },
+            &logits,
+            Targets::Values(&[1.0, 0.0, 1.0, 0.0]),
+            2,
+            2,
+        );
+        assert_eq!((m.rows, m.correct, m.exact), (4, 6.0, 2.0));
     }
 
     #[test]

@@ -70,6 +70,7 @@ impl<T: Real> Network<T> {
             n_buffers,
             tracked_names,
         } = build_layers(&spec.layers)?;
+        loss::check_spec(&spec.loss, widths.last().copied().unwrap_or(0))?;
         // Parameters, gradients, the epoch's starting copy and the optimizer's state buffers,
         // plus the batch-norm buffers: refused up front rather than aborting in an allocation.
         let per_param = 3 + crate::optim::MAX_STATE;

@@ -6,7 +6,7 @@
 use rayon::prelude::*;
 
 use super::pass::{Model, Work};
-use crate::{Real, Result, Samples};
+use crate::{loss, Real, Result, Samples};
 
 /// Fewer rows than this per thread and each thread's packing of the weights (which every
 /// thread repeats) costs more than its share of the products saves; measured on the small
@@ -56,7 +56,9 @@ fn share(n: usize, p: usize, i: usize) -> (usize, usize) {
 ///
 /// With per-sample weights the split stays exact: share k of n_k rows computes
 /// L_k = Σ_{i∈k} w_i·l_i / n_k, and Σ_k L_k·n_k/n = Σ_i w_i·l_i / n, the whole batch's weighted
-/// loss; the gradients, linear in the L_k, combine the same way.
+/// loss; the gradients, linear in the L_k, combine the same way. A loss whose mean divides by
+/// its targets' class weights instead of n combines by each share's part of that divisor
+/// (`loss::divisor`), which is n_k/n for every other loss.
 pub(super) fn split_gradients<T: Real>(
     model: Model<'_, T>,
     replicas: &mut [Replica<T>],
@@ -66,6 +68,19 @@ pub(super) fn split_gradients<T: Real>(
     let n = batch.n;
     let (w_in, w_out) = (model.widths[0], model.widths[model.widths.len() - 1]);
     let p = replicas.len();
+    let whole = loss::divisor(model.loss, batch.targets, n);
+    let divisor_of = |i: usize| {
+        let (a, b) = share(n, p, i);
+        loss::divisor(model.loss, batch.targets.rows(a, b, w_out), b - a)
+    };
+    // A batch of class weight 0 has loss and gradient 0 in every share.
+    let part_of = |i: usize| {
+        if whole > 0.0 {
+            divisor_of(i) / whole
+        } else {
+            0.0
+        }
+    };
     crate::threads::install(|| {
         replicas.par_iter_mut().enumerate().for_each(|(i, r)| {
             let (a, b) = share(n, p, i);
@@ -78,9 +93,10 @@ pub(super) fn split_gradients<T: Real>(
         });
         let mut loss = 0.0;
         for (i, r) in replicas.iter_mut().enumerate() {
-            let (a, b) = share(n, p, i);
             let value = r.loss.take().unwrap_or(Ok(f64::NAN))?;
-            loss += value * (b - a) as f64 / n as f64;
+            if whole > 0.0 {
+                loss += value * divisor_of(i) / whole;
+            }
         }
         let replicas = &*replicas;
         grads
@@ -90,8 +106,7 @@ pub(super) fn split_gradients<T: Real>(
                 let off = c * REDUCE_CHUNK;
                 out.fill(T::zero());
                 for (i, r) in replicas.iter().enumerate() {
-                    let (a, b) = share(n, p, i);
-                    let w = T::of((b - a) as f64 / n as f64);
+                    let w = T::of(part_of(i));
                     let part = &r.grads[off..off + out.len()];
                     out.iter_mut().zip(part).for_each(|(o, &g)| *o += w * g);
                 }

@@ -23,6 +23,7 @@ fn spec() -> NetworkSpec {
         ],
         loss: LossSpec::CrossEntropy {
             label_smoothing: 0.0,
+            weight: None,
         },
         optimizer: OptimizerSpec::Adam(crate::optim::Adam {
             lr: 0.01,

@@ -36,6 +36,7 @@ fn split_gradients_equal_the_single_pass() {
         ],
         loss: LossSpec::CrossEntropy {
             label_smoothing: 0.1,
+            weight: None,
         },
         optimizer: OptimizerSpec::Sgd(crate::optim::Sgd {
             lr: 0.1,
@@ -161,4 +162,55 @@ fn small_steps_stay_on_one_thread() {
     assert_eq!(parts(32, 234_752, 2), 1);
     assert_eq!(parts(256, 6_316_042, 2), 1);
     assert_eq!(parts(1000, 1_000_000, 1), 1);
+}
+
+#[test]
+fn split_class_weighted_gradients_equal_the_single_pass() {
+    use crate::network::Network;
+    use crate::{LayerSpec, LossSpec, NetworkSpec, OptimizerSpec};
+    // Class 3 weighs 0 and the shares hold the classes unevenly: each share's part of the
+    // batch is its part of Σ w_{y_i}, not of the rows.
+    let spec = NetworkSpec {
+        layers: vec![LayerSpec::Dense {
+            in_features: 3,
+            out_features: 4,
+            bias: true,
+        }],
+        loss: LossSpec::CrossEntropy {
+            label_smoothing: 0.1,
+            weight: Some(vec![0.5, 4.0, 1.0, 0.0]),
+        },
+        optimizer: OptimizerSpec::Sgd(crate::optim::Sgd {
+            lr: 0.1,
+            momentum: 0.0,
+            dampening: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        }),
+        seed: 2,
+    };
+    let net = Network::<f64>::new(spec).unwrap();
+    let n = 19;
+    let x: Vec<f64> = (0..n * 3)
+        .map(|i| ((i * 13) % 11) as f64 / 5.0 - 1.0)
+        .collect();
+    let labels: Vec<i64> = (0..n as i64)
+        .map(|i| if i < 6 { 1 } else { i % 4 })
+        .collect();
+    let t = Targets::Labels(&labels);
+    let mut single = vec![0.0; net.params.len()];
+    let batch = Samples::new(&x, t, n);
+    let whole = net
+        .model()
+        .gradients(&mut Work::default(), &mut single, batch, false)
+        .unwrap();
+    for p in [2, 3, 5] {
+        let mut replicas = vec![Replica::default(); p];
+        let mut grads = vec![0.0; net.params.len()];
+        let split = split_gradients(net.model(), &mut replicas, &mut grads, batch).unwrap();
+        assert!((split - whole).abs() < 1e-14, "{p}: {split} vs {whole}");
+        for (a, b) in grads.iter().zip(&single) {
+            assert!((a - b).abs() < 1e-14 * (1.0 + b.abs()), "{p}: {a} vs {b}");
+        }
+    }
 }
