@@ -1,5 +1,7 @@
-//! bpcore's own thread pool, so that its parallel matrix products neither fight with nor wait
-//! behind other rayon users in the same process.
+//! bpcore's own threads: a rayon pool for coarse work (a whole epoch, inference over chunks),
+//! so that it neither fights with nor waits behind other rayon users in the same process, and a
+//! team of persistent workers (`team`) for the blocks of one product, which spin between the
+//! products of a step instead of sleeping.
 //!
 //! Sized by `set_num_threads`, else `BPCORE_NUM_THREADS`, else the limit the process was given
 //! for other libraries' pools (`OMP_NUM_THREADS`, then `OPENBLAS_NUM_THREADS`, `MKL_NUM_THREADS`:
@@ -14,7 +16,17 @@ use std::time::Duration;
 
 use crate::{Error, Result};
 
-type Pool = Arc<rayon::ThreadPool>;
+mod team;
+
+use team::Team;
+
+/// The rayon pool and the team, always of the same size.
+struct Threads {
+    rayon: rayon::ThreadPool,
+    team: Team,
+}
+
+type Pool = Arc<Threads>;
 
 fn slot() -> &'static RwLock<Option<Pool>> {
     static SLOT: OnceLock<RwLock<Option<Pool>>> = OnceLock::new();
@@ -47,13 +59,16 @@ fn threads_from(lookup: impl Fn(&str) -> Option<String>) -> Option<usize> {
 }
 
 fn build(n: usize) -> Result<Pool> {
-    rayon::ThreadPoolBuilder::new()
+    let rayon = rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .thread_name(|i| format!("bpcore-{i}"))
         .start_handler(|_| crate::fpenv::flush_denormals_forever())
         .build()
-        .map(Arc::new)
-        .map_err(|e| Error::value("n", format!("cannot start {n} threads: {e}")))
+        .map_err(|e| Error::value("n", format!("cannot start {n} threads: {e}")))?;
+    Ok(Arc::new(Threads {
+        rayon,
+        team: Team::new(n),
+    }))
 }
 
 fn pool() -> Result<Pool> {
@@ -93,14 +108,28 @@ pub fn set_num_threads(n: usize) -> Result<()> {
 
 /// The number of threads bpcore's work runs on.
 pub fn num_threads() -> usize {
-    pool().map_or(1, |p| p.current_num_threads())
+    pool().map_or(1, |p| p.rayon.current_num_threads())
 }
 
 /// Runs `f` inside bpcore's pool (or on this thread if no pool can be started).
 pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     match pool() {
-        Ok(p) => p.install(f),
+        Ok(p) => p.rayon.install(f),
         Err(_) => f(),
+    }
+}
+
+/// Runs `part(i)` for each `i < parts` on bpcore's team, part 0 on this thread, and returns
+/// when all are done; a panic in a part is raised here. Parts beyond the team's size, or all of
+/// them while another caller holds the team, run on this thread: the values are the same.
+pub fn run_parts(parts: usize, part: &(dyn Fn(usize) + Sync)) {
+    match pool() {
+        Ok(p) if parts > 1 => {
+            let size = p.team.size();
+            p.team.run(parts.min(size), part);
+            (size..parts).for_each(part);
+        }
+        _ => (0..parts).for_each(part),
     }
 }
 
@@ -116,9 +145,10 @@ pub fn run_polling<R: Send>(
     mut poll: impl FnMut() -> bool,
 ) -> R {
     let stop = AtomicBool::new(false);
-    let Ok(pool) = pool() else {
+    let Ok(threads) = pool() else {
         return work(&stop);
     };
+    let pool = &threads.rayon;
     let (done, finished) = sync_channel(1);
     let mut result = None;
     pool.in_place_scope(|scope| {
