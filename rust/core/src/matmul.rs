@@ -13,10 +13,14 @@ use std::ops::Range;
 use crate::Real;
 use gemm::Parallelism;
 
-/// Below this many multiply-adds per thread, handing a block to a worker costs more than its
+/// Below this many multiply-adds per block, handing a block to a worker costs more than its
 /// share of the product saves (a hand-off costs about a microsecond; gemm runs about 50
 /// multiply-adds per nanosecond on one core here).
 const MIN_MACS_PER_PART: usize = 1 << 16;
+/// Blocks per thread: more blocks than threads, so that a thread the system deschedules holds
+/// up one small block while the others take the rest, at the cost of packing the operand all
+/// blocks share once more per block.
+const PARTS_PER_THREAD: usize = 2;
 /// Blocks of columns start on multiples of this many elements: whole cache lines, so that two
 /// threads never write one line, and whole vectors for gemm's kernels.
 const COLUMN_ALIGN: usize = 16;
@@ -100,8 +104,15 @@ impl Split {
             Along::Rows => (m, ROW_ALIGN),
             Along::Cols => (n, COLUMN_ALIGN),
         };
+        if threads <= 1 {
+            return Split { along, parts: 1 };
+        }
         let by_work = m.saturating_mul(n).saturating_mul(k) / MIN_MACS_PER_PART;
-        let parts = threads.min(by_work).min(len / align).max(1);
+        let parts = (threads * PARTS_PER_THREAD)
+            .min(by_work)
+            .min(len / align)
+            .min(crate::threads::MAX_PARTS)
+            .max(1);
         Split { along, parts }
     }
 

@@ -19,6 +19,7 @@ use crate::{Error, Result};
 mod team;
 
 use team::Team;
+pub use team::MAX_PARTS;
 
 /// The rayon pool and the team, always of the same size.
 struct Threads {
@@ -119,16 +120,13 @@ pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     }
 }
 
-/// Runs `part(i)` for each `i < parts` on bpcore's team, part 0 on this thread, and returns
-/// when all are done; a panic in a part is raised here. Parts beyond the team's size, or all of
-/// them while another caller holds the team, run on this thread: the values are the same.
+/// Runs `part(i)` for each `i < parts` on bpcore's team (this thread and its workers claim
+/// parts until none is left) and returns when all are done; a panic in a part is raised here.
+/// While another caller holds the team, or with no team, the parts run on this thread: which
+/// thread runs a part never changes what it computes.
 pub fn run_parts(parts: usize, part: &(dyn Fn(usize) + Sync)) {
     match pool() {
-        Ok(p) if parts > 1 => {
-            let size = p.team.size();
-            p.team.run(parts.min(size), part);
-            (size..parts).for_each(part);
-        }
+        Ok(p) if parts > 1 => p.team.run(parts, part),
         _ => (0..parts).for_each(part),
     }
 }

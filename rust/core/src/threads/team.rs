@@ -2,55 +2,122 @@
 //!
 //! A training step issues a dozen products a few microseconds to a few hundred microseconds
 //! long. Handing each one to a sleeping pool thread costs a futex wake-up per product; the
-//! team's workers instead spin for a while after each part, so that the next product of the
+//! team's workers instead spin for a while after each job, so that the next product of the
 //! step finds them awake, and only park when the caller has gone quiet (between epochs, or
 //! when the step's single-threaded work runs long).
 //!
-//! The caller runs part 0 itself and waits, spinning, for the workers' parts: a call returns
-//! only when every part is done, so the parts may borrow the caller's data. One caller uses the
-//! team at a time; a second caller (another thread, or a part asking for a team itself) runs
-//! its parts one after the other on its own thread, which computes the same values.
+//! The parts of a job are claimed one at a time from a shared counter, by the caller as well as
+//! the workers, so a worker that the operating system has descheduled (on a busy machine) holds
+//! up at most the part it is running: the caller takes the rest. Which thread runs a part does
+//! not change what the part computes, so results do not depend on it. A call returns only when
+//! every part is done, so the parts may borrow the caller's data. One caller uses the team at a
+//! time; a second caller (another thread, or a part asking for a team itself) runs its parts
+//! one after the other on its own thread.
 
 use std::any::Any;
-use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// How long a worker spins for the next part before it parks: longer than the gaps between
+/// How long a worker spins for the next job before it parks: longer than the gaps between
 /// the products of one step (the loss, an optimizer update of a few hundred thousand
 /// parameters), short enough that an idle network costs no core for long.
 const SPIN: Duration = Duration::from_micros(500);
 /// Spins between looks at the clock (each look also yields the core to any waiting thread).
 const SPINS_PER_LOOK: u32 = 64;
 
-/// One part of a job: the part's index, run on the worker with that index.
-type Part = dyn Fn(usize) + Sync;
+/// Most parts one job may have (they are counted in `PART_BITS` bits of the claim word).
+pub const MAX_PARTS: usize = (1 << PART_BITS) - 1;
+const PART_BITS: u32 = 12;
+const PART_MASK: u64 = (1 << PART_BITS) - 1;
+
+/// The claim word: the job's generation, its number of parts and the next unclaimed part, in
+/// one atomic so that a claim (a compare-exchange on it) can only succeed for the job it read.
+fn pack(generation: u64, parts: usize, next: usize) -> u64 {
+    (generation << (2 * PART_BITS)) | ((parts as u64) << PART_BITS) | next as u64
+}
+
+fn unpack(word: u64) -> (u64, usize, usize) {
+    (
+        word >> (2 * PART_BITS),
+        ((word >> PART_BITS) & PART_MASK) as usize,
+        (word & PART_MASK) as usize,
+    )
+}
+
+/// One job, on the caller's stack for the duration of `Team::run`.
+struct Job<'a> {
+    part: &'a (dyn Fn(usize) + Sync),
+    /// Parts finished (or panicked).
+    done: AtomicUsize,
+    /// The first panic of a part, re-raised by the caller.
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
+}
+
+impl Job<'_> {
+    /// Runs part `i`, keeping a panic for the caller, and counts it done. The job may be gone
+    /// the moment the count is in: nothing touches it after.
+    fn run(&self, i: usize) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| (self.part)(i))) {
+            if let Ok(mut slot) = self.panic.lock() {
+                slot.get_or_insert(payload);
+            }
+        }
+        self.done.fetch_add(1, Ordering::Release);
+    }
+}
 
 /// What the caller and the workers share.
 struct Shared {
-    /// Bumped by the caller for each job; a worker runs a job when it sees a new value.
-    generation: AtomicUsize,
-    /// The current job's parts and how many there are. Written by the caller only while every
-    /// worker has acknowledged the previous job, read by the workers after they see a new
-    /// generation.
-    job: UnsafeCell<(*const Part, usize)>,
-    /// Workers that have not yet finished (or skipped) the current job.
-    pending: AtomicUsize,
-    /// Set by a worker whose part panicked; the caller re-raises the panic.
-    panic: Mutex<Option<Box<dyn Any + Send>>>,
+    /// `pack(generation, parts, next)` of the current job.
+    claim: AtomicU64,
+    /// The current job; valid for a thread that has claimed one of its parts, until it counts
+    /// that part done (the caller waits for every part before the job leaves its stack).
+    job: AtomicPtr<Job<'static>>,
     /// Whether worker i is parked (or about to park) and needs an unpark to see a new job.
     parked: Vec<AtomicBool>,
     shutdown: AtomicBool,
 }
 
-// SAFETY: `job` is written only by the one caller that holds the team (`busy`), and only while
-// no worker reads it (between jobs, `pending == 0`); the part it points to is `Sync`.
-unsafe impl Sync for Shared {}
-// SAFETY: as above; the raw pointer is only dereferenced while the caller keeps it alive.
-unsafe impl Send for Shared {}
+impl Shared {
+    /// Claims and runs parts of the job `word` was read from until none is left; false at once
+    /// if that job has no part left.
+    fn help(&self, mut word: u64) -> bool {
+        let mut ran = false;
+        loop {
+            let (generation, parts, next) = unpack(word);
+            if next >= parts {
+                return ran;
+            }
+            let job = self.job.load(Ordering::Acquire);
+            let claimed = pack(generation, parts, next + 1);
+            match self
+                .claim
+                .compare_exchange(word, claimed, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    // SAFETY: the claim succeeded, so the job `word` names is still running and
+                    // waits for this part: `job` (stored before that job's claim word, read
+                    // after it) is that job and alive until `run` counts the part done.
+                    unsafe { (*job).run(next) };
+                    ran = true;
+                    word = self.claim.load(Ordering::Acquire);
+                    if unpack(word).0 != generation {
+                        return ran;
+                    }
+                }
+                Err(now) => {
+                    if unpack(now).0 != generation {
+                        return ran;
+                    }
+                    word = now;
+                }
+            }
+        }
+    }
+}
 
 /// A team of `size - 1` workers and the caller.
 pub struct Team {
@@ -58,6 +125,8 @@ pub struct Team {
     workers: Vec<JoinHandle<()>>,
     /// Held by the caller running a job.
     busy: AtomicBool,
+    /// The last job's generation (advanced only by the caller holding `busy`).
+    generation: AtomicU64,
     /// The process the workers were started in: after a `fork()` they do not exist.
     pid: u32,
 }
@@ -74,10 +143,8 @@ impl Team {
     pub fn new(size: usize) -> Team {
         let n_workers = size.saturating_sub(1);
         let shared = Arc::new(Shared {
-            generation: AtomicUsize::new(0),
-            job: UnsafeCell::new((std::ptr::null::<fn(usize)>() as *const Part, 0)),
-            pending: AtomicUsize::new(0),
-            panic: Mutex::new(None),
+            claim: AtomicU64::new(0),
+            job: AtomicPtr::new(std::ptr::null_mut()),
             parked: (0..n_workers).map(|_| AtomicBool::new(false)).collect(),
             shutdown: AtomicBool::new(false),
         });
@@ -96,6 +163,7 @@ impl Team {
             shared,
             workers,
             busy: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
             pid: std::process::id(),
         }
     }
@@ -105,47 +173,45 @@ impl Team {
         self.workers.len() + 1
     }
 
-    /// Runs `part(i)` for every `i < parts` (at most `size()` of them), part 0 on this thread
-    /// and part `i` on worker `i`, and returns when all are done. A panic in any part is
-    /// re-raised here once every part has finished.
+    /// Runs `part(i)` for every `i < parts`, on this thread and the team's workers, and returns
+    /// when all are done. A panic in any part is re-raised here once every part has finished.
     pub fn run(&self, parts: usize, part: &(dyn Fn(usize) + Sync)) {
-        let parts = parts.min(self.size());
-        if parts <= 1 || !self.try_hold() {
+        if parts <= 1 || parts > MAX_PARTS || !self.try_hold() {
             (0..parts).for_each(part);
             return;
         }
-        let n_workers = self.workers.len();
         let shared = &*self.shared;
-        // SAFETY: the lifetime is erased only for the duration of this call: it returns after
-        // `pending` reaches 0, when no worker holds the pointer any more.
-        let erased =
-            unsafe { std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), *const Part>(part) };
-        // SAFETY: this thread holds the team and every worker acknowledged the last job.
-        unsafe { *shared.job.get() = (erased, parts) };
-        shared.pending.store(n_workers, Ordering::SeqCst);
-        shared.generation.fetch_add(1, Ordering::SeqCst);
+        let job = Job {
+            part,
+            done: AtomicUsize::new(0),
+            panic: Mutex::new(None),
+        };
+        let generation = self.generation.load(Ordering::Relaxed).wrapping_add(1);
+        self.generation.store(generation, Ordering::Relaxed);
+        // The lifetime is erased only while this call runs: it returns after every part is
+        // counted done, and a worker touches the job only between claiming a part and that.
+        let erased = (&job as *const Job<'_>).cast_mut().cast::<Job<'static>>();
+        shared.job.store(erased, Ordering::SeqCst);
+        let word = pack(generation, parts, 0);
+        shared.claim.store(word, Ordering::SeqCst);
         for (flag, worker) in shared.parked.iter().zip(&self.workers) {
             if flag.load(Ordering::SeqCst) {
                 worker.thread().unpark();
             }
         }
-        let mine = catch_unwind(AssertUnwindSafe(|| part(0)));
+        shared.help(word);
         let mut spins = 0u32;
-        while shared.pending.load(Ordering::Acquire) != 0 {
+        while job.done.load(Ordering::Acquire) < parts {
             spins = spins.wrapping_add(1);
             if spins % SPINS_PER_LOOK == 0 {
-                // The workers may have been descheduled on a busy machine: let them run.
+                // A worker holding the last part may have been descheduled: let it run.
                 thread::yield_now();
             } else {
                 std::hint::spin_loop();
             }
         }
-        let theirs = shared.panic.lock().ok().and_then(|mut p| p.take());
         self.busy.store(false, Ordering::Release);
-        if let Err(payload) = mine {
-            resume_unwind(payload);
-        }
-        if let Some(payload) = theirs {
+        if let Some(payload) = job.panic.lock().ok().and_then(|mut p| p.take()) {
             resume_unwind(payload);
         }
     }
@@ -171,40 +237,25 @@ impl Drop for Team {
     }
 }
 
-/// Worker `index`'s loop: wait for a job, run its part `index + 1` if it has one, acknowledge.
+/// Worker `index`'s loop: wait for a job it has not helped with, help, repeat.
 fn work(shared: &Shared, index: usize) {
     crate::fpenv::flush_denormals_forever();
-    let mut seen = 0usize;
-    loop {
-        match wait_for_job(shared, index, seen) {
-            Some(generation) => seen = generation,
-            None => return,
-        }
-        // SAFETY: the caller wrote the job before bumping the generation (SeqCst), and keeps
-        // it, and the part it points to, alive until this worker decrements `pending`.
-        let (part, parts) = unsafe { *shared.job.get() };
-        let mine = index + 1;
-        if mine < parts {
-            // SAFETY: see above; `part` points to the caller's live closure.
-            let part = unsafe { &*part };
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| part(mine))) {
-                if let Ok(mut slot) = shared.panic.lock() {
-                    slot.get_or_insert(payload);
-                }
-            }
-        }
-        shared.pending.fetch_sub(1, Ordering::Release);
+    let mut seen = 0u64;
+    while let Some(word) = wait_for_job(shared, index, seen) {
+        seen = unpack(word).0;
+        shared.help(word);
     }
 }
 
-/// Spins, then parks, until the generation moves past `seen`; `None` on shutdown.
-fn wait_for_job(shared: &Shared, index: usize, seen: usize) -> Option<usize> {
+/// Spins, then parks, until a job newer than generation `seen` is posted; its claim word, or
+/// `None` on shutdown.
+fn wait_for_job(shared: &Shared, index: usize, seen: u64) -> Option<u64> {
     let mut since = Instant::now();
     let mut spins = 0u32;
     loop {
-        let generation = shared.generation.load(Ordering::Acquire);
-        if generation != seen {
-            return Some(generation);
+        let word = shared.claim.load(Ordering::Acquire);
+        if unpack(word).0 != seen {
+            return Some(word);
         }
         if shared.shutdown.load(Ordering::Acquire) {
             return None;
@@ -219,10 +270,10 @@ fn wait_for_job(shared: &Shared, index: usize, seen: usize) -> Option<usize> {
             thread::yield_now();
             continue;
         }
-        // Announce the park, then look once more: the caller bumps the generation before it
-        // reads the flag, so either it sees the flag and unparks, or this look sees the job.
+        // Announce the park, then look once more: the caller posts the job before it reads
+        // the flag, so either it sees the flag and unparks, or this look sees the job.
         shared.parked[index].store(true, Ordering::SeqCst);
-        if shared.generation.load(Ordering::SeqCst) == seen
+        if unpack(shared.claim.load(Ordering::SeqCst)).0 == seen
             && !shared.shutdown.load(Ordering::SeqCst)
         {
             thread::park();
@@ -240,9 +291,9 @@ mod tests {
     #[test]
     fn every_part_runs_once_per_job() {
         let team = Team::new(3);
-        let counts: Vec<AtomicU64> = (0..3).map(|_| AtomicU64::new(0)).collect();
+        let counts: Vec<AtomicU64> = (0..7).map(|_| AtomicU64::new(0)).collect();
         for job in 0..2000 {
-            let parts = 1 + job % 3;
+            let parts = 1 + job % 7;
             team.run(parts, &|i| {
                 counts[i].fetch_add(1, Ordering::Relaxed);
             });
@@ -252,14 +303,23 @@ mod tests {
             }
         }
         let got: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
-        assert_eq!(got, [2000, 1333, 666]);
+        let want: Vec<u64> = (0..7)
+            .map(|i| (0..2000).filter(|j| j % 7 >= i).count() as u64)
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn the_claim_word_round_trips() {
+        let word = pack(123_456_789, MAX_PARTS, 17);
+        assert_eq!(unpack(word), (123_456_789, MAX_PARTS, 17));
     }
 
     #[test]
     fn a_panicking_part_is_raised_in_the_caller_and_the_team_still_works() {
         let team = Team::new(2);
         let raised = catch_unwind(AssertUnwindSafe(|| {
-            team.run(2, &|i| {
+            team.run(4, &|i| {
                 if i == 1 {
                     panic!("part 1 fails");
                 }
@@ -267,10 +327,10 @@ mod tests {
         }));
         assert!(raised.is_err());
         let sum = AtomicU64::new(0);
-        team.run(2, &|i| {
+        team.run(3, &|i| {
             sum.fetch_add(i as u64 + 1, Ordering::Relaxed);
         });
-        assert_eq!(sum.load(Ordering::Relaxed), 3);
+        assert_eq!(sum.load(Ordering::Relaxed), 6);
     }
 
     #[test]
