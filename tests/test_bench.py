@@ -14,18 +14,24 @@ from pathlib import Path
 
 import pytest
 
-from bpcore.bench import report, run_bpcore, run_torch, scaling, sklearn_fit
+from bpcore.bench import report, run_bpcore, run_jax, run_torch, scaling, sklearn_fit
 from bpcore.bench.parity import compare_with_numpy
 from bpcore.bench.results import Results
-from bpcore.bench.workloads import TRAINING, quick
+from bpcore.bench.workloads import SWEEP, TRAINING, quick
 
 
 def expected_systems() -> dict[str, set[str]]:
     """Workload -> the systems a full quick run must report on this installation."""
     torch = {"torch"} if run_torch.available() else set()
-    expected = {name: {"bpcore", "numpy"} | torch for name in TRAINING}
+    jax = {"jax scan", "jax jit"} if run_jax.available() else set()
+    # The quick run times the sweep's first cell; NumPy trains the float32 workloads outside it.
+    timed = [name for name in TRAINING if name not in SWEEP] + list(SWEEP)[:1]
+    expected = {name: {"bpcore"} | torch | jax for name in timed}
+    for name in timed:
+        if name not in SWEEP and TRAINING[name].dtype == "float32":
+            expected[name].add("numpy")
     expected["tiny"].add("reference")
-    expected["predict"] = {"bpcore", "numpy"} | torch
+    expected["predict"] = {"bpcore", "numpy"} | torch | (jax & {"jax jit"})
     expected["sgemm"] = {"numpy"} | ({"bpcore"} if run_bpcore.has_matmul() else set())
     expected["memory"] = {"bpcore"} | torch
     # Without MPI here, one row that says why.
@@ -68,7 +74,7 @@ def test_training_rows_carry_flops_and_sgemm_fraction(quick_run: dict) -> None:
 
 
 def test_every_target_is_listed(quick_run: dict) -> None:
-    assert len(quick_run["targets"]) == 10
+    assert len(quick_run["targets"]) == 14
     for target in quick_run["targets"]:
         assert target["status"] in {"PASS", "MISS", "n/a"}
         if target["measured"] is not None:

@@ -111,8 +111,7 @@ impl Split {
         let parts = (threads * PARTS_PER_THREAD)
             .min(by_work)
             .min(len / align)
-            .min(crate::threads::MAX_PARTS)
-            .max(1);
+            .clamp(1, crate::threads::MAX_PARTS);
         Split { along, parts }
     }
 
