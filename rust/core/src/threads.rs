@@ -11,7 +11,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, RecvTimeoutError};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use crate::{Error, Result};
@@ -131,6 +131,32 @@ pub fn run_parts(parts: usize, part: &(dyn Fn(usize) + Sync)) {
     }
 }
 
+/// Runs `a` on this thread and `b` on one of the team's workers (or both here, one after the
+/// other, while the team is taken), and returns when both are done: `rayon::join` for the work
+/// between the products of a step, which then finds the team's workers awake instead of waking
+/// a sleeping pool thread while a team worker spins on the same core.
+pub fn join(a: impl FnOnce() + Send, b: impl FnOnce() + Send) {
+    let (a, b) = (Mutex::new(Some(a)), Mutex::new(Some(b)));
+    run_parts(2, &|i: usize| {
+        if i == 0 {
+            run_once(&a)
+        } else {
+            run_once(&b)
+        }
+    });
+}
+
+/// Takes the task out of `slot` and runs it (nothing if it already ran).
+fn run_once(slot: &Mutex<Option<impl FnOnce()>>) {
+    let task = match slot.lock() {
+        Ok(mut guard) => guard.take(),
+        Err(poisoned) => poisoned.into_inner().take(),
+    };
+    if let Some(task) = task {
+        task();
+    }
+}
+
 /// Runs `work` on bpcore's pool while this thread calls `poll` every `interval` until the work
 /// is done; once `poll` returns true, the flag handed to `work` is set, asking it to stop.
 ///
@@ -203,6 +229,19 @@ mod tests {
         assert_eq!(threads_from(bad_first), Some(1));
         assert_eq!(threads_from(env(&[("OMP_NUM_THREADS", "0")])), None);
         assert_eq!(threads_from(env(&[("OMP_NUM_THREADS", "100000")])), None);
+    }
+
+    #[test]
+    fn join_runs_both_sides_and_lets_them_borrow_mutably() {
+        let (mut left, mut right) = (vec![0u32; 1000], vec![0u32; 1000]);
+        for round in 0..100u32 {
+            join(
+                || left.iter_mut().for_each(|x| *x += round),
+                || right.iter_mut().for_each(|x| *x += 2 * round),
+            );
+        }
+        assert!(left.iter().all(|&x| x == 4950));
+        assert!(right.iter().all(|&x| x == 9900));
     }
 
     #[test]
