@@ -66,11 +66,7 @@ impl Dense {
         let x = Operand::new(&x[..n * fan_in], n, fan_in);
         let w = Operand::t(self.weight(params), out, fan_in);
         let bias = self.bias_offset.map(|b| &params[b..b + out]);
-        let split = if parallel {
-            Split::for_shape(n, out, fan_in, crate::threads::num_threads())
-        } else {
-            Split::NONE
-        };
+        let split = Split::over_threads(n, out, fan_in, parallel);
         // The bias goes in first and the product accumulates onto it: one pass over z.
         let product = |block: &mut Block<'_, T>| {
             if let Some(bias) = bias {

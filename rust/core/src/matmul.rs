@@ -123,6 +123,17 @@ impl Split {
         Split::along(along, m, n, k, threads)
     }
 
+    /// `for_shape` over bpcore's threads when `parallel`, else `NONE`. A product too small for
+    /// two blocks does not even look up the thread count (a lock and a reference count: a few
+    /// per cent of a step of the smallest networks).
+    pub fn over_threads(m: usize, n: usize, k: usize, parallel: bool) -> Split {
+        let work = m.saturating_mul(n).saturating_mul(k);
+        if !parallel || work < 2 * MIN_MACS_PER_PART {
+            return Split::NONE;
+        }
+        Split::for_shape(m, n, k, crate::threads::num_threads())
+    }
+
     /// Block `i`'s range of the split dimension (of length `len`).
     fn range(&self, len: usize, i: usize) -> Range<usize> {
         let align = match self.along {
@@ -251,7 +262,7 @@ fn run_blocks(
 /// `c = a · b` (or `c += a · b` when `accumulate`), `c` row-major `m × n`.
 ///
 /// With `parallel`, a product large enough to pay for it is divided over bpcore's threads
-/// (`Split::for_shape`); callers that already run one task per thread pass `false`.
+/// (`Split::over_threads`); callers that already run one task per thread pass `false`.
 ///
 /// Shapes are the caller's contract; a mismatch is a bug in the core and stops here with a
 /// panic rather than reading out of bounds.
@@ -264,11 +275,7 @@ pub fn matmul<T: Real>(
 ) {
     let (m, k) = a.shape();
     let (_, n) = b.shape();
-    let split = if parallel {
-        Split::for_shape(m, n, k, crate::threads::num_threads())
-    } else {
-        Split::NONE
-    };
+    let split = Split::over_threads(m, n, k, parallel);
     split_output(c, m, n, split, |mut block| {
         product_block(&mut block, a, b, accumulate)
     });

@@ -125,9 +125,14 @@ pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 /// While another caller holds the team, or with no team, the parts run on this thread: which
 /// thread runs a part never changes what it computes.
 pub fn run_parts(parts: usize, part: &(dyn Fn(usize) + Sync)) {
+    if parts <= 1 {
+        // One part (most products of small networks): no look-up of the pool.
+        (0..parts).for_each(part);
+        return;
+    }
     match pool() {
-        Ok(p) if parts > 1 => p.team.run(parts, part),
-        _ => (0..parts).for_each(part),
+        Ok(p) => p.team.run(parts, part),
+        Err(_) => (0..parts).for_each(part),
     }
 }
 
