@@ -4,8 +4,11 @@
 //! A product worth splitting is divided into blocks of its output, one per thread of bpcore's
 //! team (see `threads`): blocks of columns when the output is at least as wide as it is tall,
 //! else blocks of rows. Each thread packs only the slice of the operand its block reads (a
-//! block of columns of `c = a · b` reads all of `a` and its columns of `b`), and every element
-//! of `c` is summed over `k` in the same order as by one thread, so a split changes no result.
+//! block of columns of `c = a · b` reads all of `a` and its columns of `b`; for a dense layer's
+//! forward, its block of the weights). The blocks depend only on the shapes and the number of
+//! threads, and each is computed the same on whichever thread claims it, so results are the
+//! same from run to run; gemm may block the sums over `k` differently for a small block than
+//! for the whole product, so different thread counts can differ in the last bits.
 
 use std::marker::PhantomData;
 use std::ops::Range;
