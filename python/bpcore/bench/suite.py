@@ -63,7 +63,8 @@ def spread(values: list[float]) -> str:
     """``median of 3 turns, range 1,234 to 1,301``, or ``1 turn``."""
     if len(values) == 1:
         return "1 turn"
-    return f"median of {len(values)} turns, range {min(values):,.4g} to {max(values):,.4g}"
+    low, high = (f"{v:,.0f}" if v >= 100 else f"{v:.3g}" for v in (min(values), max(values)))
+    return f"median of {len(values)} turns, range {low} to {high}"
 
 
 class Suite:
@@ -174,7 +175,7 @@ class Suite:
             threads = max(medians, key=lambda t: medians[t])
             if name == "mnist":
                 self.torch_threads = threads
-            others = ", ".join(f"{t} thr: {medians[t]:,.4g}" for t in TORCH_THREADS)
+            others = ", ".join(f"{t} thr: {medians[t]:,.0f}" for t in TORCH_THREADS)
             row("torch", got[f"torch {threads}"], f"faster of {others}", threads)
         if self.use_jax:
             row("jax scan", got["jax scan epoch"], "lax.scan over the shuffled batches", None)
