@@ -13,19 +13,26 @@ import sys
 from pathlib import Path
 
 import pytest
+from optional import require
 
-from bpcore.bench import report, run_bpcore, run_torch, scaling, sklearn_fit
-from bpcore.bench.parity import compare_with_numpy
+from bpcore.bench import report, run_bpcore, run_jax, run_torch, scaling, sklearn_fit
+from bpcore.bench.parity import compare_with_jax, compare_with_numpy
 from bpcore.bench.results import Results
-from bpcore.bench.workloads import TRAINING, quick
+from bpcore.bench.workloads import SWEEP, TRAINING, quick
 
 
 def expected_systems() -> dict[str, set[str]]:
     """Workload -> the systems a full quick run must report on this installation."""
     torch = {"torch"} if run_torch.available() else set()
-    expected = {name: {"bpcore", "numpy"} | torch for name in TRAINING}
+    jax = {"jax scan", "jax jit"} if run_jax.available() else set()
+    # The quick run times the sweep's first cell; NumPy trains the float32 workloads outside it.
+    timed = [name for name in TRAINING if name not in SWEEP] + list(SWEEP)[:1]
+    expected = {name: {"bpcore"} | torch | jax for name in timed}
+    for name in timed:
+        if name not in SWEEP and TRAINING[name].dtype == "float32":
+            expected[name].add("numpy")
     expected["tiny"].add("reference")
-    expected["predict"] = {"bpcore", "numpy"} | torch
+    expected["predict"] = {"bpcore", "numpy"} | torch | (jax & {"jax jit"})
     expected["sgemm"] = {"numpy"} | ({"bpcore"} if run_bpcore.has_matmul() else set())
     expected["memory"] = {"bpcore"} | torch
     # Without MPI here, one row that says why.
@@ -42,7 +49,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         [sys.executable, "-m", "bpcore.bench", "--quick", "--json", str(path)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # a guard against a hang, not a limit on speed: a busy machine is slow
     )
     assert done.returncode == 0, done.stderr
     assert "targets (ratios measured in this run)" in done.stdout
@@ -68,7 +75,7 @@ def test_training_rows_carry_flops_and_sgemm_fraction(quick_run: dict) -> None:
 
 
 def test_every_target_is_listed(quick_run: dict) -> None:
-    assert len(quick_run["targets"]) == 10
+    assert len(quick_run["targets"]) == 14
     for target in quick_run["targets"]:
         assert target["status"] in {"PASS", "MISS", "n/a"}
         if target["measured"] is not None:
@@ -79,6 +86,16 @@ def test_every_target_is_listed(quick_run: dict) -> None:
 def test_numpy_baseline_computes_what_bpcore_computes(name: str) -> None:
     # Same weights, same batches, same optimizer: float32 losses and parameters agree.
     diff = compare_with_numpy(quick(TRAINING[name]), steps=5)
+    assert diff["loss"] < 1e-4
+    assert diff["parameters"] < 1e-4
+
+
+@pytest.mark.parametrize("name", ["tiny", "small", "small-f64"])
+def test_jax_loops_compute_what_bpcore_computes(name: str) -> None:
+    # JAX's step trains the same network the same way, so its rows compare like with like.
+    require("jax", install="jax[cpu]")
+    require("optax")
+    diff = compare_with_jax(quick(TRAINING[name]), steps=5)
     assert diff["loss"] < 1e-4
     assert diff["parameters"] < 1e-4
 

@@ -6,6 +6,13 @@ sets them in its workers), else one per core. When threadpoolctl is installed th
 its thread pools too: `threadpoolctl.threadpool_info()` lists it (user_api "bpcore") and
 `threadpool_limits(n)` resizes it for the duration of the block.
 
+With n threads, each matrix product of a training step is divided among the calling thread and
+n - 1 persistent workers, each computing a block of the product's output. Between products the
+workers spin instead of sleeping, so that the next product finds them awake: after a call
+returns they keep a core busy for up to half a millisecond, then sleep. Results are the same
+from run to run for a given number of threads (which thread computes a block never changes
+it); between different numbers they may differ in the last bits.
+
 Inference (`forward`, `predict`, `predict_proba`, `evaluate`, `loss`, `parameters`) releases
 the GIL and may run from many threads at once on one network; the results equal serial ones.
 A call that changes the network (`train_step`, `fit`, `gradients`, `apply_gradients`,

@@ -1,5 +1,5 @@
 """``python -m bpcore.bench``: trains the same networks in bpcore, the pure-Python reference,
-NumPy and PyTorch (when installed) in one run and prints samples/s and the ratios."""
+NumPy, PyTorch and JAX (each when installed) in one run and prints samples/s and the ratios."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 
 import bpcore as bp
-from bpcore.bench import report, run_torch, scaling, sklearn_fit, targets
+from bpcore.bench import report, run_jax, run_torch, scaling, sklearn_fit, targets
 from bpcore.bench.data import DATA_NOTE
 from bpcore.bench.parity import compare_with_numpy
 from bpcore.bench.suite import Suite
-from bpcore.bench.workloads import ALL, TRAINING, quick
+from bpcore.bench.workloads import ALL, SWEEP, TRAINING, quick
 
 SELECTABLE = (*ALL, "memory", scaling.WORKLOAD, sklearn_fit.WORKLOAD)
 
@@ -27,7 +27,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(
         prog="python -m bpcore.bench",
-        description="bpcore vs the pure-Python reference, NumPy and PyTorch, side by side.",
+        description="bpcore vs the pure-Python reference, NumPy, PyTorch and JAX, side by side.",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds")
     parser.add_argument(
@@ -42,17 +42,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--repeat",
         type=int,
-        default=1,
-        help="train each workload in N alternating turns per system and keep each one's best "
-        "(steadier ratios on a busy machine; N times longer)",
+        default=None,
+        help="train each workload in N turns, every system once per turn and the order reversed "
+        "every other turn, and report each system's median (default: 3, 1 with --quick)",
     )
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
+    parser.add_argument("--no-jax", action="store_true", help="skip JAX even if installed")
     args = parser.parse_args(argv)
     chosen = [w.strip() for w in args.only.split(",") if w.strip()] or list(SELECTABLE)
     unknown = [w for w in chosen if w not in SELECTABLE]
     if unknown:
         parser.error(f"--only: unknown workloads {unknown}; choose from {', '.join(SELECTABLE)}")
     args.workloads = chosen
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
+    if args.repeat < 1:
+        parser.error(f"--repeat: must be at least 1, got {args.repeat}")
     return args
 
 
@@ -67,7 +72,7 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def machine_info(args: argparse.Namespace, use_torch: bool) -> dict[str, Any]:
+def machine_info(args: argparse.Namespace, use_torch: bool, use_jax: bool) -> dict[str, Any]:
     """What ran where: CPU, versions, threads, options."""
     return {
         "cpu": _cpu_model(),
@@ -78,6 +83,7 @@ def machine_info(args: argparse.Namespace, use_torch: bool) -> dict[str, Any]:
         "bpcore": bp.__version__,
         "bpcore_threads": bp.get_num_threads(),
         "torch": run_torch.version() if use_torch else None,
+        "jax": run_jax.version() if use_jax else None,
         "quick": args.quick,
         "repeat": args.repeat,
         "workloads": args.workloads,
@@ -104,14 +110,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads is not None:
         bp.set_num_threads(args.threads)
     use_torch = not args.no_torch and run_torch.available()
-    info = machine_info(args, use_torch)
+    use_jax = not args.no_jax and run_jax.available()
+    info = machine_info(args, use_torch, use_jax)
     started = time.perf_counter()
 
-    suite = Suite(quick_sizes=args.quick, use_torch=use_torch, repeat=args.repeat)
+    suite = Suite(args.quick, use_torch=use_torch, repeat=args.repeat, use_jax=use_jax)
     suite.sgemm()
     for name in TRAINING:
         if name in args.workloads:
             suite.training(name, with_reference=True)
+    if "sweep" in args.workloads:
+        suite.sweep()
     if "predict" in args.workloads:
         suite.predict()
     if "memory" in args.workloads:
@@ -130,15 +139,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"machine: {info['cpu']}, {info['cores']} cores, {info['platform']}")
     print(
         f"versions: python {info['python']}, numpy {info['numpy']}, bpcore {info['bpcore']}, "
-        f"torch {info['torch'] or 'not installed (skipped)'}"
+        f"torch {info['torch'] or 'not installed (skipped)'}, "
+        f"{info['jax'] or 'jax and optax not installed (skipped)'}"
     )
-    print(f"bpcore threads: {info['bpcore_threads']}; NumPy: its BLAS's default threads; "
+    print(f"bpcore threads: {info['bpcore_threads']}; NumPy and JAX: their default threads; "
           "torch: 1 and 2 threads tried, the faster kept")  # fmt: skip
+    print(f"turns: {args.repeat} per workload, every system once per turn, the order reversed "
+          "every other turn; each row is a median")  # fmt: skip
     print(DATA_NOTE)
-    print("workloads (float32):")
+    print("workloads (float32 unless marked):")
     for name in TRAINING:
         if name in args.workloads:
             print(f"  {name}: {suite.workload(name).description}")
+    if "sweep" in args.workloads:
+        print(f"  sweep-hH-bB: {suite.workload(next(iter(SWEEP))).description}, "
+              "with h = H and batch B")  # fmt: skip
     if scaling.WORKLOAD in args.workloads:
         print(f"  {scaling.WORKLOAD}: {scaling.description(suite.workload('mnist'))}")
     if sklearn_fit.WORKLOAD in args.workloads:
@@ -146,6 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(report.format_table(results))
     print()
+    peers = report.format_peers(results)
+    if peers:
+        print("bpcore ÷ best peer (the fastest of torch, JAX's scan epoch and JAX's jit step):")
+        print(peers)
+        print()
     scaling_lines = scaling.summary(results)
     if scaling_lines:
         print("\n".join(scaling_lines))
@@ -168,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"chart written to {args.plot}")
     if not use_torch:
         print("note: PyTorch is not installed here, so its rows and targets are skipped")
+    if not use_jax:
+        print("note: JAX or optax is not installed here, so their rows and targets are skipped")
     return 0
 
 

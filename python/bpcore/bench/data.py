@@ -12,14 +12,15 @@ import numpy as np
 from bpcore.bench.workloads import Workload
 
 DATA_NOTE = (
-    "data: synthetic, float32 inputs in [0, 1); class labels = argmax of a fixed random linear "
+    "data: synthetic, inputs in [0, 1); class labels = argmax of a fixed random linear "
     "teacher, regression targets = sin of one (MNIST-shaped, not MNIST: no download here)"
 )
 
 
 def make_data(workload: Workload, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` samples for ``workload``: X (n, in) float32, and y — (n,) int64 class labels for
-    cross_entropy, (n, out) float32 targets for mse."""
+    """``n`` samples for ``workload``: X (n, in) in its dtype, and y — (n,) int64 class labels
+    for cross_entropy, (n, out) targets in its dtype for mse. The float64 data are the float32
+    data widened."""
     rng = np.random.default_rng(seed)
     n_in, n_out = workload.widths[0], workload.widths[-1]
     X = rng.random((n, n_in), dtype=np.float32)
@@ -27,5 +28,6 @@ def make_data(workload: Workload, n: int, seed: int = 0) -> tuple[np.ndarray, np
     # In chunks, so that no temporary as large as X raises the process's peak memory.
     scores = np.concatenate([(X[s : s + 8192] - 0.5) @ teacher for s in range(0, n, 8192)])
     if workload.loss == "cross_entropy":
-        return X, np.ascontiguousarray(scores.argmax(axis=1), dtype=np.int64)
-    return X, np.sin(scores).astype(np.float32)
+        labels = np.ascontiguousarray(scores.argmax(axis=1), dtype=np.int64)
+        return X.astype(workload.dtype, copy=False), labels
+    return X.astype(workload.dtype, copy=False), np.sin(scores).astype(workload.dtype)

@@ -22,7 +22,7 @@ def format_table(results: Results) -> str:
     """One line per (workload, system): its number, GFLOP/s and share of NumPy's sgemm rate
     for training, and bpcore's advantage over it."""
     header = (
-        f"{'workload':<9} {'system':<10} {'threads':>7} {'value':>14} {'unit':<10} "
+        f"{'workload':<15} {'system':<10} {'threads':>7} {'value':>14} {'unit':<10} "
         f"{'GFLOP/s':>8} {'%sgemm':>7} {'bpcore adv.':>11}  note"
     )
     lines = [header, "-" * len(header)]
@@ -32,20 +32,44 @@ def format_table(results: Results) -> str:
             lines.append("")
         previous = row.workload
         adv = results.advantage(row.workload, row.system)
+        if row.system == "bpcore":
+            # bpcore's own row: its advantage over the best of the peers.
+            best = results.advantage_over_best(row.workload)
+            adv_text = "" if best is None else f"{best:.2f}x peer"
+        else:
+            adv_text = "" if adv is None else f"{adv:.2f}x"
         lines.append(
-            f"{row.workload:<9} {row.system:<10} "
+            f"{row.workload:<15} {row.system:<10} "
             f"{'-' if row.threads is None else row.threads:>7} "
             f"{'skipped' if 'skipped' in row.extra else _number(row.value):>14} "
             f"{row.metric:<10} "
             f"{'-' if row.gflops is None else f'{row.gflops:.1f}':>8} "
             f"{'-' if row.sgemm_fraction is None else f'{row.sgemm_fraction:.0%}':>7} "
-            f"{'' if row.system == 'bpcore' or adv is None else f'{adv:.2f}x':>11}  {row.note}"
+            f"{adv_text:>11}  {row.note}"
         )
     lines.append("")
     lines.append(
         "bpcore adv. = how many times better bpcore is: bpcore ÷ other for samples/s and "
-        "GFLOP/s, other ÷ bpcore for µs per call, MB and s per fit."
+        "GFLOP/s, other ÷ bpcore for µs per call, MB and s per fit; on bpcore's own row "
+        '("peer"), over the best of torch and JAX on that workload.'
     )
+    return "\n".join(lines)
+
+
+def format_peers(results: Results) -> str:
+    """One line per workload timed against a peer: bpcore ÷ the best of torch and JAX."""
+    lines = []
+    for workload in dict.fromkeys(row.workload for row in results.rows):
+        best, ours = results.best_peer(workload), results.get(workload, "bpcore")
+        if ours is not None and ours.metric not in ("samples/s", "us/call"):
+            continue
+        ratio = results.advantage_over_best(workload)
+        if best is None or ours is None or ratio is None:
+            continue
+        lines.append(
+            f"  {workload:<16} {ratio:5.2f}x  over {best.system:<8} "
+            f"(bpcore {_number(ours.value)} {ours.metric}, {best.system} {_number(best.value)})"
+        )
     return "\n".join(lines)
 
 

@@ -34,6 +34,10 @@ class Result:
         return asdict(self)
 
 
+# The systems bpcore is measured against, for "bpcore ÷ best peer".
+PEERS = ("torch", "jax scan", "jax jit")
+
+
 class Results:
     """The rows of one run, in the order they were measured."""
 
@@ -61,3 +65,17 @@ class Results:
         if HIGHER_IS_BETTER[ours.metric]:
             return ours.value / theirs.value
         return theirs.value / ours.value
+
+    def best_peer(self, workload: str, peers: tuple[str, ...] = PEERS) -> Result | None:
+        """The best of ``peers``' rows on ``workload`` (by the metric's direction), if any."""
+        rows = [r for r in (self.get(workload, p) for p in peers) if r is not None and r.value > 0]
+        if not rows:
+            return None
+        if HIGHER_IS_BETTER[rows[0].metric]:
+            return max(rows, key=lambda r: r.value)
+        return min(rows, key=lambda r: r.value)
+
+    def advantage_over_best(self, workload: str, peers: tuple[str, ...] = PEERS) -> float | None:
+        """bpcore's advantage over the best of ``peers`` on ``workload`` (see ``advantage``)."""
+        best = self.best_peer(workload, peers)
+        return None if best is None else self.advantage(workload, best.system)

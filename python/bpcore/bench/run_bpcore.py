@@ -26,12 +26,12 @@ def optimizer(workload: Workload) -> bp.Optimizer:
 
 
 def make_network(workload: Workload, seed: int = 0) -> bp.Network:
-    """The workload's network in float32; its initial parameters seed every other system."""
+    """The workload's network in its dtype; its initial parameters seed every other system."""
     return bp.Network(
         layers(workload),
         loss=workload.loss,
         optimizer=optimizer(workload),
-        dtype="float32",
+        dtype=workload.dtype,
         seed=seed,
     )
 

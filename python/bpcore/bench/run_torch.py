@@ -38,7 +38,7 @@ def make_model(workload: Workload, parameters: Mapping[str, np.ndarray]) -> Any:
         modules += [nn.Linear(n_in, n_out), activation()]
     model = nn.Sequential(*modules[:-1])
     model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in parameters.items()})
-    return model
+    return model.to(getattr(torch, workload.dtype))
 
 
 def train_rate(

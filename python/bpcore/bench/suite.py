@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import functools
+import statistics
 import sys
 from typing import Callable
 
 import numpy as np
 
 import bpcore as bp
-from bpcore.bench import memory, run_bpcore, run_numpy, run_reference, run_torch, scaling
+from bpcore.bench import (
+    memory,
+    run_bpcore,
+    run_jax,
+    run_numpy,
+    run_reference,
+    run_torch,
+    scaling,
+)
 from bpcore.bench.data import make_data
 from bpcore.bench.results import Result, Results
 from bpcore.bench.workloads import (
     PREDICT_CALLS,
     SGEMM_REPEATS,
     SGEMM_SIZE,
+    SWEEP,
     TRAINING,
     Workload,
     quick,
@@ -37,13 +48,35 @@ def best_torch(measure: Callable[[int], float], higher_is_better: bool) -> tuple
     return values[threads], threads, note
 
 
-class Suite:
-    """One benchmark run: ``quick`` sizes or full ones, torch included when ``use_torch``,
-    each training workload measured in ``repeat`` turns (best kept)."""
+def in_turns(contenders: dict[str, Callable[[], float]], turns: int) -> dict[str, list[float]]:
+    """Every contender measured once per turn, the order reversed every other turn, so that a
+    burst of load from elsewhere on the machine falls on all of them alike."""
+    got: dict[str, list[float]] = {name: [] for name in contenders}
+    for turn in range(turns):
+        order = list(contenders) if turn % 2 == 0 else list(reversed(contenders))
+        for name in order:
+            got[name].append(contenders[name]())
+    return got
 
-    def __init__(self, quick_sizes: bool, use_torch: bool, repeat: int = 1) -> None:
+
+def spread(values: list[float]) -> str:
+    """``median of 3 turns, range 1,234 to 1,301``, or ``1 turn``."""
+    if len(values) == 1:
+        return "1 turn"
+    low, high = (f"{v:,.0f}" if v >= 100 else f"{v:.3g}" for v in (min(values), max(values)))
+    return f"median of {len(values)} turns, range {low} to {high}"
+
+
+class Suite:
+    """One benchmark run: ``quick`` sizes or full ones, torch and JAX included when asked for,
+    each training workload measured in ``repeat`` alternating turns (medians kept)."""
+
+    def __init__(
+        self, quick_sizes: bool, use_torch: bool, repeat: int = 1, use_jax: bool = False
+    ) -> None:
         self.quick = quick_sizes
         self.use_torch = use_torch
+        self.use_jax = use_jax
         self.repeat = max(repeat, 1)
         self.results = Results()
         self.sgemm_gflops: float | None = None
@@ -95,49 +128,65 @@ class Suite:
             if row.gflops is not None and self.sgemm_gflops:
                 row.sgemm_fraction = row.gflops / self.sgemm_gflops
 
-    def training(self, name: str, with_reference: bool) -> None:
-        """Trains workload ``name`` in bpcore, NumPy, the reference (if asked) and torch.
+    def training(self, name: str, with_reference: bool, with_numpy: bool = True) -> None:
+        """Trains workload ``name`` in bpcore, NumPy (float32 only, if asked), the reference (if
+        asked), torch (1 and 2 threads) and JAX (both ways), in alternating turns.
 
-        bpcore, NumPy and torch take turns ``self.repeat`` times and each keeps its best rate,
-        so that a burst of load from elsewhere on the machine hurts no system alone.
+        Each system's row is its median over the turns; torch's is the faster thread count's
+        median, so that no system is credited with a lucky turn.
         """
         w = self.workload(name)
         log(f"{name}: {w.description}, {w.samples} samples per epoch ...")
         X, y = make_data(w, w.samples)
         start = run_bpcore.make_network(w).parameters()
-        best: dict[str, tuple[float, int]] = {}
-        torch_note = ""
-        for _ in range(self.repeat):
-            rates = {
-                "bpcore": (run_bpcore.train_rate(w, X, y), bp.get_num_threads()),
-                "numpy": (run_numpy.train_rate(w, X, y, start), 0),
-            }
-            if self.use_torch:
-                rate, threads, note = best_torch(
-                    lambda t: run_torch.train_rate(w, X, y, start, t), higher_is_better=True
+        contenders: dict[str, Callable[[], float]] = {
+            "bpcore": lambda: run_bpcore.train_rate(w, X, y)
+        }
+        if with_numpy and w.dtype == "float32":
+            contenders["numpy"] = lambda: run_numpy.train_rate(w, X, y, start)
+        if self.use_torch:
+            for t in TORCH_THREADS:
+                contenders[f"torch {t}"] = functools.partial(
+                    run_torch.train_rate, w, X, y, start, t
                 )
-                rates["torch"] = (rate, threads)
-                torch_note = note if rate >= best.get("torch", (0.0, 0))[0] else torch_note
-            for system, got in rates.items():
-                if got[0] > best.get(system, (0.0, 0))[0]:
-                    best[system] = got
+        if self.use_jax:
+            for mode in run_jax.MODES:
+                contenders[f"jax {mode}"] = functools.partial(
+                    run_jax.train_rate, w, X, y, start, mode
+                )
+        got = in_turns(contenders, self.repeat)
         epoch = f"epochs of {w.samples}" + (f", ≥ {w.min_seconds:g} s" if w.min_seconds else "")
-        if self.repeat > 1:
-            epoch += f", best of {self.repeat} turns"
-        self._training_row(w, "bpcore", best["bpcore"][0], threads=best["bpcore"][1],
-                           note=f"net.fit, {epoch}")  # fmt: skip
-        self._training_row(w, "numpy", best["numpy"][0],
-                           note=f"hand-written NumPy MLP, {epoch}")  # fmt: skip
+
+        def row(system: str, turns: list[float], note: str, threads: int | None) -> None:
+            self._training_row(w, system, statistics.median(turns), threads=threads,
+                               note=f"{note}, {epoch}, {spread(turns)}",
+                               extra={"turns": turns})  # fmt: skip
+
+        row("bpcore", got["bpcore"], "net.fit", bp.get_num_threads())
+        if "numpy" in got:
+            row("numpy", got["numpy"], "hand-written NumPy MLP", None)
         if with_reference and w.reference_samples:
             n = w.reference_samples
             rate = run_reference.train_rate(w, X[:n], y[:n], start)
             self._training_row(w, "reference", rate, threads=1,
                                note=f"pure Python float64, {n} samples, scaled")  # fmt: skip
         if self.use_torch:
-            rate, threads = best["torch"]
+            medians = {t: statistics.median(got[f"torch {t}"]) for t in TORCH_THREADS}
+            threads = max(medians, key=lambda t: medians[t])
             if name == "mnist":
                 self.torch_threads = threads
-            self._training_row(w, "torch", rate, threads=threads, note=torch_note)
+            others = ", ".join(f"{t} thr: {medians[t]:,.0f}" for t in TORCH_THREADS)
+            row("torch", got[f"torch {threads}"], f"faster of {others}", threads)
+        if self.use_jax:
+            row("jax scan", got["jax scan epoch"], "lax.scan over the shuffled batches", None)
+            row("jax jit", got["jax jit step"], "jitted step in a Python loop", None)
+
+    def sweep(self) -> None:
+        """The sweep's cells (784-h-h-10 at two batch sizes), bpcore against torch and JAX;
+        with ``quick``, its first cell only."""
+        names = list(SWEEP)[:1] if self.quick else list(SWEEP)  # quick: one cell, as a check
+        for name in names:
+            self.training(name, with_reference=False, with_numpy=False)
 
     def predict(self) -> None:
         """Microseconds per one-sample forward pass through the mnist network."""
@@ -160,6 +209,10 @@ class Suite:
             )
             self.results.add(Result("predict", "torch", "us/call", us, threads,
                                     note=f"no_grad, tensor in/out, {tnote}"))  # fmt: skip
+        if self.use_jax:
+            us = run_jax.predict_microseconds(w, start, x1, calls)
+            note = f"jitted forward, array in, result ready, {note}"
+            self.results.add(Result("predict", "jax jit", "us/call", us, note=note))
 
     def memory(self) -> None:
         """Peak resident memory of one mnist epoch, each system in a fresh process."""

@@ -27,6 +27,7 @@ class Workload:
     min_seconds: float = 0.0
     momentum: float = 0.0
     reference_samples: int = 0
+    dtype: str = "float32"  # or "float64"
 
     @property
     def n_weights(self) -> int:
@@ -45,7 +46,7 @@ class Workload:
         opt += f", momentum={self.momentum:g})" if self.optimizer == "sgd" else ")"
         return (
             f"{'-'.join(map(str, self.widths))} {self.activation}, {self.loss}, {opt}, "
-            f"batch {self.batch_size}"
+            f"batch {self.batch_size}" + ("" if self.dtype == "float32" else f", {self.dtype}")
         )
 
 
@@ -68,9 +69,30 @@ TRAINING: dict[str, Workload] = {
     ),
 }  # fmt: skip
 
+# The mnist and small networks again in float64 (JAX with 64-bit types enabled, torch in double).
+for _name in ("mnist", "small"):
+    TRAINING[f"{_name}-f64"] = dataclasses.replace(
+        TRAINING[_name], name=f"{_name}-f64", dtype="float64"
+    )
+
+# How cost grows with work: 784-h-h-10 at two batch sizes, each cell timed for about a second.
+SWEEP_WIDTHS = (32, 128, 512, 2048)
+SWEEP_BATCHES = (32, 256)
+SWEEP: dict[str, Workload] = {
+    f"sweep-h{h}-b{b}": Workload(
+        f"sweep-h{h}-b{b}", (784, h, h, 10), "relu", "cross_entropy", "adam", lr=1e-3,
+        batch_size=b, samples=max(2048, min(16_384, (1 << 27) // (h * h))) // b * b,
+        min_seconds=1.0,
+    )
+    for b in SWEEP_BATCHES
+    for h in SWEEP_WIDTHS
+}  # fmt: skip
+TRAINING.update(SWEEP)
+
 # Workloads that are not training: one-sample latency and the matrix-multiply rate.
 OTHER = ("predict", "sgemm")
-ALL = (*TRAINING, *OTHER)
+# What --only accepts: each training workload, "sweep" for all of its cells, and the others.
+ALL = (*(name for name in TRAINING if name not in SWEEP), "sweep", *OTHER)
 
 PREDICT_CALLS = 2_000
 SGEMM_SIZE = 1024
@@ -79,7 +101,8 @@ SGEMM_REPEATS = 5
 
 def quick(workload: Workload) -> Workload:
     """The same network on far fewer samples, for a run of a few seconds (``--quick``)."""
-    batches = {"tiny": 64, "small": 16, "mnist": 8, "wide": 2}[workload.name]
+    base = workload.name.removesuffix("-f64")
+    batches = {"tiny": 64, "small": 16, "mnist": 8, "wide": 2}.get(base, 2)
     return dataclasses.replace(
         workload,
         samples=batches * workload.batch_size,

@@ -69,44 +69,48 @@ impl Activation {
         forward_simd(*self, z, h)
     }
 
+    /// z = f(z), element by element: the forward without a buffer of its own.
+    pub fn forward_in_place<T: Real>(&self, z: &mut [T]) {
+        forward_in_place_simd(*self, z)
+    }
+
     /// ∂L/∂z = ∂L/∂h ⊙ f'(z), given the forward's input `z` and output `h`.
     pub fn backward<T: Real>(&self, z: &[T], h: &[T], dh: &[T], dz: &mut [T]) {
         backward_simd(*self, z, h, dh, dz)
     }
 
+    /// f itself, handed to `each` once per call so that the loop over elements is compiled
+    /// for one activation at a time.
     #[inline(always)]
-    fn forward_each<T: Real>(&self, z: &[T], h: &mut [T]) {
-        let zh = z.iter().zip(h.iter_mut());
+    fn forward_with<T: Real, E: Elementwise<T>>(&self, each: E) {
         match *self {
-            Activation::Relu => {
-                zh.for_each(|(&z, h)| *h = if z > T::zero() { z } else { T::zero() })
-            }
+            Activation::Relu => each.map(|z| if z > T::zero() { z } else { T::zero() }),
             Activation::LeakyRelu { negative_slope } => {
                 let s = T::of(negative_slope);
-                zh.for_each(|(&z, h)| *h = if z > T::zero() { z } else { z * s })
+                each.map(move |z| if z > T::zero() { z } else { z * s })
             }
-            Activation::Sigmoid => zh.for_each(|(&z, h)| *h = sigmoid(z)),
-            Activation::Tanh => zh.for_each(|(&z, h)| *h = z.tanh_fast()),
+            Activation::Sigmoid => each.map(sigmoid),
+            Activation::Tanh => each.map(|z: T| z.tanh_fast()),
             Activation::Gelu => {
                 let inv_sqrt2 = T::of(std::f64::consts::FRAC_1_SQRT_2);
                 let half = T::of(0.5);
-                zh.for_each(|(&z, h)| *h = half * z * (T::one() + (z * inv_sqrt2).erf()))
+                each.map(move |z| half * z * (T::one() + (z * inv_sqrt2).erf()))
             }
             Activation::Elu { alpha } => {
                 let a = T::of(alpha);
-                zh.for_each(|(&z, h)| *h = if z > T::zero() { z } else { a * z.exp_m1() })
+                each.map(move |z| if z > T::zero() { z } else { a * z.exp_m1() })
             }
             Activation::Softplus { beta, threshold } => {
                 let (b, t) = (T::of(beta), T::of(threshold));
-                zh.for_each(|(&z, h)| {
-                    *h = if z * b > t {
+                each.map(move |z| {
+                    if z * b > t {
                         z
                     } else {
                         (z * b).exp().ln_1p() / b
                     }
                 })
             }
-            Activation::Identity => h.copy_from_slice(z),
+            Activation::Identity => each.map(|z| z),
         }
     }
 
@@ -157,7 +161,40 @@ impl Activation {
 // built for baseline x86-64 so that one wheel runs everywhere.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 fn forward_simd<T: Real>(act: Activation, z: &[T], h: &mut [T]) {
-    act.forward_each(z, h)
+    act.forward_with(FromTo(z, h))
+}
+
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn forward_in_place_simd<T: Real>(act: Activation, z: &mut [T]) {
+    act.forward_with(InPlace(z))
+}
+
+/// Where an element-wise map reads and writes: `map(f)` applies `f` to every element.
+trait Elementwise<T> {
+    fn map(self, f: impl Fn(T) -> T);
+}
+
+/// From one buffer into another of the same length.
+struct FromTo<'a, T>(&'a [T], &'a mut [T]);
+
+impl<T: Copy> Elementwise<T> for FromTo<'_, T> {
+    #[inline(always)]
+    fn map(self, f: impl Fn(T) -> T) {
+        self.0
+            .iter()
+            .zip(self.1.iter_mut())
+            .for_each(|(&z, h)| *h = f(z))
+    }
+}
+
+/// Over one buffer, in place.
+struct InPlace<'a, T>(&'a mut [T]);
+
+impl<T: Copy> Elementwise<T> for InPlace<'_, T> {
+    #[inline(always)]
+    fn map(self, f: impl Fn(T) -> T) {
+        self.0.iter_mut().for_each(|z| *z = f(*z))
+    }
 }
 
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
@@ -211,6 +248,18 @@ mod tests {
                     dz[i]
                 );
             }
+        }
+    }
+
+    #[test]
+    fn in_place_equals_into_another_buffer() {
+        let z: Vec<f32> = (0..37).map(|i| (i as f32 - 18.0) * 0.3).collect();
+        for act in ALL {
+            let mut h = vec![0.0; z.len()];
+            act.forward(&z, &mut h);
+            let mut in_place = z.clone();
+            act.forward_in_place(&mut in_place);
+            assert_eq!(h, in_place, "{act:?}");
         }
     }
 

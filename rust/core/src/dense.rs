@@ -3,8 +3,21 @@
 //! Backward by the chain rule, with δ = ∂L/∂z:
 //! ∂L/∂W = δᵀ x, ∂L/∂b = Σ_batch δ, ∂L/∂x = δ W.
 
-use crate::matmul::{matmul, Operand};
+use crate::activation::Activation;
+use crate::matmul::{matmul, product_block, split_output, split_pair, Block, Operand, Split};
 use crate::Real;
+
+/// What a dense layer's forward does with its output once the product is in.
+#[derive(Debug)]
+pub enum Then<'a, T> {
+    /// Nothing: `z` is the layer's output.
+    Nothing,
+    /// The activation that follows the layer, from `z` into its output buffer (training keeps
+    /// both for the backward pass).
+    Activate(Activation, &'a mut [T]),
+    /// The activation that follows the layer, over `z` itself (inference keeps no `z`).
+    ActivateInPlace(Activation),
+}
 
 /// Where a dense layer's parameters live in the network's flat parameter buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,25 +47,53 @@ impl Dense {
 
     /// z = x Wᵀ + b for `n` rows of `x` (n × in) into `z` (n × out).
     pub fn forward<T: Real>(&self, params: &[T], x: &[T], n: usize, z: &mut [T], parallel: bool) {
+        self.forward_then(params, x, n, z, Then::Nothing, parallel);
+    }
+
+    /// `forward`, then what `then` says on each thread's block of `z` while it is in cache:
+    /// the activation that follows the layer, into its own buffer or in place.
+    pub fn forward_then<T: Real>(
+        &self,
+        params: &[T],
+        x: &[T],
+        n: usize,
+        z: &mut [T],
+        then: Then<'_, T>,
+        parallel: bool,
+    ) {
         let (fan_in, out) = (self.in_features, self.out_features);
         let z = &mut z[..n * out];
+        let x = Operand::new(&x[..n * fan_in], n, fan_in);
+        let w = Operand::t(self.weight(params), out, fan_in);
+        let bias = self.bias_offset.map(|b| &params[b..b + out]);
+        let split = Split::over_threads(n, out, fan_in, parallel);
         // The bias goes in first and the product accumulates onto it: one pass over z.
-        let accumulate = match self.bias_offset {
-            Some(b) => {
-                let bias = &params[b..b + out];
-                z.chunks_exact_mut(out)
-                    .for_each(|row| row.copy_from_slice(bias));
-                true
+        let product = |block: &mut Block<'_, T>| {
+            if let Some(bias) = bias {
+                let cols = block.cols.clone();
+                for r in block.rows.clone() {
+                    block.row(r).copy_from_slice(&bias[cols.clone()]);
+                }
             }
-            None => false,
+            product_block(block, x, w, bias.is_some());
         };
-        matmul(
-            z,
-            Operand::new(&x[..n * fan_in], n, fan_in),
-            Operand::t(self.weight(params), out, fan_in),
-            accumulate,
-            parallel,
-        );
+        match then {
+            Then::Nothing => split_output(z, n, out, split, |mut zb| product(&mut zb)),
+            Then::Activate(act, h) => {
+                split_pair(z, &mut h[..n * out], n, out, split, |mut zb, mut hb| {
+                    product(&mut zb);
+                    for r in zb.rows.clone() {
+                        act.forward(zb.row(r), hb.row(r));
+                    }
+                })
+            }
+            Then::ActivateInPlace(act) => split_output(z, n, out, split, |mut zb| {
+                product(&mut zb);
+                for r in zb.rows.clone() {
+                    act.forward_in_place(zb.row(r));
+                }
+            }),
+        }
     }
 
     /// Given δ = ∂L/∂z (n × out) and the forward's input `x`, writes ∂L/∂W and ∂L/∂b into

@@ -1,13 +1,36 @@
 //! Matrix products on row-major buffers, through the `gemm` crate (which picks AVX2/FMA/AVX-512
 //! kernels at run time). Transposed operands are read through strides, never copied.
+//!
+//! A product worth splitting is divided into blocks of its output, one per thread of bpcore's
+//! team (see `threads`): blocks of columns when the output is at least as wide as it is tall,
+//! else blocks of rows. Each thread packs only the slice of the operand its block reads (a
+//! block of columns of `c = a · b` reads all of `a` and its columns of `b`; for a dense layer's
+//! forward, its block of the weights). The blocks depend only on the shapes and the number of
+//! threads, and each is computed the same on whichever thread claims it, so results are the
+//! same from run to run; gemm may block the sums over `k` differently for a small block than
+//! for the whole product, so different thread counts can differ in the last bits.
+
+use std::marker::PhantomData;
+use std::ops::Range;
 
 use crate::Real;
 use gemm::Parallelism;
 
-/// Below this many multiply-adds a product runs on one thread: splitting it makes every thread
-/// pack the shared operand, which costs more than it saves (measured: a 32×784 by 784×256
-/// product ran slower on two threads than on one).
-const PARALLEL_MIN_WORK: usize = 1 << 24;
+/// Below this many multiply-adds per block, handing a block to a worker costs more than its
+/// share of the product saves (a hand-off costs about a microsecond; gemm runs about 50
+/// multiply-adds per nanosecond on one core here).
+const MIN_MACS_PER_PART: usize = 1 << 16;
+/// Blocks per thread. One: every block packs the operand all blocks share (all of `a` for a
+/// block of columns) once more, which cost more than the balance that smaller blocks gave
+/// (mnist at batch 32 and 128 on two threads trained faster with one block per thread than
+/// with two). The blocks are still claimed, not assigned: a worker that wakes late finds its
+/// block taken by the caller.
+const PARTS_PER_THREAD: usize = 1;
+/// Blocks of columns start on multiples of this many elements: whole cache lines, so that two
+/// threads never write one line, and whole vectors for gemm's kernels.
+const COLUMN_ALIGN: usize = 16;
+/// Blocks of rows start on multiples of this many rows.
+const ROW_ALIGN: usize = 4;
 
 /// A row-major `rows × cols` matrix in `data`, read as itself or as its transpose.
 #[derive(Debug, Clone, Copy)]
@@ -58,10 +81,191 @@ impl<'a, T> Operand<'a, T> {
     }
 }
 
+/// Along which dimension of the output a product is divided between threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Along {
+    Rows,
+    Cols,
+}
+
+/// How a `m × n` output is divided: along what, into how many blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Split {
+    pub along: Along,
+    pub parts: usize,
+}
+
+impl Split {
+    /// One block: the whole output, on the calling thread.
+    pub const NONE: Split = Split {
+        along: Along::Rows,
+        parts: 1,
+    };
+
+    /// The split of an `m × n` output of `k`-long sums along `along` over `threads`: as many
+    /// parts as the work pays for and the dimension holds aligned blocks of.
+    pub fn along(along: Along, m: usize, n: usize, k: usize, threads: usize) -> Split {
+        let (len, align) = match along {
+            Along::Rows => (m, ROW_ALIGN),
+            Along::Cols => (n, COLUMN_ALIGN),
+        };
+        if threads <= 1 {
+            return Split { along, parts: 1 };
+        }
+        let by_work = m.saturating_mul(n).saturating_mul(k) / MIN_MACS_PER_PART;
+        let parts = (threads * PARTS_PER_THREAD)
+            .min(by_work)
+            .min(len / align)
+            .clamp(1, crate::threads::MAX_PARTS);
+        Split { along, parts }
+    }
+
+    /// The split `matmul` uses for an `m × n` output of `k`-long sums: along the longer side.
+    pub fn for_shape(m: usize, n: usize, k: usize, threads: usize) -> Split {
+        let along = if n >= m { Along::Cols } else { Along::Rows };
+        Split::along(along, m, n, k, threads)
+    }
+
+    /// `for_shape` over bpcore's threads when `parallel`, else `NONE`. A product too small for
+    /// two blocks does not even look up the thread count (a lock and a reference count: a few
+    /// per cent of a step of the smallest networks).
+    pub fn over_threads(m: usize, n: usize, k: usize, parallel: bool) -> Split {
+        let work = m.saturating_mul(n).saturating_mul(k);
+        if !parallel || work < 2 * MIN_MACS_PER_PART {
+            return Split::NONE;
+        }
+        Split::for_shape(m, n, k, crate::threads::num_threads())
+    }
+
+    /// Block `i`'s range of the split dimension (of length `len`).
+    fn range(&self, len: usize, i: usize) -> Range<usize> {
+        let align = match self.along {
+            Along::Rows => ROW_ALIGN,
+            Along::Cols => COLUMN_ALIGN,
+        };
+        let units = len.div_ceil(align);
+        let at = |i: usize| (units * i / self.parts * align).min(len);
+        at(i)..at(i + 1)
+    }
+}
+
+/// A rectangular block of a row-major matrix that one thread writes: rows `rows` and columns
+/// `cols` of the whole, reached row by row. Blocks of one split never overlap.
+pub struct Block<'a, T> {
+    /// The whole matrix's first element.
+    base: *mut T,
+    /// Elements per row of the whole matrix.
+    stride: usize,
+    pub rows: Range<usize>,
+    pub cols: Range<usize>,
+    _borrow: PhantomData<&'a mut [T]>,
+}
+
+impl<T> Block<'_, T> {
+    /// Row `r` of the whole matrix (`r` in `self.rows`), restricted to this block's columns.
+    pub fn row(&mut self, r: usize) -> &mut [T] {
+        assert!(self.rows.contains(&r), "block row out of range");
+        // SAFETY: the block lies inside the matrix (checked by `split_output`) and no other
+        // block of the split reaches these elements; `&mut self` keeps this row unique.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.base.add(r * self.stride + self.cols.start),
+                self.cols.len(),
+            )
+        }
+    }
+
+    /// Pointer to the block's first element (for gemm), and the whole matrix's row stride.
+    fn raw(&mut self) -> (*mut T, usize) {
+        // SAFETY: inside the matrix, as for `row`.
+        let first = unsafe {
+            self.base
+                .add(self.rows.start * self.stride + self.cols.start)
+        };
+        (first, self.stride)
+    }
+}
+
+/// The base pointer of a matrix being split, handed to the team's threads.
+struct Shared<T>(*mut T);
+// SAFETY: each thread derives from it only its own block, and the blocks are disjoint.
+unsafe impl<T: Send> Sync for Shared<T> {}
+
+impl<T> Shared<T> {
+    /// The block `rows × cols` of the matrix with `stride` elements per row; the caller (the
+    /// split functions above) has checked that the matrix holds it and hands out each block once.
+    fn block<'a>(&self, stride: usize, rows: Range<usize>, cols: Range<usize>) -> Block<'a, T> {
+        Block {
+            base: self.0,
+            stride,
+            rows,
+            cols,
+            _borrow: PhantomData,
+        }
+    }
+}
+
+/// Runs `part` on each block of `c` (row-major `m × n`) under `split`, the blocks on bpcore's
+/// team at once. Returns when every block is done.
+pub fn split_output<T: Real>(
+    c: &mut [T],
+    m: usize,
+    n: usize,
+    split: Split,
+    part: impl Fn(Block<'_, T>) + Sync,
+) {
+    assert!(c.len() >= m * n, "split_output: the matrix does not fit");
+    let base = Shared(c.as_mut_ptr());
+    run_blocks(m, n, split, &|rows, cols| part(base.block(n, rows, cols)));
+}
+
+/// `split_output` over two matrices of one shape, `c` and `d`, split alike: `part` gets the
+/// same block of each (a product's output and what is computed from it, as an activation).
+pub fn split_pair<T: Real>(
+    c: &mut [T],
+    d: &mut [T],
+    m: usize,
+    n: usize,
+    split: Split,
+    part: impl Fn(Block<'_, T>, Block<'_, T>) + Sync,
+) {
+    assert!(
+        c.len() >= m * n && d.len() >= m * n,
+        "split_pair: the matrices do not fit"
+    );
+    let (base_c, base_d) = (Shared(c.as_mut_ptr()), Shared(d.as_mut_ptr()));
+    run_blocks(m, n, split, &|rows, cols| {
+        part(
+            base_c.block(n, rows.clone(), cols.clone()),
+            base_d.block(n, rows, cols),
+        )
+    });
+}
+
+/// Calls `block(rows, cols)` for each non-empty block of an `m × n` output under `split`, on
+/// bpcore's team.
+fn run_blocks(
+    m: usize,
+    n: usize,
+    split: Split,
+    block: &(dyn Fn(Range<usize>, Range<usize>) + Sync),
+) {
+    let each = |i: usize| {
+        let (rows, cols) = match split.along {
+            Along::Rows => (split.range(m, i), 0..n),
+            Along::Cols => (0..m, split.range(n, i)),
+        };
+        if !rows.is_empty() && !cols.is_empty() {
+            block(rows, cols);
+        }
+    };
+    crate::threads::run_parts(split.parts, &each);
+}
+
 /// `c = a · b` (or `c += a · b` when `accumulate`), `c` row-major `m × n`.
 ///
-/// With `parallel`, a product large enough to pay for it is split over bpcore's pool; callers
-/// that already run one task per thread pass `false`.
+/// With `parallel`, a product large enough to pay for it is divided over bpcore's threads
+/// (`Split::over_threads`); callers that already run one task per thread pass `false`.
 ///
 /// Shapes are the caller's contract; a mismatch is a bug in the core and stops here with a
 /// panic rather than reading out of bounds.
@@ -73,63 +277,68 @@ pub fn matmul<T: Real>(
     parallel: bool,
 ) {
     let (m, k) = a.shape();
+    let (_, n) = b.shape();
+    let split = Split::over_threads(m, n, k, parallel);
+    split_output(c, m, n, split, |mut block| {
+        product_block(&mut block, a, b, accumulate)
+    });
+}
+
+/// The rows and columns of `c = a · b` (or `c += a · b`) that `block` covers, on this thread.
+/// `a` and `b` must have the shapes of the whole product, `block` be a block of its `m × n`
+/// output (checked: a mismatch panics, as in `matmul`).
+pub fn product_block<T: Real>(
+    block: &mut Block<'_, T>,
+    a: Operand<'_, T>,
+    b: Operand<'_, T>,
+    acc: bool,
+) {
+    let (m, k) = a.shape();
     let (k2, n) = b.shape();
+    let (rows, cols) = (block.rows.clone(), block.cols.clone());
     // Soundness guard for the unsafe call below, not a user-input check: callers size buffers.
     assert!(
-        k == k2 && a.data.len() >= m * k && b.data.len() >= k * n && c.len() >= m * n,
+        k == k2 && a.data.len() >= m * k && b.data.len() >= k * n && rows.end <= m && cols.end <= n,
         "matmul: shapes do not fit"
     );
-    if m == 0 || n == 0 {
-        return;
-    }
+    let (c_ptr, c_rs) = block.raw();
     if k == 0 {
-        if !accumulate {
-            c[..m * n].fill(T::zero());
+        if !acc {
+            for r in rows {
+                block.row(r).fill(T::zero());
+            }
         }
         return;
     }
     let (a_rs, a_cs) = a.strides();
     let (b_rs, b_cs) = b.strides();
-    let threads = if parallel && m * n * k >= PARALLEL_MIN_WORK {
-        crate::threads::num_threads()
-    } else {
-        1
-    };
-    let run = |c: &mut [T], parallelism: Parallelism| {
-        // SAFETY: the assert above keeps every index the strides reach inside the three slices;
-        // `c` does not alias `a` or `b` (it is borrowed mutably); T is f32 or f64, which gemm
-        // supports.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                c.as_mut_ptr(),
-                1,
-                n as isize,
-                accumulate,
-                a.data.as_ptr(),
-                a_cs,
-                a_rs,
-                b.data.as_ptr(),
-                b_cs,
-                b_rs,
-                T::one(),
-                T::one(),
-                false,
-                false,
-                false,
-                parallelism,
-            )
-        }
-    };
-    if threads > 1 {
-        crate::threads::install(|| run(c, Parallelism::Rayon(threads)));
-    } else {
-        run(c, Parallelism::None);
+    // SAFETY: the assert above keeps a and b inside their shapes; the block's rows of `a`
+    // and columns of `b` start inside them and the strides stay inside for the block's extent;
+    // `c`'s block is this thread's alone (see `Block`); T is f32 or f64, which gemm supports.
+    unsafe {
+        gemm::gemm(
+            rows.len(),
+            cols.len(),
+            k,
+            c_ptr,
+            1,
+            c_rs as isize,
+            acc,
+            a.data.as_ptr().offset(rows.start as isize * a_rs),
+            a_cs,
+            a_rs,
+            b.data.as_ptr().offset(cols.start as isize * b_cs),
+            b_cs,
+            b_rs,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +407,84 @@ mod tests {
         );
         for (x, y) in c.iter().zip(&want) {
             assert!((*x as f64 - y).abs() < 1e-3);
+        }
+    }
+
+    #[test]
+    fn blocks_of_rows_or_columns_add_up_to_the_product() {
+        let (m, n, k) = (70, 90, 33);
+        let a: Vec<f64> = (0..m * k).map(|i| (i as f64 * 0.21).sin()).collect();
+        let b: Vec<f64> = (0..k * n).map(|i| (i as f64 * 0.13).cos()).collect();
+        let want = naive(&a, &b, m, n, k);
+        let (ao, bo) = (Operand::new(&a[..], m, k), Operand::new(&b[..], k, n));
+        for along in [Along::Rows, Along::Cols] {
+            for parts in 1..=5 {
+                let split = Split { along, parts };
+                let mut c = vec![f64::NAN; m * n];
+                split_output(&mut c, m, n, split, |mut block| {
+                    product_block(&mut block, ao, bo, false)
+                });
+                for (x, y) in c.iter().zip(&want) {
+                    assert!((x - y).abs() < 1e-12, "{along:?} in {parts}: {x} vs {y}");
+                }
+                let mut again = vec![0.0; m * n];
+                split_output(&mut again, m, n, split, |mut block| {
+                    product_block(&mut block, ao, bo, false)
+                });
+                assert_eq!(c, again, "the same split gives the same bits");
+            }
+        }
+    }
+
+    #[test]
+    fn blocks_cover_the_dimension_on_aligned_bounds() {
+        for along in [Along::Rows, Along::Cols] {
+            for len in [1, 15, 16, 17, 100, 784] {
+                for parts in 1..=4 {
+                    let split = Split { along, parts };
+                    let ranges: Vec<_> = (0..parts).map(|i| split.range(len, i)).collect();
+                    assert_eq!(ranges[0].start, 0);
+                    assert_eq!(ranges[parts - 1].end, len);
+                    for pair in ranges.windows(2) {
+                        assert_eq!(pair[0].end, pair[1].start);
+                    }
+                    let align = if along == Along::Cols {
+                        COLUMN_ALIGN
+                    } else {
+                        ROW_ALIGN
+                    };
+                    assert!(ranges.iter().all(|r| r.start % align == 0 || r.is_empty()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_pair_of_matrices_is_split_alike() {
+        let (m, n) = (9, 40);
+        let mut c = vec![0.0f32; m * n];
+        let mut d = vec![0.0f32; m * n];
+        let split = Split {
+            along: Along::Cols,
+            parts: 3,
+        };
+        split_pair(&mut c, &mut d, m, n, split, |mut bc, mut bd| {
+            for r in bc.rows.clone() {
+                let first = bc.cols.start as f32;
+                bc.row(r).iter_mut().for_each(|x| *x = first);
+                bd.row(r).iter_mut().for_each(|x| *x = r as f32);
+            }
+        });
+        let starts: Vec<f32> = (0..3).map(|i| split.range(n, i).start as f32).collect();
+        for r in 0..m {
+            for j in 0..n {
+                let block = (0..3)
+                    .rev()
+                    .find(|&i| split.range(n, i).start <= j)
+                    .unwrap_or(0);
+                assert_eq!(c[r * n + j], starts[block]);
+                assert_eq!(d[r * n + j], r as f32);
+            }
         }
     }
 }

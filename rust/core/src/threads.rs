@@ -1,5 +1,7 @@
-//! bpcore's own thread pool, so that its parallel matrix products neither fight with nor wait
-//! behind other rayon users in the same process.
+//! bpcore's own threads: a rayon pool for coarse work (a whole epoch, inference over chunks),
+//! so that it neither fights with nor waits behind other rayon users in the same process, and a
+//! team of persistent workers (`team`) for the blocks of one product, which spin between the
+//! products of a step instead of sleeping.
 //!
 //! Sized by `set_num_threads`, else `BPCORE_NUM_THREADS`, else the limit the process was given
 //! for other libraries' pools (`OMP_NUM_THREADS`, then `OPENBLAS_NUM_THREADS`, `MKL_NUM_THREADS`:
@@ -9,12 +11,23 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, RecvTimeoutError};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use crate::{Error, Result};
 
-type Pool = Arc<rayon::ThreadPool>;
+mod team;
+
+use team::Team;
+pub use team::MAX_PARTS;
+
+/// The rayon pool and the team, always of the same size.
+struct Threads {
+    rayon: rayon::ThreadPool,
+    team: Team,
+}
+
+type Pool = Arc<Threads>;
 
 fn slot() -> &'static RwLock<Option<Pool>> {
     static SLOT: OnceLock<RwLock<Option<Pool>>> = OnceLock::new();
@@ -47,13 +60,16 @@ fn threads_from(lookup: impl Fn(&str) -> Option<String>) -> Option<usize> {
 }
 
 fn build(n: usize) -> Result<Pool> {
-    rayon::ThreadPoolBuilder::new()
+    let rayon = rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .thread_name(|i| format!("bpcore-{i}"))
         .start_handler(|_| crate::fpenv::flush_denormals_forever())
         .build()
-        .map(Arc::new)
-        .map_err(|e| Error::value("n", format!("cannot start {n} threads: {e}")))
+        .map_err(|e| Error::value("n", format!("cannot start {n} threads: {e}")))?;
+    Ok(Arc::new(Threads {
+        rayon,
+        team: Team::new(n),
+    }))
 }
 
 fn pool() -> Result<Pool> {
@@ -93,14 +109,56 @@ pub fn set_num_threads(n: usize) -> Result<()> {
 
 /// The number of threads bpcore's work runs on.
 pub fn num_threads() -> usize {
-    pool().map_or(1, |p| p.current_num_threads())
+    pool().map_or(1, |p| p.rayon.current_num_threads())
 }
 
 /// Runs `f` inside bpcore's pool (or on this thread if no pool can be started).
 pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     match pool() {
-        Ok(p) => p.install(f),
+        Ok(p) => p.rayon.install(f),
         Err(_) => f(),
+    }
+}
+
+/// Runs `part(i)` for each `i < parts` on bpcore's team (this thread and its workers claim
+/// parts until none is left) and returns when all are done; a panic in a part is raised here.
+/// While another caller holds the team, or with no team, the parts run on this thread: which
+/// thread runs a part never changes what it computes.
+pub fn run_parts(parts: usize, part: &(dyn Fn(usize) + Sync)) {
+    if parts <= 1 {
+        // One part (most products of small networks): no look-up of the pool.
+        (0..parts).for_each(part);
+        return;
+    }
+    match pool() {
+        Ok(p) => p.team.run(parts, part),
+        Err(_) => (0..parts).for_each(part),
+    }
+}
+
+/// Runs `a` on this thread and `b` on one of the team's workers (or both here, one after the
+/// other, while the team is taken), and returns when both are done: `rayon::join` for the work
+/// between the products of a step, which then finds the team's workers awake instead of waking
+/// a sleeping pool thread while a team worker spins on the same core.
+pub fn join(a: impl FnOnce() + Send, b: impl FnOnce() + Send) {
+    let (a, b) = (Mutex::new(Some(a)), Mutex::new(Some(b)));
+    run_parts(2, &|i: usize| {
+        if i == 0 {
+            run_once(&a)
+        } else {
+            run_once(&b)
+        }
+    });
+}
+
+/// Takes the task out of `slot` and runs it (nothing if it already ran).
+fn run_once(slot: &Mutex<Option<impl FnOnce()>>) {
+    let task = match slot.lock() {
+        Ok(mut guard) => guard.take(),
+        Err(poisoned) => poisoned.into_inner().take(),
+    };
+    if let Some(task) = task {
+        task();
     }
 }
 
@@ -116,9 +174,10 @@ pub fn run_polling<R: Send>(
     mut poll: impl FnMut() -> bool,
 ) -> R {
     let stop = AtomicBool::new(false);
-    let Ok(pool) = pool() else {
+    let Ok(threads) = pool() else {
         return work(&stop);
     };
+    let pool = &threads.rayon;
     let (done, finished) = sync_channel(1);
     let mut result = None;
     pool.in_place_scope(|scope| {
@@ -175,6 +234,19 @@ mod tests {
         assert_eq!(threads_from(bad_first), Some(1));
         assert_eq!(threads_from(env(&[("OMP_NUM_THREADS", "0")])), None);
         assert_eq!(threads_from(env(&[("OMP_NUM_THREADS", "100000")])), None);
+    }
+
+    #[test]
+    fn join_runs_both_sides_and_lets_them_borrow_mutably() {
+        let (mut left, mut right) = (vec![0u32; 1000], vec![0u32; 1000]);
+        for round in 0..100u32 {
+            join(
+                || left.iter_mut().for_each(|x| *x += round),
+                || right.iter_mut().for_each(|x| *x += 2 * round),
+            );
+        }
+        assert!(left.iter().all(|&x| x == 4950));
+        assert!(right.iter().all(|&x| x == 9900));
     }
 
     #[test]

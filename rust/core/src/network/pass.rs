@@ -3,6 +3,8 @@
 
 use super::layout::Layer;
 use super::metrics::MetricSums;
+use crate::activation::Activation;
+use crate::dense::Then;
 use crate::dropout::MaskKey;
 use crate::loss;
 use crate::{LossSpec, Real, Result, Samples};
@@ -112,14 +114,24 @@ impl<T: Real> Model<'_, T> {
         let Scratch { a: cur, b: next } = scratch;
         for start in (0..n).step_by(chunk) {
             let rows = chunk.min(n - start);
-            for i in 0..self.layers.len() {
+            let mut i = 0;
+            while i < self.layers.len() {
                 let input = if i == 0 {
                     &x[start * w_in..(start + rows) * w_in]
                 } else {
                     &cur[..rows * self.widths[i]]
                 };
-                self.run_layer(i, input, rows, next, parallel);
+                match (&self.layers[i], self.activation_after(i)) {
+                    // The activation rides along the product, over its output in place.
+                    (Layer::Dense(d), Some(act)) => {
+                        let then = Then::ActivateInPlace(act);
+                        d.forward_then(self.params, input, rows, next, then, parallel);
+                        i += 1;
+                    }
+                    _ => self.run_layer(i, input, rows, next, parallel),
+                }
                 std::mem::swap(cur, next);
+                i += 1;
             }
             out[start * w_out..(start + rows) * w_out].copy_from_slice(&cur[..rows * w_out]);
         }
@@ -129,17 +141,34 @@ impl<T: Real> Model<'_, T> {
     /// Dropout draws its masks from `self.key`; batch norm normalizes by the batch's own
     /// statistics (the network moves its running statistics afterwards).
     fn forward_train(&self, work: &mut Work<T>, x: &[T], n: usize, parallel: bool) {
-        for i in 0..self.layers.len() {
+        let mut i = 0;
+        while i < self.layers.len() {
             let (before, rest) = work.outputs.split_at_mut(i);
             let input: &[T] = if i == 0 { x } else { &before[i - 1] };
-            let output = &mut rest[0];
-            match &self.layers[i] {
-                Layer::Dropout(d) => d.forward(self.key, input, n, self.widths[i], output),
-                Layer::BatchNorm(b) => {
+            let (output, above) = rest.split_at_mut(1);
+            let output = &mut output[0];
+            match (&self.layers[i], self.activation_after(i)) {
+                // The activation rides along the product: each thread applies it to its block.
+                (Layer::Dense(d), Some(act)) => {
+                    let then = Then::Activate(act, &mut above[0][..]);
+                    d.forward_then(self.params, input, n, output, then, parallel);
+                    i += 1;
+                }
+                (Layer::Dropout(d), _) => d.forward(self.key, input, n, self.widths[i], output),
+                (Layer::BatchNorm(b), _) => {
                     b.forward_train(self.params, input, n, &mut work.stats, output)
                 }
                 _ => self.run_layer(i, input, n, output, parallel),
             }
+            i += 1;
+        }
+    }
+
+    /// The activation layer right after layer `i`, if there is one.
+    fn activation_after(&self, i: usize) -> Option<Activation> {
+        match self.layers.get(i + 1) {
+            Some(Layer::Activation(a)) => Some(*a),
+            _ => None,
         }
     }
 

@@ -1,17 +1,20 @@
 //! A training step split over bpcore's threads by rows of the batch: each thread runs the whole
 //! forward and backward pass on its share with its own buffers, and the shares' gradients are
-//! averaged, weighted by their rows. One synchronization per step instead of one per product
-//! is what lets small and medium networks gain from a second core.
+//! averaged, weighted by their rows. For large batches only: smaller ones split each product
+//! over the team's threads instead (`matmul`), whose workers spin between the products so that
+//! a synchronization per product costs little.
 
 use rayon::prelude::*;
 
 use super::pass::{Model, Work};
 use crate::{loss, Real, Result, Samples};
 
-/// Fewer rows than this per thread and each thread's packing of the weights (which every
-/// thread repeats) costs more than its share of the products saves; measured on the small
-/// (batch 32) and mnist (batch 128) benchmark networks.
-const MIN_ROWS_PER_PART: usize = 64;
+/// Fewer rows than this per thread and a step is better split inside each product (see
+/// `matmul`: each thread packs only its slice of the weights, and no per-thread gradients are
+/// summed): the row split makes every thread pack all the weights and sum a copy of all the
+/// gradients, which only rows enough amortize. Inference over many rows splits by chunks of
+/// rows from the same count.
+const MIN_ROWS_PER_PART: usize = 512;
 /// Below this many multiply-adds per thread, waking a thread costs more than it saves.
 const MIN_MACS_PER_PART: usize = 1 << 18;
 /// Above this many parameters each share's own gradient buffer no longer fits in a core's

@@ -155,9 +155,12 @@ fn split_weighted_gradients_equal_the_single_pass() {
 }
 
 #[test]
-fn small_steps_stay_on_one_thread() {
+fn only_large_batches_are_split_by_rows() {
+    // Smaller ones are split inside each product instead.
     assert_eq!(parts(16, 1376, 2), 1);
-    assert_eq!(parts(128, 234_752, 2), 2);
+    assert_eq!(parts(128, 234_752, 2), 1);
+    assert_eq!(parts(1024, 234_752, 2), 2);
+    assert_eq!(parts(4096, 234_752, 4), 4);
     assert_eq!(parts(12, 1_000_000, 4), 1);
     assert_eq!(parts(32, 234_752, 2), 1);
     assert_eq!(parts(256, 6_316_042, 2), 1);
