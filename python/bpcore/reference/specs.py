@@ -25,6 +25,30 @@ LAYER_DEFAULTS: dict[str, dict[str, Any]] = {
     "dropout": {"p": 0.5},
     "batch_norm1d": {"num_features": _REQUIRED, "eps": 1e-5, "momentum": 0.1},
     "layer_norm": {"normalized_shape": _REQUIRED, "eps": 1e-5},
+    "reshape": {"shape": _REQUIRED},
+    "flatten": {},
+    "conv1d": {
+        "in_channels": _REQUIRED,
+        "out_channels": _REQUIRED,
+        "kernel_size": _REQUIRED,
+        "stride": 1,
+        "padding": 0,
+        "dilation": 1,
+        "bias": True,
+    },
+    "conv2d": {
+        "in_channels": _REQUIRED,
+        "out_channels": _REQUIRED,
+        "kernel_size": _REQUIRED,
+        "stride": [1, 1],
+        "padding": [0, 0],
+        "dilation": [1, 1],
+        "bias": True,
+    },
+    "max_pool1d": {"kernel_size": _REQUIRED, "stride": _REQUIRED, "padding": 0},
+    "max_pool2d": {"kernel_size": _REQUIRED, "stride": _REQUIRED, "padding": [0, 0]},
+    "avg_pool1d": {"kernel_size": _REQUIRED, "stride": _REQUIRED, "padding": 0},
+    "avg_pool2d": {"kernel_size": _REQUIRED, "stride": _REQUIRED, "padding": [0, 0]},
 }
 
 LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -73,7 +97,16 @@ OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 _BOOL_KEYS = {"bias", "nesterov", "amsgrad", "centered"}
-_INT_KEYS = {"in_features", "out_features", "num_features", "normalized_shape"}
+_INT_KEYS = {
+    "in_features",
+    "out_features",
+    "num_features",
+    "normalized_shape",
+    "in_channels",
+    "out_channels",
+}
+# Sizes of the array layers: an int (1-d layers) or a list of ints (2-d layers, reshape).
+_SIZE_KEYS = {"kernel_size", "stride", "padding", "dilation", "shape"}
 
 
 def _as_dict(item: Any, what: str) -> dict[str, Any]:
@@ -113,6 +146,11 @@ def _complete(item: Any, table: dict[str, dict[str, Any]], what: str) -> dict[st
                     f"{what} {kind!r}: {key} must be a positive integer, got {value!r}"
                 )
             value = int(value)
+        elif key in _SIZE_KEYS:
+            sizes = value if isinstance(value, (list, tuple)) else [value]
+            if any(isinstance(v, bool) or int(v) != v or v < 0 for v in sizes):
+                raise ValueError(f"{what} {kind!r}: {key} must hold sizes, got {value!r}")
+            value = [int(v) for v in sizes] if isinstance(value, (list, tuple)) else int(value)
         elif key == "betas":
             value = [float(b) for b in value]
             if len(value) != 2:

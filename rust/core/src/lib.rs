@@ -5,6 +5,7 @@
 
 pub mod activation;
 pub mod batch_norm;
+pub mod conv;
 pub mod dense;
 pub mod dropout;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod matmul;
 pub mod memory;
 pub mod network;
 pub mod optim;
+pub mod pool;
 pub mod real;
 pub mod rng;
 pub mod samples;

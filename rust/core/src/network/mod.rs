@@ -81,12 +81,14 @@ impl<T: Real> Network<T> {
         let mut rng = Rng::new(spec.seed);
         let mut params = vec![T::zero(); n_params];
         for (i, layer) in layers.iter().enumerate() {
-            if let Layer::Dense(d) = layer {
-                let next = match layers.get(i + 1) {
-                    Some(Layer::Activation(a)) => Some(a),
-                    _ => None,
-                };
-                init_dense(d, next, &mut rng, &mut params);
+            let next = match layers.get(i + 1) {
+                Some(Layer::Activation(a)) => Some(a),
+                _ => None,
+            };
+            match layer {
+                Layer::Dense(d) => init_dense(d, next, &mut rng, &mut params),
+                Layer::Conv(c) => c.init(next, &mut rng, &mut params),
+                _ => {}
             }
         }
         training_state::init_norm(&layers, &mut params);
@@ -201,7 +203,9 @@ impl<T: Real> Network<T> {
 
     /// Multiply-adds of one sample's forward pass.
     fn macs_per_row(&self) -> usize {
-        self.params.len()
+        // A dense layer's products are as many as its weights; a convolution's are more.
+        let products: usize = self.layers.iter().map(Layer::macs).sum();
+        self.params.len().max(products)
     }
 
     fn check_input(&self, x: &[T], n: usize) -> Result<()> {

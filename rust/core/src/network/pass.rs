@@ -33,6 +33,8 @@ pub(super) struct Work<T> {
     delta_next: Vec<T>,
     /// Per-feature statistics of a normalization layer (4 × the widest layer, f64).
     pub stats: Vec<f64>,
+    /// A convolution's column matrix and product, grown to the largest layer's need.
+    col: Vec<T>,
     /// The last pass's metric sums (accuracy, errors) from its own outputs.
     pub metrics: MetricSums,
 }
@@ -42,6 +44,8 @@ pub(super) struct Work<T> {
 pub(super) struct Scratch<T> {
     a: Vec<T>,
     b: Vec<T>,
+    /// A convolution's column matrix and product.
+    col: Vec<T>,
 }
 
 impl<T: Real> Work<T> {
@@ -82,9 +86,20 @@ impl<T: Real> Model<'_, T> {
 
     /// Layer `i` in inference mode: dropout is the identity, batch norm uses the running
     /// statistics.
-    fn run_layer(&self, i: usize, input: &[T], n: usize, output: &mut [T], parallel: bool) {
+    fn run_layer(
+        &self,
+        i: usize,
+        input: &[T],
+        n: usize,
+        output: &mut [T],
+        col: &mut Vec<T>,
+        parallel: bool,
+    ) {
         let len = n * self.widths[i];
         match &self.layers[i] {
+            Layer::Conv(c) => c.forward(self.params, input, n, output, col, parallel),
+            Layer::Pool(p) => p.forward(input, n, output),
+            Layer::Reshape => output[..len].copy_from_slice(&input[..len]),
             Layer::Dense(d) => d.forward(self.params, input, n, output, parallel),
             Layer::Activation(a) => a.forward(&input[..len], &mut output[..len]),
             Layer::Dropout(_) => output[..len].copy_from_slice(&input[..len]),
@@ -109,7 +124,11 @@ impl<T: Real> Model<'_, T> {
             scratch.a.resize(len, T::zero());
             scratch.b.resize(len, T::zero());
         }
-        let Scratch { a: cur, b: next } = scratch;
+        let Scratch {
+            a: cur,
+            b: next,
+            col,
+        } = scratch;
         for start in (0..n).step_by(chunk) {
             let rows = chunk.min(n - start);
             for i in 0..self.layers.len() {
@@ -118,7 +137,7 @@ impl<T: Real> Model<'_, T> {
                 } else {
                     &cur[..rows * self.widths[i]]
                 };
-                self.run_layer(i, input, rows, next, parallel);
+                self.run_layer(i, input, rows, next, col, parallel);
                 std::mem::swap(cur, next);
             }
             out[start * w_out..(start + rows) * w_out].copy_from_slice(&cur[..rows * w_out]);
@@ -138,7 +157,7 @@ impl<T: Real> Model<'_, T> {
                 Layer::BatchNorm(b) => {
                     b.forward_train(self.params, input, n, &mut work.stats, output)
                 }
-                _ => self.run_layer(i, input, n, output, parallel),
+                _ => self.run_layer(i, input, n, output, &mut work.col, parallel),
             }
         }
     }
@@ -150,6 +169,7 @@ impl<T: Real> Model<'_, T> {
             delta,
             delta_next,
             stats,
+            col,
             ..
         } = work;
         for i in (0..self.layers.len()).rev() {
@@ -173,7 +193,19 @@ impl<T: Real> Model<'_, T> {
                 Layer::Dropout(d) if need_dx => {
                     d.backward(self.key, &delta[..len], n, self.widths[i], delta_next)
                 }
-                Layer::Activation(_) | Layer::Dropout(_) => {}
+                Layer::Conv(c) => {
+                    let dx = need_dx.then_some(&mut delta_next[..]);
+                    c.backward(self.params, input, n, &delta[..], grads, dx, col, parallel);
+                }
+                Layer::Pool(p) if need_dx => p.backward(input, n, &delta[..], delta_next),
+                Layer::Reshape => {
+                    // The same values read in another shape: δ passes through as it is.
+                    if !need_dx {
+                        break;
+                    }
+                    continue;
+                }
+                Layer::Activation(_) | Layer::Dropout(_) | Layer::Pool(_) => {}
                 Layer::BatchNorm(b) => {
                     let dx = need_dx.then_some(&mut delta_next[..]);
                     b.backward(self.params, input, n, &delta[..], stats, grads, dx);
