@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 _REQUIRED = object()  # marks a key that has no default
+_KERNEL = object()  # marks a pooling stride, whose default is the kernel_size (torch's)
 
 LAYER_DEFAULTS: dict[str, dict[str, Any]] = {
     "dense": {"in_features": _REQUIRED, "out_features": _REQUIRED, "bias": True},
@@ -45,10 +46,10 @@ LAYER_DEFAULTS: dict[str, dict[str, Any]] = {
         "dilation": [1, 1],
         "bias": True,
     },
-    "max_pool1d": {"kernel_size": _REQUIRED, "stride": _REQUIRED, "padding": 0},
-    "max_pool2d": {"kernel_size": _REQUIRED, "stride": _REQUIRED, "padding": [0, 0]},
-    "avg_pool1d": {"kernel_size": _REQUIRED, "stride": _REQUIRED, "padding": 0},
-    "avg_pool2d": {"kernel_size": _REQUIRED, "stride": _REQUIRED, "padding": [0, 0]},
+    "max_pool1d": {"kernel_size": _REQUIRED, "stride": _KERNEL, "padding": 0},
+    "max_pool2d": {"kernel_size": _REQUIRED, "stride": _KERNEL, "padding": [0, 0]},
+    "avg_pool1d": {"kernel_size": _REQUIRED, "stride": _KERNEL, "padding": 0},
+    "avg_pool2d": {"kernel_size": _REQUIRED, "stride": _KERNEL, "padding": [0, 0]},
 }
 
 LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -138,6 +139,8 @@ def _complete(item: Any, table: dict[str, dict[str, Any]], what: str) -> dict[st
         value = raw.get(key, default)
         if value is _REQUIRED:
             raise ValueError(f"{what} {kind!r}: missing required key {key!r}")
+        if value is _KERNEL:
+            value = spec["kernel_size"]
         if key in _BOOL_KEYS:
             value = bool(value)
         elif key in _INT_KEYS:
@@ -151,6 +154,8 @@ def _complete(item: Any, table: dict[str, dict[str, Any]], what: str) -> dict[st
             if any(isinstance(v, bool) or int(v) != v or v < 0 for v in sizes):
                 raise ValueError(f"{what} {kind!r}: {key} must hold sizes, got {value!r}")
             value = [int(v) for v in sizes] if isinstance(value, (list, tuple)) else int(value)
+            if kind.endswith("2d") and isinstance(value, int):
+                value = [value, value]  # one size for both axes, as torch
         elif key == "betas":
             value = [float(b) for b in value]
             if len(value) != 2:
