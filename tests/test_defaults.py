@@ -24,6 +24,9 @@ REQUIRED = {
     "out_channels": 4,
     "kernel_size": 3,
     "shape": (2, 3),
+    "num_embeddings": 5,
+    "embedding_dim": 2,
+    "columns": {1: (5, 2)},
 }
 
 

@@ -7,7 +7,7 @@ the Rust core builds from. Parameters live in the network.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bpcore._checks import MAX_SIZE, boolean, integer, real, width
@@ -461,7 +461,95 @@ class AvgPool1d(_Pool):
         _only("count_include_pad", count_include_pad, True)
 
 
-#: The layers that read rows as arrays: their torch modules, their ONNX operators.
+class Embedding(Layer):
+    """A table of `num_embeddings` vectors of `embedding_dim`, as `torch.nn.Embedding`: rows of
+    L indices (integers stored in the float row) become (L, embedding_dim) arrays, the table
+    rows they name; weight (num_embeddings, embedding_dim), drawn from N(0, 1) as torch, with a
+    dense gradient. It reads the network's input, so it comes first, after a Reshape((L,)) that
+    states L; a Flatten then gives L·embedding_dim features. An index that is not an integer
+    in [0, num_embeddings) is refused with its column and row named.
+    """
+
+    type_name = "embedding"
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        padding_idx: int | None = None,
+        max_norm: float | None = None,
+        norm_type: float = 2.0,
+        scale_grad_by_freq: bool = False,
+        sparse: bool = False,
+    ) -> None:
+        self.num_embeddings = width(num_embeddings, "num_embeddings")
+        self.embedding_dim = width(embedding_dim, "embedding_dim")
+        _only("padding_idx", padding_idx, None)
+        _only("max_norm", max_norm, None)
+        real(norm_type, "norm_type")
+        _only("scale_grad_by_freq", scale_grad_by_freq, False)
+        _only("sparse", sparse, False)
+
+    def _hyper(self) -> dict[str, Any]:
+        return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim}
+
+
+class Embeddings(Layer):
+    """The tabular input layer: rows of `in_features` columns of which those in `columns`
+    ({column: (num_embeddings, embedding_dim)}) hold category indices, each looked up in a
+    table of its own (as `torch.nn.Embedding`), the others numbers that pass through; the
+    outputs are concatenated in column order, flat. Tables "i.tables.<column>.weight"
+    (num_embeddings, embedding_dim). First in a network; an index that is not an integer in
+    [0, num_embeddings) is refused with its column and row named.
+
+    Example:
+        >>> import bpcore as bp
+        >>> net = bp.Network([bp.Embeddings({0: (3, 2)}, in_features=3), bp.Dense(4, 1)])
+        >>> {name: p.shape for name, p in net.parameters().items()}
+        {'0.tables.0.weight': (3, 2), '1.weight': (1, 4), '1.bias': (1,)}
+    """
+
+    type_name = "embeddings"
+
+    def __init__(self, columns: Any, in_features: int) -> None:
+        self.in_features = width(in_features, "in_features")
+        items = columns.items() if isinstance(columns, Mapping) else _triples(columns)
+        tables: dict[int, tuple[int, int]] = {}
+        for column, table in items:
+            where = f"columns[{column!r}]"
+            c = integer(column, "columns: a column", low=0, high=self.in_features - 1)
+            if c in tables:
+                raise ValueError(f"{where}: the column is listed twice")
+            if not isinstance(table, (tuple, list)) or len(table) != 2:
+                raise TypeError(f"{where}: expected (num_embeddings, embedding_dim)")
+            tables[c] = (width(table[0], f"{where}[0]"), width(table[1], f"{where}[1]"))
+        if not tables:
+            raise ValueError("columns: at least one column to embed")
+        self.columns = dict(sorted(tables.items()))
+
+    def _hyper(self) -> dict[str, Any]:
+        return {
+            "in_features": self.in_features,
+            "columns": [[c, num, dim] for c, (num, dim) in self.columns.items()],
+        }
+
+
+def _triples(columns: Any) -> list[tuple[Any, Any]]:
+    """(column, (num, dim)) of a list of [column, num, dim] (the saved form)."""
+    if isinstance(columns, (str, bytes)) or not isinstance(columns, Sequence):
+        raise TypeError(
+            f"columns: expected a dict of column -> (num_embeddings, embedding_dim), "
+            f"got {type(columns).__name__}"
+        )
+    out = []
+    for item in columns:
+        if not isinstance(item, (tuple, list)) or len(item) != 3:
+            raise TypeError(f"columns: expected [column, num, dim] entries, got {item!r}")
+        out.append((item[0], (item[1], item[2])))
+    return out
+
+
+#: The layers over rows read as arrays (C, H, W), (C, L) or (L,) of indices, and the tabular one.
 SHAPED: tuple[type[Layer], ...] = (
     Reshape,
     Flatten,
@@ -471,6 +559,8 @@ SHAPED: tuple[type[Layer], ...] = (
     MaxPool2d,
     AvgPool1d,
     AvgPool2d,
+    Embedding,
+    Embeddings,
 )
 
 #: Every layer class by its spec type name (what saved files and the core call it).

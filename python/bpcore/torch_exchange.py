@@ -6,6 +6,7 @@ torch is optional (``pip install bpcore[torch]``) and imported only when these a
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,8 @@ from bpcore.layers import (
     Conv2d,
     Dense,
     Dropout,
+    Embedding,
+    Embeddings,
     Flatten,
     Identity,
     Layer,
@@ -77,12 +80,49 @@ def _torch_layer(nn: Any, layer: Layer) -> Any:
     raise TypeError(f"to_torch: no torch module for the layer {layer!r}")
 
 
+@functools.cache
+def _embedding_modules(torch: Any) -> tuple[Any, Any]:
+    """The torch modules of bpcore's Embedding and Embeddings, whose input rows are floats:
+    an `nn.Embedding` that reads float indices, and the tabular layer (one `nn.Embedding` per
+    embedded column under "tables.<column>", the other columns passed through)."""
+    nn = torch.nn
+
+    class FloatIndexEmbedding(nn.Embedding):  # type: ignore[misc,name-defined,unused-ignore]
+        """`nn.Embedding` of indices stored as floats (bpcore's rows)."""
+
+        def forward(self, x: Any) -> Any:
+            return super().forward(x.long())
+
+    class TabularEmbeddings(nn.Module):  # type: ignore[misc,name-defined,unused-ignore]
+        """bpcore.Embeddings: the embedded columns' table rows and the numeric columns,
+        concatenated in column order."""
+
+        def __init__(self, columns: dict[int, tuple[int, int]], in_features: int) -> None:
+            super().__init__()
+            self.in_features = in_features
+            self.tables = nn.ModuleDict({str(c): nn.Embedding(*t) for c, t in columns.items()})
+
+        def forward(self, x: Any) -> Any:
+            parts = []
+            for c in range(self.in_features):
+                table = self.tables[str(c)] if str(c) in self.tables else None  # noqa: SIM401
+                parts.append(x[:, c : c + 1] if table is None else table(x[:, c].long()))
+            return torch.cat(parts, dim=1)
+
+    return FloatIndexEmbedding, TabularEmbeddings
+
+
 def _torch_shaped_layer(nn: Any, layer: Layer) -> Any:
     """The torch module of a layer over (C, H, W) or (C, L) rows, or None for another layer."""
     if isinstance(layer, Reshape):
         return nn.Unflatten(1, layer.shape)
     if isinstance(layer, Flatten):
         return nn.Flatten()
+    if isinstance(layer, (Embedding, Embeddings)):
+        index_embedding, tabular = _embedding_modules(_torch())
+        if isinstance(layer, Embedding):
+            return index_embedding(layer.num_embeddings, layer.embedding_dim)
+        return tabular(layer.columns, layer.in_features)
     if isinstance(layer, (Conv1d, Conv2d)):
         conv = nn.Conv1d if isinstance(layer, Conv1d) else nn.Conv2d
         return conv(
@@ -174,7 +214,8 @@ def _bpcore_layer(nn: Any, module: Any, index: int) -> Layer:
     raise ValueError(
         f"from_torch: {where} is not supported; supported are Linear, ReLU, LeakyReLU, Sigmoid, "
         "Tanh, GELU, ELU, Softplus, Identity, Dropout, BatchNorm1d, LayerNorm, Unflatten, "
-        "Flatten, Conv1d, Conv2d, MaxPool1d, MaxPool2d, AvgPool1d and AvgPool2d"
+        "Flatten, Conv1d, Conv2d, MaxPool1d, MaxPool2d, AvgPool1d, AvgPool2d, Embedding and "
+        "to_torch's TabularEmbeddings"
     )
 
 
@@ -190,6 +231,21 @@ def _bpcore_shaped_layer(nn: Any, module: Any, where: str) -> Layer | None:
             return Reshape(tuple(module.unflattened_size))
         if isinstance(module, nn.Flatten):
             return Flatten(module.start_dim, module.end_dim)
+        if isinstance(module, nn.Embedding):
+            return Embedding(
+                module.num_embeddings,
+                module.embedding_dim,
+                padding_idx=module.padding_idx,
+                max_norm=module.max_norm,
+                scale_grad_by_freq=module.scale_grad_by_freq,
+                sparse=module.sparse,
+            )
+        tabular = _embedding_modules(_torch())[1]
+        if isinstance(module, tabular):
+            columns = {
+                int(c): (t.num_embeddings, t.embedding_dim) for c, t in module.tables.items()
+            }
+            return Embeddings(columns, module.in_features)
         for cls, layer in ((nn.Conv1d, Conv1d), (nn.Conv2d, Conv2d)):
             if type(module) is cls:
                 return layer(

@@ -26,6 +26,7 @@ from .arrays import as_array, as_labels, as_rows, as_targets, as_vector, flat_va
 from .convolution import conv2d_backward, conv2d_forward, pool2d_backward, pool2d_forward
 from .dense import dense_backward, dense_forward
 from .dropout import dropout_backward, dropout_forward, dropout_mask
+from .embedding import check_indices, embeddings_backward, embeddings_forward
 from .losses import loss_value_and_grad
 from .normalization import (
     batch_norm_backward,
@@ -36,13 +37,13 @@ from .normalization import (
     update_running,
 )
 from .optimizers import Optimizer, make_optimizer
-from .shapes import CONVOLUTIONS, POOLS, RESHAPES, as_2d, geometry, layer_shapes
+from .shapes import CONVOLUTIONS, EMBEDDINGS, POOLS, RESHAPES, as_2d, geometry, layer_shapes
 from .specs import layer_spec, loss_spec
 
 # Activations after which a dense layer is initialized with He's bound √(6/in).
 _HE_ACTIVATIONS = {"relu", "leaky_relu", "elu", "gelu"}
 # Layers with parameters, and those that are not element-wise activations.
-_PARAM_LAYERS = {"dense", "batch_norm1d", "layer_norm"} | CONVOLUTIONS
+_PARAM_LAYERS = {"dense", "batch_norm1d", "layer_norm"} | CONVOLUTIONS | EMBEDDINGS
 _NOT_ACTIVATIONS = _PARAM_LAYERS | {"dropout"} | POOLS | RESHAPES
 # The key of each normalization layer type that gives its feature count.
 _FEATURES = {"batch_norm1d": "num_features", "layer_norm": "normalized_shape"}
@@ -98,6 +99,13 @@ class Network:
                 features = spec[_FEATURES[spec["type"]]]
                 self._params[f"{k}.weight"] = [1.0] * features
                 self._params[f"{k}.bias"] = [0.0] * features
+            if spec["type"] in EMBEDDINGS:
+                # Tables ~ N(0, 1), as torch.
+                for name, (rows, dim) in self._tables(k).items():
+                    self._params[name] = [
+                        [rng.gauss(0.0, 1.0) for _ in range(dim)] for _ in range(rows)
+                    ]
+                continue
             if spec["type"] not in {"dense"} | CONVOLUTIONS:
                 continue
             if spec["type"] == "dense":
@@ -193,6 +201,22 @@ class Network:
             else:
                 self._buffers[name] = as_vector(values[name], f"set_buffers {name!r}", len(old))
 
+    def _tables(self, k: int) -> dict[str, tuple[int, int]]:
+        """Layer k's embedding tables: name -> (num_embeddings, embedding_dim)."""
+        spec = self.layers[k]
+        if spec["type"] == "embedding":
+            return {f"{k}.weight": (spec["num_embeddings"], spec["embedding_dim"])}
+        return {f"{k}.tables.{c}.weight": (num, dim) for c, num, dim in spec["columns"]}
+
+    def _table_columns(self, k: int) -> list[str | None]:
+        """The table each input column of embedding layer k is looked up in (None: a number)."""
+        spec = self.layers[k]
+        width = math.prod(self._shapes[k])
+        if spec["type"] == "embedding":
+            return [f"{k}.weight"] * width
+        embedded = {c: f"{k}.tables.{c}.weight" for c, _, _ in spec["columns"]}
+        return [embedded.get(c) for c in range(width)]
+
     def _weight_2d(self, k: int) -> Any:
         """Layer k's convolution weight as (out, in, kh, kw): a 1-d one's kernel as 1 × k."""
         weight = self._params[f"{k}.weight"]
@@ -267,6 +291,10 @@ class Network:
                 h = pool2d_forward(h, how, shape, g["kernel"], g["stride"], g["padding"])
             elif kind in RESHAPES:
                 pass  # the same values, read in another shape
+            elif kind in EMBEDDINGS:
+                tables = {name: self._params[name] for name in self._tables(k)}
+                check_indices(h, self._table_columns(k), tables)
+                h = embeddings_forward(h, self._table_columns(k), tables)
             else:
                 f, _ = self._functions[k]
                 h = [[f(v) for v in row] for row in h]
@@ -347,6 +375,10 @@ class Network:
                 grad = pool2d_backward(x, grad, how, shape, g["kernel"], g["stride"], g["padding"])
             elif spec["type"] in RESHAPES:
                 pass  # the same values in another shape: the gradient passes unchanged
+            elif spec["type"] in EMBEDDINGS:
+                # Sums of the output gradients onto the rows looked up (embedding.py).
+                tables = {name: self._params[name] for name in self._tables(k)}
+                grads.update(embeddings_backward(x, grad, self._table_columns(k), tables))
             elif spec["type"] == "dropout":
                 # y = x · m / (1 - p): ∂L/∂x = ∂L/∂y · m / (1 - p) (dropout.py).
                 grad = dropout_backward(grad, masks[k], spec["p"])

@@ -18,7 +18,8 @@ from .convolution import output_size
 CONVOLUTIONS = {"conv1d", "conv2d"}
 POOLS = {"max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d"}
 RESHAPES = {"reshape", "flatten"}
-SHAPED = CONVOLUTIONS | POOLS | RESHAPES
+EMBEDDINGS = {"embedding", "embeddings"}
+SHAPED = CONVOLUTIONS | POOLS | RESHAPES | EMBEDDINGS
 # The key of each layer type that gives its feature count, where it has one.
 FEATURES = {
     "dense": "in_features",
@@ -55,6 +56,8 @@ def _first_width(layers: list[dict[str, Any]]) -> int:
             return int(spec[FEATURES[spec["type"]]])
         if spec["type"] == "reshape":
             return math.prod(spec["shape"])
+        if spec["type"] == "embeddings":
+            return int(spec["in_features"])
         if spec["type"] in SHAPED:
             raise ValueError(
                 f"{spec['type']} needs the shape of its input rows: start with a reshape"
@@ -82,6 +85,16 @@ def layer_shapes(layers: list[dict[str, Any]]) -> list[tuple[int, ...]]:
             shape = tuple(spec["shape"])
         elif kind == "flatten":
             shape = (math.prod(shape),)
+        elif kind in EMBEDDINGS:
+            if any(s["type"] not in RESHAPES for s in layers[:k]) or len(shape) != 1:
+                raise ValueError(f"layer {k}: {kind} must come first, on flat rows")
+            if kind == "embedding":
+                shape = (shape[0], spec["embedding_dim"])
+            else:
+                if spec["in_features"] != shape[0]:
+                    raise ValueError(f"layer {k}: in_features={spec['in_features']}, input {shape}")
+                dims = {c: dim for c, _, dim in spec["columns"]}
+                shape = (sum(dims.get(c, 1) for c in range(shape[0])),)
         elif kind in CONVOLUTIONS | POOLS:
             rank = 3 if kind.endswith("2d") else 2
             if len(shape) != rank:

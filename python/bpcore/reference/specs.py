@@ -46,6 +46,8 @@ LAYER_DEFAULTS: dict[str, dict[str, Any]] = {
         "dilation": [1, 1],
         "bias": True,
     },
+    "embedding": {"num_embeddings": _REQUIRED, "embedding_dim": _REQUIRED},
+    "embeddings": {"in_features": _REQUIRED, "columns": _REQUIRED},
     "max_pool1d": {"kernel_size": _REQUIRED, "stride": _KERNEL, "padding": 0},
     "max_pool2d": {"kernel_size": _REQUIRED, "stride": _KERNEL, "padding": [0, 0]},
     "avg_pool1d": {"kernel_size": _REQUIRED, "stride": _KERNEL, "padding": 0},
@@ -105,6 +107,8 @@ _INT_KEYS = {
     "normalized_shape",
     "in_channels",
     "out_channels",
+    "num_embeddings",
+    "embedding_dim",
 }
 # Sizes of the array layers: an int (1-d layers) or a list of ints (2-d layers, reshape).
 _SIZE_KEYS = {"kernel_size", "stride", "padding", "dilation", "shape"}
@@ -156,6 +160,11 @@ def _complete(item: Any, table: dict[str, dict[str, Any]], what: str) -> dict[st
             value = [int(v) for v in sizes] if isinstance(value, (list, tuple)) else int(value)
             if kind.endswith("2d") and isinstance(value, int):
                 value = [value, value]  # one size for both axes, as torch
+        elif key == "columns":
+            # [column, num_embeddings, embedding_dim] per embedded column, by column (from
+            # that list or a dict of column -> (num_embeddings, embedding_dim)).
+            triples = [[c, *t] for c, t in value.items()] if isinstance(value, dict) else value
+            value = sorted([int(c), int(num), int(dim)] for c, num, dim in triples)
         elif key == "betas":
             value = [float(b) for b in value]
             if len(value) != 2:

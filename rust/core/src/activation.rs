@@ -56,7 +56,9 @@ impl Activation {
             | LayerSpec::MaxPool1d { .. }
             | LayerSpec::MaxPool2d { .. }
             | LayerSpec::AvgPool1d { .. }
-            | LayerSpec::AvgPool2d { .. } => return None,
+            | LayerSpec::AvgPool2d { .. }
+            | LayerSpec::Embedding { .. }
+            | LayerSpec::Embeddings { .. } => return None,
         })
     }
 

@@ -8,6 +8,7 @@ pub mod batch_norm;
 pub mod conv;
 pub mod dense;
 pub mod dropout;
+pub mod embedding;
 pub mod error;
 pub mod fpenv;
 pub mod init;

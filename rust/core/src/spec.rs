@@ -116,6 +116,19 @@ pub enum LayerSpec {
         #[serde(default)]
         padding: usize,
     },
+    /// `torch.nn.Embedding(num_embeddings, embedding_dim)` over rows of (L,) indices, giving
+    /// (L, embedding_dim); it reads the network's input, so only reshapes may come before it.
+    Embedding {
+        num_embeddings: usize,
+        embedding_dim: usize,
+    },
+    /// Rows of `in_features` columns: each listed `(column, num_embeddings, embedding_dim)`
+    /// is an index looked up in a table of its own, the others pass through as numbers, and
+    /// the results are concatenated in column order. First in a network, like Embedding.
+    Embeddings {
+        in_features: usize,
+        columns: Vec<(usize, usize, usize)>,
+    },
     /// `torch.nn.AvgPool2d(kernel_size, stride, padding)`, padding counted in the mean.
     AvgPool2d {
         kernel_size: (usize, usize),

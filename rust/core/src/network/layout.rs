@@ -6,12 +6,13 @@ use crate::batch_norm::BatchNorm;
 use crate::conv::{Conv, Window};
 use crate::dense::Dense;
 use crate::dropout::Dropout;
+use crate::embedding::{Embeddings, Table};
 use crate::layer_norm::LayerNorm;
 use crate::pool::{Pool, PoolKind};
 use crate::{Error, LayerSpec, Result};
 
 /// A layer as the network runs it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Layer {
     Dense(Dense),
     Activation(Activation),
@@ -20,6 +21,7 @@ pub enum Layer {
     LayerNorm(LayerNorm),
     Conv(Conv),
     Pool(Pool),
+    Embeddings(Embeddings),
     /// Reshape and Flatten: the row's values unchanged, read in another shape.
     Reshape,
 }
@@ -29,7 +31,11 @@ impl Layer {
     pub fn has_params(&self) -> bool {
         matches!(
             self,
-            Layer::Dense(_) | Layer::BatchNorm(_) | Layer::LayerNorm(_) | Layer::Conv(_)
+            Layer::Dense(_)
+                | Layer::BatchNorm(_)
+                | Layer::LayerNorm(_)
+                | Layer::Conv(_)
+                | Layer::Embeddings(_)
         )
     }
 
@@ -129,6 +135,7 @@ pub(super) fn build_layers(specs: &[LayerSpec]) -> Result<Layout> {
                 normalized_shape, ..
             } => Some(*normalized_shape),
             LayerSpec::Reshape { shape } => shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)),
+            LayerSpec::Embeddings { in_features, .. } => Some(*in_features),
             _ => None,
         })
         .filter(|_| specs.iter().any(|s| matches!(s, LayerSpec::Dense { .. })))
@@ -400,18 +407,91 @@ pub(super) fn build_layers(specs: &[LayerSpec]) -> Result<Layout> {
                 out_shape = vec![shape[0], oh, ow];
                 Layer::Pool(pool)
             }
+            LayerSpec::Embedding {
+                num_embeddings,
+                embedding_dim,
+            } => {
+                check_reads_input(i, "Embedding", &layers)?;
+                if i == 0 {
+                    return Err(dense_error(
+                        i,
+                        "Embedding reads rows of L indices: start the network with \
+                         Reshape((L,)), which states L"
+                            .to_string(),
+                    ));
+                }
+                if shape.len() != 1 {
+                    return Err(dense_error(
+                        i,
+                        format!(
+                            "Embedding reads rows of (L,) indices but the layer before gives \
+                             the shape {shape:?}"
+                        ),
+                    ));
+                }
+                let table = push_table(
+                    &mut param_info,
+                    &mut offset,
+                    format!("{i}.weight"),
+                    (i, num_embeddings, embedding_dim),
+                )?;
+                out_shape = vec![width, embedding_dim];
+                Layer::Embeddings(Embeddings {
+                    columns: vec![Some(0); width],
+                    tables: vec![table],
+                })
+            }
+            LayerSpec::Embeddings {
+                in_features,
+                ref columns,
+            } => {
+                check_reads_input(i, "Embeddings", &layers)?;
+                if in_features != width {
+                    return Err(dense_error(
+                        i,
+                        format!(
+                            "Embeddings in_features is {in_features} but the layer before \
+                             gives {width} features"
+                        ),
+                    ));
+                }
+                let mut embedded = vec![None; in_features];
+                let mut tables = Vec::with_capacity(columns.len());
+                for (k, &(column, rows, dim)) in columns.iter().enumerate() {
+                    if column >= in_features || embedded[column].is_some() {
+                        return Err(dense_error(
+                            i,
+                            format!(
+                                "Embeddings column {column} is not a column of the \
+                                 {in_features} features, or is listed twice"
+                            ),
+                        ));
+                    }
+                    embedded[column] = Some(k);
+                    let name = format!("{i}.tables.{column}.weight");
+                    let table = push_table(&mut param_info, &mut offset, name, (i, rows, dim))?;
+                    tables.push(table);
+                }
+                let layer = Embeddings {
+                    columns: embedded,
+                    tables,
+                };
+                out_shape = vec![layer.out_len()];
+                Layer::Embeddings(layer)
+            }
             ref other => match Activation::from_spec(other) {
                 Some(a) => Layer::Activation(a),
                 None => return Err(dense_error(i, "unknown layer".to_string())),
             },
         };
-        if let Layer::Dense(d) = layer {
+        if let Layer::Dense(d) = &layer {
             out_shape = vec![d.out_features];
         }
-        widths.push(match layer {
+        widths.push(match &layer {
             Layer::Dense(d) => d.out_features,
             Layer::Conv(c) => c.out_len(),
             Layer::Pool(p) => p.out_len(),
+            Layer::Embeddings(e) => e.out_len(),
             Layer::Activation(_)
             | Layer::Dropout(_)
             | Layer::BatchNorm(_)
@@ -614,4 +694,48 @@ fn pool_of(i: usize, name: &str, shape: &[usize], kind: PoolKind, g: Geometry) -
     let channels = shape.first().copied().unwrap_or(0);
     let window = window_of(i, name, shape, channels, g)?;
     Ok(Pool { window, kind })
+}
+
+/// An embedding layer reads indices from the network's input: only reshapes may come before.
+fn check_reads_input(i: usize, kind: &str, before: &[Layer]) -> Result<()> {
+    if before.iter().all(|l| matches!(l, Layer::Reshape)) {
+        return Ok(());
+    }
+    Err(dense_error(
+        i,
+        format!("{kind} looks up indices of the network's input, so it must come first"),
+    ))
+}
+
+/// An embedding table of layer `i` with `rows` × `dim` values at `offset`, named `name`.
+fn push_table(
+    param_info: &mut Vec<ParamInfo>,
+    offset: &mut usize,
+    name: String,
+    (i, rows, dim): (usize, usize, usize),
+) -> Result<Table> {
+    let len = rows
+        .checked_mul(dim)
+        .filter(|n| (1..=(1 << 40)).contains(n))
+        .ok_or_else(|| {
+            dense_error(
+                i,
+                format!(
+                    "an embedding table needs num_embeddings and embedding_dim >= 1 and at \
+                     most 2^40 values, got ({rows}, {dim})"
+                ),
+            )
+        })?;
+    param_info.push(ParamInfo {
+        name,
+        shape: vec![rows, dim],
+        offset: *offset,
+    });
+    let table = Table {
+        rows,
+        dim,
+        offset: *offset,
+    };
+    *offset += len;
+    Ok(table)
 }

@@ -88,6 +88,7 @@ impl<T: Real> Network<T> {
             match layer {
                 Layer::Dense(d) => init_dense(d, next, &mut rng, &mut params),
                 Layer::Conv(c) => c.init(next, &mut rng, &mut params),
+                Layer::Embeddings(e) => e.init(&mut rng, &mut params),
                 _ => {}
             }
         }
@@ -220,7 +221,14 @@ impl<T: Real> Network<T> {
                 format!("{} values", x.len()),
             ));
         }
-        crate::real::check_finite(x, "X")
+        crate::real::check_finite(x, "X")?;
+        // Embedding layers come first: their input is `x`, whose indices they check.
+        for layer in &self.layers {
+            if let Layer::Embeddings(e) = layer {
+                e.check_indices(x, n)?;
+            }
+        }
+        Ok(())
     }
 
     /// Refuses `n` samples whose outputs (n × output width) could not be allocated: an error

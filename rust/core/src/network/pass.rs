@@ -99,6 +99,7 @@ impl<T: Real> Model<'_, T> {
         match &self.layers[i] {
             Layer::Conv(c) => c.forward(self.params, input, n, output, col, parallel),
             Layer::Pool(p) => p.forward(input, n, output),
+            Layer::Embeddings(e) => e.forward(self.params, input, n, output),
             Layer::Reshape => output[..len].copy_from_slice(&input[..len]),
             Layer::Dense(d) => d.forward(self.params, input, n, output, parallel),
             Layer::Activation(a) => a.forward(&input[..len], &mut output[..len]),
@@ -198,6 +199,8 @@ impl<T: Real> Model<'_, T> {
                     c.backward(self.params, input, n, &delta[..], grads, dx, col, parallel);
                 }
                 Layer::Pool(p) if need_dx => p.backward(input, n, &delta[..], delta_next),
+                // First in the network (after reshapes): nothing below it needs ∂L/∂x.
+                Layer::Embeddings(e) => e.backward(input, n, &delta[..], grads),
                 Layer::Reshape => {
                     // The same values read in another shape: δ passes through as it is.
                     if !need_dx {
