@@ -71,9 +71,18 @@ impl Window {
         self.channels * self.kernel.0 * self.kernel.1
     }
 
-    /// Calls `f(position, tap, input index)` for every tap of every output position of one
-    /// input plane set that falls inside the input (padding taps are skipped); positions and
-    /// taps in row-major order, taps as (channel, ky, kx).
+    /// For every output position (row-major) and every tap of its window (as (channel, ky,
+    /// kx)), the index of the input value it reads, or [`PADDING`]: P × C·kh·kw entries, built
+    /// once with the layer so that a pass is one gather through it.
+    pub fn tap_table(&self) -> Vec<usize> {
+        let k = self.taps();
+        let mut table = vec![PADDING; self.positions() * k];
+        self.for_each_tap(|p, tap, at| table[p * k + tap] = at);
+        table
+    }
+
+    /// Calls `f(position, tap, input index)` for every tap of every output position that
+    /// falls inside the input (padding taps are skipped).
     fn for_each_tap(&self, mut f: impl FnMut(usize, usize, usize)) {
         let (oh, ow) = self.output().unwrap_or((0, 0));
         let (kh, kw) = self.kernel;
@@ -104,8 +113,11 @@ impl Window {
     }
 }
 
+/// A tap of a window that falls in the padding (reads a zero).
+pub const PADDING: usize = usize::MAX;
+
 /// Where a convolution's parameters live in the network's flat parameter buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conv {
     pub window: Window,
     pub out_channels: usize,
@@ -113,9 +125,28 @@ pub struct Conv {
     pub weight_offset: usize,
     /// Offset of the bias (out) in the parameter buffer, if the layer has one.
     pub bias_offset: Option<usize>,
+    /// The window's `tap_table`.
+    taps: Vec<usize>,
 }
 
 impl Conv {
+    /// The layer of `window` with `out_channels` filters, its weight at `weight_offset` and
+    /// its bias, if any, at `bias_offset`.
+    pub fn new(
+        window: Window,
+        out_channels: usize,
+        weight_offset: usize,
+        bias_offset: Option<usize>,
+    ) -> Self {
+        Conv {
+            window,
+            out_channels,
+            weight_offset,
+            bias_offset,
+            taps: window.tap_table(),
+        }
+    }
+
     /// Elements of the weight.
     pub fn weight_len(&self) -> usize {
         self.out_channels * self.window.taps()
@@ -169,14 +200,15 @@ impl Conv {
 
     /// The column matrix of `n` rows of `x` into `col` (n·P × K), zeros at padding taps.
     fn im2col<T: Real>(&self, x: &[T], n: usize, col: &mut [T]) {
-        let (p_len, k) = (self.window.positions(), self.window.taps());
+        let rows = self.taps.len();
         let in_len = self.window.in_len();
-        col[..n * p_len * k].fill(T::zero());
-        for s in 0..n {
-            let xs = &x[s * in_len..(s + 1) * in_len];
-            let cs = &mut col[s * p_len * k..(s + 1) * p_len * k];
-            self.window
-                .for_each_tap(|p, tap, at| cs[p * k + tap] = xs[at]);
+        for (xs, cs) in x[..n * in_len]
+            .chunks_exact(in_len)
+            .zip(col[..n * rows].chunks_exact_mut(rows))
+        {
+            for (c, &at) in cs.iter_mut().zip(&self.taps) {
+                *c = if at == PADDING { T::zero() } else { xs[at] };
+            }
         }
     }
 
@@ -282,11 +314,12 @@ impl Conv {
             let in_len = self.window.in_len();
             let dx = &mut dx[..n * in_len];
             dx.fill(T::zero());
-            for s in 0..n {
-                let dxs = &mut dx[s * in_len..(s + 1) * in_len];
-                let cs = &col[s * p_len * k..(s + 1) * p_len * k];
-                self.window
-                    .for_each_tap(|p, tap, at| dxs[at] += cs[p * k + tap]);
+            for (dxs, cs) in dx.chunks_exact_mut(in_len).zip(col.chunks_exact(p_len * k)) {
+                for (&c, &at) in cs.iter().zip(&self.taps) {
+                    if at != PADDING {
+                        dxs[at] += c;
+                    }
+                }
             }
         }
     }
@@ -351,12 +384,7 @@ mod tests {
             dilation: (1, 2),
         };
         let weight_len = 3 * window.taps();
-        Conv {
-            window,
-            out_channels: 3,
-            weight_offset: 0,
-            bias_offset: Some(weight_len),
-        }
+        Conv::new(window, 3, 0, Some(weight_len))
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! largest, as torch); average pooling spreads it evenly over the window, padding included in
 //! the count (torch's count_include_pad=True).
 
-use crate::conv::Window;
+use crate::conv::{Window, PADDING};
 use crate::Real;
 
 /// Which reduction a pooling layer takes over its window.
@@ -16,96 +16,121 @@ pub enum PoolKind {
 }
 
 /// A pooling layer: its window (dilation 1) and its reduction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pool {
     pub window: Window,
     pub kind: PoolKind,
+    /// For each output position of one plane, the indices in the plane of its window's
+    /// kh·kw taps, or [`PADDING`].
+    taps: Vec<usize>,
 }
 
 impl Pool {
+    /// The `kind` pooling of `window`.
+    pub fn new(window: Window, kind: PoolKind) -> Self {
+        let plane = Window {
+            channels: 1,
+            ..window
+        };
+        Pool {
+            window,
+            kind,
+            taps: plane.tap_table(),
+        }
+    }
+
     /// Values of one output row, C·OH·OW.
     pub fn out_len(&self) -> usize {
         self.window.channels * self.window.positions()
     }
 
-    /// Calls `f(output index, input indices inside the input)` for each output of one row.
-    fn for_each_output(&self, mut f: impl FnMut(usize, &mut dyn Iterator<Item = usize>)) {
-        let w = self.window;
-        let (oh, ow) = w.output().unwrap_or((0, 0));
-        let (kh, kw) = w.kernel;
-        for c in 0..w.channels {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let y0 = oy * w.stride.0;
-                    let x0 = ox * w.stride.1;
-                    let mut taps = (0..kh).flat_map(move |ky| {
-                        (0..kw).filter_map(move |kx| {
-                            // Padded coordinates minus the padding; outside the input is padding.
-                            let iy = (y0 + ky).wrapping_sub(w.padding.0);
-                            let ix = (x0 + kx).wrapping_sub(w.padding.1);
-                            (iy < w.in_h && ix < w.in_w).then(|| (c * w.in_h + iy) * w.in_w + ix)
-                        })
-                    });
-                    f((c * oh + oy) * ow + ox, &mut taps);
+    /// Taps of one window: kh·kw.
+    fn kernel_len(&self) -> usize {
+        self.window.kernel.0 * self.window.kernel.1
+    }
+
+    /// Calls `f(output index, the input plane, the window's taps in it)` for every output of
+    /// the rows of `x`, plane by plane.
+    fn for_each_window<T: Real>(&self, x: &[T], mut f: impl FnMut(usize, &[T], &[usize])) {
+        let (plane, positions) = (self.window.in_h * self.window.in_w, self.window.positions());
+        for (s, xs) in x.chunks_exact(plane * self.window.channels).enumerate() {
+            for (c, xc) in xs.chunks_exact(plane).enumerate() {
+                let first = (s * self.window.channels + c) * positions;
+                for (p, taps) in self.taps.chunks_exact(self.kernel_len()).enumerate() {
+                    f(first + p, xc, taps);
                 }
             }
         }
     }
 
-    /// The input index the max of output `taps` comes from: the first largest (a NaN wins, as
-    /// in torch, so that it propagates).
-    fn argmax<T: Real>(xs: &[T], taps: &mut dyn Iterator<Item = usize>) -> Option<usize> {
-        let mut best: Option<usize> = None;
-        for at in taps {
-            let v = xs[at];
-            match best {
-                Some(b) if !(v > xs[b] || v.is_nan()) => {}
-                _ => best = Some(at),
-            }
-            if v.is_nan() {
-                break;
+    /// The index (in its plane) of the value max pooling takes from a window: the first
+    /// largest (a NaN wins, as in torch, so that it propagates).
+    fn argmax<T: Real>(xc: &[T], taps: &[usize]) -> Option<usize> {
+        let mut best: Option<(usize, T)> = None;
+        for &at in taps.iter().filter(|&&at| at != PADDING) {
+            let v = xc[at];
+            let better = match best {
+                None => true,
+                Some((_, b)) => v > b || (v.is_nan() && !b.is_nan()),
+            };
+            if better {
+                best = Some((at, v));
             }
         }
-        best
+        best.map(|(at, _)| at)
     }
 
     /// The pooled outputs of `n` rows of `x` (n × C·H·W) into `z` (n × C·OH·OW).
     pub fn forward<T: Real>(&self, x: &[T], n: usize, z: &mut [T]) {
-        let (in_len, out_len) = (self.window.in_len(), self.out_len());
-        let count = T::of((self.window.kernel.0 * self.window.kernel.1) as f64);
-        for s in 0..n {
-            let xs = &x[s * in_len..(s + 1) * in_len];
-            let zs = &mut z[s * out_len..(s + 1) * out_len];
-            self.for_each_output(|out, taps| {
-                zs[out] = match self.kind {
-                    PoolKind::Max => Self::argmax(xs, taps).map_or(T::zero(), |at| xs[at]),
-                    PoolKind::Average => taps.fold(T::zero(), |sum, at| sum + xs[at]) / count,
-                };
-            });
-        }
+        let count = T::of(self.kernel_len() as f64);
+        let x = &x[..n * self.window.in_len()];
+        self.for_each_window(x, |out, xc, taps| {
+            z[out] = match self.kind {
+                // The largest value, a NaN propagating (v > NaN is false, so a NaN stays).
+                PoolKind::Max => taps.iter().fold(T::neg_infinity(), |best, &at| {
+                    if at == PADDING {
+                        return best;
+                    }
+                    let v = xc[at];
+                    if v > best || v.is_nan() {
+                        v
+                    } else {
+                        best
+                    }
+                }),
+                PoolKind::Average => {
+                    let inside = taps.iter().filter(|&&at| at != PADDING);
+                    inside.fold(T::zero(), |sum, &at| sum + xc[at]) / count
+                }
+            };
+        });
     }
 
     /// ∂L/∂x (n × C·H·W) into `dx` from δ = ∂L/∂z and the forward's input `x`.
     pub fn backward<T: Real>(&self, x: &[T], n: usize, delta: &[T], dx: &mut [T]) {
-        let (in_len, out_len) = (self.window.in_len(), self.out_len());
-        let count = T::of((self.window.kernel.0 * self.window.kernel.1) as f64);
-        dx[..n * in_len].fill(T::zero());
-        for s in 0..n {
-            let xs = &x[s * in_len..(s + 1) * in_len];
-            let ds = &delta[s * out_len..(s + 1) * out_len];
-            let dxs = &mut dx[s * in_len..(s + 1) * in_len];
-            self.for_each_output(|out, taps| match self.kind {
+        let count = T::of(self.kernel_len() as f64);
+        let in_len = self.window.in_len();
+        let plane = self.window.in_h * self.window.in_w;
+        let positions = self.window.positions();
+        let dx = &mut dx[..n * in_len];
+        dx.fill(T::zero());
+        self.for_each_window(&x[..n * in_len], |out, xc, taps| {
+            // The plane of this output: (sample, channel) = out / positions.
+            let base = out / positions * plane;
+            match self.kind {
                 PoolKind::Max => {
-                    if let Some(at) = Self::argmax(xs, taps) {
-                        dxs[at] += ds[out];
+                    if let Some(at) = Self::argmax(xc, taps) {
+                        dx[base + at] += delta[out];
                     }
                 }
                 PoolKind::Average => {
-                    let share = ds[out] / count;
-                    taps.for_each(|at| dxs[at] += share);
+                    let share = delta[out] / count;
+                    for &at in taps.iter().filter(|&&at| at != PADDING) {
+                        dx[base + at] += share;
+                    }
                 }
-            });
-        }
+            }
+        });
     }
 }
 
@@ -114,8 +139,8 @@ mod tests {
     use super::*;
 
     fn pool(kind: PoolKind) -> Pool {
-        Pool {
-            window: Window {
+        Pool::new(
+            Window {
                 channels: 1,
                 in_h: 3,
                 in_w: 4,
@@ -125,7 +150,7 @@ mod tests {
                 dilation: (1, 1),
             },
             kind,
-        }
+        )
     }
 
     #[test]

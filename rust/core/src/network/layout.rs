@@ -655,12 +655,12 @@ fn push_conv(
         .checked_mul(window.taps())
         .filter(|&n| n <= (1 << 40))
         .ok_or_else(|| dense_error(i, "the weight is too large (over 2^40 values)".to_string()))?;
-    let conv = Conv {
+    let conv = Conv::new(
         window,
         out_channels,
-        weight_offset: *offset,
-        bias_offset: bias.then_some(*offset + weight_len),
-    };
+        *offset,
+        bias.then_some(*offset + weight_len),
+    );
     let mut weight_shape = vec![out_channels, window.channels];
     if two_d {
         weight_shape.push(window.kernel.0);
@@ -693,7 +693,7 @@ fn pool_of(i: usize, name: &str, shape: &[usize], kind: PoolKind, g: Geometry) -
     }
     let channels = shape.first().copied().unwrap_or(0);
     let window = window_of(i, name, shape, channels, g)?;
-    Ok(Pool { window, kind })
+    Ok(Pool::new(window, kind))
 }
 
 /// An embedding layer reads indices from the network's input: only reshapes may come before.

@@ -241,15 +241,18 @@ impl<T: Real> Network<T> {
         )
     }
 
-    /// Refuses a training batch of `n` samples whose work buffers (every layer's output and
-    /// two backward buffers of the widest layer) could not be allocated.
+    /// Refuses a training batch of `n` samples whose work buffers (every layer's output, two
+    /// backward buffers of the widest layer and a convolution's scratch) could not be
+    /// allocated.
     pub fn check_batch_memory(&self, n: usize) -> Result<()> {
         let max_width = self.widths.iter().copied().max().unwrap_or(0);
         let per_row = memory::sum(
             self.widths[1..]
                 .iter()
                 .map(|&w| Some(w))
-                .chain([max_width.checked_mul(2)]),
+                .chain([max_width.checked_mul(2)])
+                // A convolution's column matrix, the largest one's.
+                .chain([self.layers.iter().map(|l| l.scratch_len(1)).max()]),
         );
         memory::check_alloc::<T>(
             per_row.and_then(|r| r.checked_mul(n)),
