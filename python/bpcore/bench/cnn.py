@@ -95,27 +95,37 @@ def torch_epoch(
     return epoch
 
 
+def _jax() -> tuple[Any, Any]:
+    # Imported by name: jax is optional and has no type stubs where the package is checked.
+    return importlib.import_module("jax"), importlib.import_module("jax.numpy")
+
+
+def jax_forward(p: dict[str, Any], x: Any) -> Any:
+    """The digits CNN's outputs in JAX, from bpcore's parameters by name."""
+    jax, jnp = _jax()
+
+    def conv(h: Any, w: Any, b: Any) -> Any:
+        out = jax.lax.conv_general_dilated(h, w, (1, 1), ((1, 1), (1, 1)))
+        return out + b[None, :, None, None]
+
+    def pool(h: Any) -> Any:
+        return jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+
+    h = x.reshape(-1, 1, 8, 8)
+    h = pool(jax.nn.relu(conv(h, p["1.weight"], p["1.bias"])))
+    h = pool(jax.nn.relu(conv(h, p["4.weight"], p["4.bias"])))
+    return h.reshape(h.shape[0], -1) @ p["8.weight"].T + p["8.bias"]
+
+
 def jax_epoch(
     X: np.ndarray, y: np.ndarray, batch: int, start: dict[str, np.ndarray]
 ) -> Callable[[], object]:
     """One shuffled training epoch in JAX: the whole epoch's steps compiled as one
     ``lax.scan`` (full batches; the remainder batch is dropped, which only flatters JAX)."""
-    # Imported by name: jax is optional and has no type stubs where the package is checked.
-    jax: Any = importlib.import_module("jax")
-    jnp: Any = importlib.import_module("jax.numpy")
-
-    def conv(x: Any, w: Any, b: Any) -> Any:
-        out = jax.lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)))
-        return out + b[None, :, None, None]
-
-    def pool(x: Any) -> Any:
-        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+    jax, jnp = _jax()
 
     def loss(p: dict[str, Any], xb: Any, yb: Any) -> Any:
-        h = xb.reshape(-1, 1, 8, 8)
-        h = pool(jax.nn.relu(conv(h, p["1.weight"], p["1.bias"])))
-        h = pool(jax.nn.relu(conv(h, p["4.weight"], p["4.bias"])))
-        z = h.reshape(h.shape[0], -1) @ p["8.weight"].T + p["8.bias"]
+        z = jax_forward(p, xb)
         return -jnp.mean(jax.nn.log_softmax(z)[jnp.arange(yb.shape[0]), yb])
 
     b1, b2, eps = 0.9, 0.999, 1e-8
