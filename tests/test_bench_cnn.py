@@ -16,7 +16,7 @@ from bpcore.bench import cnn
 
 
 def test_the_row_reports_each_installed_system_at_both_batch_sizes() -> None:
-    rows = cnn.measure(turns=1, use_jax=False)
+    rows = cnn.measure(turns=1, use_jax=False, samples=300)
     systems = {"bpcore"} | ({"torch"} if importlib.util.find_spec("torch") else set())
     for batch in cnn.BATCH_SIZES:
         got = {r.system: r for r in rows if r.workload == f"cnn (batch {batch})"}

@@ -170,10 +170,14 @@ def _available(module: str) -> bool:
     return True
 
 
-def measure(turns: int = 7, use_torch: bool = True, use_jax: bool = True) -> list[Result]:
+def measure(
+    turns: int = 7, use_torch: bool = True, use_jax: bool = True, samples: int | None = None
+) -> list[Result]:
     """The CNN rows: per batch size, each available system's median samples/s over `turns`
-    alternating turns (after one warm-up turn each)."""
+    alternating turns (after one warm-up turn each), on the first `samples` digits (all of
+    them by default)."""
     X, y = digits()
+    X, y = X[:samples], y[:samples]
     start = bp.Network(layers(), loss="cross_entropy").parameters()
     rows = []
     for batch in BATCH_SIZES:
