@@ -113,6 +113,9 @@ impl Window {
     }
 }
 
+/// Values of a chunk's column matrix and product: 256 KB of f32, inside a core's L2 cache.
+const CHUNK_VALUES: usize = 1 << 16;
+
 /// A tap of a window that falls in the padding (reads a zero).
 pub const PADDING: usize = usize::MAX;
 
@@ -167,10 +170,18 @@ impl Conv {
         self.weight_len() * self.window.positions()
     }
 
+    /// Samples per chunk of a pass: the column matrix and product of a chunk stay within
+    /// about [`CHUNK_VALUES`] values, so that they are still in cache when the product reads
+    /// them (a whole batch's column matrix outgrows it).
+    fn chunk(&self, n: usize) -> usize {
+        let per_row = self.window.positions() * (self.window.taps() + self.out_channels);
+        (CHUNK_VALUES / per_row.max(1)).clamp(1, n.max(1))
+    }
+
     /// Scratch values the forward or backward of `n` rows needs: the column matrix and the
-    /// product's output (n·P × K and n·P × O).
+    /// product's output of one chunk (rows·P × K and rows·P × O).
     pub fn scratch_len(&self, n: usize) -> usize {
-        n * self.window.positions() * (self.window.taps() + self.out_channels)
+        self.chunk(n) * self.window.positions() * (self.window.taps() + self.out_channels)
     }
 
     /// Fills the weight from `rng` as a dense layer of the same fans (in·kh·kw inputs,
@@ -213,7 +224,7 @@ impl Conv {
     }
 
     /// z = conv(x, W) + b for `n` rows of `x` (n × C·H·W) into `z` (n × O·OH·OW), through
-    /// `scratch` (grown to `scratch_len(n)` when short).
+    /// `scratch` (grown to `scratch_len(n)` when short), chunk by chunk of samples.
     pub fn forward<T: Real>(
         &self,
         params: &[T],
@@ -228,32 +239,39 @@ impl Conv {
             self.window.taps(),
             self.out_channels,
         );
+        let (in_len, out_len, chunk) = (self.window.in_len(), self.out_len(), self.chunk(n));
         grow(scratch, self.scratch_len(n));
-        let (col, product) = scratch.split_at_mut(n * p_len * k);
-        self.im2col(x, n, col);
-        // product (n·P × O) = col (n·P × K) · Wᵀ (K × O)
-        matmul(
-            &mut product[..n * p_len * o],
-            Operand::new(&col[..n * p_len * k], n * p_len, k),
-            Operand::t(self.weight(params), o, k),
-            false,
-            parallel,
-        );
+        let (col, product) = scratch.split_at_mut(chunk * p_len * k);
         let bias = self.bias_offset.map(|b| &params[b..b + o]);
-        for s in 0..n {
-            let zs = &mut z[s * o * p_len..(s + 1) * o * p_len];
-            let ps = &product[s * p_len * o..(s + 1) * p_len * o];
-            for (c, plane) in zs.chunks_exact_mut(p_len).enumerate() {
-                let b = bias.map_or(T::zero(), |b| b[c]);
-                for (p, out) in plane.iter_mut().enumerate() {
-                    *out = ps[p * o + c] + b;
+        for start in (0..n).step_by(chunk) {
+            let rows = chunk.min(n - start);
+            self.im2col(&x[start * in_len..], rows, col);
+            // product (rows·P × O) = col (rows·P × K) · Wᵀ (K × O)
+            matmul(
+                &mut product[..rows * p_len * o],
+                Operand::new(&col[..rows * p_len * k], rows * p_len, k),
+                Operand::t(self.weight(params), o, k),
+                false,
+                parallel,
+            );
+            let zc = &mut z[start * out_len..(start + rows) * out_len];
+            for (zs, ps) in zc
+                .chunks_exact_mut(out_len)
+                .zip(product.chunks_exact(p_len * o))
+            {
+                for (c, plane) in zs.chunks_exact_mut(p_len).enumerate() {
+                    let b = bias.map_or(T::zero(), |b| b[c]);
+                    for (out, row) in plane.iter_mut().zip(ps.chunks_exact(o)) {
+                        *out = row[c] + b;
+                    }
                 }
             }
         }
     }
 
     /// Given δ = ∂L/∂z (n × O·OH·OW) and the forward's input `x`, writes ∂L/∂W and ∂L/∂b into
-    /// `grads` (at this layer's offsets) and, when asked, ∂L/∂x (n × C·H·W) into `dx`.
+    /// `grads` (at this layer's offsets) and, when asked, ∂L/∂x (n × C·H·W) into `dx`; chunk by
+    /// chunk of samples, ∂L/∂W and ∂L/∂b summed over the chunks.
     // As Dense::backward: one argument per term of the chain rule, plus the scratch.
     #[allow(clippy::too_many_arguments)]
     pub fn backward<T: Real>(
@@ -263,7 +281,7 @@ impl Conv {
         n: usize,
         delta: &[T],
         grads: &mut [T],
-        dx: Option<&mut [T]>,
+        mut dx: Option<&mut [T]>,
         scratch: &mut Vec<T>,
         parallel: bool,
     ) {
@@ -272,52 +290,65 @@ impl Conv {
             self.window.taps(),
             self.out_channels,
         );
+        let (in_len, out_len, chunk) = (self.window.in_len(), self.out_len(), self.chunk(n));
         grow(scratch, self.scratch_len(n));
-        let (col, delta_rows) = scratch.split_at_mut(n * p_len * k);
-        let (col, delta_rows) = (&mut col[..n * p_len * k], &mut delta_rows[..n * p_len * o]);
-        // δ as the product's output: row (sample, position), column output channel.
-        for s in 0..n {
-            let ds = &delta[s * o * p_len..(s + 1) * o * p_len];
-            let rows = &mut delta_rows[s * p_len * o..(s + 1) * p_len * o];
-            for (c, plane) in ds.chunks_exact(p_len).enumerate() {
-                for (p, &d) in plane.iter().enumerate() {
-                    rows[p * o + c] = d;
+        let (col, delta_rows) = scratch.split_at_mut(chunk * p_len * k);
+        let w = self.weight_offset;
+        if let Some(b) = self.bias_offset {
+            grads[b..b + o].fill(T::zero());
+        }
+        for start in (0..n).step_by(chunk) {
+            let rows = chunk.min(n - start);
+            let (col, delta_rows) = (
+                &mut col[..rows * p_len * k],
+                &mut delta_rows[..rows * p_len * o],
+            );
+            // δ as the product's output: row (sample, position), column output channel.
+            let dc = &delta[start * out_len..(start + rows) * out_len];
+            for (ds, dr) in dc
+                .chunks_exact(out_len)
+                .zip(delta_rows.chunks_exact_mut(p_len * o))
+            {
+                for (c, plane) in ds.chunks_exact(p_len).enumerate() {
+                    for (&d, row) in plane.iter().zip(dr.chunks_exact_mut(o)) {
+                        row[c] = d;
+                    }
                 }
             }
-        }
-        self.im2col(x, n, col);
-        let w = self.weight_offset;
-        // ∂L/∂W = δᵀ col: (O × n·P)(n·P × K)
-        matmul(
-            &mut grads[w..w + self.weight_len()],
-            Operand::t(delta_rows, n * p_len, o),
-            Operand::new(col, n * p_len, k),
-            false,
-            parallel,
-        );
-        if let Some(b) = self.bias_offset {
-            let db = &mut grads[b..b + o];
-            db.fill(T::zero());
-            for row in delta_rows.chunks_exact(o) {
-                db.iter_mut().zip(row).for_each(|(s, &d)| *s += d);
-            }
-        }
-        if let Some(dx) = dx {
-            // ∂L/∂col = δ W: (n·P × O)(O × K), then each entry back onto its input value.
+            self.im2col(&x[start * in_len..], rows, col);
+            // ∂L/∂W (+)= δᵀ col: (O × rows·P)(rows·P × K)
             matmul(
-                col,
-                Operand::new(delta_rows, n * p_len, o),
-                Operand::new(self.weight(params), o, k),
-                false,
+                &mut grads[w..w + self.weight_len()],
+                Operand::t(delta_rows, rows * p_len, o),
+                Operand::new(col, rows * p_len, k),
+                start > 0,
                 parallel,
             );
-            let in_len = self.window.in_len();
-            let dx = &mut dx[..n * in_len];
-            dx.fill(T::zero());
-            for (dxs, cs) in dx.chunks_exact_mut(in_len).zip(col.chunks_exact(p_len * k)) {
-                for (&c, &at) in cs.iter().zip(&self.taps) {
-                    if at != PADDING {
-                        dxs[at] += c;
+            if let Some(b) = self.bias_offset {
+                let db = &mut grads[b..b + o];
+                for row in delta_rows.chunks_exact(o) {
+                    db.iter_mut().zip(row).for_each(|(s, &d)| *s += d);
+                }
+            }
+            if let Some(dx) = dx.as_deref_mut() {
+                // ∂L/∂col = δ W: (rows·P × O)(O × K), then each entry back onto its input.
+                matmul(
+                    col,
+                    Operand::new(delta_rows, rows * p_len, o),
+                    Operand::new(self.weight(params), o, k),
+                    false,
+                    parallel,
+                );
+                let dxc = &mut dx[start * in_len..(start + rows) * in_len];
+                dxc.fill(T::zero());
+                for (dxs, cs) in dxc
+                    .chunks_exact_mut(in_len)
+                    .zip(col.chunks_exact(p_len * k))
+                {
+                    for (&c, &at) in cs.iter().zip(&self.taps) {
+                        if at != PADDING {
+                            dxs[at] += c;
+                        }
                     }
                 }
             }
@@ -390,7 +421,9 @@ mod tests {
     #[test]
     fn forward_matches_the_definition_and_backward_the_adjoint() {
         let conv = layer();
-        let n = 2;
+        // More samples than one chunk holds (242 of this layer), so that chunks are summed.
+        let n = 500;
+        assert!(conv.chunk(n) < n && n % conv.chunk(n) != 0);
         let params: Vec<f64> = (0..conv.n_params())
             .map(|i| ((i * 7 % 11) as f64 - 5.0) / 7.0)
             .collect();
