@@ -186,6 +186,10 @@ def test_saved_files_and_pickles_keep_the_layers(tmp_path: object) -> None:
             r"layers\[1\]: MaxPool2d reads each row as \(C, H, W\)",
         ),
         ([bp.Dense(4, 6), bp.Reshape((4, 2)), bp.Flatten()], r"layers\[1\]: Reshape to \[4, 2\]"),
+        (
+            [bp.Reshape((1, 2**20, 2**20)), bp.Conv2d(1, 1, 3), bp.Flatten(), bp.Dense(4, 1)],
+            r"layers\[1\]: Conv2d's windows would need 9895566901284 values .* more memory",
+        ),
     ],
 )
 def test_shapes_that_do_not_chain_are_refused_with_the_layer_named(

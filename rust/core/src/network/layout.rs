@@ -9,7 +9,7 @@ use crate::dropout::Dropout;
 use crate::embedding::{Embeddings, Table};
 use crate::layer_norm::LayerNorm;
 use crate::pool::{Pool, PoolKind};
-use crate::{Error, LayerSpec, Result};
+use crate::{memory, Error, LayerSpec, Result};
 
 /// A layer as the network runs it.
 #[derive(Debug, Clone, PartialEq)]
@@ -631,6 +631,14 @@ fn window_of(
             format!("{kind}'s window does not fit in its padded input of size {input:?}"),
         ));
     }
+    // The layer's tap table (an index per output position and tap) is built with it.
+    let (oh, ow) = window.output().unwrap_or((0, 0));
+    let entries = memory::product(&[oh, ow, window.taps()]);
+    memory::check_alloc::<usize>(
+        entries,
+        &format!("layers[{i}]"),
+        &format!("{kind}'s windows"),
+    )?;
     Ok(window)
 }
 
