@@ -15,7 +15,19 @@ from bpcore.losses import LOSSES
 from bpcore.optimizers import OPTIMIZERS
 
 # What each layer needs to be built at all (no default): the reference's required keys.
-REQUIRED = {"in_features": 3, "out_features": 2, "num_features": 4, "normalized_shape": 4}
+REQUIRED = {
+    "in_features": 3,
+    "out_features": 2,
+    "num_features": 4,
+    "normalized_shape": 4,
+    "in_channels": 2,
+    "out_channels": 4,
+    "kernel_size": 3,
+    "shape": (2, 3),
+    "num_embeddings": 5,
+    "embedding_dim": 2,
+    "columns": {1: (5, 2)},
+}
 
 
 def _built_with_defaults(cls: type) -> Any:

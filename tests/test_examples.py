@@ -44,6 +44,22 @@ def test_backprop_tutorial_agrees_three_ways_and_shows_vanishing_gradients(tmp_p
     assert sigmoid_ratio < 1e-3  # the deep sigmoid network's first layer barely learns
 
 
+def test_digits_cnn_example_reaches_its_accuracy(capsys):
+    module = runpy.run_path(str(EXAMPLES / "digits_cnn.py"), run_name="example")
+    accuracy = module["main"]()
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    printed = float(re.search(r"test accuracy ([0-9.]+)%", line).group(1)) / 100
+    assert accuracy >= 0.985 and abs(printed - accuracy) < 1e-4
+
+
+def test_tabular_embeddings_example_nears_the_best_possible_fit(capsys):
+    module = runpy.run_path(str(EXAMPLES / "tabular_embeddings.py"), run_name="example")
+    embedded, raw, best = module["main"]()
+    assert best - 0.02 <= embedded <= best + 0.01  # the noise's share of the variance is known
+    assert embedded > raw + 0.3  # the categories read as numbers fit far worse
+    assert "test R²: embeddings" in capsys.readouterr().out
+
+
 def test_regression_example_matches_the_linear_baseline():
     module = runpy.run_path(str(EXAMPLES / "regression_diabetes.py"), run_name="example")
     r2, baseline = module["main"]()

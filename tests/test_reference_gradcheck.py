@@ -533,7 +533,7 @@ def test_input_and_spec_errors():
             ]
         )
     with pytest.raises(ValueError, match="unknown layer type"):
-        ref.Network([{"type": "conv2d"}])
+        ref.Network([{"type": "conv3d"}])
     with pytest.raises(ValueError, match="unknown loss type"):
         ref.Network([{"type": "dense", "in_features": 1, "out_features": 1}], loss="hinge")
 

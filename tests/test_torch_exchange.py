@@ -147,8 +147,8 @@ def test_load_state_dict_takes_torch_tensors():
 
 
 def test_from_torch_names_what_it_cannot_read():
-    with pytest.raises(ValueError, match=r"module\[1\] \(Conv1d\) is not supported"):
-        bp.from_torch(nn.Sequential(nn.Linear(3, 3), nn.Conv1d(1, 1, 1)))
+    with pytest.raises(ValueError, match=r"module\[1\] \(Conv3d\) is not supported"):
+        bp.from_torch(nn.Sequential(nn.Linear(3, 3), nn.Conv3d(1, 1, 1)))
     with pytest.raises(ValueError, match="approximate='none'"):
         bp.from_torch(nn.Sequential(nn.Linear(3, 3), nn.GELU(approximate="tanh")))
     with pytest.raises(ValueError, match="track_running_stats"):

@@ -624,7 +624,7 @@ class Network:
 
         def order(name: str) -> tuple[int, int]:
             index, kind = name.split(".", 1)
-            return int(index), kinds.index(kind)
+            return int(index), kinds.index(kind.rsplit(".", 1)[-1])  # "tables.3.weight"
 
         return {name: entries[name] for name in sorted(entries, key=order)}
 

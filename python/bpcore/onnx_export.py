@@ -6,11 +6,16 @@ transB=1, as torch exports Linear); ReLU, Sigmoid, Tanh, Identity → their ops;
 and ELU → Elu; Softplus → torch's definition, ``where(beta x > threshold, x, Softplus(beta x) /
 beta)``; GELU → Gelu (opset 20 and later) or its Erf form ``x (1 + erf(x/√2)) / 2`` as torch
 exports it; Dropout → Dropout in inference (the identity); BatchNorm1d → BatchNormalization with
-the running statistics; LayerNorm → LayerNormalization. For a float64 network LeakyReLU, ELU and
+the running statistics; LayerNorm → LayerNormalization; Reshape → Reshape (the batch kept),
+Flatten → Flatten; Conv1d/Conv2d → Conv; MaxPool → MaxPool and AvgPool → AveragePool
+(count_include_pad=1); Embedding → Cast to int64 and Gather; Embeddings → one Gather per column
+(the embedded ones through their tables) and Concat. For a float64 network LeakyReLU, ELU and
 Softplus are written as their elementary formulas (Where, Exp, Log, ...), since ONNX Runtime's CPU
 kernels for LeakyRelu, Elu and Softplus take float32 only; its Erf (and so Gelu) is float32-only
 too, so a float64 network with GELU is valid ONNX that ONNX Runtime's CPU provider cannot run
-(export the network in float32 for it).
+(export the network in float32 for it). Likewise its Conv and AveragePool take float32 only: a
+float64 network with a convolution or average pooling is valid ONNX (ONNX's own reference
+evaluator runs it) that ONNX Runtime's CPU provider cannot run.
 
 The layers are written through `GraphBuilder`, so that the skl2onnx converters
 (`bpcore.sklearn_onnx`) write the same operators into a scikit-learn pipeline's graph.
@@ -30,14 +35,24 @@ import numpy as np
 from bpcore.layers import (
     ELU,
     GELU,
+    AvgPool1d,
+    AvgPool2d,
     BatchNorm1d,
+    Conv1d,
+    Conv2d,
     Dense,
     Dropout,
+    Embedding,
+    Embeddings,
+    Flatten,
     Identity,
     Layer,
     LayerNorm,
     LeakyReLU,
+    MaxPool1d,
+    MaxPool2d,
     ReLU,
+    Reshape,
     Sigmoid,
     Softplus,
     Tanh,
@@ -105,6 +120,9 @@ def _write_layer(
     def const(suffix: str, value: Any) -> str:
         return builder.constant(f"{index}.{suffix}", np.asarray(value, dtype=dtype))
 
+    shaped = _write_shaped_layer(builder, layer, index, x, state)
+    if shaped is not None:
+        return shaped
     if isinstance(layer, Dense):
         inputs = [x, builder.constant(f"{index}.weight", state[f"{index}.weight"])]
         if layer.bias:
@@ -196,6 +214,75 @@ def _write_layer(
         ]
         return builder.node("LayerNormalization", inputs, name, axis=-1, epsilon=eps32)
     raise TypeError(f"to_onnx: no ONNX operators for the layer {layer!r}")
+
+
+def _sizes(value: int | tuple[int, ...]) -> list[int]:
+    """A layer's size argument as ONNX's per-axis list."""
+    return list(value) if isinstance(value, tuple) else [value]
+
+
+def _write_shaped_layer(
+    builder: GraphBuilder, layer: Layer, index: int, x: str, state: dict[str, np.ndarray]
+) -> str | None:
+    """Writes a layer over rows read as arrays (Reshape, Flatten, convolution, pooling) or of
+    indices (Embedding → Gather, Embeddings → a Gather per column and Concat); returns its
+    output, or None for another layer. The batch is ONNX's first axis: a Reshape keeps it (0)
+    and reads each row as its shape, NCHW as bpcore and torch."""
+    name = f"{index}.{layer.type_name}"
+    if isinstance(layer, Reshape):
+        shape = builder.constant(f"{index}.shape", np.array([0, *layer.shape], dtype=np.int64))
+        return builder.node("Reshape", [x, shape], name)
+    if isinstance(layer, Flatten):
+        return builder.node("Flatten", [x], name, axis=1)
+    if isinstance(layer, (Conv1d, Conv2d)):
+        inputs = [x, builder.constant(f"{index}.weight", state[f"{index}.weight"])]
+        if layer.bias:
+            inputs.append(builder.constant(f"{index}.bias", state[f"{index}.bias"]))
+        return builder.node(
+            "Conv",
+            inputs,
+            name,
+            kernel_shape=_sizes(layer.kernel_size),
+            strides=_sizes(layer.stride),
+            pads=_sizes(layer.padding) * 2,
+            dilations=_sizes(layer.dilation),
+        )
+    if isinstance(layer, (MaxPool1d, MaxPool2d, AvgPool1d, AvgPool2d)):
+        pool: Any = layer
+        attributes = {
+            "kernel_shape": _sizes(pool.kernel_size),
+            "strides": _sizes(pool.stride),
+            "pads": _sizes(pool.padding) * 2,
+        }
+        if isinstance(layer, (MaxPool1d, MaxPool2d)):
+            return builder.node("MaxPool", [x], name, **attributes)
+        return builder.node("AveragePool", [x], name, count_include_pad=1, **attributes)
+    if isinstance(layer, Embedding):
+        indices = builder.node("Cast", [x], f"{name}.indices", to=_int64())
+        table = builder.constant(f"{index}.weight", state[f"{index}.weight"])
+        return builder.node("Gather", [table, indices], name, axis=0)
+    if isinstance(layer, Embeddings):
+        parts = []
+        for c in range(layer.in_features):
+            at = f"{name}.{c}"
+            if c not in layer.columns:
+                column = builder.constant(f"{index}.column{c}", np.array([c], dtype=np.int64))
+                parts.append(builder.node("Gather", [x, column], at, axis=1))
+                continue
+            column = builder.constant(f"{index}.column{c}", np.array(c, dtype=np.int64))
+            values = builder.node("Gather", [x, column], f"{at}.values", axis=1)
+            indices = builder.node("Cast", [values], f"{at}.indices", to=_int64())
+            table = builder.constant(
+                f"{index}.tables.{c}.weight", state[f"{index}.tables.{c}.weight"]
+            )
+            parts.append(builder.node("Gather", [table, indices], at, axis=0))
+        return builder.node("Concat", parts, name, axis=1)
+    return None
+
+
+def _int64() -> int:
+    """ONNX's element type code of int64 (the indices Gather reads)."""
+    return int(onnx_module().TensorProto.INT64)
 
 
 def write_network(builder: GraphBuilder, net: Network, x: str) -> str:

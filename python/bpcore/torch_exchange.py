@@ -6,6 +6,7 @@ torch is optional (``pip install bpcore[torch]``) and imported only when these a
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -13,14 +14,24 @@ import numpy as np
 from bpcore.layers import (
     ELU,
     GELU,
+    AvgPool1d,
+    AvgPool2d,
     BatchNorm1d,
+    Conv1d,
+    Conv2d,
     Dense,
     Dropout,
+    Embedding,
+    Embeddings,
+    Flatten,
     Identity,
     Layer,
     LayerNorm,
     LeakyReLU,
+    MaxPool1d,
+    MaxPool2d,
     ReLU,
+    Reshape,
     Sigmoid,
     Softplus,
     Tanh,
@@ -59,11 +70,81 @@ def _torch_layer(nn: Any, layer: Layer) -> Any:
         return nn.LayerNorm(layer.normalized_shape, eps=layer.eps)
     if isinstance(layer, GELU):
         return nn.GELU(approximate="none")
+    shaped = _torch_shaped_layer(nn, layer)
+    if shaped is not None:
+        return shaped
     simple = {ReLU: nn.ReLU, Sigmoid: nn.Sigmoid, Tanh: nn.Tanh, Identity: nn.Identity}
     for cls, module in simple.items():
         if isinstance(layer, cls):
             return module()
     raise TypeError(f"to_torch: no torch module for the layer {layer!r}")
+
+
+@functools.cache
+def _embedding_modules(torch: Any) -> tuple[Any, Any]:
+    """The torch modules of bpcore's Embedding and Embeddings, whose input rows are floats:
+    an `nn.Embedding` that reads float indices, and the tabular layer (one `nn.Embedding` per
+    embedded column under "tables.<column>", the other columns passed through)."""
+    nn = torch.nn
+
+    class FloatIndexEmbedding(nn.Embedding):  # type: ignore[misc,name-defined,unused-ignore]
+        """`nn.Embedding` of indices stored as floats (bpcore's rows)."""
+
+        def forward(self, x: Any) -> Any:
+            return super().forward(x.long())
+
+    class TabularEmbeddings(nn.Module):  # type: ignore[misc,name-defined,unused-ignore]
+        """bpcore.Embeddings: the embedded columns' table rows and the numeric columns,
+        concatenated in column order."""
+
+        def __init__(self, columns: dict[int, tuple[int, int]], in_features: int) -> None:
+            super().__init__()
+            self.in_features = in_features
+            self.tables = nn.ModuleDict({str(c): nn.Embedding(*t) for c, t in columns.items()})
+
+        def forward(self, x: Any) -> Any:
+            parts = []
+            for c in range(self.in_features):
+                table = self.tables[str(c)] if str(c) in self.tables else None  # noqa: SIM401
+                parts.append(x[:, c : c + 1] if table is None else table(x[:, c].long()))
+            return torch.cat(parts, dim=1)
+
+    return FloatIndexEmbedding, TabularEmbeddings
+
+
+def _torch_shaped_layer(nn: Any, layer: Layer) -> Any:
+    """The torch module of a layer over (C, H, W) or (C, L) rows, or None for another layer."""
+    if isinstance(layer, Reshape):
+        return nn.Unflatten(1, layer.shape)
+    if isinstance(layer, Flatten):
+        return nn.Flatten()
+    if isinstance(layer, (Embedding, Embeddings)):
+        index_embedding, tabular = _embedding_modules(_torch())
+        if isinstance(layer, Embedding):
+            return index_embedding(layer.num_embeddings, layer.embedding_dim)
+        return tabular(layer.columns, layer.in_features)
+    if isinstance(layer, (Conv1d, Conv2d)):
+        conv = nn.Conv1d if isinstance(layer, Conv1d) else nn.Conv2d
+        return conv(
+            layer.in_channels,
+            layer.out_channels,
+            layer.kernel_size,
+            stride=layer.stride,
+            padding=layer.padding,
+            dilation=layer.dilation,
+            bias=layer.bias,
+        )
+    pools: tuple[tuple[type[Layer], Any], ...] = (
+        (MaxPool1d, nn.MaxPool1d),
+        (MaxPool2d, nn.MaxPool2d),
+        (AvgPool1d, nn.AvgPool1d),
+        (AvgPool2d, nn.AvgPool2d),
+    )
+    for cls, module in pools:
+        if isinstance(layer, cls):
+            pool: Any = layer
+            return module(pool.kernel_size, stride=pool.stride, padding=pool.padding)
+    return None
 
 
 def to_torch(net: Network) -> Any:
@@ -123,14 +204,91 @@ def _bpcore_layer(nn: Any, module: Any, index: int) -> Layer:
         return Softplus(beta=float(module.beta), threshold=float(module.threshold))
     if isinstance(module, nn.Dropout):
         return Dropout(module.p)
+    shaped = _bpcore_shaped_layer(nn, module, where)
+    if shaped is not None:
+        return shaped
     simple = {nn.ReLU: ReLU, nn.Sigmoid: Sigmoid, nn.Tanh: Tanh, nn.Identity: Identity}
     for cls, layer in simple.items():
         if type(module) is cls:
             return layer()
     raise ValueError(
         f"from_torch: {where} is not supported; supported are Linear, ReLU, LeakyReLU, Sigmoid, "
-        "Tanh, GELU, ELU, Softplus, Identity, Dropout, BatchNorm1d and LayerNorm"
+        "Tanh, GELU, ELU, Softplus, Identity, Dropout, BatchNorm1d, LayerNorm, Unflatten, "
+        "Flatten, Conv1d, Conv2d, MaxPool1d, MaxPool2d, AvgPool1d, AvgPool2d, Embedding and "
+        "to_torch's TabularEmbeddings"
     )
+
+
+def _bpcore_shaped_layer(nn: Any, module: Any, where: str) -> Layer | None:
+    """The bpcore layer of a torch module over arrays (Unflatten, Flatten, convolutions,
+    pooling), None for another module, or a ValueError naming an option bpcore lacks."""
+    try:
+        if isinstance(module, nn.Unflatten):
+            if module.dim != 1:
+                raise ValueError(
+                    f"only dim=1 (each sample's features) is supported, got {module.dim}"
+                )
+            return Reshape(tuple(module.unflattened_size))
+        if isinstance(module, nn.Flatten):
+            return Flatten(module.start_dim, module.end_dim)
+        if isinstance(module, nn.Embedding):
+            return Embedding(
+                module.num_embeddings,
+                module.embedding_dim,
+                padding_idx=module.padding_idx,
+                max_norm=module.max_norm,
+                scale_grad_by_freq=module.scale_grad_by_freq,
+                sparse=module.sparse,
+            )
+        tabular = _embedding_modules(_torch())[1]
+        if isinstance(module, tabular):
+            columns = {
+                int(c): (t.num_embeddings, t.embedding_dim) for c, t in module.tables.items()
+            }
+            return Embeddings(columns, module.in_features)
+        for cls, layer in ((nn.Conv1d, Conv1d), (nn.Conv2d, Conv2d)):
+            if type(module) is cls:
+                return layer(
+                    module.in_channels,
+                    module.out_channels,
+                    module.kernel_size,
+                    stride=module.stride,
+                    padding=module.padding,
+                    dilation=module.dilation,
+                    groups=module.groups,
+                    bias=module.bias is not None,
+                    padding_mode=module.padding_mode,
+                )
+        for cls, max_layer in ((nn.MaxPool1d, MaxPool1d), (nn.MaxPool2d, MaxPool2d)):
+            if type(module) is cls:
+                return max_layer(
+                    module.kernel_size,
+                    stride=module.stride,
+                    padding=module.padding,
+                    dilation=module.dilation,
+                    return_indices=module.return_indices,
+                    ceil_mode=module.ceil_mode,
+                )
+        if type(module) is nn.AvgPool1d:
+            return AvgPool1d(
+                module.kernel_size,
+                stride=module.stride,
+                padding=module.padding,
+                ceil_mode=module.ceil_mode,
+                count_include_pad=module.count_include_pad,
+            )
+        if type(module) is nn.AvgPool2d:
+            return AvgPool2d(
+                module.kernel_size,
+                stride=module.stride,
+                padding=module.padding,
+                ceil_mode=module.ceil_mode,
+                count_include_pad=module.count_include_pad,
+                divisor_override=module.divisor_override,
+            )
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"from_torch: {where}: {e}") from None
+    return None
 
 
 def from_torch(

@@ -15,7 +15,7 @@ from bpcore.explain import backward, checks
 from bpcore.explain.report import BackwardPass
 from bpcore.explain.summary import pass_notes, summarize
 from bpcore.explain.weight import Explanation, explain_weight
-from bpcore.layers import Dense
+from bpcore.layers import SHAPED, Dense
 
 if TYPE_CHECKING:
     from bpcore.network import Network
@@ -151,6 +151,16 @@ def explain(
         >>> p.matches, sorted(p.deltas)
         (True, [0, 2])
     """
+    arrays = [
+        f"layers[{i}] ({type(la).__name__})"
+        for i, la in enumerate(net.layers)
+        if isinstance(la, SHAPED)
+    ]
+    if arrays:
+        raise ValueError(
+            f"net: explain shows the backward pass of Dense, activation, Dropout and "
+            f"normalization layers over flat rows; it cannot show {', '.join(arrays)}"
+        )
     if (layer is None) != (index is None):
         raise TypeError("layer, index: give both (one weight) or neither (the whole pass)")
     dense = None if layer is None else _dense_layer(net, layer)

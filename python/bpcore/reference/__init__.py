@@ -16,6 +16,9 @@ Public surface:
   ``batch_norm_forward_infer``, ``batch_norm_backward``, ``layer_norm_forward``,
   ``layer_norm_backward``,
   ``activation_forward(spec, row)``, ``activation_backward(spec, row, grad_out)``,
+  ``conv2d_forward``, ``conv2d_backward``, ``pool2d_forward``, ``pool2d_backward`` (the 1-d
+  layers as H = 1), ``embeddings_forward``, ``embeddings_backward``, and ``layer_shapes``
+  (the shape each layer reads its rows as),
   ``scalar_functions(spec) -> (f, f')``, ``sigmoid(x)``.
 - Losses: ``loss_value_and_grad(spec, outputs, y)``, ``loss_value(spec, outputs, y)`` and
   the functions ``mse``, ``l1``, ``huber``, ``cross_entropy``, ``bce_with_logits``.
@@ -32,8 +35,10 @@ from .activations import (
     scalar_functions,
     sigmoid,
 )
+from .convolution import conv2d_backward, conv2d_forward, pool2d_backward, pool2d_forward
 from .dense import dense_backward, dense_forward
 from .dropout import dropout_backward, dropout_forward, dropout_mask
+from .embedding import embeddings_backward, embeddings_forward
 from .losses import (
     bce_with_logits,
     cross_entropy,
@@ -52,6 +57,7 @@ from .normalization import (
     layer_norm_forward,
 )
 from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop, make_optimizer
+from .shapes import layer_shapes
 from .specs import (
     LAYER_DEFAULTS,
     LOSS_DEFAULTS,
@@ -78,16 +84,21 @@ __all__ = [
     "batch_norm_forward_infer",
     "batch_norm_forward_train",
     "bce_with_logits",
+    "conv2d_backward",
+    "conv2d_forward",
     "cross_entropy",
     "dense_backward",
     "dense_forward",
     "dropout_backward",
     "dropout_forward",
     "dropout_mask",
+    "embeddings_backward",
+    "embeddings_forward",
     "huber",
     "l1",
     "layer_norm_backward",
     "layer_norm_forward",
+    "layer_shapes",
     "layer_spec",
     "loss_spec",
     "loss_value",
@@ -95,6 +106,8 @@ __all__ = [
     "make_optimizer",
     "mse",
     "optimizer_spec",
+    "pool2d_backward",
+    "pool2d_forward",
     "scalar_functions",
     "sigmoid",
 ]

@@ -72,3 +72,36 @@ def as_targets(value: Any, name: str, n: int, width: int) -> list[list[float]]:
     ):
         return [[v] for v in as_vector(targets, name, n)]
     return as_matrix(targets, name, n, width)
+
+
+def flat_values(value: Any) -> list[float]:
+    """The numbers of a nested list (of any depth), in row-major order."""
+    if isinstance(value, (list, tuple)):
+        return [v for item in value for v in flat_values(item)]
+    return [float(value)]
+
+
+def nested(flat: list[float], shape: tuple[int, ...]) -> Any:
+    """``flat`` (row-major) as nested lists of ``shape``."""
+    if len(shape) == 1:
+        return list(flat)
+    step = len(flat) // shape[0]
+    return [nested(flat[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])]
+
+
+def as_array(value: Any, name: str, shape: tuple[int, ...]) -> Any:
+    """Nested lists of floats of ``shape`` (a vector for a 1-tuple)."""
+    array = to_list(value)
+
+    def check(item: Any, dims: tuple[int, ...]) -> None:
+        if not dims:
+            if isinstance(item, (list, tuple)):
+                raise ValueError(f"{name} must have shape {shape}")
+            return
+        if not isinstance(item, (list, tuple)) or len(item) != dims[0]:
+            raise ValueError(f"{name} must have shape {shape}")
+        for sub in item:
+            check(sub, dims[1:])
+
+    check(array, shape)
+    return nested(flat_values(array), shape)

@@ -22,9 +22,11 @@ import random
 from typing import Any
 
 from .activations import scalar_functions
-from .arrays import as_labels, as_matrix, as_rows, as_targets, as_vector
+from .arrays import as_array, as_labels, as_rows, as_targets, as_vector, flat_values, nested
+from .convolution import conv2d_backward, conv2d_forward, pool2d_backward, pool2d_forward
 from .dense import dense_backward, dense_forward
 from .dropout import dropout_backward, dropout_forward, dropout_mask
+from .embedding import check_indices, embeddings_backward, embeddings_forward
 from .losses import loss_value_and_grad
 from .normalization import (
     batch_norm_backward,
@@ -35,14 +37,15 @@ from .normalization import (
     update_running,
 )
 from .optimizers import Optimizer, make_optimizer
+from .shapes import CONVOLUTIONS, EMBEDDINGS, POOLS, RESHAPES, as_2d, geometry, layer_shapes
 from .specs import layer_spec, loss_spec
 
 # Activations after which a dense layer is initialized with He's bound √(6/in).
 _HE_ACTIVATIONS = {"relu", "leaky_relu", "elu", "gelu"}
 # Layers with parameters, and those that are not element-wise activations.
-_PARAM_LAYERS = {"dense", "batch_norm1d", "layer_norm"}
-_NOT_ACTIVATIONS = _PARAM_LAYERS | {"dropout"}
-# The key of each layer type that gives its feature count, where it has one.
+_PARAM_LAYERS = {"dense", "batch_norm1d", "layer_norm"} | CONVOLUTIONS | EMBEDDINGS
+_NOT_ACTIVATIONS = _PARAM_LAYERS | {"dropout"} | POOLS | RESHAPES
+# The key of each normalization layer type that gives its feature count.
 _FEATURES = {"batch_norm1d": "num_features", "layer_norm": "normalized_shape"}
 
 
@@ -83,30 +86,9 @@ class Network:
     # ----------------------------------------------------------------- construction
 
     def _check_widths(self) -> None:
-        """Each dense layer must take the width the layers before it produce, and each
-        normalization layer must have that many features."""
-        width = None
-        if not any(spec["type"] == "dense" for spec in self.layers):
-            raise ValueError("the network needs at least one dense layer")
-        for k, spec in enumerate(self.layers):
-            if spec["type"] in _FEATURES:
-                features = spec[_FEATURES[spec["type"]]]
-                if width is not None and features != width:
-                    raise ValueError(
-                        f"layer {k}: {_FEATURES[spec['type']]}={features} but the previous "
-                        f"layers produce {width} features"
-                    )
-                width = features
-            if spec["type"] != "dense":
-                continue
-            if width is not None and spec["in_features"] != width:
-                raise ValueError(
-                    f"layer {k}: in_features={spec['in_features']} but the previous "
-                    f"layers produce {width} features"
-                )
-            width = spec["out_features"]
-        if width is None:
-            raise ValueError("the network needs at least one dense layer")
+        """Each layer must read the shape the layers before it produce (``shapes.py``); the
+        shapes are kept for the convolution and pooling layers."""
+        self._shapes = layer_shapes(self.layers)
 
     def _init_parameters(self, rng: random.Random) -> None:
         """Weights ~ U(-b, b): He b = √(6/in) before a ReLU-like layer, else Glorot
@@ -117,19 +99,37 @@ class Network:
                 features = spec[_FEATURES[spec["type"]]]
                 self._params[f"{k}.weight"] = [1.0] * features
                 self._params[f"{k}.bias"] = [0.0] * features
-            if spec["type"] != "dense":
+            if spec["type"] in EMBEDDINGS:
+                # Tables ~ N(0, 1), as torch.
+                for name, (rows, dim) in self._tables(k).items():
+                    self._params[name] = [
+                        [rng.gauss(0.0, 1.0) for _ in range(dim)] for _ in range(rows)
+                    ]
                 continue
-            fan_in, fan_out = spec["in_features"], spec["out_features"]
+            if spec["type"] not in {"dense"} | CONVOLUTIONS:
+                continue
+            if spec["type"] == "dense":
+                fan_in, fan_out = spec["in_features"], spec["out_features"]
+                shape: tuple[int, ...] = (fan_out, fan_in)
+            else:
+                # A convolution's fans are torch's: in·kh·kw and out·kh·kw.
+                kernel = geometry(spec)["kernel"]
+                taps = kernel[0] * kernel[1]
+                fan_in, fan_out = spec["in_channels"] * taps, spec["out_channels"] * taps
+                shape = (
+                    spec["out_channels"],
+                    spec["in_channels"],
+                    *kernel[1 if spec["type"] == "conv1d" else 0 :],
+                )
             following = self.layers[k + 1]["type"] if k + 1 < len(self.layers) else None
             if following in _HE_ACTIVATIONS:
                 bound = math.sqrt(6.0 / fan_in)
             else:
                 bound = math.sqrt(6.0 / (fan_in + fan_out))
-            self._params[f"{k}.weight"] = [
-                [rng.uniform(-bound, bound) for _ in range(fan_in)] for _ in range(fan_out)
-            ]
+            values = [rng.uniform(-bound, bound) for _ in range(math.prod(shape))]
+            self._params[f"{k}.weight"] = nested(values, shape)
             if spec["bias"]:
-                self._params[f"{k}.bias"] = [0.0] * fan_out
+                self._params[f"{k}.bias"] = [0.0] * shape[0]
 
     def _init_buffers(self) -> None:
         """Batch norm's running statistics start at mean 0, variance 1, no batch counted."""
@@ -143,31 +143,24 @@ class Network:
 
     @property
     def in_features(self) -> int:
-        """The width of an input row (that of the first dense or normalization layer)."""
-        return int(
-            next(
-                s["in_features"] if s["type"] == "dense" else s[_FEATURES[s["type"]]]
-                for s in self.layers
-                if s["type"] == "dense" or s["type"] in _FEATURES
-            )
-        )
+        """The width of an input row (that of the first layer that states one)."""
+        return math.prod(self._shapes[0])
 
     @property
     def out_features(self) -> int:
-        """The width of an output row (that of the last dense layer)."""
-        return int([s["out_features"] for s in self.layers if s["type"] == "dense"][-1])
+        """The width of an output row."""
+        return math.prod(self._shapes[-1])
 
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
         """Parameter name -> shape, in parameter order."""
         shapes: dict[str, tuple[int, ...]] = {}
         for name, value in self._params.items():
-            shapes[name] = (len(value), len(value[0])) if self._is_matrix(name) else (len(value),)
+            shape = []
+            while isinstance(value, list):
+                shape.append(len(value))
+                value = value[0]
+            shapes[name] = tuple(shape)
         return shapes
-
-    def _is_matrix(self, name: str) -> bool:
-        """Whether parameter ``name`` is a dense layer's weight (a list of rows)."""
-        k, what = name.split(".")
-        return what == "weight" and self.layers[int(k)]["type"] == "dense"
 
     # ------------------------------------------------------------------ parameters
 
@@ -185,10 +178,7 @@ class Network:
         for name, shape in self.parameter_shapes().items():
             if name not in values:
                 raise ValueError(f"{what}: missing parameter {name!r}")
-            if len(shape) == 2:
-                checked[name] = as_matrix(values[name], f"{what} {name!r}", *shape)
-            else:
-                checked[name] = as_vector(values[name], f"{what} {name!r}", shape[0])
+            checked[name] = as_array(values[name], f"{what} {name!r}", shape)
         return checked
 
     def set_parameters(self, values: dict[str, Any]) -> None:
@@ -210,6 +200,29 @@ class Network:
                 self._buffers[name] = int(values[name])
             else:
                 self._buffers[name] = as_vector(values[name], f"set_buffers {name!r}", len(old))
+
+    def _tables(self, k: int) -> dict[str, tuple[int, int]]:
+        """Layer k's embedding tables: name -> (num_embeddings, embedding_dim)."""
+        spec = self.layers[k]
+        if spec["type"] == "embedding":
+            return {f"{k}.weight": (spec["num_embeddings"], spec["embedding_dim"])}
+        return {f"{k}.tables.{c}.weight": (num, dim) for c, num, dim in spec["columns"]}
+
+    def _table_columns(self, k: int) -> list[str | None]:
+        """The table each input column of embedding layer k is looked up in (None: a number)."""
+        spec = self.layers[k]
+        width = math.prod(self._shapes[k])
+        if spec["type"] == "embedding":
+            return [f"{k}.weight"] * width
+        embedded = {c: f"{k}.tables.{c}.weight" for c, _, _ in spec["columns"]}
+        return [embedded.get(c) for c in range(width)]
+
+    def _weight_2d(self, k: int) -> Any:
+        """Layer k's convolution weight as (out, in, kh, kw): a 1-d one's kernel as 1 × k."""
+        weight = self._params[f"{k}.weight"]
+        if self.layers[k]["type"] == "conv1d":
+            return [[[c] for c in o] for o in weight]
+        return weight
 
     # --------------------------------------------------------------------- forward
 
@@ -260,6 +273,28 @@ class Network:
             elif kind == "layer_norm":
                 gamma, beta = self._params[f"{k}.weight"], self._params[f"{k}.bias"]
                 h = layer_norm_forward(h, gamma, beta, spec["eps"])
+            elif kind in CONVOLUTIONS:
+                g = geometry(spec)
+                h = conv2d_forward(
+                    h,
+                    self._weight_2d(k),
+                    self._params.get(f"{k}.bias"),
+                    as_2d(self._shapes[k]),
+                    g["stride"],
+                    g["padding"],
+                    g["dilation"],
+                )
+            elif kind in POOLS:
+                g = geometry(spec)
+                how = "max" if kind.startswith("max") else "avg"
+                shape = as_2d(self._shapes[k])
+                h = pool2d_forward(h, how, shape, g["kernel"], g["stride"], g["padding"])
+            elif kind in RESHAPES:
+                pass  # the same values, read in another shape
+            elif kind in EMBEDDINGS:
+                tables = {name: self._params[name] for name in self._tables(k)}
+                check_indices(h, self._table_columns(k), tables)
+                h = embeddings_forward(h, self._table_columns(k), tables)
             else:
                 f, _ = self._functions[k]
                 h = [[f(v) for v in row] for row in h]
@@ -312,6 +347,38 @@ class Network:
                 grads[f"{k}.weight"] = grad_w
                 if spec["bias"]:
                     grads[f"{k}.bias"] = grad_b
+            elif spec["type"] in CONVOLUTIONS:
+                # ∂L/∂W, ∂L/∂b and ∂L/∂x through every window (convolution.py).
+                g = geometry(spec)
+                grad_w, grad_b, grad_x = conv2d_backward(
+                    x,
+                    self._weight_2d(k),
+                    grad,
+                    as_2d(self._shapes[k]),
+                    g["stride"],
+                    g["padding"],
+                    g["dilation"],
+                    input_grad=k > first,
+                )
+                if grad_x is not None:
+                    grad = grad_x
+                one_d = spec["type"] == "conv1d"
+                weight_grad: list[Any] = grad_w
+                grads[f"{k}.weight"] = [[c[0] for c in o] for o in weight_grad] if one_d else grad_w
+                if spec["bias"]:
+                    grads[f"{k}.bias"] = grad_b
+            elif spec["type"] in POOLS:
+                # To the window's largest value (max) or evenly over it (avg): convolution.py.
+                g = geometry(spec)
+                how = "max" if spec["type"].startswith("max") else "avg"
+                shape = as_2d(self._shapes[k])
+                grad = pool2d_backward(x, grad, how, shape, g["kernel"], g["stride"], g["padding"])
+            elif spec["type"] in RESHAPES:
+                pass  # the same values in another shape: the gradient passes unchanged
+            elif spec["type"] in EMBEDDINGS:
+                # Sums of the output gradients onto the rows looked up (embedding.py).
+                tables = {name: self._params[name] for name in self._tables(k)}
+                grads.update(embeddings_backward(x, grad, self._table_columns(k), tables))
             elif spec["type"] == "dropout":
                 # y = x · m / (1 - p): ∂L/∂x = ∂L/∂y · m / (1 - p) (dropout.py).
                 grad = dropout_backward(grad, masks[k], spec["p"])
@@ -343,22 +410,13 @@ class Network:
     def apply_gradients(self, grads: dict[str, Any]) -> None:
         """One optimizer step with the given gradients (names and shapes as parameters)."""
         grads = self._checked(grads, "apply_gradients")
-        # The optimizer works on flat lists: flatten, step, and fold back into rows.
-        flat_params, flat_grads = [], []
-        for name, value in self._params.items():
-            if self._is_matrix(name):
-                flat_params.append([v for row in value for v in row])
-                flat_grads.append([v for row in grads[name] for v in row])
-            else:
-                flat_params.append(list(value))
-                flat_grads.append(grads[name])
+        # The optimizer works on flat lists: flatten, step, and fold back into the shapes.
+        shapes = self.parameter_shapes()
+        flat_params = [flat_values(value) for value in self._params.values()]
+        flat_grads = [flat_values(grads[name]) for name in self._params]
         self.optimizer.step(flat_params, flat_grads)
-        for (name, value), flat in zip(self._params.items(), flat_params):
-            if self._is_matrix(name):
-                width = len(value[0])
-                self._params[name] = [flat[r * width : (r + 1) * width] for r in range(len(value))]
-            else:
-                self._params[name] = flat
+        for name, flat in zip(list(self._params), flat_params):
+            self._params[name] = nested(flat, shapes[name])
 
     def train_step(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """Forward, backward and one optimizer step; returns the loss before the update.

@@ -14,6 +14,7 @@ from typing import Any
 from bpcore.bpcore import optimizer_defaults
 
 _REQUIRED = object()  # marks a key that has no default
+_KERNEL = object()  # marks a pooling stride, whose default is the kernel_size (torch's)
 
 LAYER_DEFAULTS: dict[str, dict[str, Any]] = {
     "dense": {"in_features": _REQUIRED, "out_features": _REQUIRED, "bias": True},
@@ -28,6 +29,32 @@ LAYER_DEFAULTS: dict[str, dict[str, Any]] = {
     "dropout": {"p": 0.5},
     "batch_norm1d": {"num_features": _REQUIRED, "eps": 1e-5, "momentum": 0.1},
     "layer_norm": {"normalized_shape": _REQUIRED, "eps": 1e-5},
+    "reshape": {"shape": _REQUIRED},
+    "flatten": {},
+    "conv1d": {
+        "in_channels": _REQUIRED,
+        "out_channels": _REQUIRED,
+        "kernel_size": _REQUIRED,
+        "stride": 1,
+        "padding": 0,
+        "dilation": 1,
+        "bias": True,
+    },
+    "conv2d": {
+        "in_channels": _REQUIRED,
+        "out_channels": _REQUIRED,
+        "kernel_size": _REQUIRED,
+        "stride": [1, 1],
+        "padding": [0, 0],
+        "dilation": [1, 1],
+        "bias": True,
+    },
+    "embedding": {"num_embeddings": _REQUIRED, "embedding_dim": _REQUIRED},
+    "embeddings": {"in_features": _REQUIRED, "columns": _REQUIRED},
+    "max_pool1d": {"kernel_size": _REQUIRED, "stride": _KERNEL, "padding": 0},
+    "max_pool2d": {"kernel_size": _REQUIRED, "stride": _KERNEL, "padding": [0, 0]},
+    "avg_pool1d": {"kernel_size": _REQUIRED, "stride": _KERNEL, "padding": 0},
+    "avg_pool2d": {"kernel_size": _REQUIRED, "stride": _KERNEL, "padding": [0, 0]},
 }
 
 LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -51,7 +78,18 @@ LOSS_OPTIONAL: dict[str, set[str]] = {
 }
 
 _BOOL_KEYS = {"bias", "nesterov", "amsgrad", "centered"}
-_INT_KEYS = {"in_features", "out_features", "num_features", "normalized_shape"}
+_INT_KEYS = {
+    "in_features",
+    "out_features",
+    "num_features",
+    "normalized_shape",
+    "in_channels",
+    "out_channels",
+    "num_embeddings",
+    "embedding_dim",
+}
+# Sizes of the array layers: an int (1-d layers) or a list of ints (2-d layers, reshape).
+_SIZE_KEYS = {"kernel_size", "stride", "padding", "dilation", "shape"}
 
 
 def _as_dict(item: Any, what: str) -> dict[str, Any]:
@@ -90,6 +128,8 @@ def _complete(
         value = raw.get(key, default)
         if value is _REQUIRED:
             raise ValueError(f"{what} {kind!r}: missing required key {key!r}")
+        if value is _KERNEL:
+            value = spec["kernel_size"]
         if key in _BOOL_KEYS:
             value = bool(value)
         elif key in _INT_KEYS:
@@ -98,6 +138,18 @@ def _complete(
                     f"{what} {kind!r}: {key} must be a positive integer, got {value!r}"
                 )
             value = int(value)
+        elif key in _SIZE_KEYS:
+            sizes = value if isinstance(value, (list, tuple)) else [value]
+            if any(isinstance(v, bool) or int(v) != v or v < 0 for v in sizes):
+                raise ValueError(f"{what} {kind!r}: {key} must hold sizes, got {value!r}")
+            value = [int(v) for v in sizes] if isinstance(value, (list, tuple)) else int(value)
+            if kind.endswith("2d") and isinstance(value, int):
+                value = [value, value]  # one size for both axes, as torch
+        elif key == "columns":
+            # [column, num_embeddings, embedding_dim] per embedded column, by column (from
+            # that list or a dict of column -> (num_embeddings, embedding_dim)).
+            triples = [[c, *t] for c, t in value.items()] if isinstance(value, dict) else value
+            value = sorted([int(c), int(num), int(dim)] for c, num, dim in triples)
         elif key == "betas":
             value = [float(b) for b in value]
             if len(value) != 2:

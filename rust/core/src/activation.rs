@@ -48,7 +48,17 @@ impl Activation {
             LayerSpec::Dense { .. }
             | LayerSpec::Dropout { .. }
             | LayerSpec::BatchNorm1d { .. }
-            | LayerSpec::LayerNorm { .. } => return None,
+            | LayerSpec::LayerNorm { .. }
+            | LayerSpec::Reshape { .. }
+            | LayerSpec::Flatten
+            | LayerSpec::Conv1d { .. }
+            | LayerSpec::Conv2d { .. }
+            | LayerSpec::MaxPool1d { .. }
+            | LayerSpec::MaxPool2d { .. }
+            | LayerSpec::AvgPool1d { .. }
+            | LayerSpec::AvgPool2d { .. }
+            | LayerSpec::Embedding { .. }
+            | LayerSpec::Embeddings { .. } => return None,
         })
     }
 

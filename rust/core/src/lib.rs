@@ -5,8 +5,10 @@
 
 pub mod activation;
 pub mod batch_norm;
+pub mod conv;
 pub mod dense;
 pub mod dropout;
+pub mod embedding;
 pub mod error;
 pub mod fpenv;
 pub mod init;
@@ -16,6 +18,7 @@ pub mod matmul;
 pub mod memory;
 pub mod network;
 pub mod optim;
+pub mod pool;
 pub mod real;
 pub mod rng;
 pub mod samples;

@@ -60,6 +60,82 @@ pub enum LayerSpec {
         #[serde(default = "norm_eps")]
         eps: f64,
     },
+    /// Reads each row as an array of `shape` (C, H, W or C, L), row-major as torch's NCHW;
+    /// first in a network it states the input's shape. `torch.nn.Unflatten(1, shape)`.
+    Reshape {
+        shape: Vec<usize>,
+    },
+    /// Makes the row flat again, as `torch.nn.Flatten()`.
+    Flatten,
+    /// `torch.nn.Conv1d` on (C, L) rows, weight (out, in, k).
+    Conv1d {
+        in_channels: usize,
+        out_channels: usize,
+        kernel_size: usize,
+        #[serde(default = "one_usize")]
+        stride: usize,
+        #[serde(default)]
+        padding: usize,
+        #[serde(default = "one_usize")]
+        dilation: usize,
+        #[serde(default = "yes")]
+        bias: bool,
+    },
+    /// `torch.nn.Conv2d` on (C, H, W) rows, weight (out, in, kh, kw).
+    Conv2d {
+        in_channels: usize,
+        out_channels: usize,
+        kernel_size: (usize, usize),
+        #[serde(default = "ones_pair")]
+        stride: (usize, usize),
+        #[serde(default)]
+        padding: (usize, usize),
+        #[serde(default = "ones_pair")]
+        dilation: (usize, usize),
+        #[serde(default = "yes")]
+        bias: bool,
+    },
+    /// `torch.nn.MaxPool1d(kernel_size, stride, padding)` on (C, L) rows.
+    MaxPool1d {
+        kernel_size: usize,
+        stride: usize,
+        #[serde(default)]
+        padding: usize,
+    },
+    /// `torch.nn.MaxPool2d(kernel_size, stride, padding)` on (C, H, W) rows.
+    MaxPool2d {
+        kernel_size: (usize, usize),
+        stride: (usize, usize),
+        #[serde(default)]
+        padding: (usize, usize),
+    },
+    /// `torch.nn.AvgPool1d(kernel_size, stride, padding)`, padding counted in the mean.
+    AvgPool1d {
+        kernel_size: usize,
+        stride: usize,
+        #[serde(default)]
+        padding: usize,
+    },
+    /// `torch.nn.Embedding(num_embeddings, embedding_dim)` over rows of (L,) indices, giving
+    /// (L, embedding_dim); it reads the network's input, so only reshapes may come before it.
+    Embedding {
+        num_embeddings: usize,
+        embedding_dim: usize,
+    },
+    /// Rows of `in_features` columns: each listed `(column, num_embeddings, embedding_dim)`
+    /// is an index looked up in a table of its own, the others pass through as numbers, and
+    /// the results are concatenated in column order. First in a network, like Embedding.
+    Embeddings {
+        in_features: usize,
+        columns: Vec<(usize, usize, usize)>,
+    },
+    /// `torch.nn.AvgPool2d(kernel_size, stride, padding)`, padding counted in the mean.
+    AvgPool2d {
+        kernel_size: (usize, usize),
+        stride: (usize, usize),
+        #[serde(default)]
+        padding: (usize, usize),
+    },
 }
 
 /// The loss, mean-reduced, as `torch.nn`'s losses.
@@ -134,6 +210,12 @@ impl NetworkSpec {
 
 fn yes() -> bool {
     true
+}
+fn one_usize() -> usize {
+    1
+}
+fn ones_pair() -> (usize, usize) {
+    (1, 1)
 }
 fn one() -> f64 {
     1.0

@@ -82,12 +82,15 @@ impl<T: Real> Network<T> {
         let mut rng = Rng::new(spec.seed);
         let mut params = vec![T::zero(); n_params];
         for (i, layer) in layers.iter().enumerate() {
-            if let Layer::Dense(d) = layer {
-                let next = match layers.get(i + 1) {
-                    Some(Layer::Activation(a)) => Some(a),
-                    _ => None,
-                };
-                init_dense(d, next, &mut rng, &mut params);
+            let next = match layers.get(i + 1) {
+                Some(Layer::Activation(a)) => Some(a),
+                _ => None,
+            };
+            match layer {
+                Layer::Dense(d) => init_dense(d, next, &mut rng, &mut params),
+                Layer::Conv(c) => c.init(next, &mut rng, &mut params),
+                Layer::Embeddings(e) => e.init(&mut rng, &mut params),
+                _ => {}
             }
         }
         training_state::init_norm(&layers, &mut params);
@@ -202,7 +205,9 @@ impl<T: Real> Network<T> {
 
     /// Multiply-adds of one sample's forward pass.
     fn macs_per_row(&self) -> usize {
-        self.params.len()
+        // A dense layer's products are as many as its weights; a convolution's are more.
+        let products: usize = self.layers.iter().map(Layer::macs).sum();
+        self.params.len().max(products)
     }
 
     fn check_input(&self, x: &[T], n: usize) -> Result<()> {
@@ -217,7 +222,14 @@ impl<T: Real> Network<T> {
                 format!("{} values", x.len()),
             ));
         }
-        crate::real::check_finite_rows(x, self.input_width(), "X")
+        crate::real::check_finite_rows(x, self.input_width(), "X")?;
+        // Embedding layers come first: their input is `x`, whose indices they check.
+        for layer in &self.layers {
+            if let Layer::Embeddings(e) = layer {
+                e.check_indices(x, n)?;
+            }
+        }
+        Ok(())
     }
 
     /// Refuses `n` samples whose outputs (n × output width) could not be allocated: an error
@@ -230,15 +242,18 @@ impl<T: Real> Network<T> {
         )
     }
 
-    /// Refuses a training batch of `n` samples whose work buffers (every layer's output and
-    /// two backward buffers of the widest layer) could not be allocated.
+    /// Refuses a training batch of `n` samples whose work buffers (every layer's output, two
+    /// backward buffers of the widest layer and a convolution's scratch) could not be
+    /// allocated.
     pub fn check_batch_memory(&self, n: usize) -> Result<()> {
         let max_width = self.widths.iter().copied().max().unwrap_or(0);
         let per_row = memory::sum(
             self.widths[1..]
                 .iter()
                 .map(|&w| Some(w))
-                .chain([max_width.checked_mul(2)]),
+                .chain([max_width.checked_mul(2)])
+                // A convolution's column matrix, the largest one's.
+                .chain([self.layers.iter().map(|l| l.scratch_len(1)).max()]),
         );
         memory::check_alloc::<T>(
             per_row.and_then(|r| r.checked_mul(n)),

@@ -35,6 +35,8 @@ pub(super) struct Work<T> {
     delta_next: Vec<T>,
     /// Per-feature statistics of a normalization layer (4 × the widest layer, f64).
     pub stats: Vec<f64>,
+    /// A convolution's column matrix and product, grown to the largest layer's need.
+    col: Vec<T>,
     /// The last pass's metric sums (accuracy, errors) from its own outputs.
     pub metrics: MetricSums,
 }
@@ -44,6 +46,8 @@ pub(super) struct Work<T> {
 pub(super) struct Scratch<T> {
     a: Vec<T>,
     b: Vec<T>,
+    /// A convolution's column matrix and product.
+    col: Vec<T>,
 }
 
 impl<T: Real> Work<T> {
@@ -84,9 +88,21 @@ impl<T: Real> Model<'_, T> {
 
     /// Layer `i` in inference mode: dropout is the identity, batch norm uses the running
     /// statistics.
-    fn run_layer(&self, i: usize, input: &[T], n: usize, output: &mut [T], parallel: bool) {
+    fn run_layer(
+        &self,
+        i: usize,
+        input: &[T],
+        n: usize,
+        output: &mut [T],
+        col: &mut Vec<T>,
+        parallel: bool,
+    ) {
         let len = n * self.widths[i];
         match &self.layers[i] {
+            Layer::Conv(c) => c.forward(self.params, input, n, output, col, parallel),
+            Layer::Pool(p) => p.forward(input, n, output),
+            Layer::Embeddings(e) => e.forward(self.params, input, n, output),
+            Layer::Reshape => output[..len].copy_from_slice(&input[..len]),
             Layer::Dense(d) => d.forward(self.params, input, n, output, parallel),
             Layer::Activation(a) => a.forward(&input[..len], &mut output[..len]),
             Layer::Dropout(_) => output[..len].copy_from_slice(&input[..len]),
@@ -111,7 +127,11 @@ impl<T: Real> Model<'_, T> {
             scratch.a.resize(len, T::zero());
             scratch.b.resize(len, T::zero());
         }
-        let Scratch { a: cur, b: next } = scratch;
+        let Scratch {
+            a: cur,
+            b: next,
+            col,
+        } = scratch;
         for start in (0..n).step_by(chunk) {
             let rows = chunk.min(n - start);
             let mut i = 0;
@@ -128,7 +148,7 @@ impl<T: Real> Model<'_, T> {
                         d.forward_then(self.params, input, rows, next, then, parallel);
                         i += 1;
                     }
-                    _ => self.run_layer(i, input, rows, next, parallel),
+                    _ => self.run_layer(i, input, rows, next, col, parallel),
                 }
                 std::mem::swap(cur, next);
                 i += 1;
@@ -158,7 +178,7 @@ impl<T: Real> Model<'_, T> {
                 (Layer::BatchNorm(b), _) => {
                     b.forward_train(self.params, input, n, &mut work.stats, output)
                 }
-                _ => self.run_layer(i, input, n, output, parallel),
+                _ => self.run_layer(i, input, n, output, &mut work.col, parallel),
             }
             i += 1;
         }
@@ -179,6 +199,7 @@ impl<T: Real> Model<'_, T> {
             delta,
             delta_next,
             stats,
+            col,
             ..
         } = work;
         for i in (0..self.layers.len()).rev() {
@@ -202,7 +223,21 @@ impl<T: Real> Model<'_, T> {
                 Layer::Dropout(d) if need_dx => {
                     d.backward(self.key, &delta[..len], n, self.widths[i], delta_next)
                 }
-                Layer::Activation(_) | Layer::Dropout(_) => {}
+                Layer::Conv(c) => {
+                    let dx = need_dx.then_some(&mut delta_next[..]);
+                    c.backward(self.params, input, n, &delta[..], grads, dx, col, parallel);
+                }
+                Layer::Pool(p) if need_dx => p.backward(input, n, &delta[..], delta_next),
+                // First in the network (after reshapes): nothing below it needs ∂L/∂x.
+                Layer::Embeddings(e) => e.backward(input, n, &delta[..], grads),
+                Layer::Reshape => {
+                    // The same values read in another shape: δ passes through as it is.
+                    if !need_dx {
+                        break;
+                    }
+                    continue;
+                }
+                Layer::Activation(_) | Layer::Dropout(_) | Layer::Pool(_) => {}
                 Layer::BatchNorm(b) => {
                     let dx = need_dx.then_some(&mut delta_next[..]);
                     b.backward(self.params, input, n, &delta[..], stats, grads, dx);

@@ -1,0 +1,111 @@
+"""Networks with convolution, pooling, reshapes and embeddings exported to ONNX (Conv, MaxPool,
+AveragePool, Reshape, Flatten, Gather, Concat) compute `net.forward`: in ONNX Runtime where it
+has the kernels (float32; float64 for embeddings and max pooling), else in ONNX's own reference
+evaluator; and explain refuses them by name."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from optional import require
+
+import bpcore as bp
+
+NETWORKS = {
+    "conv2d": [
+        bp.Reshape((2, 6, 7)),
+        bp.Conv2d(2, 3, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2)),
+        bp.ReLU(),
+        bp.MaxPool2d(2, padding=1),
+        bp.Conv2d(3, 4, 3, padding=1, bias=False),
+        bp.AvgPool2d((2, 1)),
+        bp.Flatten(),
+        bp.Dense(12, 3),
+    ],
+    "conv1d": [
+        bp.Reshape((3, 10)),
+        bp.Conv1d(3, 4, 3, padding=2, dilation=2),
+        bp.Tanh(),
+        bp.MaxPool1d(3, stride=2, padding=1),
+        bp.Conv1d(4, 2, 2, stride=2, bias=False),
+        bp.AvgPool1d(2, padding=1),
+        bp.Flatten(),
+        bp.Dense(4, 3),
+    ],
+    "max_pool": [bp.Reshape((2, 4, 4)), bp.MaxPool2d(2), bp.Flatten(), bp.Dense(8, 3)],
+    "tabular": [bp.Embeddings({1: (4, 3), 3: (3, 2)}, in_features=4), bp.Dense(7, 3)],
+    "sequence": [bp.Reshape((3,)), bp.Embedding(6, 2), bp.Flatten(), bp.Dense(6, 3)],
+}
+#: The operators ONNX Runtime's CPU provider runs in float32 only.
+FLOAT32_ONLY = {"conv2d", "conv1d"}
+
+
+def _inputs(name: str, net: bp.Network) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    if name == "tabular":
+        numbers = rng.normal(size=(6, 2))
+        rows = [numbers[:, 0], rng.integers(0, 4, 6), numbers[:, 1], rng.integers(0, 3, 6)]
+        return np.column_stack(rows).astype(net.dtype)
+    if name == "sequence":
+        return rng.integers(0, 6, (6, 3)).astype(net.dtype)
+    return rng.normal(size=(6, net.n_features)).astype(net.dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_the_exported_model_computes_the_forward_pass(name: str, dtype: str) -> None:
+    require("onnx")
+    ort = require("onnxruntime")
+    from onnx.reference import ReferenceEvaluator
+
+    net = bp.Network(NETWORKS[name], loss="cross_entropy", dtype=dtype, seed=1)
+    X = _inputs(name, net)
+    model = bp.to_onnx(net, probabilities=True)
+    if dtype == "float64" and name in FLOAT32_ONLY:
+        out, proba = ReferenceEvaluator(model).run(None, {"input": X})
+    else:
+        session = ort.InferenceSession(
+            model.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
+        out, proba = session.run(None, {"input": X})
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == "float32" else {"rtol": 1e-12, "atol": 1e-13}
+    np.testing.assert_allclose(out, net.forward(X), **tol)
+    np.testing.assert_allclose(proba, net.predict_proba(X), **tol)
+    ops = {node.op_type for node in model.graph.node}
+    expected = {
+        "conv2d": {"Reshape", "Conv", "MaxPool", "AveragePool", "Flatten"},
+        "conv1d": {"Reshape", "Conv", "MaxPool", "AveragePool", "Flatten"},
+        "max_pool": {"Reshape", "MaxPool", "Flatten"},
+        "tabular": {"Gather", "Cast", "Concat"},
+        "sequence": {"Reshape", "Cast", "Gather", "Flatten"},
+    }[name]
+    assert expected <= ops
+
+
+def test_the_digits_cnn_exports_for_onnx_runtime() -> None:
+    require("onnx")
+    ort = require("onnxruntime")
+    layers = [
+        bp.Reshape((1, 8, 8)),
+        bp.Conv2d(1, 16, 3, padding=1),
+        bp.ReLU(),
+        bp.MaxPool2d(2),
+        bp.Conv2d(16, 32, 3, padding=1),
+        bp.ReLU(),
+        bp.MaxPool2d(2),
+        bp.Flatten(),
+        bp.Dense(128, 10),
+    ]
+    net = bp.Network(layers, loss="cross_entropy", seed=0)
+    X = np.random.default_rng(3).random((300, 64)).astype(np.float32)
+    session = ort.InferenceSession(bp.to_onnx(net).SerializeToString())
+    np.testing.assert_allclose(session.run(None, {"input": X})[0], net.forward(X), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["conv2d", "tabular"])
+def test_explain_refuses_the_layers_it_cannot_show(name: str) -> None:
+    net = bp.Network(NETWORKS[name], loss="cross_entropy")
+    X = _inputs(name, net)
+    first = type(net.layers[0]).__name__
+    with pytest.raises(ValueError, match=rf"explain .* cannot show layers\[0\] \({first}\)"):
+        bp.explain(net, X[0], 1)
