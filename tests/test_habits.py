@@ -38,6 +38,25 @@ def test_summary_is_a_table_of_layers_shapes_and_counts():
     assert all(len(line) <= 80 for line in text)
 
 
+def test_summary_shows_the_shapes_the_core_gives_convolutions_and_pools():
+    net = bp.Network(
+        [bp.Reshape((1, 8, 8)), bp.Conv2d(1, 4, 3, padding=1), bp.ReLU(), bp.MaxPool2d(2),
+         bp.Flatten(), bp.Dense(64, 10)],
+        loss="cross_entropy",
+    )  # fmt: skip
+    lines: list[str] = []
+    net.summary(print_fn=lines.append)
+    shapes = [line[28:48].strip() for line in lines[0].splitlines() if line[:1].isdigit()]
+    assert shapes == [
+        "(None, 1, 8, 8)",
+        "(None, 4, 8, 8)",
+        "(None, 4, 8, 8)",
+        "(None, 4, 4, 4)",
+        "(None, 64)",
+        "(None, 10)",
+    ]
+
+
 def test_count_params_as_keras_and_as_torch():
     net = mlp()
     assert net.count_params() == 99

@@ -78,12 +78,18 @@ class _Tensors(TypedDict):
     counters: list[str]
     optimizer_state: list[str]
     non_negative_state: list[str]
+    output_shapes: list[list[int]]
 
 def describe_tensors(spec_json: str) -> _Tensors:
     """The tensors a network of the JSON description `spec_json` holds, from the description alone:
     {"params": [(name, shape, offset)], "buffers": [...], "counters": [name],
-    "optimizer_state": [name], "non_negative_state": [name]}, in the core's names and order
-    (what a file must hold; the optimizer's sums of squares are never negative)."""
+    "optimizer_state": [name], "non_negative_state": [name], "output_shapes": [[size]]}, in
+    the core's names and order (what a file must hold; the optimizer's sums of squares are
+    never negative; each layer's output shape per sample)."""
+
+def loss_takes_labels(loss_json: str) -> bool:
+    """Whether the loss of the JSON description `loss_json` takes integer class labels rather
+    than values of the output's shape."""
 
 def epoch_steps(shard_rows: list[int], batch_size: int) -> int:
     """How many steps an epoch over shards of `shard_rows` samples takes in batches of

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import difflib
+import functools
+import json
 from typing import Any, Union
 
 import numpy as np
 
 from bpcore._checks import real
 from bpcore._spec import Described
+from bpcore.bpcore import loss_takes_labels
+
+
+@functools.cache
+def _takes_labels(type_name: str) -> bool:
+    """The core's answer (its losses with their defaults), asked once per kind of loss."""
+    return loss_takes_labels(json.dumps({"type": type_name}))
 
 
 def _loss_weights(value: Any, arg: str) -> tuple[float, ...] | None:
@@ -37,10 +46,14 @@ def _loss_weights(value: Any, arg: str) -> tuple[float, ...] | None:
 class Loss(Described):
     """Base of all losses: a description with a `to_spec()` dict."""
 
-    #: Whether targets are integer class labels (n,) rather than values of the output's shape.
-    takes_labels: bool = False
     #: Whether the outputs are logits of a classifier (so predict gives classes).
     is_classification: bool = False
+
+    @property
+    def takes_labels(self) -> bool:
+        """Whether targets are integer class labels (n,) rather than values of the output's
+        shape: the core's answer for this loss."""
+        return _takes_labels(self.type_name)
 
 
 class MSELoss(Loss):
@@ -92,7 +105,6 @@ class CrossEntropyLoss(Loss):
     """
 
     type_name = "cross_entropy"
-    takes_labels = True
     is_classification = True
 
     def __init__(self, label_smoothing: float = 0.0, *, weight: Any = None) -> None:

@@ -21,7 +21,7 @@ from bpcore._arrays import (
     as_weights,
 )
 from bpcore._checks import boolean, integer
-from bpcore.bpcore import NativeNetwork
+from bpcore.bpcore import NativeNetwork, describe_tensors
 from bpcore.callbacks import Callback
 from bpcore.history import History
 from bpcore.layers import Layer
@@ -656,9 +656,9 @@ class Network:
 
     # ----- Keras's and torch's habits: summary, count_params, net(x), a short repr ------------
 
-    def _layer_rows(self) -> list[tuple[str, int, int, int]]:
-        """Per layer: its name ("0 Dense"), output width, trainable and non-trainable values
-        (batch norm's running statistics), as the core lists the tensors."""
+    def _layer_rows(self) -> list[tuple[str, list[int], int, int]]:
+        """Per layer: its name ("0 Dense"), output shape per sample, trainable and
+        non-trainable values (batch norm's running statistics), as the core lists them."""
         trainable: dict[int, int] = {}
         for name, shape, _ in self._native.param_info():
             index = int(name.split(".", 1)[0])
@@ -667,15 +667,11 @@ class Network:
         for name, shape, _ in self._native.buffer_info():
             index = int(name.split(".", 1)[0])
             fixed[index] = fixed.get(index, 0) + math.prod(shape)
-        rows = []
-        features = self.n_features
-        for i, layer in enumerate(self._layers):
-            # Dense is the layer that changes the width; every other keeps its input's.
-            features = int(getattr(layer, "out_features", features))
-            rows.append(
-                (f"{i} {type(layer).__name__}", features, trainable.get(i, 0), fixed.get(i, 0))
-            )
-        return rows
+        shapes = describe_tensors(self._native.spec_json)["output_shapes"]
+        return [
+            (f"{i} {type(layer).__name__}", shape, trainable.get(i, 0), fixed.get(i, 0))
+            for i, (layer, shape) in enumerate(zip(self._layers, shapes))
+        ]
 
     def count_params(self, trainable_only: bool = False) -> int:
         """The number of values the network holds, as Keras's `count_params`: its parameters
@@ -736,7 +732,7 @@ class Network:
             rule,
             line("Layer", "Output shape", "Param #"),
             rule,
-            *(line(name, f"(None, {width})", f"{t + f:,}") for name, width, t, f in rows),
+            *(line(name, str((None, *shape)), f"{t + f:,}") for name, shape, t, f in rows),
             rule,
             f"Total params: {trainable + fixed:,} ({size(trainable + fixed)})",
             f"Trainable params: {trainable:,} ({size(trainable)})",

@@ -320,7 +320,9 @@ def _train(net: Network, plan: _Fit, group: Group) -> History:
     callbacks: list[Callback] = [GradientMonitor(tensors, plan.t_train)] if plan.warnings else []
     if progress is not None:
         callbacks.append(progress)
-    steps = group.steps(plan.batch_size, plan.shuffle)
+    # No more than every sample in one batch: the same epoch, in the core's size type.
+    batch_size = min(plan.batch_size, group.samples)
+    steps = group.steps(batch_size, plan.shuffle)
     # Optimizer steps of an epoch: a per-step schedule steps once per accumulated group.
     updates = -(-steps // plan.gradient_accumulation_steps)
     if plan.schedule is not None:
@@ -338,8 +340,7 @@ def _train(net: Network, plan: _Fit, group: Group) -> History:
     arguments: dict[str, Any] = {
         "x": plan.x_train,
         "y": plan.t_train,
-        # No more than every sample in one batch: the same epoch, in the core's size type.
-        "batch_size": min(plan.batch_size, group.samples),
+        "batch_size": batch_size,
         "shuffle": plan.shuffle,
         "progress": (lambda *a: group.local(tick, *a)) if at_ticks else None,
         "progress_interval": PROGRESS_INTERVAL,

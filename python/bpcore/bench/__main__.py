@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 
 import bpcore as bp
-from bpcore.bench import report, run_jax, run_torch, scaling, sklearn_fit, targets
+from bpcore.bench import cnn, report, run_jax, run_torch, scaling, sklearn_fit, targets
 from bpcore.bench.data import DATA_NOTE
 from bpcore.bench.parity import compare_with_numpy
 from bpcore.bench.suite import Suite
 from bpcore.bench.workloads import ALL, SWEEP, TRAINING, quick
 
-SELECTABLE = (*ALL, "memory", scaling.WORKLOAD, sklearn_fit.WORKLOAD)
+SELECTABLE = (*ALL, "memory", scaling.WORKLOAD, sklearn_fit.WORKLOAD, cnn.WORKLOAD)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -130,6 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if sklearn_fit.WORKLOAD in args.workloads:
         for row in sklearn_fit.measure(args.quick, args.repeat):
             suite.results.add(row)
+    if cnn.WORKLOAD in args.workloads:
+        quick = {"turns": 1, "samples": 256} if args.quick else {"turns": max(args.repeat, 3)}
+        for row in cnn.measure(use_torch=use_torch, use_jax=use_jax, **quick):
+            suite.results.add(row)
     suite.finish()
     results = suite.results
     checked = targets.evaluate(results)
@@ -158,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {scaling.WORKLOAD}: {scaling.description(suite.workload('mnist'))}")
     if sklearn_fit.WORKLOAD in args.workloads:
         print(f"  {sklearn_fit.WORKLOAD}: {sklearn_fit.__doc__.splitlines()[0]}")
+    if cnn.WORKLOAD in args.workloads:
+        print(f"  {cnn.WORKLOAD} (batch B): {cnn.DESCRIPTION}")
     print()
     print(report.format_table(results))
     print()

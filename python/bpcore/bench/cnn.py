@@ -26,6 +26,14 @@ import numpy as np
 import bpcore as bp
 from bpcore.bench.results import Result
 
+#: The workload's name in the benchmark's table (`--only cnn`).
+WORKLOAD = "cnn"
+#: What the rows train, for the benchmark's list of workloads.
+DESCRIPTION = (
+    "digits as 1x8x8 images, Conv2d(1,16,3,p=1) → ReLU → MaxPool2d(2) → Conv2d(16,32,3,p=1) → "
+    "ReLU → MaxPool2d(2) → Flatten → Dense(128,10), Adam"
+)
+
 BATCH_SIZES = (32, 128)
 #: torch runs at each of these thread counts and keeps the faster (as the suite's rows do).
 TORCH_THREADS = (1, 2)
@@ -198,7 +206,7 @@ def measure(
             for name, times in seconds.items()
         }
         note = f"median of {turns} alternating turns of {EPOCHS_PER_TURN} epochs"
-        workload = f"cnn (batch {batch})"
+        workload = f"{WORKLOAD} (batch {batch})"
         rows.append(Result(workload, "bpcore", "samples/s", rates["bpcore"],
                            bp.get_num_threads(), note=f"net.fit, {note}"))  # fmt: skip
         torch_rates = {t: rates[f"torch/{t}"] for t in TORCH_THREADS if f"torch/{t}" in rates}

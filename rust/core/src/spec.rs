@@ -183,6 +183,13 @@ pub struct NetworkSpec {
 /// file's description stays cheap to read (the loader refuses more before parsing them).
 pub const MAX_LAYERS: usize = 10_000;
 
+impl LossSpec {
+    /// Parses a loss's JSON form; an error names `loss`.
+    pub fn from_json(text: &str) -> crate::Result<Self> {
+        serde_json::from_str(text).map_err(|e| crate::Error::spec("loss", e.to_string()))
+    }
+}
+
 impl NetworkSpec {
     /// Parses the JSON form; errors name the part that did not parse, or `layers` when there
     /// are more than [`MAX_LAYERS`].

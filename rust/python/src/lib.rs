@@ -23,8 +23,9 @@ fn get_num_threads() -> usize {
 
 /// The tensors a network of the JSON description `spec_json` holds, from the description alone:
 /// {"params": [(name, shape, offset)], "buffers": [...], "counters": [name],
-/// "optimizer_state": [name], "non_negative_state": [name]}, in the core's names and order
-/// (what a file must hold; the optimizer's sums of squares are never negative).
+/// "optimizer_state": [name], "non_negative_state": [name], "output_shapes": [[size]]}, in
+/// the core's names and order (what a file must hold; the optimizer's sums of squares are
+/// never negative; each layer's output shape per sample).
 #[pyfunction]
 fn describe_tensors(py: Python<'_>, spec_json: &str) -> PyResult<Py<PyAny>> {
     let spec = errors::guarded(|| bpcore_core::NetworkSpec::from_json(spec_json))?;
@@ -40,6 +41,7 @@ fn describe_tensors(py: Python<'_>, spec_json: &str) -> PyResult<Py<PyAny>> {
     out.set_item("counters", &t.counters)?;
     out.set_item("optimizer_state", &t.optimizer_state)?;
     out.set_item("non_negative_state", &t.non_negative_state)?;
+    out.set_item("output_shapes", &t.output_shapes)?;
     Ok(out.into_any().unbind())
 }
 
@@ -58,6 +60,15 @@ fn epoch_steps(shard_rows: Vec<usize>, batch_size: usize) -> usize {
     bpcore_core::network::epoch_steps(&shard_rows, batch_size)
 }
 
+/// Whether the loss of the JSON description `loss_json` takes integer class labels rather
+/// than values of the output's shape.
+#[pyfunction]
+fn loss_takes_labels(loss_json: &str) -> PyResult<bool> {
+    let spec: bpcore_core::LossSpec =
+        errors::guarded(|| bpcore_core::LossSpec::from_json(loss_json))?;
+    Ok(bpcore_core::loss::takes_labels(&spec))
+}
+
 #[pymodule]
 fn bpcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<network::NativeNetwork>()?;
@@ -72,6 +83,7 @@ fn bpcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(describe_tensors, m)?)?;
     m.add_function(wrap_pyfunction!(optimizer_defaults, m)?)?;
     m.add_function(wrap_pyfunction!(epoch_steps, m)?)?;
+    m.add_function(wrap_pyfunction!(loss_takes_labels, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(matmul::matmul, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

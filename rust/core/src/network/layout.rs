@@ -93,6 +93,8 @@ pub(super) struct Layout {
     pub n_buffers: usize,
     /// "i.num_batches_tracked" of each batch-norm layer, in order.
     pub tracked_names: Vec<String>,
+    /// Each layer's output shape per sample ([features], or [channels, length] and so on).
+    pub output_shapes: Vec<Vec<usize>>,
 }
 
 /// The tensors a network of `spec` holds, read from the description alone (nothing of their
@@ -109,6 +111,8 @@ pub struct Tensors {
     pub optimizer_state: Vec<&'static str>,
     /// Those of them that are sums or averages of squares, never negative.
     pub non_negative_state: Vec<&'static str>,
+    /// Each layer's output shape per sample.
+    pub output_shapes: Vec<Vec<usize>>,
 }
 
 /// The tensors of a network built from `spec`, or the error building it would give.
@@ -120,6 +124,7 @@ pub fn tensors(spec: &crate::NetworkSpec) -> Result<Tensors> {
         counters: layout.tracked_names,
         optimizer_state: spec.optimizer.state_names(),
         non_negative_state: spec.optimizer.non_negative_state(),
+        output_shapes: layout.output_shapes,
     })
 }
 
@@ -152,6 +157,7 @@ pub(super) fn build_layers(specs: &[LayerSpec]) -> Result<Layout> {
     let mut buffer_info = Vec::new();
     let mut n_buffers = 0usize;
     let mut tracked_names = Vec::new();
+    let mut output_shapes = Vec::with_capacity(specs.len());
     for (i, spec) in specs.iter().enumerate() {
         let width = widths[widths.len() - 1];
         if let Some(kind) = needs_flat(spec).filter(|_| shape.len() != 1) {
@@ -501,6 +507,7 @@ pub(super) fn build_layers(specs: &[LayerSpec]) -> Result<Layout> {
             | Layer::LayerNorm(_)
             | Layer::Reshape => width,
         });
+        output_shapes.push(out_shape.clone());
         shape = out_shape;
         layers.push(layer);
     }
@@ -512,6 +519,7 @@ pub(super) fn build_layers(specs: &[LayerSpec]) -> Result<Layout> {
         buffer_info,
         n_buffers,
         tracked_names,
+        output_shapes,
     })
 }
 

@@ -69,6 +69,7 @@ impl<T: Real> Network<T> {
             buffer_info,
             n_buffers,
             tracked_names,
+            ..
         } = build_layers(&spec.layers)?;
         loss::check_spec(&spec.loss, widths.last().copied().unwrap_or(0))?;
         // Parameters, gradients, the epoch's starting copy and the optimizer's state buffers,
