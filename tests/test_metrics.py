@@ -278,3 +278,19 @@ def test_a_monitor_that_is_no_metric_names_the_keys() -> None:
     X, y = _binary()
     with pytest.raises(ValueError, match="monitor='val_f1' is not in the training logs"):
         _trained(X, y, 2, "cross_entropy", ["f1_macro"], callbacks=[bp.EarlyStopping("val_f1")])
+
+
+def test_the_summed_metrics_have_one_definition_the_cores():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(60, 3))
+    y = (X[:, 0] > 0).astype(np.int64)
+    net = bp.Network([bp.Dense(3, 2)], loss="cross_entropy", dtype="float64", seed=0)
+    predicted = net.predict(X)
+    sums = net.native.metric_sums(X, y)
+    assert sums["rows"] == 60 and sums["correct"] == float(np.sum(predicted == y))
+    assert net.evaluate(X, y)["accuracy"] == pytest.approx(
+        sklearn_metrics.accuracy_score(y, predicted)
+    )
+    assert bp.metrics.values(["accuracy"], net, X, y) == {"accuracy": sums["correct"] / 60}
+    with pytest.raises(ValueError, match="'accuracy' is summed by the core"):
+        bp.metrics.compute(["accuracy"], net.forward(X), y, net.loss_function)

@@ -68,9 +68,9 @@ class Alone:
         logs: dict[str, float] = {}
         if validation is not None:
             x_val, t_val = validation
-            native, loss = self.net.native, self.net.loss_function
+            native = self.net.native
             logs["val_loss"] = float(native.loss(x_val, t_val))
             if names:
-                val = metric_functions.compute(names, native.forward(x_val), t_val, loss)
+                val = metric_functions.values(names, self.net, x_val, t_val)
                 logs.update({f"val_{m}": v for m, v in val.items()})
         return result["metric_sums"], logs

@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -53,28 +53,29 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
 
-def _pack_sums(sums: dict[str, Any], width: int) -> np.ndarray:
-    def column(key: str) -> np.ndarray:
-        v = np.zeros(width)
-        given = np.asarray(sums[key], dtype=np.float64)
-        v[: len(given)] = given
-        return v
+def _pack_sums(sums: Mapping[str, Any], width: int) -> np.ndarray:
+    """The core's metric sums (numbers, and lists of up to `width` per-column sums) as one
+    vector to reduce, each list padded to `width`: whatever fields the core gives."""
+    parts = []
+    for value in sums.values():
+        a = np.atleast_1d(np.asarray(value, dtype=np.float64))
+        parts.append(a if np.ndim(value) == 0 else np.pad(a, (0, width - len(a))))
+    return np.concatenate(parts)
 
-    head = [float(sums[key]) for key in ("rows", "correct", "abs_err", "exact")]
-    return np.concatenate([head, column("sq_err"), column("y_sum"), column("y_sq_sum")])
 
-
-def _unpack_sums(v: np.ndarray, width: int) -> dict[str, Any]:
-    cols = v[4:].reshape(3, width)
-    return {
-        "rows": round(float(v[0])),
-        "correct": float(v[1]),
-        "abs_err": float(v[2]),
-        "exact": float(v[3]),
-        "sq_err": cols[0],
-        "y_sum": cols[1],
-        "y_sq_sum": cols[2],
-    }
+def _unpack_sums(v: np.ndarray, like: Mapping[str, Any], width: int) -> dict[str, Any]:
+    """The sums of `_pack_sums`'s vector `v`, with the fields of `like`."""
+    out: dict[str, Any] = {}
+    at = 0
+    for key, value in like.items():
+        if np.ndim(value) == 0:
+            out[key] = float(v[at])
+            at += 1
+        else:
+            out[key] = v[at : at + width]
+            at += width
+    out["rows"] = round(out["rows"])
+    return out
 
 
 class RankGroup:
@@ -330,16 +331,18 @@ class RankGroup:
         Returns (training metric sums, validation logs)."""
         net, loss = self.net, self.net.loss_function
         width = net.n_outputs
-        size = 4 + 3 * width
+        like = result["metric_sums"]  # the core's fields, the same on every rank
+        size = len(_pack_sums(like, width))
 
         def local_sums() -> np.ndarray:
-            train = _pack_sums(result["metric_sums"], width)
+            train = _pack_sums(like, width)
             if validation is None:
                 return np.concatenate([train, [0.0, 0.0], np.zeros(size)])
             x_val, t_val = validation
-            val_loss = float(self.native.loss(x_val, t_val)) if len(x_val) else 0.0
-            outputs = self.native.forward(x_val) if len(x_val) else np.zeros((0, width))
-            val = _pack_sums(metric_functions.sums(names, outputs, t_val, loss), width)
+            if not len(x_val):
+                return np.concatenate([train, [0.0, 0.0], np.zeros(size)])
+            val_loss = float(self.native.loss(x_val, t_val))
+            val = _pack_sums(self.native.metric_sums(x_val, t_val), width)
             return np.concatenate([train, [val_loss * len(x_val), float(len(x_val))], val])
 
         sums = self.local(local_sums)
@@ -351,14 +354,13 @@ class RankGroup:
         self.comm.Allreduce(self.MPI.IN_PLACE, packed, op=self.MPI.SUM)
         if packed[-1] > 0:
             self._raise_failures(f"the end of epoch {epoch + 1}")
-        train = _unpack_sums(packed[:size], width)
+        train = _unpack_sums(packed[:size], like, width)
         logs: dict[str, float] = {}
         if validation is not None:
             rows = packed[size + 1]
             logs["val_loss"] = float(packed[size] / rows) if rows else float("nan")
             if names:
-                val = metric_functions.from_sums(
-                    names, _unpack_sums(packed[size + 2 : 2 * size + 2], width), loss, width
-                )
+                val_sums = _unpack_sums(packed[size + 2 : 2 * size + 2], like, width)
+                val = metric_functions.from_sums(names, val_sums, loss, width)
                 logs.update({f"val_{m}": v for m, v in val.items()})
         return train, logs

@@ -127,6 +127,9 @@ class NativeNetwork:
         """Replaces all parameters from a flat array of the network's dtype."""
     def forward(self, x: npt.NDArray[_Float]) -> _FloatArray:
         """Inference outputs (n, output width)."""
+    def metric_sums(self, x: npt.NDArray[_Float], y: npt.NDArray[Any]) -> _MetricSums:
+        """The metric sums of the inference outputs of `x` against `y`, as `fit_epoch`'s
+        "metric_sums" are of its steps' outputs (the one definition of the summed metrics)."""
     def loss(self, x: npt.NDArray[_Float], y: npt.NDArray[Any]) -> float:
         """Mean loss in inference mode."""
     def gradients(

@@ -286,37 +286,6 @@ def _positive_scores(proba: np.ndarray, loss: Loss, width: int) -> np.ndarray:
     return proba
 
 
-def accuracy(outputs: np.ndarray, targets: np.ndarray, loss: Loss) -> float:
-    """Fraction of samples right: argmax vs labels for cross_entropy; every output's
-    logit > 0 vs target > 0.5 else (exact match)."""
-    if loss.takes_labels:
-        return float(np.mean(outputs.argmax(axis=1) == targets))
-    right = (outputs > 0) == (targets > 0.5)
-    return float(np.mean(right.reshape(len(right), -1).all(axis=1)))
-
-
-def binary_accuracy(outputs: np.ndarray, targets: np.ndarray) -> float:
-    """Fraction of output elements whose decision (logit > 0) is the target's (> 0.5)."""
-    return float(np.mean((outputs > 0) == (targets > 0.5)))
-
-
-def mae(outputs: np.ndarray, targets: np.ndarray) -> float:
-    """Mean absolute error over all elements."""
-    return float(np.mean(np.abs(outputs.astype(np.float64) - targets)))
-
-
-def r2(outputs: np.ndarray, targets: np.ndarray) -> float:
-    """scikit-learn's r2_score with multioutput="uniform_average"."""
-    y = np.asarray(targets, dtype=np.float64).reshape(len(targets), -1)
-    p = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
-    ss_res = ((y - p) ** 2).sum(axis=0)
-    ss_tot = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
-    scores = np.where(ss_res == 0, 1.0, 0.0)
-    nonconstant = ss_tot != 0
-    scores[nonconstant] = 1.0 - ss_res[nonconstant] / ss_tot[nonconstant]
-    return float(scores.mean())
-
-
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """num / den, 0 where den is 0 (scikit-learn's zero_division default)."""
     out = np.zeros(np.shape(num))
@@ -410,14 +379,11 @@ def _one(name: str, outputs: np.ndarray, targets: Any, metrics: Sequence[str], l
         else:
             y_pred = outputs
         return float(function.fn(targets, y_pred))
-    if name == "accuracy":
-        return accuracy(outputs, targets, loss)
-    if name == "binary_accuracy":
-        return binary_accuracy(outputs, targets)
-    if name == "mae":
-        return mae(outputs, targets)
-    if name == "r2":
-        return r2(outputs, targets)
+    if name in SUMMED:
+        raise ValueError(
+            f"metrics: {name!r} is summed by the core, not computed from outputs; use "
+            "bpcore.metrics.values(names, net, X, y)"
+        )
     if name == "roc_auc":
         return roc_auc(outputs, targets, loss)
     top_k = _TOP_K.fullmatch(name)
@@ -473,48 +439,24 @@ def from_sums(
     return values
 
 
-def training_values(
-    metrics: Sequence[str], sums: Mapping[str, Any], net: Network, x: np.ndarray, t: np.ndarray
+def values(
+    metrics: Sequence[str],
+    net: Network,
+    x: np.ndarray,
+    t: np.ndarray,
+    sums: Mapping[str, Any] | None = None,
 ) -> dict[str, float]:
-    """An epoch's training metrics, in `metrics`' order: the summed ones from the core's
-    running `sums`, the others from the network's predictions of the training samples `x`
-    (targets `t`) after the epoch."""
+    """The named metrics of `net` on the samples `x` (targets `t`, both converted), in
+    `metrics`' order: the summed ones from the core's `sums` (a training epoch's running
+    sums, or by default the core's sums of the network's outputs of `x`: one definition of
+    each), the others from the network's predictions of `x`."""
     loss, width = net.loss_function, net.n_outputs
-    values = from_sums(metrics, sums, loss, width)
+    if sums is None and any(name in SUMMED for name in metrics):
+        sums = net.native.metric_sums(x, t)
+    values = from_sums(metrics, sums, loss, width) if sums is not None else {}
     rest = [name for name in metrics if name not in values]
     if rest:
         outputs = net.forward(x)
         for name in rest:
             values[name] = _one(name, outputs, t, metrics, loss)
     return {name: values[name] for name in metrics}
-
-
-def sums(
-    names: Sequence[str], outputs: np.ndarray, targets: np.ndarray, loss: Loss
-) -> dict[str, Any]:
-    """The sums `from_sums` reads (those the native training loop keeps, see the module
-    docstring) of `outputs` against `targets`: sums over several sets of outputs, such as a
-    data-parallel fit's ranks, add up to the sums of all of them together."""
-    y = np.asarray(targets, dtype=np.float64)
-    p = np.asarray(outputs, dtype=np.float64)
-    width = p.shape[1] if p.ndim == 2 else 1
-    out: dict[str, Any] = {"rows": len(p), "correct": 0.0, "exact": 0.0, "abs_err": 0.0}
-    zeros = np.zeros(width)
-    out.update(sq_err=zeros, y_sum=zeros, y_sq_sum=zeros)
-    if "accuracy" in names or "binary_accuracy" in names:
-        if loss.takes_labels:
-            out["correct"] = float(np.sum(p.argmax(axis=1) == y)) if len(p) else 0.0
-        else:
-            right = ((p > 0) == (y > 0.5)).reshape(len(p), -1)
-            out["correct"] = float(np.sum(right))
-            out["exact"] = float(np.sum(right.all(axis=1)))
-    if "mae" in names or "r2" in names:
-        y2 = y.reshape(len(y), -1)
-        err = p.reshape(len(p), -1) - y2
-        out.update(
-            abs_err=float(np.abs(err).sum()),
-            sq_err=(err**2).sum(axis=0),
-            y_sum=y2.sum(axis=0),
-            y_sq_sum=(y2**2).sum(axis=0),
-        )
-    return out

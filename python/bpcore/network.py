@@ -26,6 +26,7 @@ from bpcore.callbacks import Callback
 from bpcore.history import History
 from bpcore.layers import Layer
 from bpcore.losses import Loss, LossLike, get_loss
+from bpcore.metrics import values as metric_values
 from bpcore.optimizers import Optimizer, get_optimizer, learning_rate
 from bpcore.schedules import Schedule
 from bpcore.threads import refuses_when_busy
@@ -488,10 +489,7 @@ class Network:
         t = self.as_targets(y, x.shape[0])
         result = {"loss": float(self._native.loss(x, t))}
         if self._loss.is_classification:
-            pred = self.predict(x)
-            truth = t if self._loss.takes_labels else (t > 0.5).astype(np.int64)
-            right = (pred == truth).reshape(len(truth), -1)
-            result["accuracy"] = float(np.mean(right.all(axis=1)))  # exact match, as sklearn
+            result.update(metric_values(["accuracy"], self, x, t))
         return result
 
     # ----- parameters ----------------------------------------------------------------------

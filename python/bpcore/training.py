@@ -401,7 +401,7 @@ def _train(net: Network, plan: _Fit, group: Group) -> History:
             logs = {"loss": float(result["loss"])}
             if plan.metrics:
                 x, t = plan.x_train, plan.t_train
-                logs.update(metric_functions.training_values(plan.metrics, train_sums, net, x, t))
+                logs.update(metric_functions.values(plan.metrics, net, x, t, train_sums))
             logs.update(val_logs)
             logs["lr"] = lr
             logs["time"] = time.perf_counter() - start

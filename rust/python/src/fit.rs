@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bpcore_core::network::{EpochOutcome, EpochSettings, Progress, Ranks, Reduce};
+use bpcore_core::network::{EpochOutcome, EpochSettings, MetricSums, Progress, Ranks, Reduce};
 use bpcore_core::{Error, Network, Real};
 use numpy::Element;
 use pyo3::exceptions::PyRuntimeError;
@@ -177,7 +177,12 @@ fn outcome_dict(py: Python<'_>, outcome: &EpochOutcome) -> PyResult<Py<PyAny>> {
     result.set_item("stopped", outcome.stopped)?;
     result.set_item("grad_norms", &outcome.grad_norms)?;
     result.set_item("update_ratios", &outcome.update_ratios)?;
-    let m = &outcome.metrics;
+    result.set_item("metric_sums", sums_dict(py, &outcome.metrics)?)?;
+    Ok(result.into_any().unbind())
+}
+
+/// The core's metric sums as a dict of its fields (numbers, and per-column lists).
+pub fn sums_dict(py: Python<'_>, m: &MetricSums) -> PyResult<Py<PyAny>> {
     let sums = PyDict::new(py);
     sums.set_item("rows", m.rows)?;
     sums.set_item("correct", m.correct)?;
@@ -186,6 +191,5 @@ fn outcome_dict(py: Python<'_>, outcome: &EpochOutcome) -> PyResult<Py<PyAny>> {
     sums.set_item("sq_err", &m.sq_err)?;
     sums.set_item("y_sum", &m.y_sum)?;
     sums.set_item("y_sq_sum", &m.y_sq_sum)?;
-    result.set_item("metric_sums", sums)?;
-    Ok(result.into_any().unbind())
+    Ok(sums.into_any().unbind())
 }

@@ -92,6 +92,18 @@ fn loss<T: Real + Element>(
     py.detach(|| guarded(|| net.loss(b.x, b.targets, b.n)))
 }
 
+fn metric_sums<T: Real + Element>(
+    py: Python<'_>,
+    net: &Network<T>,
+    x: &Bound<'_, PyAny>,
+    y: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    let held = HeldBatch::<T>::extract(&net.spec().loss, x, y, None)?;
+    let b = held.view()?;
+    let sums = py.detach(|| guarded(|| net.metric_sums(b.x, b.targets, b.n)))?;
+    crate::fit::sums_dict(py, &sums)
+}
+
 fn gradients<T: Real + Element>(
     py: Python<'_>,
     net: &mut Network<T>,
@@ -218,6 +230,17 @@ impl NativeNetwork {
     /// Inference outputs (n, output width).
     fn forward(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         dispatch!(&*self.read("forward")?, net => forward(py, net, x))
+    }
+
+    /// The metric sums of the inference outputs of `x` against `y`, as `fit_epoch`'s
+    /// "metric_sums" are of its steps' outputs (the one definition of the summed metrics).
+    fn metric_sums(
+        &self,
+        py: Python<'_>,
+        x: &Bound<'_, PyAny>,
+        y: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        dispatch!(&*self.read("metric_sums")?, net => metric_sums(py, net, x, y))
     }
 
     /// Mean loss in inference mode.

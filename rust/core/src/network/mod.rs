@@ -263,6 +263,20 @@ impl<T: Real> Network<T> {
         )
     }
 
+    /// The metric sums (accuracy, errors: [`MetricSums`]) of the inference outputs of `n`
+    /// samples `x` against `targets`, as a training epoch sums its steps' outputs: the one
+    /// definition of every summed metric, for validation data and `evaluate`.
+    pub fn metric_sums(&self, x: &[T], targets: Targets<'_, T>, n: usize) -> Result<MetricSums> {
+        let width = self.output_width();
+        loss::check_targets(&self.spec.loss, targets, n, width)?;
+        self.check_output_memory(n)?;
+        let mut out = vec![T::zero(); n.saturating_mul(width)];
+        self.forward(x, n, &mut out)?;
+        let mut sums = MetricSums::default();
+        sums.add(&self.spec.loss, &out, targets, n, width);
+        Ok(sums)
+    }
+
     /// Inference: the outputs of `n` samples `x` (n × input width) into `out` (n × output width).
     ///
     /// Touches no state of the network, so it may run from many threads at once. Large inputs
