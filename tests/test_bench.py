@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from optional import require
 
-from bpcore.bench import report, run_bpcore, run_jax, run_torch, scaling, sklearn_fit
+from bpcore.bench import cnn, report, run_bpcore, run_jax, run_torch, scaling, sklearn_fit
 from bpcore.bench.parity import compare_with_jax, compare_with_numpy
 from bpcore.bench.results import Results
 from bpcore.bench.workloads import SWEEP, TRAINING, quick
@@ -39,6 +39,12 @@ def expected_systems() -> dict[str, set[str]]:
     mpi = scaling.unavailable() is None
     expected["scaling"] = {scaling.MPI_PROCESSES} | ({scaling.ONE_PROCESS} if mpi else set())
     expected.update({name: {"bpcore", "scikit-learn"} for name in sklearn_fit.workloads()})
+    cnn_peers = ({"torch"} if run_torch.available() else set()) | (
+        {"jax"} if run_jax.available() else set()
+    )
+    expected.update(
+        {f"{cnn.WORKLOAD} (batch {b})": {"bpcore"} | cnn_peers for b in cnn.BATCH_SIZES}
+    )
     return expected
 
 

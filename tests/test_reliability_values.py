@@ -284,3 +284,10 @@ def test_messages_name_the_argument():
         net.save(None)
     with pytest.raises(TypeError, match=r"^path"):
         bp.Network.load(None)
+
+
+def test_a_view_whose_outputs_would_exceed_the_limit_is_refused_before_its_copy():
+    net = bp.Network([bp.Dense(1, 4096)], loss="mse", seed=0)
+    view = np.broadcast_to(np.zeros(1, np.float32), (2**29, 1))  # 2^41 outputs, 2 GiB copy
+    with pytest.raises(ValueError, match=r"^X: 536870912 samples would have"):
+        net.forward(view)

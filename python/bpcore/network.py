@@ -20,7 +20,7 @@ from bpcore._arrays import (
     as_values,
     as_weights,
 )
-from bpcore._checks import boolean, integer
+from bpcore._checks import MAX_SIZE, boolean, integer
 from bpcore.bpcore import NativeNetwork, describe_tensors
 from bpcore.callbacks import Callback
 from bpcore.history import History
@@ -192,7 +192,16 @@ class Network:
 
     def as_inputs(self, X: Any) -> np.ndarray:
         """`X` as the core takes it: checked, a C-contiguous (n, n_features) array of the
-        network's dtype (a view when it already is one)."""
+        network's dtype (a view when it already is one). Inputs whose outputs the core could
+        not hold (more than 2^40 values) are refused before anything is copied."""
+        shape = getattr(X, "shape", None)  # arrays and views; a list is read (copied) anyway
+        rows = int(shape[0]) if isinstance(shape, tuple) and shape else 0
+        # An input over the limit itself is named as such by `as_inputs`, before its copy too.
+        if rows * self.n_features <= MAX_SIZE < rows * self.n_outputs:
+            raise ValueError(
+                f"X: {rows} samples would have {rows * self.n_outputs} output values, more "
+                "than the limit of 2**40"
+            )
         return as_inputs(X, self._dtype, self.n_features)
 
     def as_targets(self, y: Any, n: int) -> np.ndarray:

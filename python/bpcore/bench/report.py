@@ -118,9 +118,17 @@ def plot(path: str | Path, results: Results) -> bool:
         return False
     workloads = list(dict.fromkeys(row.workload for row in results.rows))
     colors = {"bpcore": "#d9534f", "numpy": "#5bc0de", "torch": "#f0ad4e", "reference": "#999",
+              "jax scan": "#5cb85c", "jax jit": "#8fd18f", "jax": "#5cb85c",
               "1 process": "#d9534f", "2 procs": "#a94442"}  # fmt: skip
-    fig, axes = plt.subplots(1, len(workloads), figsize=(2.6 * len(workloads), 3.6))
-    for ax, workload in zip(list(getattr(axes, "flat", [axes])), workloads):
+    # Rows of at most 6 panels, so that the chart stays readable at a page's width.
+    columns = min(6, len(workloads))
+    grid_rows = -(-len(workloads) // columns)
+    fig, axes = plt.subplots(
+        grid_rows, columns, figsize=(2.8 * columns, 3.4 * grid_rows), squeeze=False
+    )
+    for ax in list(axes.flat)[len(workloads) :]:
+        ax.set_visible(False)
+    for ax, workload in zip(list(axes.flat), workloads):
         # Skipped rows (the scaling row without MPI) have no value to draw.
         rows = [row for row in results.rows if row.workload == workload and row.value > 0]
         if not rows:
