@@ -269,16 +269,15 @@ impl<T: Real> Network<T> {
                 ));
             }
         }
-        if let Some(i) = settings
-            .step_lrs
-            .and_then(|rates| rates.iter().position(|r| !(r.is_finite() && *r >= 0.0)))
+        let rates = settings.step_lrs.unwrap_or_default();
+        if let Some((i, rate)) = rates
+            .iter()
+            .enumerate()
+            .find(|(_, r)| !(r.is_finite() && **r >= 0.0))
         {
             return Err(Error::value(
                 "step_lrs",
-                format!(
-                    "learning rates must be finite and >= 0, got {:?} at step {i}",
-                    settings.step_lrs.map(|r| r[i])
-                ),
+                format!("learning rates must be finite and >= 0, got {rate} at step {i}"),
             ));
         }
         if ranks.shard_rows.get(ranks.rank) != Some(&n) {

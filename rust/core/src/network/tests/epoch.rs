@@ -415,6 +415,7 @@ fn step_learning_rates_are_those_of_one_train_step_each() {
         )
         .unwrap_err();
     assert!(e.to_string().starts_with("step_lrs:"), "{e}");
+    assert!(e.to_string().ends_with("got -1 at step 1"), "{e}");
     assert_eq!(net.params(), &before[..], "a refused epoch changes nothing");
 }
 
