@@ -163,6 +163,7 @@ class NativeNetwork:
         ranks: tuple[int, list[int]] | None = None,
         reduce: Callable[[int, memoryview, BaseException | None], object] | None = None,
         step_lrs: Sequence[float] | None = None,
+        clip_grad_norm: float | None = None,
         clip_grad_value: float | None = None,
         gradient_accumulation_steps: int = 1,
     ) -> _EpochResult:
@@ -182,8 +183,9 @@ class NativeNetwork:
 
         `gradient_accumulation_steps` batches make one optimizer step (their mean gradient over
         all their samples); `step_lrs` gives the learning rate of each optimizer step (a
-        per-step schedule's; the optimizer's is left at the last one); `clip_grad_value` clips
-        every gradient element to ±it before each step."""
+        per-step schedule's; the optimizer's is left at the last one); `clip_grad_norm` clips the
+        gradients' global norm at every step of this epoch (None: the network's setting) and
+        `clip_grad_value` every gradient element to ±it after that."""
     @property
     def reduce_len(self) -> int:
         """Length of a data-parallel step's buffer: the parameters, the loss and the failures."""

@@ -345,17 +345,17 @@ def _train(net: Network, plan: _Fit, group: Group) -> History:
         "progress": (lambda *a: group.local(tick, *a)) if at_ticks else None,
         "progress_interval": PROGRESS_INTERVAL,
         "sample_weight": plan.w_train,
+        # This fit's clipping goes with each epoch, leaving the network's setting as it was:
+        # nothing to write back after training, where a busy network would refuse it.
+        "clip_grad_norm": plan.clip_grad_norm,
         "clip_grad_value": plan.clip_grad_value,
         "gradient_accumulation_steps": plan.gradient_accumulation_steps,
     }
     scheduler = next((cb for cb in callbacks if isinstance(cb, _ScheduleStep)), None)
-    previous_clip = native.clip_grad_norm
     net.stop_training = False
     logs: Logs = {}
 
     def begin() -> None:
-        if plan.clip_grad_norm is not None:
-            native.clip_grad_norm = plan.clip_grad_norm
         for cb in callbacks:
             cb.set_network(net)
         begin_logs = {
@@ -416,5 +416,4 @@ def _train(net: Network, plan: _Fit, group: Group) -> History:
     finally:
         if progress is not None:
             progress.close()
-        native.clip_grad_norm = previous_clip
     return history

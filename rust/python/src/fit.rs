@@ -32,6 +32,7 @@ pub struct EpochCall<'a, 'py> {
     pub ranks: Option<(usize, Vec<usize>)>,
     pub reduce: Option<&'a Bound<'py, PyAny>>,
     pub step_lrs: Option<Vec<f64>>,
+    pub clip_grad_norm: Option<f64>,
     pub clip_grad_value: Option<f64>,
     pub gradient_accumulation_steps: usize,
 }
@@ -105,6 +106,7 @@ pub fn fit_epoch<T: Real + Element>(
             shard_rows: shards,
         }),
         step_lrs: call.step_lrs.as_deref(),
+        clip_grad_norm: call.clip_grad_norm,
         clip_grad_value: call.clip_grad_value,
         gradient_accumulation_steps: call.gradient_accumulation_steps,
     };

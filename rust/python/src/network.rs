@@ -295,9 +295,10 @@ impl NativeNetwork {
     ///
     /// `gradient_accumulation_steps` batches make one optimizer step (their mean gradient over
     /// all their samples); `step_lrs` gives the learning rate of each optimizer step (a
-    /// per-step schedule's; the optimizer's is left at the last one); `clip_grad_value` clips
-    /// every gradient element to ±it before each step.
-    #[pyo3(signature = (x, y, batch_size, shuffle, progress=None, progress_interval=0.2, sample_weight=None, epoch=None, ranks=None, reduce=None, step_lrs=None, clip_grad_value=None, gradient_accumulation_steps=1))]
+    /// per-step schedule's; the optimizer's is left at the last one); `clip_grad_norm` clips the
+    /// gradients' global norm at every step of this epoch (None: the network's setting) and
+    /// `clip_grad_value` every gradient element to ±it after that.
+    #[pyo3(signature = (x, y, batch_size, shuffle, progress=None, progress_interval=0.2, sample_weight=None, epoch=None, ranks=None, reduce=None, step_lrs=None, clip_grad_norm=None, clip_grad_value=None, gradient_accumulation_steps=1))]
     #[allow(clippy::too_many_arguments)]
     fn fit_epoch(
         &self,
@@ -313,6 +314,7 @@ impl NativeNetwork {
         ranks: Option<(usize, Vec<usize>)>,
         reduce: Option<&Bound<'_, PyAny>>,
         step_lrs: Option<Vec<f64>>,
+        clip_grad_norm: Option<f64>,
         clip_grad_value: Option<f64>,
         gradient_accumulation_steps: usize,
     ) -> PyResult<Py<PyAny>> {
@@ -325,6 +327,7 @@ impl NativeNetwork {
             ranks,
             reduce,
             step_lrs,
+            clip_grad_norm,
             clip_grad_value,
             gradient_accumulation_steps,
         };

@@ -14,7 +14,7 @@
 use super::batches::{Plan, Ranks, Step};
 use super::stats::update_ratios;
 use super::training_state::BATCH_NORM_MIN_ROWS;
-use super::{MetricSums, Network};
+use super::{Clipping, MetricSums, Network};
 use crate::loss::{self, Targets};
 use crate::{Error, Real, Result, Samples};
 
@@ -46,7 +46,10 @@ pub struct EpochSettings<'a> {
     /// The learning rate of each step (a per-step schedule's), at least one per step; `None`:
     /// the optimizer's, unchanged.
     pub step_lrs: Option<&'a [f64]>,
-    /// Every gradient element clipped to ±this before each step, after `clip_grad_norm`.
+    /// The gradients' global norm clipped to this at every step of the epoch; `None`: the
+    /// network's own setting (`Network::clip_grad_norm`).
+    pub clip_grad_norm: Option<f64>,
+    /// Every gradient element clipped to ±this before each step, after the norm's clipping.
     pub clip_grad_value: Option<f64>,
     /// Batches whose gradients make one optimizer step (1: a step per batch); their mean over
     /// all their samples, as one batch of them all. A last group may have fewer batches.
@@ -63,6 +66,7 @@ impl Default for EpochSettings<'_> {
             number: None,
             ranks: None,
             step_lrs: None,
+            clip_grad_norm: None,
             clip_grad_value: None,
             gradient_accumulation_steps: 1,
         }
@@ -261,12 +265,12 @@ impl<T: Real> Network<T> {
                 "must be at least 1, got 0",
             ));
         }
-        if let Some(v) = settings.clip_grad_value {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(Error::value(
-                    "clip_grad_value",
-                    format!("must be a number > 0, got {v}"),
-                ));
+        for (arg, clip) in [
+            ("clip_grad_norm", settings.clip_grad_norm),
+            ("clip_grad_value", settings.clip_grad_value),
+        ] {
+            if let Some(v) = clip.filter(|v| !(v.is_finite() && *v > 0.0)) {
+                return Err(Error::value(arg, format!("must be a number > 0, got {v}")));
             }
         }
         let rates = settings.step_lrs.unwrap_or_default();
@@ -393,6 +397,10 @@ impl<T: Real> Network<T> {
             .map(|group| group.iter().map(|s| s.global_rows).sum())
             .collect();
         let mut accumulated_loss = 0.0;
+        let clip = Clipping {
+            norm: settings.clip_grad_norm.or(self.clip_grad_norm),
+            value: settings.clip_grad_value,
+        };
         let mut result = Ok(());
         for (s, step) in plan.steps.iter().enumerate() {
             let progress = Progress {
@@ -426,9 +434,7 @@ impl<T: Real> Network<T> {
             };
             let taken = computed.and_then(|value| {
                 if k == 1 {
-                    return self
-                        .descend(value, step_grads, settings.clip_grad_value)
-                        .map(|()| value);
+                    return self.descend(value, step_grads, clip).map(|()| value);
                 }
                 // Accumulated: the optimizer step's gradient is the mean over its batches'
                 // samples, as one batch of all of them.
@@ -445,7 +451,7 @@ impl<T: Real> Network<T> {
                 }
                 accumulated_loss += value * part.f64();
                 if s % k == k - 1 || s + 1 == plan.steps.len() {
-                    self.descend(accumulated_loss, accumulated, settings.clip_grad_value)?;
+                    self.descend(accumulated_loss, accumulated, clip)?;
                 }
                 Ok(value)
             });

@@ -58,6 +58,15 @@ pub struct Network<T> {
     training: training_state::TrainingState<T>,
 }
 
+/// How a step's gradients are clipped before the optimizer takes them.
+#[derive(Debug, Clone, Copy, Default)]
+struct Clipping {
+    /// Their global L2 norm at most this (torch's clip_grad_norm_).
+    norm: Option<f64>,
+    /// Then each element within ±this (torch's clip_grad_value_).
+    value: Option<f64>,
+}
+
 impl<T: Real> Network<T> {
     /// A network built from `spec`, its weights drawn from `spec.seed`.
     pub fn new(spec: NetworkSpec) -> Result<Self> {
@@ -396,16 +405,19 @@ impl<T: Real> Network<T> {
     pub fn train_step(&mut self, batch: Samples<'_, T>) -> Result<f64> {
         let value = self.gradients(batch)?;
         let mut grads = std::mem::take(&mut self.grads);
-        let applied = self.descend(value, &mut grads, None);
+        let clip = Clipping {
+            norm: self.clip_grad_norm,
+            value: None,
+        };
+        let applied = self.descend(value, &mut grads, clip);
         self.grads = grads;
         applied.map(|()| value)
     }
 
     /// The optimizer step of a batch whose loss was `value` and gradients `grads`: refused
     /// (`Error::Diverged`, nothing changed) when either is not finite, else the gradients are
-    /// measured, clipped in place to `clip_grad_norm` and then each to ±`clip_value`, and
-    /// applied.
-    fn descend(&mut self, value: f64, grads: &mut [T], clip_value: Option<f64>) -> Result<()> {
+    /// measured, clipped in place to `clip.norm` and then each to ±`clip.value`, and applied.
+    fn descend(&mut self, value: f64, grads: &mut [T], clip: Clipping) -> Result<()> {
         let norm = self.grad_stats.measure(&self.param_info, grads);
         if !value.is_finite() || !norm.is_finite() {
             return Err(Error::Diverged {
@@ -416,7 +428,7 @@ impl<T: Real> Network<T> {
             });
         }
         self.grad_stats.record();
-        if let Some(max_norm) = self.clip_grad_norm {
+        if let Some(max_norm) = clip.norm {
             // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when below 1.
             let coef = max_norm / (norm + 1e-6);
             if coef < 1.0 {
@@ -424,7 +436,7 @@ impl<T: Real> Network<T> {
                 grads.iter_mut().for_each(|g| *g *= c);
             }
         }
-        if let Some(limit) = clip_value {
+        if let Some(limit) = clip.value {
             // torch.nn.utils.clip_grad_value_, after the norm's clipping (as Keras orders them).
             let (low, high) = (T::of(-limit), T::of(limit));
             for g in grads.iter_mut() {
