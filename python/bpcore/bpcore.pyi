@@ -21,8 +21,11 @@ __all__ = [
     "TrainingDivergedError",
     "__version__",
     "describe_tensors",
+    "epoch_steps",
     "get_num_threads",
+    "loss_takes_labels",
     "matmul",
+    "optimizer_defaults",
     "set_num_threads",
 ]
 
