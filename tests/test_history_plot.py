@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from optional import require
 
 import bpcore as bp
 
@@ -19,7 +20,7 @@ def trained_history():
 
 
 def test_plot_writes_a_png_with_three_panels(tmp_path):
-    pytest.importorskip("matplotlib", reason="matplotlib not installed: pip install bpcore[plot]")
+    require("matplotlib")
     history = trained_history()
     path = tmp_path / "history.png"
     fig = history.plot(path)
@@ -46,7 +47,7 @@ def test_empty_history_cannot_be_plotted():
 
 
 def test_train_and_validation_have_distinct_colours_and_the_restored_epoch_is_marked():
-    pytest.importorskip("matplotlib", reason="matplotlib not installed: pip install bpcore[plot]")
+    require("matplotlib")
     from matplotlib.colors import to_hex
 
     rng = np.random.default_rng(0)
@@ -70,7 +71,7 @@ def test_train_and_validation_have_distinct_colours_and_the_restored_epoch_is_ma
 
 
 def test_a_loss_spanning_decades_is_drawn_on_a_log_scale():
-    pytest.importorskip("matplotlib", reason="matplotlib not installed: pip install bpcore[plot]")
+    require("matplotlib")
     history = bp.History()
     for epoch, loss in enumerate([10.0, 1.0, 0.1, 0.01], start=1):
         history.record(epoch, loss=loss)
