@@ -13,13 +13,14 @@ use crate::Real;
 
 /// Batches of at most this many rows are thin: the forward product is computed transposed
 /// (`product_columns_transposed`), reading the weights in place instead of copying them into
-/// gemm's panels first, and turned back while the bias is added. Measured here on
-/// 784-h-h-10 layers: 2.0-2.7× faster at 32 rows for h = 512 and 2048, 1.2-1.6× at 64 rows,
-/// level at 96 and slower at 128, where the copy is shared by enough rows.
+/// gemm's panels first, and turned back while the bias is added. Measured here on one core:
+/// 2.1-2.7× faster at 32 rows for 512² and 2048² weights (1.3-1.7× for 784 inputs), 1.1-1.6×
+/// at 64 rows, level at 96 and slower at 128, where enough rows share the copy.
 const THIN_ROWS: usize = 64;
 /// Weights larger than this many bytes do not fit in a core's L2 cache (2 MB here): a thin
-/// input-gradient product streams them (`matmul_streaming`). Measured at 32 rows: 1.5-2× faster
-/// for 1024² and 2048² weights, 10-20% slower for 512² and 784 × 512 ones, which stay cached.
+/// input-gradient product streams them (`matmul_streaming`). Measured at 32 rows: 1.5× faster
+/// or more for 1024² and 2048² weights, 10-20% slower for 512² and 784 × 512 ones, which stay
+/// cached.
 const STREAM_BYTES: usize = 2 << 20;
 /// Columns of the transposed product turned back at a time: their rows stay in L1 while
 /// every row of the output takes its run of them.
