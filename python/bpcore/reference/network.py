@@ -224,7 +224,7 @@ class Network:
     def _per_slope(self, k: int) -> int:
         """Consecutive values of a row that share one slope of PReLU layer k."""
         width = math.prod(self._shapes[k])
-        return width // self.layers[k]["num_parameters"]
+        return width // int(self.layers[k]["num_parameters"])
 
     def _weight_2d(self, k: int) -> Any:
         """Layer k's convolution weight as (out, in, kh, kw): a 1-d one's kernel as 1 × k."""
