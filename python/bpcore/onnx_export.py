@@ -82,6 +82,9 @@ LOSS_METADATA_KEY = "bpcore.loss"
 #: The metadata key saying that float64 batch-norm running variances include eps minus its
 #: float32 (see `_write_layer`), for `from_onnx` to take it out again.
 VARIANCE_METADATA_KEY = "bpcore.running_var_includes_eps_rounding"
+#: The metadata key holding the initial slopes (`init`) of the PReLU layers, in order: ONNX's
+#: PRelu holds only the slopes, and `from_onnx` gives the layers back their init.
+PRELU_INIT_METADATA_KEY = "bpcore.prelu_init"
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -492,6 +495,9 @@ def to_onnx(
     metadata = {LOSS_METADATA_KEY: json.dumps(loss.to_spec())}
     if net.dtype == np.float64 and any(isinstance(la, BatchNorm1d) for la in net.layers):
         metadata[VARIANCE_METADATA_KEY] = "true"
+    inits = [la.init for la in net.layers if isinstance(la, PReLU)]
+    if inits:
+        metadata[PRELU_INIT_METADATA_KEY] = json.dumps(inits)
     onnx.helper.set_model_props(model, metadata)
     onnx.checker.check_model(model, full_check=True)
     if path is not None:

@@ -52,7 +52,13 @@ from bpcore.layers import (
 )
 from bpcore.losses import LOSSES, Loss, LossLike
 from bpcore.network import Network
-from bpcore.onnx_export import LOSS_METADATA_KEY, VARIANCE_METADATA_KEY, PathLike, onnx_module
+from bpcore.onnx_export import (
+    LOSS_METADATA_KEY,
+    PRELU_INIT_METADATA_KEY,
+    VARIANCE_METADATA_KEY,
+    PathLike,
+    onnx_module,
+)
 from bpcore.optimizers import Optimizer
 from bpcore.reference.convolution import output_size
 from bpcore.reference.shapes import CONVOLUTIONS, POOLS, as_2d, geometry
@@ -391,6 +397,25 @@ def _loss_from_metadata(metadata: dict[str, str]) -> Loss | None:
     return loss
 
 
+def _with_prelu_inits(layers: list[Layer], metadata: dict[str, str]) -> list[Layer]:
+    """`layers` with the PReLU inits `to_onnx` kept in the metadata, if it kept one per PReLU
+    layer (else torch's default 0.25 stays)."""
+    try:
+        inits = json.loads(metadata.get(PRELU_INIT_METADATA_KEY, "[]"))
+    except ValueError:
+        return layers
+    at = [i for i, layer in enumerate(layers) if isinstance(layer, PReLU)]
+    if not isinstance(inits, list) or len(inits) != len(at):
+        return layers
+    layers = list(layers)
+    for i, init in zip(at, inits):
+        try:
+            layers[i] = PReLU(layers[i].to_spec()["num_parameters"], init=init)
+        except (TypeError, ValueError):
+            return layers  # not to_onnx's numbers: the defaults stay
+    return layers
+
+
 def from_onnx(
     path_or_model: PathLike | Any,
     loss: LossLike | None = None,
@@ -403,8 +428,8 @@ def from_onnx(
     (+ Add of a bias) as Dense; Relu, LeakyRelu, Sigmoid, Tanh, Identity; Gelu (exact) and its
     Erf form; Elu; Softplus, also with torch's beta and threshold (a plain Softplus has
     threshold 40, see SOFTPLUS_WITHOUT_THRESHOLD); Sigmoid·Mul as SiLU; Mish and
-    x·tanh(softplus(x)) as Mish; PRelu (one slope or one per channel; the layer's `init` is
-    torch's 0.25, its slopes the model's) as PReLU; Dropout (inference) as Dropout;
+    x·tanh(softplus(x)) as Mish; PRelu (one slope or one per channel; `init` as to_onnx kept
+    it in the metadata, else torch's 0.25) as PReLU; Dropout (inference) as Dropout;
     BatchNormalization (num_batches_tracked 0) and LayerNormalization; Conv (group 1, the same
     pads at both ends) as Conv1d/Conv2d; MaxPool and AveragePool (ceil_mode 0; padding counted
     in the mean) as the pooling layers; Flatten and Reshape of each sample; Gather of a table
@@ -505,6 +530,7 @@ def from_onnx(
             if isinstance(layer, BatchNorm1d) and state[name].dtype == np.float64:
                 moved = state[name] + (float(np.float32(layer.eps)) - layer.eps)
                 state[name] = np.maximum(moved, 0.0)
+    layers = _with_prelu_inits(layers, metadata)
     if loss is None:
         loss = _loss_from_metadata(metadata) or head or "mse"
     net = Network(layers, loss=loss, optimizer=optimizer, dtype=next(iter(dtypes)), seed=seed)
