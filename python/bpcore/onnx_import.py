@@ -200,6 +200,7 @@ class _Graph:
             column = self.constants.get(gather.input[1]) if len(gather.input) == 2 else None
             if (
                 gather.op_type != "Gather"
+                or gather.domain not in ("", "ai.onnx")
                 or gather.input[0] != x
                 or _attribute(gather, "axis", 0) != 1
                 or column is None
@@ -216,9 +217,11 @@ class _Graph:
                 table = None if lookup is None else self.constants.get(lookup.input[0])
                 if (
                     cast is None
+                    or _attribute(cast, "to", 0) not in (6, 7)  # INT32, INT64
                     or lookup is None
                     or lookup.input[1] != cast.output[0]
                     or table is None
+                    or table.ndim != 2
                     or _attribute(lookup, "axis", 0) != 0
                 ):
                     return None
