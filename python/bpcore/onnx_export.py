@@ -419,7 +419,8 @@ def to_onnx(
         path: where to save the model (a .onnx file); None to only return it.
         probabilities: also output the class probabilities (classification losses only).
         opset: the opset of the default domain, from 13 (17 with LayerNorm); default the newest
-            the installed onnx package knows. Before 20, GELU is written in its Erf form.
+            the installed onnx package knows. Before 20, GELU is written in its Erf form; before
+            18, Mish as x tanh(softplus(x)).
         input_name, output_name, probabilities_name: the names of the graph's input and outputs.
 
     Raises:
