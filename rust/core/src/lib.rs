@@ -19,6 +19,7 @@ pub mod memory;
 pub mod network;
 pub mod optim;
 pub mod pool;
+pub mod prelu;
 pub mod real;
 pub mod rng;
 pub mod samples;

@@ -93,13 +93,16 @@ impl<T: Real> Network<T> {
         let mut params = vec![T::zero(); n_params];
         for (i, layer) in layers.iter().enumerate() {
             let next = match layers.get(i + 1) {
-                Some(Layer::Activation(a)) => Some(a),
+                Some(Layer::Activation(a)) => Some(*a),
+                Some(Layer::Prelu(p)) => Some(p.as_initialized()),
                 _ => None,
             };
+            let next = next.as_ref();
             match layer {
                 Layer::Dense(d) => init_dense(d, next, &mut rng, &mut params),
                 Layer::Conv(c) => c.init(next, &mut rng, &mut params),
                 Layer::Embeddings(e) => e.init(&mut rng, &mut params),
+                Layer::Prelu(p) => p.init(&mut params),
                 _ => {}
             }
         }
