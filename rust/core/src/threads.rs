@@ -9,6 +9,8 @@
 //! cores. A pool made before a `fork()` is unusable in the child; call `set_num_threads` there
 //! to build a fresh one.
 
+use std::marker::PhantomData;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -148,6 +150,69 @@ pub fn join(a: impl FnOnce() + Send, b: impl FnOnce() + Send) {
         } else {
             run_once(&b)
         }
+    });
+}
+
+/// A slice the parts of one team job write side by side, each part in ranges of its own: the
+/// work between a step's products (an optimizer update, gradient norms) cut into blocks.
+pub struct Disjoint<'a, T> {
+    base: *mut T,
+    len: usize,
+    _borrow: PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: a part only reaches the elements of the ranges it was handed (see `range`), and no
+// two parts are handed overlapping ranges, so sharing the pointer shares no element.
+unsafe impl<T: Send> Sync for Disjoint<'_, T> {}
+
+impl<'a, T> Disjoint<'a, T> {
+    /// Shares `slice` out for the duration of the borrow.
+    pub fn new(slice: &'a mut [T]) -> Self {
+        Disjoint {
+            base: slice.as_mut_ptr(),
+            len: slice.len(),
+            _borrow: PhantomData,
+        }
+    }
+
+    /// The elements `range` (clamped to the slice).
+    ///
+    /// # Safety
+    /// No other live reference may reach these elements: the caller hands each range of one
+    /// job to one part only.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn range(&self, range: Range<usize>) -> &'a mut [T] {
+        let end = range.end.min(self.len);
+        let start = range.start.min(end);
+        // SAFETY: `start..end` lies inside the slice `new` borrowed for 'a; the caller
+        // guarantees that nothing else reaches it.
+        unsafe { std::slice::from_raw_parts_mut(self.base.add(start), end - start) }
+    }
+}
+
+/// Runs `block(range)` for consecutive ranges of `block_len` elements covering `0..n`, on
+/// bpcore's team when there are several (each part takes a run of whole blocks), else here.
+/// The ranges do not depend on the thread count, so neither does what element-wise work
+/// computes in them.
+pub fn for_blocks(n: usize, block_len: usize, block: &(dyn Fn(Range<usize>) + Sync)) {
+    let block_len = block_len.max(1);
+    let blocks = n.div_ceil(block_len);
+    let run = |b: Range<usize>| {
+        for i in b {
+            block(i * block_len..((i + 1) * block_len).min(n));
+        }
+    };
+    let threads = num_threads();
+    if threads <= 1 || blocks <= 1 {
+        run(0..blocks);
+        return;
+    }
+    // A few parts per thread, so that a thread the system descheduled holds up little work.
+    let parts = blocks.min(4 * threads).min(MAX_PARTS);
+    let per_part = blocks.div_ceil(parts);
+    let parts = blocks.div_ceil(per_part);
+    run_parts(parts, &|p: usize| {
+        run(p * per_part..((p + 1) * per_part).min(blocks))
     });
 }
 
