@@ -202,8 +202,12 @@ pub fn for_blocks(n: usize, block_len: usize, block: &(dyn Fn(Range<usize>) + Sy
             block(i * block_len..((i + 1) * block_len).min(n));
         }
     };
+    if blocks <= 1 {
+        run(0..blocks);
+        return;
+    }
     let threads = num_threads();
-    if threads <= 1 || blocks <= 1 {
+    if threads <= 1 {
         run(0..blocks);
         return;
     }
@@ -312,6 +316,22 @@ mod tests {
         }
         assert!(left.iter().all(|&x| x == 4950));
         assert!(right.iter().all(|&x| x == 9900));
+    }
+
+    #[test]
+    fn blocks_cover_every_element_once_and_may_write_their_own_ranges() {
+        for (n, block_len) in [(0, 4), (1, 4), (10, 4), (12, 4), (1000, 7), (100_000, 64)] {
+            let mut seen = vec![0u32; n];
+            let shared = Disjoint::new(&mut seen);
+            for_blocks(n, block_len, &|range| {
+                assert!(range.len() <= block_len && range.start % block_len == 0);
+                // SAFETY: for_blocks hands out each range once.
+                unsafe { shared.range(range) }
+                    .iter_mut()
+                    .for_each(|x| *x += 1);
+            });
+            assert!(seen.iter().all(|&x| x == 1), "n = {n}, block {block_len}");
+        }
     }
 
     #[test]
