@@ -21,6 +21,9 @@ pub use sgd::Sgd;
 
 use serde::{Deserialize, Serialize};
 
+use std::ops::Range;
+
+use crate::threads::Disjoint;
 use crate::{Error, Real, Result};
 
 /// What an optimizer is: its state and its element-wise update.
@@ -140,31 +143,62 @@ impl<T: Real> Optimizer<T> {
     /// Lengths are the caller's contract (see [`Optimizer::try_step`] for a checked step); if
     /// they differ, only the common prefix is updated, and nothing panics.
     pub fn step(&mut self, params: &mut [T], grads: &[T]) {
+        let n = params.len().min(grads.len());
+        self.update(&mut params[..n], Gradients::Given(&grads[..n]));
+    }
+
+    /// [`Optimizer::step`] with `grads` clipped first as `clip` says, each block of them just
+    /// before its update, while it is in cache: the same numbers as clipping the whole buffer
+    /// and then stepping, in one pass over memory instead of two or three. `grads` is left
+    /// clipped.
+    pub fn step_clipped(&mut self, params: &mut [T], grads: &mut [T], clip: Clip) {
+        let n = params.len().min(grads.len());
+        let grads = &mut grads[..n];
+        if clip.is_none() {
+            self.update(&mut params[..n], Gradients::Given(grads));
+        } else {
+            self.update(
+                &mut params[..n],
+                Gradients::Clipped(Disjoint::new(grads), clip),
+            );
+        }
+    }
+
+    /// The update of `params` by `grads` (equal lengths), block by block: on the thread team
+    /// from `PARALLEL_MIN_PARAMS` parameters. Every rule is element-wise, so how the blocks
+    /// are shared out does not change a bit of the result.
+    fn update(&mut self, params: &mut [T], grads: Gradients<'_, T>) {
         self.steps = self.steps.saturating_add(1);
         let update = Update {
             spec: &self.spec,
             lr: self.lr,
             t: self.steps,
         };
-        let n = params.len().min(grads.len()).min(self.n_params);
-        let mut slices: [&mut [T]; MAX_STATE] = Default::default();
+        let n = params.len().min(self.n_params);
         let k = self.state.len().min(MAX_STATE);
-        for (slot, buffer) in slices.iter_mut().zip(self.state.iter_mut()) {
-            *slot = &mut buffer[..n];
+        let params = Disjoint::new(&mut params[..n]);
+        let mut state: [Option<Disjoint<'_, T>>; MAX_STATE] = Default::default();
+        for (slot, buffer) in state.iter_mut().zip(self.state.iter_mut()) {
+            *slot = Some(Disjoint::new(&mut buffer[..n]));
         }
-        let threads = if n >= PARALLEL_MIN_PARAMS {
-            crate::threads::num_threads()
-        } else {
-            1
+        let block = |range: Range<usize>| {
+            // SAFETY: `for_blocks` hands out each range once, so no two blocks share an
+            // element of the parameters, gradients or state.
+            let (p, g) = unsafe { (params.range(range.clone()), grads.block(range.clone())) };
+            let mut s: [&mut [T]; MAX_STATE] = Default::default();
+            for (slot, buffer) in s.iter_mut().zip(&state) {
+                if let Some(buffer) = buffer {
+                    // SAFETY: as above.
+                    *slot = unsafe { buffer.range(range.clone()) };
+                }
+            }
+            apply_simd(&update, p, g, &mut s[..k]);
         };
-        let (params, grads) = (&mut params[..n], &grads[..n]);
-        if threads > 1 {
-            let depth = usize::BITS - (threads - 1).leading_zeros();
-            crate::threads::install(|| {
-                split_update(&update, params, grads, &mut slices[..k], depth)
-            });
+        if n >= PARALLEL_MIN_PARAMS {
+            crate::threads::for_blocks(n, UPDATE_BLOCK, &block);
         } else {
-            apply_simd(&update, params, grads, &mut slices[..k]);
+            (0..n.div_ceil(UPDATE_BLOCK))
+                .for_each(|i| block(i * UPDATE_BLOCK..((i + 1) * UPDATE_BLOCK).min(n)));
         }
     }
 
@@ -338,8 +372,73 @@ impl<T: Real> Optimizer<T> {
 
 /// Most state buffers an optimizer keeps (Adam with amsgrad, RMSprop centered with momentum).
 pub const MAX_STATE: usize = 3;
+/// Parameters per block of an update: each of its buffers' blocks (32 KB in f32) stays in
+/// cache between clipping and the rule, and there are enough blocks to share out.
+const UPDATE_BLOCK: usize = 8 * 1024;
 /// Below this many parameters an update runs on one thread.
-const PARALLEL_MIN_PARAMS: usize = 1 << 16;
+const PARALLEL_MIN_PARAMS: usize = 2 * UPDATE_BLOCK;
+
+/// Gradient clipping of one step, torch's order: `scale` as `clip_grad_norm_` computed it (the
+/// gradients times `max_norm / (norm + 1e-6)` when that is below 1), then every gradient held
+/// to ±`value` as `clip_grad_value_` does.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Clip {
+    pub scale: Option<f64>,
+    pub value: Option<f64>,
+}
+
+impl Clip {
+    fn is_none(&self) -> bool {
+        self.scale.is_none() && self.value.is_none()
+    }
+}
+
+/// Held to ±limit, multiplied in `T` as the whole-buffer clipping did.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn clip_simd<T: Real>(clip: Clip, grads: &mut [T]) {
+    if let Some(scale) = clip.scale {
+        let c = T::of(scale);
+        grads.iter_mut().for_each(|g| *g *= c);
+    }
+    if let Some(limit) = clip.value {
+        let (low, high) = (T::of(-limit), T::of(limit));
+        for g in grads.iter_mut() {
+            if *g > high {
+                *g = high;
+            } else if *g < low {
+                *g = low;
+            }
+        }
+    }
+}
+
+/// The gradients an update reads: as given, or clipped block by block as it goes.
+enum Gradients<'a, T> {
+    Given(&'a [T]),
+    Clipped(Disjoint<'a, T>, Clip),
+}
+
+impl<'a, T: Real> Gradients<'a, T> {
+    /// The gradients of `range`, clipped first if they are to be.
+    ///
+    /// # Safety
+    /// For clipped gradients, no other live reference may reach `range` (see
+    /// [`Disjoint::range`]).
+    unsafe fn block(&self, range: Range<usize>) -> &'a [T] {
+        match self {
+            Gradients::Given(g) => {
+                let g: &'a [T] = g;
+                g.get(range).unwrap_or_default()
+            }
+            Gradients::Clipped(g, clip) => {
+                // SAFETY: the caller's guarantee.
+                let g = unsafe { g.range(range) };
+                clip_simd(*clip, g);
+                g
+            }
+        }
+    }
+}
 
 /// One step's rule and constants, applied to any contiguous share of the parameters: every
 /// rule here is element-wise, so shares can run on different threads.
@@ -361,36 +460,6 @@ impl Update<'_> {
     fn apply<T: Real>(&self, params: &mut [T], grads: &[T], state: &mut [&mut [T]]) {
         self.spec.apply(self.lr, self.t, params, grads, state)
     }
-}
-
-/// Splits the parameters, gradients and state in halves `depth` times and updates the shares
-/// in parallel (no allocation: the state slices live in fixed arrays).
-fn split_update<T: Real>(
-    update: &Update<'_>,
-    params: &mut [T],
-    grads: &[T],
-    state: &mut [&mut [T]],
-    depth: u32,
-) {
-    if depth == 0 || params.len() < PARALLEL_MIN_PARAMS / 2 {
-        apply_simd(update, params, grads, state);
-        return;
-    }
-    let mid = params.len() / 2;
-    let (p_left, p_right) = params.split_at_mut(mid);
-    let (g_left, g_right) = grads.split_at(mid);
-    let mut left: [&mut [T]; MAX_STATE] = Default::default();
-    let mut right: [&mut [T]; MAX_STATE] = Default::default();
-    for (i, s) in state.iter_mut().enumerate() {
-        let (a, b) = std::mem::take(s).split_at_mut(mid);
-        left[i] = a;
-        right[i] = b;
-    }
-    let k = state.len();
-    rayon::join(
-        || split_update(update, p_left, g_left, &mut left[..k], depth - 1),
-        || split_update(update, p_right, g_right, &mut right[..k], depth - 1),
-    );
 }
 
 fn fresh_state<T: Real>(spec: &OptimizerSpec, n_params: usize) -> Vec<Vec<T>> {
@@ -545,19 +614,50 @@ mod tests {
                 let mut slices: Vec<&mut [f64]> =
                     whole.state.iter_mut().map(|b| &mut b[..]).collect();
                 update.apply(&mut p_whole, &grads, &mut slices);
-                let update = Update {
-                    spec: &split.spec,
-                    lr: split.lr,
-                    t,
-                };
-                let mut slices: Vec<&mut [f64]> =
-                    split.state.iter_mut().map(|b| &mut b[..]).collect();
-                split_update(&update, &mut p_split, &grads, &mut slices, 3);
+                // In blocks, shared out over the team.
+                split.step(&mut p_split, &grads);
             }
             assert_eq!(p_whole, p_split);
             assert_eq!(whole.state, split.state);
             assert_ne!(p_whole, vec![0.5; n]);
         }
+    }
+
+    #[test]
+    fn a_clipped_step_equals_clipping_first_then_stepping() {
+        let n = PARALLEL_MIN_PARAMS + 5;
+        let grads: Vec<f32> = (0..n)
+            .map(|i| ((i * 31) % 200) as f32 / 50.0 - 2.0)
+            .collect();
+        for clip in [
+            Clip {
+                scale: Some(0.3),
+                value: None,
+            },
+            Clip {
+                scale: None,
+                value: Some(1.5),
+            },
+            Clip {
+                scale: Some(0.7),
+                value: Some(0.5),
+            },
+        ] {
+            let (mut fused, mut apart) = (Optimizer::new(adam(), n), Optimizer::new(adam(), n));
+            let (mut p_fused, mut p_apart) = (vec![0.25f32; n], vec![0.25f32; n]);
+            let mut g_fused = grads.clone();
+            fused.step_clipped(&mut p_fused, &mut g_fused, clip);
+            let mut g_apart = grads.clone();
+            clip_simd(clip, &mut g_apart);
+            apart.step(&mut p_apart, &g_apart);
+            assert_eq!(g_fused, g_apart);
+            assert_eq!(p_fused, p_apart);
+            assert_eq!(fused.state(), apart.state());
+            let limit = clip.value.unwrap_or(f64::INFINITY) as f32;
+            assert!(g_fused.iter().all(|g| g.abs() <= limit));
+        }
+        // The value clipping had something to clip.
+        assert!(grads.iter().any(|g| g.abs() > 1.5));
     }
 
     #[test]
