@@ -72,9 +72,14 @@ def epoch(
     weights: np.ndarray | None,
     batch_size: int,
     order: np.ndarray | None,
+    decay_per_weight: bool = True,
 ) -> float:
     """One epoch of mini-batches of `batch_size` over the rows in `order`; returns the core's
-    mean batch loss weighted by the batches' rows (scikit-learn's accumulated loss / n)."""
+    mean batch loss weighted by the batches' rows (scikit-learn's accumulated loss / n).
+
+    As scikit-learn's: each batch's loss is Σ w_i·l_i / Σ w_i ("mean_with_sample_weight"), and
+    with `decay_per_weight` its weight decay is the optimizer's over the batch's Σ w (its row
+    count without weights), scikit-learn's alpha / Σ w_batch."""
     n = X.shape[0]
     if sp.issparse(X):
         per_call = batch_size * max(1, _network.row_blocks(X)[0].stop // batch_size)
@@ -96,15 +101,24 @@ def epoch(
             metrics=[],
             progress=False,
             sample_weight=w,
+            sample_weight_reduction="mean_with_sample_weight",
+            weight_decay_per_batch_weight=decay_per_weight,
         )
         total += float(history.history["loss"][-1]) * x.shape[0]
     return total / n
 
 
-def batches_weight(n: int, batch_size: int, weights: np.ndarray | None) -> float:
-    """Σ over the epoch's batches of rows / Σ w of the batch, taking every batch's weights as the
-    epoch's mean: how many times scikit-learn's accumulated loss counts the L2 penalty term
-    ½·alpha·‖W‖² / Σ w_batch, per row."""
-    batches = math.ceil(n / batch_size)
-    mean_weight = 1.0 if weights is None else float(np.mean(weights))
-    return batches / mean_weight
+def batches_weight(
+    n: int, batch_size: int, weights: np.ndarray | None, order: np.ndarray | None
+) -> float:
+    """Σ over the epoch's batches (of `batch_size` of the `n` rows, in `order`) of rows / Σ w of
+    the batch: how many times scikit-learn's accumulated loss counts the L2 penalty term
+    ½·alpha·‖W‖² / Σ w_batch, per row (a batch of zero weight counts none)."""
+    if weights is None:
+        return float(math.ceil(n / batch_size))
+    ordered = weights if order is None else weights[order]
+    starts = np.arange(0, n, batch_size)
+    sums = np.add.reduceat(ordered, starts)
+    rows = np.diff(np.append(starts, n))
+    counted = sums > 0
+    return float(np.sum(rows[counted] / sums[counted]))

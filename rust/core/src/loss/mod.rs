@@ -172,6 +172,36 @@ pub fn divisor<T>(spec: &LossSpec, targets: Targets<'_, T>, n: usize) -> f64 {
     }
 }
 
+/// What the loss of `n` samples with per-sample `weights` divides by under Keras's reduction
+/// "mean_with_sample_weight" (scikit-learn's weighted mean): the sum of the weights, each
+/// times its target's class weight for cross_entropy with class weights, so that all-ones
+/// weights give [`divisor`]. Without weights, [`divisor`]. Weights and targets must have
+/// been checked.
+///
+/// The loss [`evaluate_weighted`] computes is S / `divisor`; the weighted mean is S / this, so
+/// a share's loss times its `divisor` is its part of the sum S, and shares (threads, ranks,
+/// accumulated batches) recombine as Σ_k S_k / Σ_k D_k.
+pub fn weighted_divisor<T: Real>(
+    spec: &LossSpec,
+    targets: Targets<'_, T>,
+    weights: Option<&[T]>,
+    n: usize,
+) -> f64 {
+    let Some(weights) = weights else {
+        return divisor(spec, targets, n);
+    };
+    match (spec, targets) {
+        (
+            LossSpec::CrossEntropy {
+                weight: Some(class_weight),
+                ..
+            },
+            Targets::Labels(labels),
+        ) => cross_entropy::weighted_label_weight_sum(labels, class_weight, weights),
+        _ => weights.iter().map(|w| w.f64()).sum(),
+    }
+}
+
 /// Whether a batch's divisor (see [`divisor`]) depends on its targets rather than its size
 /// alone: then a share's part of a step is only known once every share's divisor is.
 pub fn divisor_depends_on_targets(spec: &LossSpec) -> bool {
