@@ -310,8 +310,9 @@ class BaseMLP(BaseEstimator):
         lr_scale = scales.gradient if self.solver == "sgd" else 1.0
         net.lr = self._optimizer.learning_rate * lr_scale
         self.n_iter_ = 0
+        order = None
         for _ in range(self.max_iter):
-            order = _stochastic.epoch_order(n, bool(self.shuffle), self._random_state)
+            order = _stochastic.epoch_order(order, n, bool(self.shuffle), self._random_state)
             diverged = None
             try:
                 with warnings.catch_warnings():

@@ -55,13 +55,18 @@ class LearningRate:
         return False
 
 
-def epoch_order(n: int, shuffle: bool, random_state: np.random.RandomState) -> np.ndarray | None:
-    """The rows' order for one epoch: scikit-learn's shuffle of 0..n-1, or None (in order)."""
+def epoch_order(
+    previous: np.ndarray | None, n: int, shuffle: bool, random_state: np.random.RandomState
+) -> np.ndarray | None:
+    """The rows' order for one epoch: scikit-learn's shuffle of the previous epoch's order
+    (0..n-1 for a fit's first), as scikit-learn reshuffles its running `sample_idx`; or None
+    (in order)."""
     if not shuffle:
         return None
     from sklearn.utils import shuffle as sklearn_shuffle
 
-    order: np.ndarray = sklearn_shuffle(np.arange(n), random_state=random_state)
+    start = np.arange(n) if previous is None else previous
+    order: np.ndarray = sklearn_shuffle(start, random_state=random_state)
     return order
 
 
