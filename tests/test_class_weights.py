@@ -288,7 +288,9 @@ def test_a_data_parallel_group_of_one_trains_class_weights_as_a_process_alone() 
             net.fit(X, y, class_weight=class_weight, comm=comm, epochs=2, progress=False)
             runs.append(net.parameters()["0.weight"])
         np.testing.assert_array_equal(runs[0], runs[1])
-        assert not np.array_equal(runs[0], bp.Network([bp.Dense(IN, 3)], seed=0).parameters()["0.weight"])
+        assert not np.array_equal(
+            runs[0], bp.Network([bp.Dense(IN, 3)], seed=0).parameters()["0.weight"]
+        )
 
 
 # ----- targets that are not class labels ----------------------------------------------------

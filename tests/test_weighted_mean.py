@@ -114,15 +114,28 @@ def test_a_batch_of_zero_weight_takes_no_step() -> None:
     w = np.ones(N)
     w[:BATCH] = 0.0
     skipped, alone = _net("mse", bp.SGD(lr=0.1)), _net("mse", bp.SGD(lr=0.1))
-    skipped.fit(X[: 2 * BATCH], y[: 2 * BATCH], batch_size=BATCH, shuffle=False,
-                sample_weight=w[: 2 * BATCH], sample_weight_reduction=MEAN, progress=False)
+    skipped.fit(
+        X[: 2 * BATCH],
+        y[: 2 * BATCH],
+        batch_size=BATCH,
+        shuffle=False,
+        sample_weight=w[: 2 * BATCH],
+        sample_weight_reduction=MEAN,
+        progress=False,
+    )
     alone.fit(X[BATCH : 2 * BATCH], y[BATCH : 2 * BATCH], batch_size=BATCH, progress=False)
     np.testing.assert_allclose(_params(skipped), _params(alone), rtol=1e-15, atol=1e-18)
     # The zero-weight batch alone: loss 0 and no change at all (where torch's 0/0 is NaN).
     idle = _net("mse", bp.SGD(lr=0.1))
     start = _params(idle)
-    history = idle.fit(X[:BATCH], y[:BATCH], batch_size=BATCH, sample_weight=w[:BATCH],
-                       sample_weight_reduction=MEAN, progress=False)
+    history = idle.fit(
+        X[:BATCH],
+        y[:BATCH],
+        batch_size=BATCH,
+        sample_weight=w[:BATCH],
+        sample_weight_reduction=MEAN,
+        progress=False,
+    )
     assert history.history["loss"] == [0.0]
     np.testing.assert_array_equal(_params(idle), start)
 
@@ -131,8 +144,9 @@ def test_the_loss_of_a_batch_is_its_weighted_mean() -> None:
     X, y = _data("mse")
     w = _weights()
     net = _net("mse", bp.SGD(lr=0.0))
-    history = net.fit(X, y, batch_size=N, sample_weight=w, sample_weight_reduction=MEAN,
-                      progress=False)
+    history = net.fit(
+        X, y, batch_size=N, sample_weight=w, sample_weight_reduction=MEAN, progress=False
+    )
     per_sample = ((net.predict(X) - y) ** 2).mean(axis=1)
     assert history.history["loss"][0] == pytest.approx((w * per_sample).sum() / w.sum(), rel=1e-13)
 
@@ -148,9 +162,15 @@ def test_weight_decay_per_batch_weight_is_the_decay_over_the_batch_weight() -> N
         # The gradient of the batch's loss alone, from the same starting point.
         scale = BATCH / w[:BATCH].sum() if reduction == MEAN else 1.0
         _, grad = net.native.gradients(X[:BATCH], y[:BATCH], w[:BATCH] * scale)
-        net.fit(X[:BATCH], y[:BATCH], batch_size=BATCH, sample_weight=w[:BATCH],
-                sample_weight_reduction=reduction, weight_decay_per_batch_weight=True,
-                progress=False)
+        net.fit(
+            X[:BATCH],
+            y[:BATCH],
+            batch_size=BATCH,
+            sample_weight=w[:BATCH],
+            sample_weight_reduction=reduction,
+            weight_decay_per_batch_weight=True,
+            progress=False,
+        )
         mask = np.zeros_like(before, dtype=bool)
         for name, shape, offset in net.native.param_info():
             if name.endswith("weight"):

@@ -292,8 +292,8 @@ class RankGroup:
 
     def reduce(self, step: int, buffer: memoryview, failure: BaseException | None) -> None:
         """The native loop's hook between a step's gradients and its update: sums `buffer`
-        (`[gradients | loss | divisor | failures]`) over every rank in place; raises on every rank if any
-        rank failed (its share, a callback at a progress tick, a Ctrl-C)."""
+        (`[gradients | loss | divisor | failures]`) over every rank in place; raises on every
+        rank if any rank failed (its share, a callback at a progress tick, a Ctrl-C)."""
         values = np.frombuffer(buffer, dtype=self.net.dtype)
         if failure is not None and self.failure is None:
             self.failure = failure

@@ -548,6 +548,29 @@ mod tests {
     }
 
     #[test]
+    fn the_weighted_divisor_sums_the_weights_times_the_class_weights() {
+        let labels = [1i64, 0, 1];
+        let w = [2.0f64, 0.5, 0.0];
+        let t = Targets::<f64>::Labels(&labels);
+        let ce = LossSpec::CrossEntropy {
+            label_smoothing: 0.0,
+            weight: Some(vec![3.0, 0.25]),
+        };
+        assert_eq!(
+            weighted_divisor(&ce, t, Some(&w), 3),
+            2.0 * 0.25 + 0.5 * 3.0
+        );
+        assert_eq!(weighted_divisor(&ce, t, None, 3), divisor(&ce, t, 3));
+        assert_eq!(
+            weighted_divisor(&ce, t, Some(&[1.0; 3]), 3),
+            divisor(&ce, t, 3)
+        );
+        let y = Targets::<f64>::Values(&[0.0; 3]);
+        assert_eq!(weighted_divisor(&LossSpec::Mse, y, Some(&w), 3), 2.5);
+        assert_eq!(weighted_divisor(&LossSpec::Mse, y, None, 3), 3.0);
+    }
+
+    #[test]
     fn names_and_kinds() {
         assert_eq!(name(&LossSpec::Huber { delta: 2.0 }), "huber");
         assert!(takes_labels(&LossSpec::CrossEntropy {

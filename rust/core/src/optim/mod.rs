@@ -809,6 +809,50 @@ mod tests {
     }
 
     #[test]
+    fn no_decay_tensors_and_the_decay_scale_change_only_their_ranges() {
+        let sgd = |no_decay: Vec<String>| {
+            OptimizerSpec::Sgd(crate::optim::Sgd {
+                lr: 0.5,
+                momentum: 0.0,
+                dampening: 0.0,
+                nesterov: false,
+                weight_decay: 0.1,
+                no_decay,
+            })
+        };
+        let tensors = [
+            ("0.weight", 0, 2),
+            ("0.bias", 2, 1),
+            ("1.weight", 3, 2),
+            ("1.bias", 5, 1),
+        ];
+        let mut opt = Optimizer::<f64>::new(sgd(vec!["bias".into()]), 6);
+        // panic-free: test code
+        opt.set_param_names(tensors.iter().copied()).expect("names");
+        assert_eq!(opt.undecayed, [(2, 3), (5, 6)]);
+        let mut p = [2.0; 6];
+        opt.step(&mut p, &[0.0; 6]);
+        assert_eq!(p, [1.9, 1.9, 2.0, 1.9, 1.9, 2.0]);
+        opt.set_decay_scale(0.5);
+        assert!(opt.step_stays_finite(&p, &[0.0; 6]));
+        opt.step(&mut p, &[0.0; 6]);
+        let shrunk = 1.9 - 0.5 * 0.05 * 1.9;
+        assert_eq!(p, [shrunk, shrunk, 2.0, shrunk, shrunk, 2.0]);
+        // Without no_decay and at scale 1, the step is the spec's own, bit for bit.
+        let mut plain = Optimizer::<f64>::new(sgd(Vec::new()), 6);
+        plain
+            .set_param_names(tensors.iter().copied())
+            .expect("names");
+        let (mut a, mut b) = ([1.5; 6], [1.5; 6]);
+        plain.step(&mut a, &[0.3; 6]);
+        Optimizer::<f64>::new(sgd(Vec::new()), 6).step(&mut b, &[0.3; 6]);
+        assert_eq!(a, b);
+        let mut bad = Optimizer::<f64>::new(sgd(vec!["bais".into()]), 6);
+        let e = bad.set_param_names(tensors.iter().copied()).unwrap_err();
+        assert!(e.to_string().starts_with("no_decay: \"bais\""), "{e}");
+    }
+
+    #[test]
     fn lerp_matches_torch() {
         assert_eq!(lerp(1.0f64, 3.0, 0.25), 1.5);
         assert_eq!(lerp(1.0f64, 3.0, 0.75), 2.5);
