@@ -162,7 +162,7 @@ def test_weight_decay_per_batch_weight_is_the_decay_over_the_batch_weight() -> N
         # The gradient of the batch's loss alone, from the same starting point.
         scale = BATCH / w[:BATCH].sum() if reduction == MEAN else 1.0
         _, grad = net.native.gradients(X[:BATCH], y[:BATCH], w[:BATCH] * scale)
-        net.fit(
+        history = net.fit(
             X[:BATCH],
             y[:BATCH],
             batch_size=BATCH,
@@ -177,6 +177,9 @@ def test_weight_decay_per_batch_weight_is_the_decay_over_the_batch_weight() -> N
                 mask[offset : offset + int(np.prod(shape))] = True
         expected = before - lr * (grad + mask * (decay / divisor) * before)
         np.testing.assert_allclose(_params(net), expected, rtol=1e-14, atol=1e-16)
+        # Its L2 term, of the weights before the step, is in the History.
+        penalty = 0.5 * decay / divisor * float(before[mask] @ before[mask])
+        assert history.history["penalty"] == [pytest.approx(penalty, rel=1e-14)]
         # The network's optimizer keeps its own decay for the next fits.
         assert net.optimizer.weight_decay == decay
 

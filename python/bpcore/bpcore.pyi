@@ -68,6 +68,7 @@ class _EpochResult(TypedDict):
     grad_norms: list[float]
     update_ratios: list[float]
     metric_sums: _MetricSums
+    penalty: float
 
 def set_num_threads(n: int) -> None:
     """Uses `n` threads for bpcore's parallel work from now on."""
@@ -194,7 +195,8 @@ class NativeNetwork:
 
         `weighted_mean`: each step's loss is Σ w_i·l_i / Σ w_i (Keras's reduction
         "mean_with_sample_weight") instead of Σ w_i·l_i / n; `decay_per_divisor`: each step's
-        weight decay is the optimizer's over the step's divisor (scikit-learn's alpha)."""
+        weight decay is the optimizer's over the step's divisor (scikit-learn's alpha), and
+        "penalty" its L2 term before each step, averaged over the samples as "loss" is."""
     @property
     def reduce_len(self) -> int:
         """Length of a data-parallel step's buffer: the parameters, the loss, the divisor and

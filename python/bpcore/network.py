@@ -390,8 +390,9 @@ class Network:
             weight_decay_per_batch_weight: divide each step's weight decay by the batch's
                 divisor (its Σ w_i under "mean_with_sample_weight", else its sample count):
                 scikit-learn's alpha, whose L2 term ½·alpha·‖W‖² joins a batch's summed loss
-                before the division. False (the default) decays by the optimizer's
-                weight_decay at every step, as torch.
+                before the division; the History then has that term's "penalty" (averaged
+                over the samples as "loss" is, from the weights before each step). False (the
+                default) decays by the optimizer's weight_decay at every step, as torch.
             class_weight: Keras's class weights, a dict {class label: weight} (1.0 for a
                 class left out) or "balanced" (scikit-learn's n_samples / (n_classes ·
                 count) over the training samples): each training sample's weight is its

@@ -228,7 +228,7 @@ class _Fit:
 
     def log_keys(self) -> list[str]:
         """The keys every epoch's logs have."""
-        keys = ["loss", *self.metrics]
+        keys = ["loss", *(["penalty"] if self.decay_per_divisor else []), *self.metrics]
         if self.validation is not None:
             keys += ["val_loss", *(f"val_{m}" for m in self.metrics)]
         return [*keys, "lr", "time"]
@@ -450,6 +450,8 @@ def _train(net: Network, plan: _Fit, group: Group) -> History:
             net.fit_progress.count_epoch()
             train_sums, val_logs = group.end_epoch(result, plan.metrics, plan.validation)
             logs = {"loss": float(result["loss"])}
+            if plan.decay_per_divisor:
+                logs["penalty"] = float(result["penalty"])
             if plan.metrics:
                 x, t = plan.x_train, plan.t_train
                 logs.update(metric_functions.values(plan.metrics, net, x, t, train_sums))

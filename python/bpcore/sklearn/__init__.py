@@ -24,10 +24,11 @@ fitting logic and fitted attributes, passing scikit-learn's own MLP test file an
   weight of 2 is a row repeated in its mini-batch (with shuffle=False and the copy in its
   row's batch: shuffled, the two data sets are permuted differently, in scikit-learn too).
 
-Differences that remain: `loss_curve_` of the stochastic solvers adds the L2 term of the
-weights at the end of each epoch (scikit-learn: of the weights before each batch's update),
-so it differs slightly while the weights move (the steps do not). Adam adds its epsilon as
-torch does (to sqrt(v̂)). "adamw" decays the weights by lr·alpha per step, decoupled. bpcore's
+  `loss_`, `loss_curve_` and the stopping rule on them add each batch's L2 term before its step,
+  as scikit-learn's accumulated loss does.
+
+Differences that remain: Adam adds its epsilon as torch does (to sqrt(v̂)). "adamw" decays the
+weights by lr·alpha per step, decoupled, and its loss has no L2 term. bpcore's
 own parameters: `dropout` (after every hidden activation; not with lbfgs) and `dtype` (None:
 follow X; "float32" or "float64").
 

@@ -306,7 +306,6 @@ class BaseMLP(BaseEstimator):
         # scikit-learn's L2 term per unit of a batch's weight: alpha / Σ w of each batch,
         # except AdamW's decoupled decay.
         decay_per_weight = self.solver != "adamw"
-        mask = _network.weight_mask(net)
         lr_scale = scales.gradient if self.solver == "sgd" else 1.0
         net.lr = self._optimizer.learning_rate * lr_scale
         self.n_iter_ = 0
@@ -317,12 +316,12 @@ class BaseMLP(BaseEstimator):
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", GradientWarning)
-                    core_loss = _stochastic.epoch(
+                    core_loss, core_penalty = _stochastic.epoch(
                         net, X, targets, core_weights, batch_size, order, decay_per_weight
                     )
-                flat = _network.flat_parameters(net)[mask].astype(np.float64)
-                penalty_per_row = _stochastic.batches_weight(n, batch_size, w, order) / n
-                penalty = 0.5 * self.alpha * float(flat @ flat) * penalty_per_row
+                # The core's L2 term is in its own units (its decay is alpha / scale); AdamW's
+                # decoupled decay is no term of the loss.
+                penalty = scales.gradient * core_penalty
                 loss = scales.report * core_loss + scales.offset + penalty
             except TrainingDivergedError as e:
                 diverged, loss = e, math.nan

@@ -9,7 +9,6 @@ block of batches for sparse input, made dense a block at a time).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -78,9 +77,10 @@ def epoch(
     batch_size: int,
     order: np.ndarray | None,
     decay_per_weight: bool = True,
-) -> float:
-    """One epoch of mini-batches of `batch_size` over the rows in `order`; returns the core's
-    mean batch loss weighted by the batches' rows (scikit-learn's accumulated loss / n).
+) -> tuple[float, float]:
+    """One epoch of mini-batches of `batch_size` over the rows in `order`; returns (the core's
+    mean batch loss, its L2 term's), each weighted by the batches' rows (scikit-learn's
+    accumulated loss / n; the L2 term of the weights before each batch's step).
 
     As scikit-learn's: each batch's loss is Σ w_i·l_i / Σ w_i ("mean_with_sample_weight"), and
     with `decay_per_weight` its weight decay is the optimizer's over the batch's Σ w (its row
@@ -90,7 +90,7 @@ def epoch(
         per_call = batch_size * max(1, _network.row_blocks(X)[0].stop // batch_size)
     else:
         per_call = n
-    total = 0.0
+    total = penalty = 0.0
     for start in range(0, n, per_call):
         rows: Any = slice(start, min(n, start + per_call))
         if order is not None:
@@ -110,20 +110,6 @@ def epoch(
             weight_decay_per_batch_weight=decay_per_weight,
         )
         total += float(history.history["loss"][-1]) * x.shape[0]
-    return total / n
-
-
-def batches_weight(
-    n: int, batch_size: int, weights: np.ndarray | None, order: np.ndarray | None
-) -> float:
-    """Σ over the epoch's batches (of `batch_size` of the `n` rows, in `order`) of rows / Σ w of
-    the batch: how many times scikit-learn's accumulated loss counts the L2 penalty term
-    ½·alpha·‖W‖² / Σ w_batch, per row (a batch of zero weight counts none)."""
-    if weights is None:
-        return float(math.ceil(n / batch_size))
-    ordered = weights if order is None else weights[order]
-    starts = np.arange(0, n, batch_size)
-    sums = np.add.reduceat(ordered, starts)
-    rows = np.diff(np.append(starts, n))
-    counted = sums > 0
-    return float(np.sum(rows[counted] / sums[counted]))
+        if decay_per_weight:
+            penalty += float(history.history["penalty"][-1]) * x.shape[0]
+    return total / n, penalty / n

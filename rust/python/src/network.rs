@@ -301,7 +301,8 @@ impl NativeNetwork {
     ///
     /// `weighted_mean`: each step's loss is Σ w_i·l_i / Σ w_i (Keras's reduction
     /// "mean_with_sample_weight") instead of Σ w_i·l_i / n; `decay_per_divisor`: each step's
-    /// weight decay is the optimizer's over the step's divisor (scikit-learn's alpha).
+    /// weight decay is the optimizer's over the step's divisor (scikit-learn's alpha), and
+    /// "penalty" its L2 term before each step, averaged over the samples as "loss" is.
     #[pyo3(signature = (x, y, batch_size, shuffle, progress=None, progress_interval=0.2, sample_weight=None, epoch=None, ranks=None, reduce=None, step_lrs=None, clip_grad_norm=None, clip_grad_value=None, gradient_accumulation_steps=1, weighted_mean=false, decay_per_divisor=false))]
     #[allow(clippy::too_many_arguments)]
     fn fit_epoch(

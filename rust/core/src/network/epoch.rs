@@ -125,6 +125,10 @@ pub struct EpochOutcome {
     pub update_ratios: Vec<f64>,
     /// The training metrics' sums over this process's shares, from the steps' own outputs.
     pub metrics: MetricSums,
+    /// Under `decay_per_divisor`, the L2 term of the decay, ½·(weight_decay / D)·‖W‖² of the
+    /// decayed parameters before each optimizer step, averaged as `loss` is (each step's term
+    /// times its samples, over the samples seen): scikit-learn's loss adds it. 0 otherwise.
+    pub penalty: f64,
 }
 
 /// Where an epoch stands, as `on_batch` sees it before each step.
@@ -395,6 +399,7 @@ impl<T: Real> Network<T> {
             grad_norms: Vec::new(),
             update_ratios: Vec::new(),
             metrics: MetricSums::default(),
+            penalty: 0.0,
         };
         let mut seen = 0usize;
         let mut grads = std::mem::take(&mut self.grads);
@@ -420,6 +425,8 @@ impl<T: Real> Network<T> {
             .collect();
         let mut accumulated_loss = 0.0;
         let mut accumulated_divisor = 0.0;
+        // Σ over optimizer steps of the decay's L2 term times the step's samples.
+        let mut penalty = 0.0;
         // Whether each share adds sums and divisors (see the module docs) rather than means.
         let ranks = settings.ranks.map_or(1, |r| r.shard_rows.len());
         let by_sums = (settings.weighted_mean && data.weights.is_some())
@@ -494,6 +501,7 @@ impl<T: Real> Network<T> {
                     if last {
                         let mean = divide(grads, accumulated_loss, accumulated_divisor);
                         self.set_step_decay(settings, accumulated_divisor);
+                        penalty += self.step_penalty(settings, group_rows[s / k]);
                         self.descend(mean, grads, clip)?;
                     }
                     return Ok(if divisor > 0.0 { value / divisor } else { 0.0 });
@@ -505,6 +513,9 @@ impl<T: Real> Network<T> {
                     group_rows[s / k] as f64
                 };
                 self.set_step_decay(settings, divisor);
+                if last {
+                    penalty += self.step_penalty(settings, group_rows[s / k]);
+                }
                 if k == 1 {
                     return self.descend(value, step_grads, clip).map(|()| value);
                 }
@@ -545,6 +556,7 @@ impl<T: Real> Network<T> {
         result?;
         if seen > 0 {
             outcome.loss /= seen as f64;
+            outcome.penalty = penalty / seen as f64;
         }
         outcome.grad_norms = self.grad_stats.mean_norms(self.param_info.len());
         outcome.metrics = MetricSums::clone(&self.metrics);
@@ -568,6 +580,16 @@ impl<T: Real> Network<T> {
         if settings.decay_per_divisor {
             let scale = if divisor > 0.0 { 1.0 / divisor } else { 0.0 };
             self.optimizer.set_decay_scale(scale);
+        }
+    }
+
+    /// Under `decay_per_divisor`, the L2 term of the step about to be taken (its decay set)
+    /// times its `rows` samples; else 0.
+    fn step_penalty(&self, settings: &EpochSettings<'_>, rows: usize) -> f64 {
+        if settings.decay_per_divisor {
+            self.optimizer.decay_penalty(&self.params) * rows as f64
+        } else {
+            0.0
         }
     }
 

@@ -216,6 +216,26 @@ impl<T: Real> Optimizer<T> {
             .set_weight_decay(self.spec.weight_decay() * scale);
     }
 
+    /// ½·weight_decay·‖p‖² over the decayed parameters, at the current decay scale: the L2
+    /// term whose gradient the coupled decay adds (a loop reporting the regularized loss adds
+    /// it, as Keras adds its regularizers' losses), in f64.
+    pub fn decay_penalty(&self, params: &[T]) -> f64 {
+        let decay = self.decayed_spec.weight_decay();
+        if decay == 0.0 {
+            return 0.0;
+        }
+        let mut sum = 0.0;
+        self.for_each_range(params.len().min(self.n_params), |start, end, spec| {
+            if spec.weight_decay() != 0.0 {
+                sum += params[start..end]
+                    .iter()
+                    .map(|p| p.f64() * p.f64())
+                    .sum::<f64>();
+            }
+        });
+        0.5 * decay * sum
+    }
+
     /// The rule of every range of the first `n` parameters, in order: `f(start, end, spec)`.
     /// With every tensor decayed at the spec's own rate, one range of the spec itself.
     fn for_each_range(&self, n: usize, mut f: impl FnMut(usize, usize, &OptimizerSpec)) {
