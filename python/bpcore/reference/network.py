@@ -432,7 +432,7 @@ class Network:
         shapes = self.parameter_shapes()
         flat_params = [flat_values(value) for value in self._params.values()]
         flat_grads = [flat_values(grads[name]) for name in self._params]
-        self.optimizer.step(flat_params, flat_grads)
+        self.optimizer.step(flat_params, flat_grads, list(self._params))
         for name, flat in zip(list(self._params), flat_params):
             self._params[name] = nested(flat, shapes[name])
 

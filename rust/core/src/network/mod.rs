@@ -107,7 +107,12 @@ impl<T: Real> Network<T> {
             }
         }
         training_state::init_norm(&layers, &mut params);
-        let optimizer = Optimizer::new(spec.optimizer.clone(), n_params);
+        let mut optimizer = Optimizer::new(spec.optimizer.clone(), n_params);
+        optimizer.set_param_names(
+            param_info
+                .iter()
+                .map(|p| (p.name.as_str(), p.offset, p.len())),
+        )?;
         Ok(Network {
             spec,
             layers,
