@@ -31,6 +31,10 @@ KINDS = {
     "dropout": lambda: bp.Dropout(0.3),
     "batch_norm": lambda: bp.BatchNorm1d(8, eps=1e-3, momentum=0.2),
     "layer_norm": lambda: bp.LayerNorm(8, eps=1e-3),
+    "silu": lambda: bp.SiLU(),
+    "mish": lambda: bp.Mish(),
+    "prelu": lambda: bp.PReLU(),
+    "prelu_per_feature": lambda: bp.PReLU(8, init=-0.2),
 }
 
 

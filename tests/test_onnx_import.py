@@ -40,6 +40,10 @@ def every_kind(dtype: str) -> bp.Network:
         bp.Dropout(0.3),
         bp.BatchNorm1d(8, eps=1e-3, momentum=0.2),
         bp.LayerNorm(8, eps=1e-4),
+        bp.SiLU(),
+        bp.Mish(),
+        bp.PReLU(),
+        bp.PReLU(8),
         bp.Dense(8, 3),
     ]
     rng = np.random.default_rng(1)

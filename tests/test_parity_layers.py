@@ -35,6 +35,8 @@ ACTIVATIONS = {
     "softplus_beta2_threshold1.5": bp.Softplus(beta=2.0, threshold=1.5),
     "softplus_beta0.5_threshold0.5": bp.Softplus(beta=0.5, threshold=0.5),
     "softplus_beta8": bp.Softplus(beta=8.0),
+    "silu": bp.SiLU(),
+    "mish": bp.Mish(),
     "identity": bp.Identity(),
 }
 

@@ -93,6 +93,8 @@ ACTIVATIONS = [
     {"type": "elu", "alpha": 1.5},
     {"type": "softplus"},
     {"type": "softplus", "beta": 2.0, "threshold": 1.0},
+    {"type": "silu"},
+    {"type": "mish"},
     {"type": "identity"},
 ]
 

@@ -26,9 +26,8 @@ PRIVATE_INTERNALS: dict[str, str] = {
     "test_fit": (
         "assigns scikit-learn's private training state by hand (`_coef_grads`, "
         "`_intercept_grads`, `_coef_velocity`, `_intercept_velocity`, `learning_rate_`, "
-        "`_no_improvement_count`) and items of the lists `coefs_` and `intercepts_`, which "
-        "bpcore reads from its network; and it checks one sgd step of the output intercept to "
-        "3 decimals, where bpcore's optimizers also decay the intercepts by alpha"
+        "`_no_improvement_count`) and the lists `coefs_` and `intercepts_` themselves, which "
+        "bpcore reads from its network (a property without a setter)"
     ),
     "test_gradient": (
         "calls the private `_loss_grad_lbfgs(packed, X, Y, None, activations, deltas, "

@@ -30,7 +30,7 @@ def test_same_random_state_same_start_and_result_as_sklearn():
     ours = MLPClassifier((16,), max_iter=50, random_state=0).fit(X, y)
     theirs = sk.MLPClassifier((16,), max_iter=50, random_state=0).fit(X, y)
     assert ours.score(X, y) == theirs.score(X, y)
-    # Adam's epsilon and the intercepts' decay differ slightly (see bpcore.sklearn).
+    # Adam's epsilon differs slightly (see bpcore.sklearn).
     assert abs(ours.loss_ - theirs.loss_) < 1e-3
     started = MLPClassifier((16,), max_iter=1, random_state=0, learning_rate_init=1e-12)
     sk_started = sk.MLPClassifier((16,), max_iter=1, random_state=0, learning_rate_init=1e-12)
@@ -48,6 +48,65 @@ def test_lbfgs_follows_sklearns_iterations(activation):
     assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-8)
     np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-8)
     assert len(ours.loss_curve_) == ours.n_iter_ and ours.loss_curve_[-1] == ours.loss_
+
+
+@pytest.mark.parametrize("estimator", ["classifier", "regressor"])
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_with_sample_weights_takes_sklearns_steps(estimator, shuffle, nesterov):
+    # Mini-batches of unequal weight, the L2 term on the weights only over each batch's Σ w,
+    # momentum, and each epoch's shuffle of the last: scikit-learn's every step, to rounding.
+    X, y = digits(230)
+    target = y if estimator == "classifier" else y / 9.0
+    ours_cls, theirs_cls = (
+        (MLPClassifier, sk.MLPClassifier)
+        if estimator == "classifier"
+        else (MLPRegressor, sk.MLPRegressor)
+    )
+    w = np.random.default_rng(0).uniform(0.0, 3.0, len(y))
+    kw = dict(
+        hidden_layer_sizes=(12,),
+        solver="sgd",
+        alpha=0.3,
+        batch_size=25,
+        shuffle=shuffle,
+        momentum=0.9,
+        nesterovs_momentum=nesterov,
+        learning_rate_init=0.05,
+        max_iter=6,
+        random_state=0,
+        tol=0.0,
+        n_iter_no_change=100,
+    )
+    ours = ours_cls(**kw).fit(X, target, sample_weight=w)
+    theirs = theirs_cls(**kw).fit(X, target, sample_weight=w)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    # The reported loss too: each batch's weighted mean and its L2 term before its step.
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-12)
+    assert ours.n_iter_ == theirs.n_iter_ == 6
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_a_weight_of_two_is_a_repeated_row_in_its_mini_batch(solver):
+    # shuffle=False, and each weight-2 row's copy in its own batch: the same batches in both
+    # fits (shuffled, the two sets are permuted differently, in scikit-learn too).
+    X, y = digits(200)
+    w = np.ones(len(y))
+    rows = []
+    for start in range(0, 200, 20):
+        w[start : start + 3] = 2.0
+        w[start + 3] = 0.0
+        rows += [*range(start, start + 3), *range(start + 4, start + 20), *range(start, start + 3)]
+    kw = dict(solver=solver, max_iter=5, random_state=0, shuffle=False, alpha=0.05)
+    weighted = MLPClassifier((16,), batch_size=20, **kw).fit(X, y, sample_weight=w)
+    repeated = MLPClassifier((16,), batch_size=22, **kw).fit(X[rows], y[rows])
+    for a, b in zip(weighted.coefs_ + weighted.intercepts_, repeated.coefs_ + repeated.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+    # scikit-learn's own MLP makes the same equivalence.
+    theirs_weighted = sk.MLPClassifier((16,), batch_size=20, **kw).fit(X, y, sample_weight=w)
+    theirs_repeated = sk.MLPClassifier((16,), batch_size=22, **kw).fit(X[rows], y[rows])
+    np.testing.assert_allclose(theirs_weighted.coefs_[0], theirs_repeated.coefs_[0], atol=1e-12)
 
 
 @pytest.mark.parametrize("solver", ["lbfgs", "adam", "sgd"])

@@ -104,6 +104,9 @@ class RankGroup:
         self.shard_rows: list[int] = []
         #: The epoch running, for the place a failure names.
         self._epoch = 0
+        #: Every rank's training samples per class summed, after `setup` ("balanced" class
+        #: weights; None otherwise).
+        self.class_counts: np.ndarray | None = None
 
     @property
     def is_root(self) -> bool:
@@ -200,11 +203,14 @@ class RankGroup:
 
     # ----- setup ----------------------------------------------------------------------
 
-    def setup(self, facts: dict[str, Any], n_train: int) -> None:
+    def setup(
+        self, facts: dict[str, Any], n_train: int, class_counts: np.ndarray | None = None
+    ) -> None:
         """Collective, before anything changes: checks that every rank runs the same fit of the
         same network, then gives every rank rank 0's training state (parameters, buffers,
         optimizer, learning rate, epochs done, a loaded schedule's position), as Horovod's
-        broadcast of the initial state.
+        broadcast of the initial state. `class_counts` (this shard's samples per class, for
+        "balanced" class weights) are summed over the ranks into `self.class_counts`.
         Raises the same ValueError on every rank when they disagree."""
         native = self.native
         network = json.loads(native.spec_json)
@@ -212,11 +218,11 @@ class RankGroup:
         # checkpoint of a scheduled fit describes its optimizer with the rate it stopped at.
         network["optimizer"].pop("lr", None)
         mine = {"network": network, "dtype": self.net.dtype.name, **facts}
-        reports = self.comm.allgather((mine, n_train, self.failure is not None))
-        if any(failed for _, _, failed in reports):
+        reports = self.comm.allgather((mine, n_train, class_counts, self.failure is not None))
+        if any(failed for *_, failed in reports):
             self._raise_failures("the start of fit")
         for key in mine:
-            values = [report[key] for report, _, _ in reports]
+            values = [report[key] for report, *_ in reports]
             if any(v != values[0] for v in values):
                 differing = [r for r, v in enumerate(values) if v != values[0]]
                 if key == "network":
@@ -228,7 +234,10 @@ class RankGroup:
                     "comm: every rank must call fit on the same network with the same "
                     f"arguments, but {key} differs: ranks {differing} {what}"
                 )
-        self.shard_rows = [rows for _, rows, _ in reports]
+        self.shard_rows = [rows for _, rows, _, _ in reports]
+        counts = [c for _, _, c, _ in reports]
+        if all(c is not None for c in counts):
+            self.class_counts = np.sum(counts, axis=0)
         self.broadcast_state()
 
     def check_epochs(self, batch_size: int, shuffle: bool, epochs: int) -> None:
@@ -283,8 +292,8 @@ class RankGroup:
 
     def reduce(self, step: int, buffer: memoryview, failure: BaseException | None) -> None:
         """The native loop's hook between a step's gradients and its update: sums `buffer`
-        (`[gradients | loss | failures]`) over every rank in place; raises on every rank if any
-        rank failed (its share, a callback at a progress tick, a Ctrl-C)."""
+        (`[gradients | loss | divisor | failures]`) over every rank in place; raises on every
+        rank if any rank failed (its share, a callback at a progress tick, a Ctrl-C)."""
         values = np.frombuffer(buffer, dtype=self.net.dtype)
         if failure is not None and self.failure is None:
             self.failure = failure

@@ -2,7 +2,8 @@
 
 A pattern is an expression tree of ONNX operators (`Op`) over the layer's input (`LAYER_INPUT`)
 and constants (`Const`, captured by key): one node (Relu, Gemm, ...) or the few nodes of one
-formula (GELU's Erf form, torch's Softplus with beta and threshold, to_onnx's float64 formulas).
+formula (GELU's Erf form, torch's Softplus with beta and threshold, SiLU's Sigmoid and Mul,
+to_onnx's float64 formulas).
 `PATTERNS` pairs each with the function that turns its `Match` into a layer and its parameters,
 or refuses it (`RefusedError`, a message naming what does not fit).
 """
@@ -18,15 +19,27 @@ import numpy as np
 from bpcore.layers import (
     ELU,
     GELU,
+    AvgPool1d,
+    AvgPool2d,
     BatchNorm1d,
+    Conv1d,
+    Conv2d,
     Dense,
     Dropout,
+    Embedding,
+    Flatten,
     Identity,
     Layer,
     LayerNorm,
     LeakyReLU,
+    MaxPool1d,
+    MaxPool2d,
+    Mish,
+    PReLU,
     ReLU,
+    Reshape,
     Sigmoid,
+    SiLU,
     Softplus,
     Tanh,
 )
@@ -161,8 +174,14 @@ def _leaky_relu(m: Match) -> Made:
 
 
 def _leaky_relu_formula(m: Match) -> Made:
+    """LeakyReLU's formula: with a scalar slope a LeakyReLU, with a tensor of slopes (to_onnx's
+    float64 PReLU) a PReLU."""
+    if _scalar(m, "zero") != 0.0:
+        raise RefusedError(_FORMULA)
+    if m.constants["slope"].ndim > 0:
+        return _prelu(m)
     slope = _scalar(m, "slope")
-    if _scalar(m, "zero") != 0.0 or slope is None:
+    if slope is None:
         raise RefusedError(_FORMULA)
     return LeakyReLU(slope), {}
 
@@ -274,21 +293,145 @@ def _cast(m: Match) -> Made:
 
 
 def _reshape(m: Match) -> Made:
+    """A Reshape of each sample, the batch kept (0, or -1 with sizes for the rest): to
+    (batch, C, ...) a Reshape layer; to (batch, k) or (batch, -1) a `FlatReshape`."""
     shape = [int(v) for v in m.constants["shape"].reshape(-1)]
-    if len(shape) != 2 or shape[0] not in (-1, 0) or shape[1] < 1:
-        raise RefusedError(f"a reshape to {shape}, not to (batch, features)")
-    return None, {}  # (batch, k) of (batch, k): from_onnx checks k against the width
+    copies_batch = shape[:1] == [0] and not m.attribute("Reshape", "allowzero", 0)
+    rest = shape[1:]
+    flat = len(rest) == 1 and (rest[0] >= 1 or rest[0] == -1)
+    if not (copies_batch or shape[:1] == [-1]) or not (flat or (rest and min(rest) >= 1)):
+        raise RefusedError(
+            f"shape={shape}: only a reshape of each sample, (0 or -1, sizes...), is a layer"
+        )
+    if len(rest) == 1:
+        return FlatReshape(rest[0]), {}
+    return Reshape(tuple(rest)), {}
+
+
+class FlatReshape(Reshape):
+    """A reshape to (batch, k), k = -1 for whatever the row holds. What it is depends on the
+    rows it reads, which from_onnx knows: nothing on flat rows of k, a Flatten of shaped ones."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__((max(k, 1),))
+        self.k = k
+
+
+def _ints(m: Match, op: str, name: str, default: list[int]) -> list[int]:
+    return [int(v) for v in m.attribute(op, name, default)]
+
+
+def _window(m: Match, op: str, kernel: list[int]) -> dict[str, Any]:
+    """kernel_size, stride, padding and dilation of a Conv or pooling node as the layer
+    classes take them (ints for 1-d windows, pairs for 2-d), refusing what bpcore lacks."""
+    auto_pad = m.attribute(op, "auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if auto_pad != "NOTSET":
+        raise RefusedError(f"auto_pad={auto_pad!r}: only explicit pads are supported")
+    if m.attribute(op, "ceil_mode", 0):
+        raise RefusedError("ceil_mode=1: only ceil_mode=0 (torch's default) is supported")
+    rank = len(kernel)
+    if rank not in (1, 2):
+        raise RefusedError(f"kernel_shape={kernel}: only 1-d and 2-d windows are supported")
+    pads = _ints(m, op, "pads", [0] * 2 * rank)
+    if pads[:rank] != pads[rank:]:
+        raise RefusedError(f"pads={pads}: only the same padding at both ends is supported")
+
+    def size(values: list[int]) -> Any:
+        return values[0] if rank == 1 else tuple(values)
+
+    return {
+        "kernel_size": size(kernel),
+        "stride": size(_ints(m, op, "strides", [1] * rank)),
+        "padding": size(pads[:rank]),
+        "dilation": size(_ints(m, op, "dilations", [1] * rank)),
+    }
+
+
+def _conv(m: Match) -> Made:
+    weight, bias = m.constants["w"], m.constants.get("b")
+    if weight.ndim not in (3, 4):
+        raise RefusedError(f"the weight has shape {weight.shape}: only Conv1d and Conv2d")
+    group = m.attribute("Conv", "group", 1)
+    if group != 1:
+        raise RefusedError(f"group={group}: only group=1 is supported")
+    kernel = [int(k) for k in weight.shape[2:]]
+    if _ints(m, "Conv", "kernel_shape", kernel) != kernel:
+        raise RefusedError(f"kernel_shape does not match the weight's shape {weight.shape}")
+    window = _window(m, "Conv", kernel)
+    cls = Conv1d if weight.ndim == 3 else Conv2d
+    out_channels, in_channels = (int(d) for d in weight.shape[:2])
+    layer = cls(in_channels, out_channels, bias=bias is not None, **window)
+    state = {"weight": weight}
+    if bias is not None:
+        state["bias"] = _vector(bias, out_channels, "the bias")
+    return layer, state
+
+
+def _max_pool(m: Match) -> Made:
+    if m.attribute("MaxPool", "storage_order", 0):
+        raise RefusedError("storage_order=1: only row-major indices are supported")
+    window = _window(m, "MaxPool", _ints(m, "MaxPool", "kernel_shape", []))
+    cls = MaxPool1d if isinstance(window["kernel_size"], int) else MaxPool2d
+    return cls(**window), {}
+
+
+def _average_pool(m: Match) -> Made:
+    window = _window(m, "AveragePool", _ints(m, "AveragePool", "kernel_shape", []))
+    padded = window["padding"] not in (0, (0, 0))
+    if padded and not m.attribute("AveragePool", "count_include_pad", 0):
+        raise RefusedError(
+            "count_include_pad=0 with padding: only count_include_pad=1 (torch's default) "
+            "is supported"
+        )
+    if window.pop("dilation") not in (1, (1, 1)):
+        raise RefusedError("dilations: only 1 is supported")
+    cls = AvgPool1d if isinstance(window["kernel_size"], int) else AvgPool2d
+    return cls(**window), {}
+
+
+def _flatten(m: Match) -> Made:
+    axis = m.attribute("Flatten", "axis", 1)
+    if axis != 1:
+        raise RefusedError(f"axis={axis}: only axis=1 (each sample flat) is supported")
+    return Flatten(), {}
+
+
+def _embedding(m: Match) -> Made:
+    axis = m.attribute("Gather", "axis", 0)
+    table = m.constants["table"]
+    if axis != 0 or table.ndim != 2:
+        raise RefusedError(f"axis={axis}: only rows of a (num, dim) table (axis=0) are looked up")
+    if any(n.op_type == "Cast" for n in m.nodes) and m.attribute("Cast", "to", 0) not in (6, 7):
+        raise RefusedError("the indices are cast to a type other than int32 or int64")
+    return Embedding(int(table.shape[0]), int(table.shape[1])), {"weight": table}
+
+
+def _prelu(m: Match) -> Made:
+    slope = m.constants["slope"]
+    # The slope's shape against the rows is checked by from_onnx, which knows their shape.
+    return PReLU(slope.size), {"weight": slope.reshape(-1)}
+
+
+def _mish_formula(m: Match) -> Made:
+    if _scalar(m, "one") != 1.0:
+        raise RefusedError(_FORMULA)
+    return Mish(), {}
 
 
 _W, _B = Const("w"), Const("b")
 _ZERO, _ONE = Const("zero"), Const("one")
 _SCALED = _op("Mul", _X, Const("beta"))
 _SCALED1 = _op("Mul", _X, Const("beta1"))
-_STABLE_SOFTPLUS = _op(
-    "Add",
-    _op("Relu", _SCALED),
-    _op("Log", _op("Add", _op("Exp", _op("Neg", _op("Abs", _SCALED))), _ONE)),
-)
+
+
+def _stable_softplus(z: Any) -> Op:
+    """log(1 + e^z) as to_onnx writes it in float64: max(z, 0) + log(1 + e^-|z|)."""
+    negative_part = _op("Exp", _op("Neg", _op("Abs", z)))
+    return _op("Add", _op("Relu", z), _op("Log", _op("Add", negative_part, _ONE)))
+
+
+_STABLE_SOFTPLUS = _stable_softplus(_SCALED)
 
 #: (pattern, how its match becomes a layer), largest patterns first: the longest match wins.
 PATTERNS: list[tuple[Op, Callable[[Match], Made]]] = [
@@ -373,6 +516,14 @@ PATTERNS: list[tuple[Op, Callable[[Match], Made]]] = [
         _op("Div", _op("Softplus", _SCALED), Const("beta2")),
         _softplus(("beta", "beta2"), False, False),
     ),
+    # Mish as x tanh(softplus(x)): to_onnx's float64 formula before opset 18, then torch's.
+    (_op("Mul", _X, _op("Tanh", _stable_softplus(_X))), _mish_formula),
+    (_op("Mul", _X, _op("Tanh", _op("Softplus", _X))), _simple(Mish)),
+    (_op("Mul", _X, _op("Sigmoid", _X)), _simple(SiLU)),
+    (_op("Gather", Const("table"), _op("Cast", _X)), _embedding),
+    (_op("Gather", Const("table"), _X), _embedding),
+    (_op("Conv", _X, _W, _B), _conv),
+    (_op("Conv", _X, _W), _conv),
     (_op("Add", _op("MatMul", _X, _W), _B), _matmul_add),
     (_op("Gemm", _X, _W, _B), _gemm),
     (_op("Gemm", _X, _W), _gemm),
@@ -403,6 +554,11 @@ PATTERNS: list[tuple[Op, Callable[[Match], Made]]] = [
     (_op("Sigmoid", _X), _simple(Sigmoid)),
     (_op("Tanh", _X), _simple(Tanh)),
     (_op("Identity", _X), _simple(Identity)),
+    (_op("Mish", _X), _simple(Mish)),
+    (_op("PRelu", _X, Const("slope")), _prelu),
+    (_op("MaxPool", _X), _max_pool),
+    (_op("AveragePool", _X), _average_pool),
+    (_op("Flatten", _X), _flatten),
     (_op("Cast", _X), _cast),
     (_op("Reshape", _X, Const("shape", "iu")), _reshape),
 ]
@@ -410,6 +566,8 @@ PATTERNS: list[tuple[Op, Callable[[Match], Made]]] = [
 #: What the refusal message lists as readable.
 SUPPORTED = (
     "Gemm, MatMul (+ Add), Relu, LeakyRelu, Sigmoid, Tanh, Gelu (or its Erf form), Elu, "
-    "Softplus (with torch's beta and threshold), Identity, Dropout, BatchNormalization, "
-    "LayerNormalization, Cast, Reshape to (batch, features), and a final Softmax"
+    "Softplus (with torch's beta and threshold), SiLU (Sigmoid, Mul), Mish, PRelu, Identity, "
+    "Dropout, BatchNormalization, LayerNormalization, Conv, MaxPool, AveragePool, Flatten, "
+    "Reshape of each sample, Gather (embeddings, and to_onnx's Embeddings with Concat), Cast, "
+    "and a final Softmax"
 )

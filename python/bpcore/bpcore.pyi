@@ -68,6 +68,7 @@ class _EpochResult(TypedDict):
     grad_norms: list[float]
     update_ratios: list[float]
     metric_sums: _MetricSums
+    penalty: float
 
 def set_num_threads(n: int) -> None:
     """Uses `n` threads for bpcore's parallel work from now on."""
@@ -169,6 +170,8 @@ class NativeNetwork:
         clip_grad_norm: float | None = None,
         clip_grad_value: float | None = None,
         gradient_accumulation_steps: int = 1,
+        weighted_mean: bool = False,
+        decay_per_divisor: bool = False,
     ) -> _EpochResult:
         """One epoch of mini-batch training; returns a dict with the mean "loss", "batches" done,
         whether it "stopped" early, per-tensor "grad_norms" and "update_ratios", and this
@@ -180,18 +183,24 @@ class NativeNetwork:
         Data-parallel, `ranks` is (this rank, every rank's shard size) and
         `reduce(step, buffer, failure)` sums `buffer` in place over the ranks (a writable
         memoryview of the network's dtype, valid during the call only, laid out
-        `[gradients | loss | failures]`: the last element counts failed ranks); `failure` is this
-        rank's exception when it could not compute its share. An exception `reduce` raises ends
-        the epoch with that exception.
+        `[gradients | loss | divisor | failures]`: the last element counts failed ranks);
+        `failure` is this rank's exception when it could not compute its share. An exception
+        `reduce` raises ends the epoch with that exception.
 
         `gradient_accumulation_steps` batches make one optimizer step (their mean gradient over
         all their samples); `step_lrs` gives the learning rate of each optimizer step (a
         per-step schedule's; the optimizer's is left at the last one); `clip_grad_norm` clips the
         gradients' global norm at every step of this epoch (None: the network's setting) and
-        `clip_grad_value` every gradient element to ±it after that."""
+        `clip_grad_value` every gradient element to ±it after that.
+
+        `weighted_mean`: each step's loss is Σ w_i·l_i / Σ w_i (Keras's reduction
+        "mean_with_sample_weight") instead of Σ w_i·l_i / n; `decay_per_divisor`: each step's
+        weight decay is the optimizer's over the step's divisor (scikit-learn's alpha), and
+        "penalty" its L2 term before each step, averaged over the samples as "loss" is."""
     @property
     def reduce_len(self) -> int:
-        """Length of a data-parallel step's buffer: the parameters, the loss and the failures."""
+        """Length of a data-parallel step's buffer: the parameters, the loss, the divisor and
+        the failures."""
     def epoch_order(
         self, shard_rows: list[int], batch_size: int, shuffle: bool, epochs: int = 1
     ) -> list[list[npt.NDArray[np.int64]]]:

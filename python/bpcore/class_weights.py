@@ -11,6 +11,11 @@ weight.
 
 For torch's rule, where a batch's mean divides by the sum of its targets' class weights
 instead, give the loss its weights: ``bp.CrossEntropyLoss(weight=...)``.
+
+Both work data-parallel (`fit(comm=...)`) as they do alone: "balanced" counts the classes of
+every rank's shard (summed once per fit, when the ranks meet), and a step whose mean divides by
+its targets' class weights divides by their sum over every rank (one more number in each step's
+Allreduce; network/epoch.rs).
 """
 
 from __future__ import annotations
@@ -48,13 +53,14 @@ def _classes(targets: np.ndarray, loss: Loss, n_outputs: int) -> tuple[np.ndarra
     )
 
 
-def _balanced(classes: np.ndarray, n_classes: int) -> np.ndarray:
-    """scikit-learn's "balanced" weight of every class: n / (classes present · count); a
-    class without samples keeps 1.0 (it weighs nothing in this fit anyway)."""
-    counts = np.bincount(classes, minlength=n_classes).astype(np.float64)
+def _balanced(counts: np.ndarray) -> np.ndarray:
+    """scikit-learn's "balanced" weight of every class from its sample `counts`:
+    n / (classes present · count); a class without samples keeps 1.0 (it weighs nothing in
+    this fit anyway)."""
+    counts = np.asarray(counts, dtype=np.float64)
     present = counts > 0
-    weights = np.ones(n_classes)
-    weights[present] = len(classes) / (int(present.sum()) * counts[present])
+    weights = np.ones(len(counts))
+    weights[present] = counts.sum() / (int(present.sum()) * counts[present])
     return weights
 
 
@@ -84,16 +90,21 @@ def _from_dict(class_weight: Mapping[Any, Any], n_classes: int) -> np.ndarray:
     return weights
 
 
-def class_weights(class_weight: Any, classes: np.ndarray, n_classes: int) -> np.ndarray:
+def class_weights(
+    class_weight: Any, classes: np.ndarray, n_classes: int, counts: np.ndarray | None = None
+) -> np.ndarray:
     """The weight of every class (n_classes,) that `class_weight` ("balanced" or a dict)
-    gives for training samples of these `classes`."""
+    gives for training samples of these `classes` ("balanced": of these class `counts`, when
+    given, such as every rank's)."""
     if isinstance(class_weight, str):
         if class_weight != "balanced":
             raise ValueError(
                 f"class_weight: expected 'balanced' or a dict {{class: weight}}, got "
                 f"{class_weight!r}"
             )
-        return _balanced(classes, n_classes)
+        if counts is None:
+            counts = np.bincount(classes, minlength=n_classes)
+        return _balanced(counts)
     if isinstance(class_weight, Mapping):
         return _from_dict(class_weight, n_classes)
     raise TypeError(
@@ -102,36 +113,30 @@ def class_weights(class_weight: Any, classes: np.ndarray, n_classes: int) -> np.
     )
 
 
+def class_counts(class_weight: Any, targets: np.ndarray, net: Network) -> np.ndarray:
+    """The training samples' count of every class (float64), for `class_weight`'s
+    "balanced" over several shards; a ValueError/TypeError for what `with_class_weights`
+    refuses."""
+    classes, n_classes = _classes(targets, net.loss_function, net.n_outputs)
+    class_weights(class_weight, classes, n_classes)  # the same checks
+    return np.bincount(classes, minlength=n_classes).astype(np.float64)
+
+
 def with_class_weights(
-    class_weight: Any, targets: np.ndarray, sample_weight: np.ndarray | None, net: Network
+    class_weight: Any,
+    targets: np.ndarray,
+    sample_weight: np.ndarray | None,
+    net: Network,
+    counts: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """The training samples' weights with `class_weight` folded in (Keras's product with
     `sample_weight`), in the network's dtype; `sample_weight` itself when `class_weight` is
-    None. `targets` are the training targets as the network converted them."""
+    None. `targets` are the training targets as the network converted them; `counts`, the
+    class counts "balanced" uses (default: these targets')."""
     if class_weight is None:
         return sample_weight
     classes, n_classes = _classes(targets, net.loss_function, net.n_outputs)
-    per_sample = class_weights(class_weight, classes, n_classes)[classes].astype(net.dtype)
+    per_sample = class_weights(class_weight, classes, n_classes, counts)[classes].astype(net.dtype)
     if sample_weight is None:
         return np.ascontiguousarray(per_sample)
     return np.ascontiguousarray(sample_weight * per_sample)
-
-
-def refuse_in_data_parallel(loss: Loss, class_weight: Any) -> None:
-    """Refuses, with a ValueError, the class weights a data-parallel fit cannot honour yet:
-    cross_entropy's own ``weight`` (a step's mean divides by the sum of its targets' class
-    weights over every rank, which the ranks' shares do not know) and ``"balanced"`` (the
-    class counts of every rank's shard). A dict of class weights is per-sample and works."""
-    if getattr(loss, "weight", None) is not None:
-        raise ValueError(
-            "loss: CrossEntropyLoss(weight=...) divides each step's loss by its targets' "
-            "class weights over every rank, which a data-parallel fit does not gather; give "
-            "fit(class_weight={class: weight}) instead (Keras's rule: per-sample weights over "
-            "the batch's size), which data-parallel training sums exactly"
-        )
-    if isinstance(class_weight, str):
-        raise ValueError(
-            "class_weight: 'balanced' counts the classes of the whole training set, which a "
-            "data-parallel fit holds on no one rank; give the weights as a dict {class: "
-            "weight}, computed from every shard's counts"
-        )

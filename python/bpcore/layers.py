@@ -122,6 +122,45 @@ class Identity(Layer):
     type_name = "identity"
 
 
+class SiLU(Layer):
+    """x σ(x) = x / (1 + e^-x), as torch.nn.SiLU (also called swish)."""
+
+    type_name = "silu"
+
+
+class Mish(Layer):
+    """x tanh(softplus(x)), as torch.nn.Mish; softplus(x) is taken as x above 20 (Softplus's
+    default threshold), where the two agree to float64 precision."""
+
+    type_name = "mish"
+
+
+class PReLU(Layer):
+    """x for x > 0, else a x with the slope a learned, as torch.nn.PReLU(num_parameters, init).
+
+    `num_parameters` is 1 (one slope for every value) or the channels of the rows it reads:
+    the features of flat rows, C of rows read as (C, L) or (C, H, W). The slopes are the
+    parameter "i.weight" (num_parameters,), starting at `init` (|init| <=
+    MAX_ACTIVATION_SCALE); their gradient sums g·x over the batch where x <= 0, and every
+    optimizer updates them like any weight (weight decay included, as torch).
+
+    Example:
+        >>> import bpcore as bp
+        >>> net = bp.Network([bp.Dense(3, 4), bp.PReLU(4), bp.Dense(4, 1)], seed=0)
+        >>> net.parameters()["1.weight"]
+        array([0.25, 0.25, 0.25, 0.25], dtype=float32)
+    """
+
+    type_name = "prelu"
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25) -> None:
+        self.num_parameters = width(num_parameters, "num_parameters")
+        self.init = _scale(init, "init")
+
+    def _hyper(self) -> dict[str, Any]:
+        return {"num_parameters": self.num_parameters, "init": self.init}
+
+
 ACTIVATIONS: tuple[type[Layer], ...] = (
     ReLU,
     LeakyReLU,
@@ -131,6 +170,8 @@ ACTIVATIONS: tuple[type[Layer], ...] = (
     ELU,
     Softplus,
     Identity,
+    SiLU,
+    Mish,
 )
 
 
@@ -564,5 +605,13 @@ SHAPED: tuple[type[Layer], ...] = (
 )
 
 #: Every layer class by its spec type name (what saved files and the core call it).
-_ALL: tuple[type[Layer], ...] = (Dense, *ACTIVATIONS, Dropout, BatchNorm1d, LayerNorm, *SHAPED)
+_ALL: tuple[type[Layer], ...] = (
+    Dense,
+    *ACTIVATIONS,
+    PReLU,
+    Dropout,
+    BatchNorm1d,
+    LayerNorm,
+    *SHAPED,
+)
 LAYERS: dict[str, type[Layer]] = {cls.type_name: cls for cls in _ALL}

@@ -322,6 +322,8 @@ class Network:
         verbose: int | str = "auto",
         warnings: bool = True,
         class_weight: Any = None,
+        sample_weight_reduction: str = "sum_over_batch_size",
+        weight_decay_per_batch_weight: bool = False,
     ) -> History:
         """Trains by mini-batch backpropagation for `epochs` epochs; returns a History.
 
@@ -378,6 +380,19 @@ class Network:
                 held-out samples are dropped: validation ("val_loss", "val_" metrics),
                 training metrics and `evaluate` stay unweighted. Negative, NaN or infinite
                 weights, or not one per sample, raise ValueError naming sample_weight.
+            sample_weight_reduction: how a batch's weighted losses are divided, by Keras's
+                names for its loss reductions: "sum_over_batch_size" (the default, above:
+                Σ_i w_i·l_i / n_batch, torch's ``(w * l).mean()``) or "mean_with_sample_weight"
+                (Σ_i w_i·l_i / Σ_i w_i, torch's ``(w * l).sum() / w.sum()``, scikit-learn's
+                MLPs): a weight of 2 then counts as the sample twice in its batch, and a batch
+                of zero weights has loss and gradient 0. With ``CrossEntropyLoss(weight=c)``
+                the divisor is Σ_i w_i·c[y_i]. Without sample_weight the two are the same.
+            weight_decay_per_batch_weight: divide each step's weight decay by the batch's
+                divisor (its Σ w_i under "mean_with_sample_weight", else its sample count):
+                scikit-learn's alpha, whose L2 term ½·alpha·‖W‖² joins a batch's summed loss
+                before the division; the History then has that term's "penalty" (averaged
+                over the samples as "loss" is, from the weights before each step). False (the
+                default) decays by the optimizer's weight_decay at every step, as torch.
             class_weight: Keras's class weights, a dict {class label: weight} (1.0 for a
                 class left out) or "balanced" (scikit-learn's n_samples / (n_classes ·
                 count) over the training samples): each training sample's weight is its
@@ -461,6 +476,8 @@ class Network:
             verbose=verbose,
             warnings=warnings,
             class_weight=class_weight,
+            sample_weight_reduction=sample_weight_reduction,
+            weight_decay_per_batch_weight=weight_decay_per_batch_weight,
         )
 
     def predict_proba(self, X: Any) -> np.ndarray:

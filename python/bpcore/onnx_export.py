@@ -2,20 +2,24 @@
 runtime) serves without bpcore.
 
 Every layer becomes standard operators of the default domain: Dense → Gemm (weight (out, in),
-transB=1, as torch exports Linear); ReLU, Sigmoid, Tanh, Identity → their ops; LeakyReLU → LeakyRelu
-and ELU → Elu; Softplus → torch's definition, ``where(beta x > threshold, x, Softplus(beta x) /
-beta)``; GELU → Gelu (opset 20 and later) or its Erf form ``x (1 + erf(x/√2)) / 2`` as torch
-exports it; Dropout → Dropout in inference (the identity); BatchNorm1d → BatchNormalization with
-the running statistics; LayerNorm → LayerNormalization; Reshape → Reshape (the batch kept),
-Flatten → Flatten; Conv1d/Conv2d → Conv; MaxPool → MaxPool and AvgPool → AveragePool
-(count_include_pad=1); Embedding → Cast to int64 and Gather; Embeddings → one Gather per column
-(the embedded ones through their tables) and Concat. For a float64 network LeakyReLU, ELU and
-Softplus are written as their elementary formulas (Where, Exp, Log, ...), since ONNX Runtime's CPU
-kernels for LeakyRelu, Elu and Softplus take float32 only; its Erf (and so Gelu) is float32-only
-too, so a float64 network with GELU is valid ONNX that ONNX Runtime's CPU provider cannot run
-(export the network in float32 for it). Likewise its Conv and AveragePool take float32 only: a
-float64 network with a convolution or average pooling is valid ONNX (ONNX's own reference
-evaluator runs it) that ONNX Runtime's CPU provider cannot run.
+transB=1, as torch exports Linear); ReLU, Sigmoid, Tanh, Identity → their ops; LeakyReLU →
+LeakyRelu and ELU → Elu; Softplus → torch's definition, ``where(beta x > threshold, x,
+Softplus(beta x) / beta)``; GELU → Gelu (opset 20 and later) or its Erf form
+``x (1 + erf(x/√2)) / 2`` as torch exports it; SiLU → Sigmoid and Mul, as torch exports it;
+Mish → Mish (opset 18 and later) or ``x tanh(softplus(x))``; PReLU → PRelu, its slopes shaped
+(C, 1, ...) to broadcast over a channel's values; Dropout → Dropout in inference (the identity);
+BatchNorm1d → BatchNormalization with the running statistics; LayerNorm → LayerNormalization;
+Reshape → Reshape (the batch kept), Flatten → Flatten; Conv1d/Conv2d → Conv; MaxPool → MaxPool
+and AvgPool → AveragePool (count_include_pad=1); Embedding → Cast to int64 and Gather;
+Embeddings → one Gather per column (the embedded ones through their tables) and Concat.
+
+For a float64 network LeakyReLU, ELU, Softplus, Mish and PReLU are written as their elementary
+formulas (Where, Exp, Log, Tanh, ...), since ONNX Runtime's CPU kernels for LeakyRelu, Elu,
+Softplus and PRelu take float32 only (and it runs a float64 Mish as its Softplus); its Erf (and
+so Gelu) is float32-only too, so a float64 network with GELU is valid ONNX that ONNX Runtime's
+CPU provider cannot run (export the network in float32 for it). Likewise its Conv and
+AveragePool take float32 only: a float64 network with a convolution or average pooling is valid
+ONNX (ONNX's own reference evaluator runs it) that ONNX Runtime's CPU provider cannot run.
 
 The layers are written through `GraphBuilder`, so that the skl2onnx converters
 (`bpcore.sklearn_onnx`) write the same operators into a scikit-learn pipeline's graph.
@@ -32,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Union
 
 import numpy as np
 
+from bpcore.bpcore import describe_tensors
 from bpcore.layers import (
     ELU,
     GELU,
@@ -51,9 +56,12 @@ from bpcore.layers import (
     LeakyReLU,
     MaxPool1d,
     MaxPool2d,
+    Mish,
+    PReLU,
     ReLU,
     Reshape,
     Sigmoid,
+    SiLU,
     Softplus,
     Tanh,
 )
@@ -67,11 +75,16 @@ MIN_OPSET = 13
 LAYER_NORM_OPSET = 17
 #: Gelu is an operator from this opset on; before it GELU is written in its Erf form.
 GELU_OPSET = 20
+#: Mish is an operator from this opset on; before it Mish is written as x · tanh(softplus(x)).
+MISH_OPSET = 18
 #: The metadata key holding the network's loss (its JSON spec), read back by `from_onnx`.
 LOSS_METADATA_KEY = "bpcore.loss"
 #: The metadata key saying that float64 batch-norm running variances include eps minus its
 #: float32 (see `_write_layer`), for `from_onnx` to take it out again.
 VARIANCE_METADATA_KEY = "bpcore.running_var_includes_eps_rounding"
+#: The metadata key holding the initial slopes (`init`) of the PReLU layers, in order: ONNX's
+#: PRelu holds only the slopes, and `from_onnx` gives the layers back their init.
+PRELU_INIT_METADATA_KEY = "bpcore.prelu_init"
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -113,8 +126,10 @@ def _write_layer(
     x: str,
     state: dict[str, np.ndarray],
     dtype: np.dtype,
+    shapes: list[tuple[int, ...]],
 ) -> str:
-    """Writes one layer reading tensor `x`; returns the name of the layer's output."""
+    """Writes one layer reading tensor `x`; returns the name of the layer's output. `shapes`
+    are the per-sample shapes of every layer's input."""
     name = f"{index}.{layer.type_name}"
 
     def const(suffix: str, value: Any) -> str:
@@ -132,7 +147,8 @@ def _write_layer(
     for cls, op in simple.items():
         if type(layer) is cls:
             return builder.node(op, [x], name)
-    native = dtype == np.float32  # ONNX Runtime has float32 kernels only for these three ops
+    native = dtype == np.float32  # ONNX Runtime has float32 kernels only for LeakyRelu, Elu,
+    # Softplus and PRelu
     if isinstance(layer, LeakyReLU):
         if native:
             return builder.node("LeakyRelu", [x], name, alpha=layer.negative_slope)
@@ -149,20 +165,33 @@ def _write_layer(
         expm1 = builder.node("Sub", [exp, const("one", 1.0)], f"{name}.expm1")
         negative = builder.node("Mul", [expm1, const("alpha", layer.alpha)], f"{name}.negative")
         return builder.node("Where", [positive, x, negative], name)
+
+    def softplus(z: str) -> str:
+        """log(1 + e^z): ONNX's Softplus in float32, else its formula."""
+        if native:
+            return builder.node("Softplus", [z], f"{name}.softplus")
+        # log(1 + e^z) = max(z, 0) + log(1 + e^-|z|): no overflow for any z.
+        relu = builder.node("Relu", [z], f"{name}.relu")
+        absolute = builder.node("Abs", [z], f"{name}.abs")
+        negated = builder.node("Neg", [absolute], f"{name}.neg")
+        exp = builder.node("Exp", [negated], f"{name}.exp")
+        one_plus = builder.node("Add", [exp, const("one", 1.0)], f"{name}.one_plus")
+        log = builder.node("Log", [one_plus], f"{name}.log")
+        return builder.node("Add", [relu, log], f"{name}.softplus")
+
+    if isinstance(layer, SiLU):
+        gate = builder.node("Sigmoid", [x], f"{name}.sigmoid")
+        return builder.node("Mul", [x, gate], name)
+    if isinstance(layer, Mish):
+        # ONNX Runtime runs a float64 Mish of newer opsets as its Softplus, float32 only.
+        if builder.opset >= MISH_OPSET and native:
+            return builder.node("Mish", [x], name)
+        gate = builder.node("Tanh", [softplus(x)], f"{name}.tanh")
+        return builder.node("Mul", [x, gate], name)
     if isinstance(layer, Softplus):
         beta = const("beta", layer.beta)
         scaled = builder.node("Mul", [x, beta], f"{name}.scaled")
-        if native:
-            soft = builder.node("Softplus", [scaled], f"{name}.softplus")
-        else:
-            # log(1 + e^z) = max(z, 0) + log(1 + e^-|z|): no overflow for any z.
-            relu = builder.node("Relu", [scaled], f"{name}.relu")
-            absolute = builder.node("Abs", [scaled], f"{name}.abs")
-            negated = builder.node("Neg", [absolute], f"{name}.neg")
-            exp = builder.node("Exp", [negated], f"{name}.exp")
-            one_plus = builder.node("Add", [exp, const("one", 1.0)], f"{name}.one_plus")
-            log = builder.node("Log", [one_plus], f"{name}.log")
-            soft = builder.node("Add", [relu, log], f"{name}.softplus")
+        soft = softplus(scaled)
         curved = builder.node("Div", [soft, beta], f"{name}.curved")
         linear = builder.node(
             "Greater", [scaled, const("threshold", layer.threshold)], f"{name}.linear"
@@ -178,6 +207,20 @@ def _write_layer(
         return builder.node("Mul", [product, const("half", 0.5)], name)
     if isinstance(layer, Dropout):
         return builder.node("Dropout", [x, const("ratio", layer.p)], name)
+    if isinstance(layer, PReLU):
+        slopes = state[f"{index}.weight"]
+        # PRelu broadcasts its slope from the right: one per channel of (C, ...) rows is
+        # (C, 1, ...); one per feature of flat rows is (F,), and a single slope (1,).
+        rank = len(shapes[index]) if layer.num_parameters > 1 else 1
+        shaped_slopes = builder.constant(
+            f"{index}.weight", slopes.reshape(slopes.size, *([1] * (rank - 1)))
+        )
+        if native:
+            return builder.node("PRelu", [x, shaped_slopes], name)
+        # LeakyReLU's formula with the slopes as a tensor (LeakyReLU's is a scalar).
+        positive = builder.node("Greater", [x, const("zero", 0.0)], f"{name}.positive")
+        scaled = builder.node("Mul", [x, shaped_slopes], f"{name}.scaled")
+        return builder.node("Where", [positive, x, scaled], name)
     # ONNX keeps epsilon as a float32 attribute. In float64 the difference between eps and its
     # float32 would move the outputs (by 1e-11 for eps=1e-3), so it is made up where the
     # operator allows: in the running variance (var + eps is unchanged), or, for LayerNorm, by
@@ -289,8 +332,11 @@ def write_network(builder: GraphBuilder, net: Network, x: str) -> str:
     """Writes all of `net`'s layers (inference mode) reading tensor `x`, whose dtype must be the
     network's; returns the name of the output tensor (the network's outputs, before any softmax)."""
     state = {**net.parameters(), **net.buffers()}
+    shapes = [(net.n_features,)] + [
+        tuple(shape) for shape in describe_tensors(net.native.spec_json)["output_shapes"]
+    ]
     for index, layer in enumerate(net.layers):
-        x = _write_layer(builder, layer, index, x, state, net.dtype)
+        x = _write_layer(builder, layer, index, x, state, net.dtype, shapes)
     return x
 
 
@@ -373,7 +419,8 @@ def to_onnx(
         path: where to save the model (a .onnx file); None to only return it.
         probabilities: also output the class probabilities (classification losses only).
         opset: the opset of the default domain, from 13 (17 with LayerNorm); default the newest
-            the installed onnx package knows. Before 20, GELU is written in its Erf form.
+            the installed onnx package knows. Before 20, GELU is written in its Erf form; before
+            18, Mish as x tanh(softplus(x)).
         input_name, output_name, probabilities_name: the names of the graph's input and outputs.
 
     Raises:
@@ -449,6 +496,9 @@ def to_onnx(
     metadata = {LOSS_METADATA_KEY: json.dumps(loss.to_spec())}
     if net.dtype == np.float64 and any(isinstance(la, BatchNorm1d) for la in net.layers):
         metadata[VARIANCE_METADATA_KEY] = "true"
+    inits = [la.init for la in net.layers if isinstance(la, PReLU)]
+    if inits:
+        metadata[PRELU_INIT_METADATA_KEY] = json.dumps(inits)
     onnx.helper.set_model_props(model, metadata)
     onnx.checker.check_model(model, full_check=True)
     if path is not None:

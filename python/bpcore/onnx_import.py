@@ -1,6 +1,7 @@
-"""Networks from ONNX: `from_onnx(model)` reads the sequential MLP graphs that torch
-(``torch.onnx.export`` of an ``nn.Sequential``), Keras-style converters (MatMul + Add) and skl2onnx
-(MLPClassifier, MLPRegressor) write, and `to_onnx`'s own, into a bpcore Network.
+"""Networks from ONNX: `from_onnx(model)` reads the sequential graphs that torch
+(``torch.onnx.export`` of an ``nn.Sequential``: MLPs and small CNNs), Keras-style converters
+(MatMul + Add) and skl2onnx (MLPClassifier, MLPRegressor) write, and `to_onnx`'s own (every layer
+bpcore has), into a bpcore Network.
 
 The graph is read as a chain from its one input: at each tensor, the nodes that consume it must
 form one layer, found by matching the operator patterns of `bpcore._onnx_patterns` (a layer is
@@ -8,16 +9,23 @@ one node, or a few that compute one formula, such as GELU's Erf form or torch's 
 beta and threshold). The
 chain ends at a graph output, or at a classifier's probability head: a Softmax (skl2onnx's and
 to_onnx's) or skl2onnx's binary head (Sigmoid, then 1 - p beside p). What follows a head (ArgMax,
-label lookup, ZipMap) is post-processing, not part of the network. Anything else (a branch, a
-convolution, an operator of another domain such as skl2onnx's Scaler) is refused with a
-ValueError naming the first node that cannot be taken.
+label lookup, ZipMap) is post-processing, not part of the network. Anything else (a branch, an
+operator of another domain such as skl2onnx's Scaler, an attribute bpcore has no layer for, such
+as a Conv's group=2 or a pooling's ceil_mode=1) is refused with a ValueError naming the first
+node that cannot be taken and why.
+
+Each layer's rows have a shape, followed from the graph's input: (features,) for an input
+(batch, features), (C, H, W) or (C, L) for an input of more axes, which becomes a first
+Reshape((C, H, W)) layer (the network then reads the same values as flat rows, as bpcore's
+networks do). A reshape of each sample to (batch, k) is nothing on flat rows of k and a Flatten
+of shaped ones.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -28,14 +36,36 @@ from bpcore._onnx_patterns import (
     SOFTPLUS_WITHOUT_THRESHOLD,
     SUPPORTED,
     Const,
+    FlatReshape,
     Made,
     Match,
 )
-from bpcore.layers import BatchNorm1d, Dense, Layer
+from bpcore.layers import (
+    BatchNorm1d,
+    Dense,
+    Embedding,
+    Embeddings,
+    Flatten,
+    Layer,
+    PReLU,
+    Reshape,
+)
 from bpcore.losses import LOSSES, Loss, LossLike
 from bpcore.network import Network
-from bpcore.onnx_export import LOSS_METADATA_KEY, VARIANCE_METADATA_KEY, PathLike, onnx_module
+from bpcore.onnx_export import (
+    LOSS_METADATA_KEY,
+    PRELU_INIT_METADATA_KEY,
+    VARIANCE_METADATA_KEY,
+    PathLike,
+    onnx_module,
+)
 from bpcore.optimizers import Optimizer
+from bpcore.reference.convolution import output_size
+from bpcore.reference.shapes import CONVOLUTIONS, POOLS, as_2d, geometry
+from bpcore.reference.specs import layer_spec
+
+#: A sample's shape as a layer reads it; None where the graph leaves the input's width open.
+Shape = Optional[tuple[int, ...]]
 
 
 def _fold(onnx: Any, node: Any, constants: dict[str, np.ndarray]) -> np.ndarray | None:
@@ -156,6 +186,74 @@ class _Graph:
                     best = (m, make)
         return best
 
+    def embeddings_at(self, x: str) -> tuple[Match, Callable[[Match], Made]] | None:
+        """to_onnx's Embeddings reading `x`: a Gather (axis 1) of every column, the embedded
+        ones cast to indices and looked up in their table (Gather, axis 0), all concatenated
+        (axis 1) in column order; None if the consumers of `x` are not that."""
+        users = self.consumers.get(x, [])
+        nodes: list[Any] = []
+        tables: dict[int, np.ndarray] = {}
+        tails: dict[str, int] = {}
+        joins: set[int] = set()
+        concat = None
+        for gather in users:
+            column = self.constants.get(gather.input[1]) if len(gather.input) == 2 else None
+            if (
+                gather.op_type != "Gather"
+                or gather.domain not in ("", "ai.onnx")
+                or gather.input[0] != x
+                or _attribute(gather, "axis", 0) != 1
+                or column is None
+                or column.dtype.kind not in "iu"
+                or column.size != 1
+            ):
+                return None
+            c = int(column.reshape(-1)[0])
+            nodes.append(gather)
+            tail = gather.output[0]
+            if column.ndim == 0:  # an embedded column: its values, cast, looked up
+                cast = self._only_user(tail, "Cast")
+                lookup = None if cast is None else self._only_user(cast.output[0], "Gather")
+                table = None if lookup is None else self.constants.get(lookup.input[0])
+                if (
+                    cast is None
+                    or _attribute(cast, "to", 0) not in (6, 7)  # INT32, INT64
+                    or lookup is None
+                    or lookup.input[1] != cast.output[0]
+                    or table is None
+                    or table.ndim != 2
+                    or _attribute(lookup, "axis", 0) != 0
+                ):
+                    return None
+                tables[c] = table
+                nodes += [cast, lookup]
+                tail = lookup.output[0]
+            concat = self._only_user(tail, "Concat")
+            if concat is None:
+                return None
+            tails[tail] = c
+            joins.add(id(concat))
+        if concat is None or len(joins) != 1 or _attribute(concat, "axis", 0) not in (1, -1):
+            return None
+        if [tails.get(i) for i in concat.input] != list(range(len(users))):
+            return None
+        m = Match([*sorted(nodes, key=lambda n: self.order[id(n)]), concat], {})
+
+        def make(m: Match) -> Made:
+            columns = {c: (int(t.shape[0]), int(t.shape[1])) for c, t in tables.items()}
+            state = {f"tables.{c}.weight": t for c, t in tables.items()}
+            return Embeddings(columns, in_features=len(users)), state
+
+        return m, make
+
+    def _only_user(self, tensor: str, op: str) -> Any:
+        """The one node reading `tensor`, if it is an `op` of the default domain."""
+        users = self.consumers.get(tensor, [])
+        if tensor in self.outputs or len(users) != 1:
+            return None
+        node = users[0]
+        return node if node.op_type == op and node.domain in ("", "ai.onnx") else None
+
     def head_at(self, x: str) -> str | None:
         """The loss a probability head reading `x` implies, if `x`'s consumers are one."""
         users = self.consumers.get(x, [])
@@ -180,6 +278,93 @@ class _Graph:
                     seen.add(id(n))
                     todo.extend(n.output)
         return seen
+
+
+def _attribute(node: Any, name: str, default: Any) -> Any:
+    for a in node.attribute:
+        if a.name == name:
+            return onnx_module().helper.get_attribute_value(a)
+    return default
+
+
+def _input_shape(graph: _Graph) -> Shape:
+    """A sample's shape from the graph's input (batch, ...): None for (batch, features) of an
+    unknown width; a ValueError for more axes of unknown sizes."""
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in _dims(graph.input)]
+    rest = dims[1:]
+    if len(rest) > 1 and (None in rest or len(rest) > 3):
+        raise ValueError(
+            f"from_onnx: the input {graph.input.name!r} has the shape {dims}: a network reads "
+            "(batch, features), or (batch, C, L) and (batch, C, H, W) of known sizes"
+        )
+    if not rest or rest[0] is None:
+        return None
+    return tuple(int(d) for d in rest if d is not None)
+
+
+def _dims(value_info: Any) -> list[Any]:
+    return list(value_info.type.tensor_type.shape.dim)
+
+
+def _shape_after(shape: Shape, layer: Layer) -> Shape:
+    """The shape of a sample after `layer` reads one of `shape`."""
+    if isinstance(layer, Dense):
+        return (layer.out_features,)
+    if isinstance(layer, Reshape):
+        return layer.shape
+    if shape is None:
+        return None
+    spec = layer_spec(layer.to_spec())
+    if isinstance(layer, Flatten):
+        return (int(np.prod(shape)),)
+    if isinstance(layer, Embedding):
+        return (shape[0], layer.embedding_dim)
+    if isinstance(layer, Embeddings):
+        dims = {c: dim for c, (_, dim) in layer.columns.items()}
+        return (sum(dims.get(c, 1) for c in range(layer.in_features)),)
+    if spec["type"] in CONVOLUTIONS | POOLS and len(shape) in (2, 3):
+        g = geometry(spec)
+        sizes = as_2d(shape)[1:]
+        out = [
+            output_size(sizes[a], g["kernel"][a], g["stride"][a], g["padding"][a], g["dilation"][a])
+            for a in range(2)
+        ]
+        channels = spec["out_channels"] if spec["type"] in CONVOLUTIONS else shape[0]
+        return (channels, *out[3 - len(shape) :])
+    return shape
+
+
+def _on_rows(layer: Layer, m: Match, shape: Shape, layers: list[Layer]) -> list[Layer]:
+    """The layers `layer` is on rows of `shape` after `layers`: a flat reshape as nothing or a
+    Flatten, an Embedding after the Reshape((L,)) that bpcore's needs first; a ValueError for a
+    shape the layer cannot read."""
+    if isinstance(layer, FlatReshape):
+        if shape is None:  # the width is the last Dense layer's
+            widths = [la.out_features for la in layers if isinstance(la, Dense)]
+            if layer.k == -1 or (widths and layer.k == widths[-1]):
+                return []
+            width = widths[-1] if widths else "unknown"
+            raise ValueError(f"a reshape of {width} features to {layer.k}")
+        size = int(np.prod(shape))
+        if layer.k not in (-1, size):
+            raise ValueError(f"a reshape of {size} values (rows of {shape}) to {layer.k}")
+        return [] if len(shape) == 1 else [Flatten()]
+    if isinstance(layer, Reshape) and shape is not None and np.prod(layer.shape) != np.prod(shape):
+        raise ValueError(f"a reshape of rows of {shape} to {layer.shape}")
+    if isinstance(layer, Embedding) and not layers:
+        if shape is None or len(shape) != 1:
+            raise ValueError("an embedding of indices needs the input's width: (batch, L)")
+        return [Reshape(shape), layer]
+    if isinstance(layer, PReLU) and layer.num_parameters > 1 and shape is not None:
+        slope = list(m.constants["slope"].shape)
+        while len(slope) > len(shape) and slope[0] == 1:
+            slope.pop(0)  # the batch's axis, or broadcast ones before it
+        if slope != [shape[0]] + [1] * (len(shape) - 1):
+            raise ValueError(
+                f"the slope has shape {tuple(m.constants['slope'].shape)} for rows of {shape}: "
+                "only one slope, or one per channel (C, 1, ...), is a PReLU"
+            )
+    return [layer]
 
 
 def _refuse(node: Any, why: str) -> ValueError:
@@ -215,6 +400,25 @@ def _loss_from_metadata(metadata: dict[str, str]) -> Loss | None:
     return loss
 
 
+def _with_prelu_inits(layers: list[Layer], metadata: dict[str, str]) -> list[Layer]:
+    """`layers` with the PReLU inits `to_onnx` kept in the metadata, if it kept one per PReLU
+    layer (else torch's default 0.25 stays)."""
+    try:
+        inits = json.loads(metadata.get(PRELU_INIT_METADATA_KEY, "[]"))
+    except ValueError:
+        return layers
+    at = [i for i, layer in enumerate(layers) if isinstance(layer, PReLU)]
+    if not isinstance(inits, list) or len(inits) != len(at):
+        return layers
+    layers = list(layers)
+    for i, init in zip(at, inits):
+        try:
+            layers[i] = PReLU(layers[i].to_spec()["num_parameters"], init=init)
+        except (TypeError, ValueError):
+            return layers  # not to_onnx's numbers: the defaults stay
+    return layers
+
+
 def from_onnx(
     path_or_model: PathLike | Any,
     loss: LossLike | None = None,
@@ -226,10 +430,17 @@ def from_onnx(
     Read are: Gemm (either weight layout, transB=0 or 1, alpha and beta folded in) and MatMul
     (+ Add of a bias) as Dense; Relu, LeakyRelu, Sigmoid, Tanh, Identity; Gelu (exact) and its
     Erf form; Elu; Softplus, also with torch's beta and threshold (a plain Softplus has
-    threshold 40, see SOFTPLUS_WITHOUT_THRESHOLD); Dropout (inference) as Dropout;
-    BatchNormalization (num_batches_tracked 0) and LayerNormalization; Casts to float32/float64
-    are passed through. The chain ends at a graph output or a probability head (see the module
-    docstring). The dtype is the weights' (float32 or float64).
+    threshold 40, see SOFTPLUS_WITHOUT_THRESHOLD); Sigmoid·Mul as SiLU; Mish and
+    x·tanh(softplus(x)) as Mish; PRelu (one slope or one per channel; `init` as to_onnx kept
+    it in the metadata, else torch's 0.25) as PReLU; Dropout (inference) as Dropout;
+    BatchNormalization (num_batches_tracked 0) and LayerNormalization; Conv (group 1, the same
+    pads at both ends) as Conv1d/Conv2d; MaxPool and AveragePool (ceil_mode 0; padding counted
+    in the mean) as the pooling layers; Flatten and Reshape of each sample; Gather of a table
+    as Embedding (after its Cast to indices, if any) and to_onnx's Gathers and Concat as
+    Embeddings; Casts to float32/float64 are passed through. The chain ends at a graph output
+    or a probability head (see the module docstring). The dtype is the weights' (float32 or
+    float64). An input of more than two axes (batch, C, H, W) gives a first Reshape((C, H, W)):
+    the network reads its rows flat.
 
     Example:
         >>> import bpcore as bp
@@ -258,12 +469,15 @@ def from_onnx(
     state: dict[str, np.ndarray] = {}
     taken: set[int] = set()
     x = graph.input.name
+    shape = _input_shape(graph)
+    if shape is not None and len(shape) > 1:
+        layers.append(Reshape(shape))
     head: str | None = None
     while x not in graph.outputs:
         head = graph.head_at(x)
         if head is not None:
             break
-        found = graph.layer_at(x)
+        found = graph.layer_at(x) or graph.embeddings_at(x)
         if found is None:
             users = sorted(graph.consumers.get(x, []), key=lambda n: graph.order[id(n)])
             if not users:
@@ -283,15 +497,16 @@ def from_onnx(
         except (ValueError, TypeError) as e:  # also a layer refusing its hyperparameters
             raise _refuse(m.root, str(e)) from None
         layer, values = made
-        if m.root.op_type == "Reshape":
-            widths = [la.out_features for la in layers if isinstance(la, Dense)]
-            if not widths or int(m.constants["shape"].reshape(-1)[1]) != widths[-1]:
-                width = widths[-1] if widths else "unknown"
-                raise _refuse(m.root, f"a reshape of {width} features to another width")
         if layer is not None:
-            index = len(layers)
-            layers.append(layer)
-            state.update({f"{index}.{k}": v for k, v in values.items()})
+            try:
+                read = _on_rows(layer, m, shape, layers)
+            except ValueError as e:
+                raise _refuse(m.root, str(e)) from None
+            for each in read:
+                if each is layer:
+                    state.update({f"{len(layers)}.{k}": v for k, v in values.items()})
+                layers.append(each)
+                shape = _shape_after(shape, each)
         taken.update(id(n) for n in m.nodes)
         x = m.root.output[0]
     if head is None:  # a head after the output (to_onnx's probabilities) still says the loss
@@ -318,6 +533,7 @@ def from_onnx(
             if isinstance(layer, BatchNorm1d) and state[name].dtype == np.float64:
                 moved = state[name] + (float(np.float32(layer.eps)) - layer.eps)
                 state[name] = np.maximum(moved, 0.0)
+    layers = _with_prelu_inits(layers, metadata)
     if loss is None:
         loss = _loss_from_metadata(metadata) or head or "mse"
     net = Network(layers, loss=loss, optimizer=optimizer, dtype=next(iter(dtypes)), seed=seed)

@@ -1,8 +1,17 @@
-"""Optimizers with torch.optim's update rules and defaults, step for step."""
+"""Optimizers with torch.optim's update rules and defaults, step for step.
+
+Every optimizer's `no_decay` leaves some parameter tensors out of its weight decay: those whose
+name contains one of its fragments (``no_decay=["bias"]`` decays the weights only, as
+scikit-learn's alpha and the usual transformer recipes do). torch users reach the same with a
+parameter group of ``weight_decay=0``, Keras users with `exclude_from_weight_decay`. The
+default, none, decays every tensor, as torch's default. A fragment in no tensor's name is a
+ValueError when the network is built; it is saved and loaded with the optimizer.
+"""
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from typing import Any
 
 from bpcore._checks import boolean, real
@@ -29,6 +38,22 @@ def _eps(eps: float) -> float:
     return real(eps, "eps", low=MIN_EPS)
 
 
+def _no_decay(value: Any) -> tuple[str, ...]:
+    """The name fragments of `no_decay`: a list of non-empty strings."""
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise TypeError(
+            f'no_decay: expected a list of parameter-name fragments such as ["bias"], got '
+            f"{type(value).__name__} {value!r}"
+        )
+    for i, fragment in enumerate(value):
+        if not isinstance(fragment, str) or not fragment:
+            raise TypeError(
+                f"no_decay[{i}]: expected a non-empty string (part of a parameter's name such "
+                f'as "bias"), got {fragment!r}'
+            )
+    return tuple(value)
+
+
 def learning_rate(value: Any, arg: str) -> float:
     """The one rule for a learning rate, wherever it is set (an optimizer, `Network.lr`, a
     schedule or a callback): a finite number >= 0, as torch.optim allows 0 (a schedule may
@@ -46,11 +71,14 @@ class Optimizer(Described):
         if "type_name" in cls.__dict__:
             OPTIMIZERS[cls.type_name] = cls
 
-    def __init__(self, lr: float) -> None:
+    def __init__(self, lr: float, no_decay: Sequence[str] = ()) -> None:
         self.lr = learning_rate(lr, "lr")
+        #: Name fragments of the parameter tensors left out of the weight decay.
+        self.no_decay = _no_decay(no_decay)
 
     def _hyper(self) -> dict[str, Any]:
-        return {"lr": self.lr}
+        # no_decay only when given, so that a default optimizer's spec is what it always was.
+        return {"lr": self.lr, **({"no_decay": list(self.no_decay)} if self.no_decay else {})}
 
 
 class SGD(Optimizer):
@@ -65,8 +93,9 @@ class SGD(Optimizer):
         dampening: float = _SGD["dampening"],
         nesterov: bool = _SGD["nesterov"],
         weight_decay: float = _SGD["weight_decay"],
+        no_decay: Sequence[str] = (),
     ) -> None:
-        super().__init__(lr)
+        super().__init__(lr, no_decay=no_decay)
         self.momentum = real(momentum, "momentum", low=0.0)
         self.dampening = real(dampening, "dampening")
         self.nesterov = boolean(nesterov, "nesterov")
@@ -106,8 +135,9 @@ class Adam(Optimizer):
         eps: float = _ADAM["eps"],
         weight_decay: float = _ADAM["weight_decay"],
         amsgrad: bool = _ADAM["amsgrad"],
+        no_decay: Sequence[str] = (),
     ) -> None:
-        super().__init__(lr)
+        super().__init__(lr, no_decay=no_decay)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"betas: expected a pair of numbers, got {betas!r}")
         self.betas = (
@@ -140,8 +170,9 @@ class AdamW(Adam):
         eps: float = _ADAMW["eps"],
         weight_decay: float = _ADAMW["weight_decay"],
         amsgrad: bool = _ADAMW["amsgrad"],
+        no_decay: Sequence[str] = (),
     ) -> None:
-        super().__init__(lr, betas, eps, weight_decay, amsgrad)
+        super().__init__(lr, betas, eps, weight_decay, amsgrad, no_decay=no_decay)
 
 
 class RMSprop(Optimizer):
@@ -157,8 +188,9 @@ class RMSprop(Optimizer):
         weight_decay: float = _RMSPROP["weight_decay"],
         momentum: float = _RMSPROP["momentum"],
         centered: bool = _RMSPROP["centered"],
+        no_decay: Sequence[str] = (),
     ) -> None:
-        super().__init__(lr)
+        super().__init__(lr, no_decay=no_decay)
         self.alpha = real(alpha, "alpha", low=0.0, high=1.0)
         self.eps = _eps(eps)
         self.weight_decay = real(weight_decay, "weight_decay", low=0.0)
@@ -188,8 +220,9 @@ class Adagrad(Optimizer):
         weight_decay: float = _ADAGRAD["weight_decay"],
         eps: float = _ADAGRAD["eps"],
         initial_accumulator_value: float = _ADAGRAD["initial_accumulator_value"],
+        no_decay: Sequence[str] = (),
     ) -> None:
-        super().__init__(lr)
+        super().__init__(lr, no_decay=no_decay)
         self.lr_decay = real(lr_decay, "lr_decay", low=0.0)
         self.weight_decay = real(weight_decay, "weight_decay", low=0.0)
         self.eps = _eps(eps)

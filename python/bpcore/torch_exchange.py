@@ -30,9 +30,12 @@ from bpcore.layers import (
     LeakyReLU,
     MaxPool1d,
     MaxPool2d,
+    Mish,
+    PReLU,
     ReLU,
     Reshape,
     Sigmoid,
+    SiLU,
     Softplus,
     Tanh,
 )
@@ -70,10 +73,19 @@ def _torch_layer(nn: Any, layer: Layer) -> Any:
         return nn.LayerNorm(layer.normalized_shape, eps=layer.eps)
     if isinstance(layer, GELU):
         return nn.GELU(approximate="none")
+    if isinstance(layer, PReLU):
+        return nn.PReLU(layer.num_parameters, init=layer.init)
     shaped = _torch_shaped_layer(nn, layer)
     if shaped is not None:
         return shaped
-    simple = {ReLU: nn.ReLU, Sigmoid: nn.Sigmoid, Tanh: nn.Tanh, Identity: nn.Identity}
+    simple = {
+        ReLU: nn.ReLU,
+        Sigmoid: nn.Sigmoid,
+        Tanh: nn.Tanh,
+        Identity: nn.Identity,
+        SiLU: nn.SiLU,
+        Mish: nn.Mish,
+    }
     for cls, module in simple.items():
         if isinstance(layer, cls):
             return module()
@@ -204,16 +216,27 @@ def _bpcore_layer(nn: Any, module: Any, index: int) -> Layer:
         return Softplus(beta=float(module.beta), threshold=float(module.threshold))
     if isinstance(module, nn.Dropout):
         return Dropout(module.p)
+    if isinstance(module, nn.PReLU):
+        # torch keeps init only to build the weight; the weight itself is loaded below.
+        return PReLU(module.num_parameters, init=float(module.init))
     shaped = _bpcore_shaped_layer(nn, module, where)
     if shaped is not None:
         return shaped
-    simple = {nn.ReLU: ReLU, nn.Sigmoid: Sigmoid, nn.Tanh: Tanh, nn.Identity: Identity}
+    simple = {
+        nn.ReLU: ReLU,
+        nn.Sigmoid: Sigmoid,
+        nn.Tanh: Tanh,
+        nn.Identity: Identity,
+        nn.SiLU: SiLU,
+        nn.Mish: Mish,
+    }
     for cls, layer in simple.items():
         if type(module) is cls:
             return layer()
     raise ValueError(
         f"from_torch: {where} is not supported; supported are Linear, ReLU, LeakyReLU, Sigmoid, "
-        "Tanh, GELU, ELU, Softplus, Identity, Dropout, BatchNorm1d, LayerNorm, Unflatten, "
+        "Tanh, GELU, ELU, Softplus, SiLU, Mish, PReLU, Identity, Dropout, BatchNorm1d, "
+        "LayerNorm, Unflatten, "
         "Flatten, Conv1d, Conv2d, MaxPool1d, MaxPool2d, AvgPool1d, AvgPool2d, Embedding and "
         "to_torch's TabularEmbeddings"
     )
@@ -298,8 +321,9 @@ def from_torch(
     seed: int = 0,
 ) -> Network:
     """The bpcore Network equal to a `torch.nn.Sequential` of supported modules (Linear, ReLU,
-    LeakyReLU, Sigmoid, Tanh, GELU (exact), ELU, Softplus, Identity, Dropout, BatchNorm1d,
-    LayerNorm), with its weights and buffers; float32 or float64 as the module's parameters.
+    LeakyReLU, Sigmoid, Tanh, GELU (exact), ELU, Softplus, SiLU, Mish, PReLU, Identity,
+    Dropout, BatchNorm1d, LayerNorm, and the array and embedding layers), with its weights and
+    buffers; float32 or float64 as the module's parameters.
     The loss, optimizer and seed are the Network's own arguments (torch modules hold none).
 
     Raises:

@@ -27,7 +27,7 @@ from bpcore._data_parallel import RankGroup
 from bpcore._user_warnings import warn
 from bpcore.bpcore import TrainingDivergedError
 from bpcore.callbacks import Callback, Logs
-from bpcore.class_weights import refuse_in_data_parallel, with_class_weights
+from bpcore.class_weights import class_counts, with_class_weights
 from bpcore.gradient_health import GradientMonitor, GradientWarning, TensorStats
 from bpcore.history import History
 from bpcore.optimizers import learning_rate
@@ -46,6 +46,24 @@ __all__ = ["GradientWarning", "fit"]
 
 #: Seconds between the native loop's progress reports (progress bar, on_batch_end).
 PROGRESS_INTERVAL = 0.2
+
+#: `sample_weight_reduction`'s values, Keras's names, and whether each divides by Σ w.
+SAMPLE_WEIGHT_REDUCTIONS = {"sum_over_batch_size": False, "mean_with_sample_weight": True}
+
+
+def _weighted_mean(reduction: Any) -> bool:
+    """Whether `sample_weight_reduction` divides a batch by its weights' sum."""
+    if not isinstance(reduction, str):
+        raise TypeError(
+            f"sample_weight_reduction: expected one of {sorted(SAMPLE_WEIGHT_REDUCTIONS)}, got "
+            f"{type(reduction).__name__}"
+        )
+    if reduction not in SAMPLE_WEIGHT_REDUCTIONS:
+        raise ValueError(
+            f"sample_weight_reduction: expected one of {sorted(SAMPLE_WEIGHT_REDUCTIONS)}, got "
+            f"{reduction!r}"
+        )
+    return SAMPLE_WEIGHT_REDUCTIONS[reduction]
 
 
 def _validation(
@@ -187,16 +205,30 @@ class _Fit:
     clip_grad_norm: float | None
     clip_grad_value: float | None
     gradient_accumulation_steps: int
+    weighted_mean: bool
+    decay_per_divisor: bool
     verbose: int
     warnings: bool
     x_train: np.ndarray
     t_train: np.ndarray
     w_train: np.ndarray | None
     validation: tuple[np.ndarray, np.ndarray] | None
+    #: "balanced" class weights of a data-parallel fit wait for every rank's class counts:
+    #: (class_weight, this shard's counts), folded into w_train by `weigh_classes`.
+    balanced: tuple[Any, np.ndarray] | None = None
+
+    def weigh_classes(self, net: Network, counts: np.ndarray) -> None:
+        """Folds the "balanced" class weights of every rank's `counts` into w_train."""
+        if self.balanced is not None:
+            class_weight, _ = self.balanced
+            self.w_train = with_class_weights(
+                class_weight, self.t_train, self.w_train, net, counts=counts
+            )
+            self.balanced = None
 
     def log_keys(self) -> list[str]:
         """The keys every epoch's logs have."""
-        keys = ["loss", *self.metrics]
+        keys = ["loss", *(["penalty"] if self.decay_per_divisor else []), *self.metrics]
         if self.validation is not None:
             keys += ["val_loss", *(f"val_{m}" for m in self.metrics)]
         return [*keys, "lr", "time"]
@@ -215,6 +247,9 @@ class _Fit:
             "clip_grad_norm": self.clip_grad_norm,
             "clip_grad_value": self.clip_grad_value,
             "gradient_accumulation_steps": self.gradient_accumulation_steps,
+            "weighted_mean": self.weighted_mean,
+            "decay_per_divisor": self.decay_per_divisor,
+            "class_weight": "balanced" if self.balanced is not None else None,
             "schedule": repr(self.schedule),
         }
 
@@ -246,6 +281,10 @@ def _prepare(net: Network, X: Any, y: Any, data_parallel: bool = False, **argume
     clip_value = arguments.get("clip_grad_value")
     if clip_value is not None:
         clip_value = real(clip_value, "clip_grad_value", low=0.0, low_open=True)
+    weighted_mean = _weighted_mean(arguments.get("sample_weight_reduction", "sum_over_batch_size"))
+    decay_per_divisor = boolean(
+        arguments.get("weight_decay_per_batch_weight", False), "weight_decay_per_batch_weight"
+    )
     verbose = verbosity(arguments.get("verbose", "auto"), arguments["progress"])
     health_warnings = boolean(arguments.get("warnings", True), "warnings")
     x = net.as_inputs(X)
@@ -257,9 +296,13 @@ def _prepare(net: Network, X: Any, y: Any, data_parallel: bool = False, **argume
     )
     # Validation stays unweighted: the held-out samples' weights are dropped.
     w_train = None if w is None else w[: x_train.shape[0]]
-    if data_parallel:
-        refuse_in_data_parallel(net.loss_function, arguments["class_weight"])
-    w_train = with_class_weights(arguments["class_weight"], t_train, w_train, net)
+    class_weight = arguments["class_weight"]
+    balanced = None
+    if data_parallel and isinstance(class_weight, str):
+        # "balanced" counts every rank's classes: folded in once the ranks have met.
+        balanced = (class_weight, class_counts(class_weight, t_train, net))
+    else:
+        w_train = with_class_weights(class_weight, t_train, w_train, net)
     native = net.native
     # The core's checks of the whole training set, up front, so that a rejected fit changes
     # nothing on any rank.
@@ -278,12 +321,15 @@ def _prepare(net: Network, X: Any, y: Any, data_parallel: bool = False, **argume
         clip_grad_norm=clip,
         clip_grad_value=clip_value,
         gradient_accumulation_steps=accumulation,
+        weighted_mean=weighted_mean,
+        decay_per_divisor=decay_per_divisor,
         verbose=verbose,
         warnings=health_warnings,
         x_train=x_train,
         t_train=t_train,
         w_train=w_train,
         validation=validation,
+        balanced=balanced,
     )
 
 
@@ -300,8 +346,11 @@ def fit(net: Network, X: Any, y: Any, *, comm: Any = None, **arguments: Any) -> 
             prepared = group.local(_prepare, net, X, y, data_parallel=True, **arguments)
             facts = {} if prepared is None else prepared.agreed_facts()
             n_train = 0 if prepared is None else prepared.x_train.shape[0]
-            group.setup(facts, n_train)
+            counts = None if prepared is None or prepared.balanced is None else prepared.balanced[1]
+            group.setup(facts, n_train, counts)
             assert prepared is not None  # setup raised on every rank if any rank's failed
+            if group.class_counts is not None:
+                group.local(prepared.weigh_classes, net, group.class_counts)
             group.check_epochs(prepared.batch_size, prepared.shuffle, prepared.epochs)
             return _train(net, prepared, group)
     except BaseException as e:
@@ -350,6 +399,8 @@ def _train(net: Network, plan: _Fit, group: Group) -> History:
         "clip_grad_norm": plan.clip_grad_norm,
         "clip_grad_value": plan.clip_grad_value,
         "gradient_accumulation_steps": plan.gradient_accumulation_steps,
+        "weighted_mean": plan.weighted_mean,
+        "decay_per_divisor": plan.decay_per_divisor,
     }
     scheduler = next((cb for cb in callbacks if isinstance(cb, _ScheduleStep)), None)
     net.stop_training = False
@@ -399,6 +450,8 @@ def _train(net: Network, plan: _Fit, group: Group) -> History:
             net.fit_progress.count_epoch()
             train_sums, val_logs = group.end_epoch(result, plan.metrics, plan.validation)
             logs = {"loss": float(result["loss"])}
+            if plan.decay_per_divisor:
+                logs["penalty"] = float(result["penalty"])
             if plan.metrics:
                 x, t = plan.x_train, plan.t_train
                 logs.update(metric_functions.values(plan.metrics, net, x, t, train_sums))

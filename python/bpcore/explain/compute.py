@@ -15,7 +15,7 @@ from bpcore.explain import backward, checks
 from bpcore.explain.report import BackwardPass
 from bpcore.explain.summary import pass_notes, summarize
 from bpcore.explain.weight import Explanation, explain_weight
-from bpcore.layers import SHAPED, Dense
+from bpcore.layers import SHAPED, Dense, PReLU
 
 if TYPE_CHECKING:
     from bpcore.network import Network
@@ -154,12 +154,12 @@ def explain(
     arrays = [
         f"layers[{i}] ({type(la).__name__})"
         for i, la in enumerate(net.layers)
-        if isinstance(la, SHAPED)
+        if isinstance(la, (*SHAPED, PReLU))
     ]
     if arrays:
         raise ValueError(
-            f"net: explain shows the backward pass of Dense, activation, Dropout and "
-            f"normalization layers over flat rows; it cannot show {', '.join(arrays)}"
+            f"net: explain shows the backward pass of Dense, element-wise activation, Dropout "
+            f"and normalization layers over flat rows; it cannot show {', '.join(arrays)}"
         )
     if (layer is None) != (index is None):
         raise TypeError("layer, index: give both (one weight) or neither (the whole pass)")

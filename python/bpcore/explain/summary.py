@@ -34,6 +34,8 @@ NAMES = {
     "elu": "ELU",
     "softplus": "Softplus",
     "identity": "Identity",
+    "silu": "SiLU",
+    "mish": "Mish",
     "dropout": "Dropout",
     "batch_norm1d": "BatchNorm1d",
     "layer_norm": "LayerNorm",

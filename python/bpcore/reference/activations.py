@@ -116,6 +116,40 @@ def _softplus(beta: float, threshold: float) -> tuple[Scalar, Scalar]:
     return f, df
 
 
+def _silu() -> tuple[Scalar, Scalar]:
+    # SiLU(x) = x σ(x).
+    def f(x: float) -> float:
+        return x * sigmoid(x)
+
+    def df(x: float) -> float:
+        # product rule: σ(x) + x σ(x)(1 - σ(x)) = σ(x)(1 + x(1 - σ(x)))
+        s = sigmoid(x)
+        return s * (1.0 + x * (1.0 - s))
+
+    return f, df
+
+
+_MISH_SOFTPLUS_THRESHOLD = 20.0  # torch.nn.Softplus's default: above it softplus(x) is x
+
+
+def _mish() -> tuple[Scalar, Scalar]:
+    # Mish(x) = x tanh(softplus(x)).
+    def gate(x: float) -> float:
+        softplus = x if x > _MISH_SOFTPLUS_THRESHOLD else math.log1p(math.exp(x))
+        return math.tanh(softplus)
+
+    def f(x: float) -> float:
+        return x * gate(x)
+
+    def df(x: float) -> float:
+        # product rule with t = tanh(softplus(x)): t + x (1 - t²) softplus'(x), where
+        # softplus'(x) = σ(x)
+        t = gate(x)
+        return t + x * (1.0 - t * t) * sigmoid(x)
+
+    return f, df
+
+
 def _identity() -> tuple[Scalar, Scalar]:
     def f(x: float) -> float:
         return x
@@ -144,6 +178,10 @@ def scalar_functions(spec: Any) -> tuple[Scalar, Scalar]:
         return _elu(spec["alpha"])
     if kind == "softplus":
         return _softplus(spec["beta"], spec["threshold"])
+    if kind == "silu":
+        return _silu()
+    if kind == "mish":
+        return _mish()
     if kind == "identity":
         return _identity()
     raise ValueError(f"{kind!r} is not an activation")

@@ -37,13 +37,14 @@ from .normalization import (
     update_running,
 )
 from .optimizers import Optimizer, make_optimizer
+from .prelu import prelu_backward, prelu_forward
 from .shapes import CONVOLUTIONS, EMBEDDINGS, POOLS, RESHAPES, as_2d, geometry, layer_shapes
 from .specs import layer_spec, loss_spec
 
 # Activations after which a dense layer is initialized with He's bound √(6/in).
-_HE_ACTIVATIONS = {"relu", "leaky_relu", "elu", "gelu"}
+_HE_ACTIVATIONS = {"relu", "leaky_relu", "elu", "gelu", "silu", "mish", "prelu"}
 # Layers with parameters, and those that are not element-wise activations.
-_PARAM_LAYERS = {"dense", "batch_norm1d", "layer_norm"} | CONVOLUTIONS | EMBEDDINGS
+_PARAM_LAYERS = {"dense", "batch_norm1d", "layer_norm", "prelu"} | CONVOLUTIONS | EMBEDDINGS
 _NOT_ACTIVATIONS = _PARAM_LAYERS | {"dropout"} | POOLS | RESHAPES
 # The key of each normalization layer type that gives its feature count.
 _FEATURES = {"batch_norm1d": "num_features", "layer_norm": "normalized_shape"}
@@ -99,6 +100,9 @@ class Network:
                 features = spec[_FEATURES[spec["type"]]]
                 self._params[f"{k}.weight"] = [1.0] * features
                 self._params[f"{k}.bias"] = [0.0] * features
+            if spec["type"] == "prelu":
+                # Every slope starts at `init`, as torch.
+                self._params[f"{k}.weight"] = [spec["init"]] * spec["num_parameters"]
             if spec["type"] in EMBEDDINGS:
                 # Tables ~ N(0, 1), as torch.
                 for name, (rows, dim) in self._tables(k).items():
@@ -217,6 +221,11 @@ class Network:
         embedded = {c: f"{k}.tables.{c}.weight" for c, _, _ in spec["columns"]}
         return [embedded.get(c) for c in range(width)]
 
+    def _per_slope(self, k: int) -> int:
+        """Consecutive values of a row that share one slope of PReLU layer k."""
+        width = math.prod(self._shapes[k])
+        return width // int(self.layers[k]["num_parameters"])
+
     def _weight_2d(self, k: int) -> Any:
         """Layer k's convolution weight as (out, in, kh, kw): a 1-d one's kernel as 1 × k."""
         weight = self._params[f"{k}.weight"]
@@ -291,6 +300,8 @@ class Network:
                 h = pool2d_forward(h, how, shape, g["kernel"], g["stride"], g["padding"])
             elif kind in RESHAPES:
                 pass  # the same values, read in another shape
+            elif kind == "prelu":
+                h = prelu_forward(h, self._params[f"{k}.weight"], self._per_slope(k))
             elif kind in EMBEDDINGS:
                 tables = {name: self._params[name] for name in self._tables(k)}
                 check_indices(h, self._table_columns(k), tables)
@@ -379,6 +390,13 @@ class Network:
                 # Sums of the output gradients onto the rows looked up (embedding.py).
                 tables = {name: self._params[name] for name in self._tables(k)}
                 grads.update(embeddings_backward(x, grad, self._table_columns(k), tables))
+            elif spec["type"] == "prelu":
+                # ∂L/∂a = Σ g x where x <= 0, ∂L/∂x = g or a g (prelu.py).
+                grad_slopes, grad_x = prelu_backward(
+                    x, self._params[f"{k}.weight"], grad, self._per_slope(k)
+                )
+                grads[f"{k}.weight"] = grad_slopes
+                grad = grad_x
             elif spec["type"] == "dropout":
                 # y = x · m / (1 - p): ∂L/∂x = ∂L/∂y · m / (1 - p) (dropout.py).
                 grad = dropout_backward(grad, masks[k], spec["p"])
@@ -414,7 +432,7 @@ class Network:
         shapes = self.parameter_shapes()
         flat_params = [flat_values(value) for value in self._params.values()]
         flat_grads = [flat_values(grads[name]) for name in self._params]
-        self.optimizer.step(flat_params, flat_grads)
+        self.optimizer.step(flat_params, flat_grads, list(self._params))
         for name, flat in zip(list(self._params), flat_params):
             self._params[name] = nested(flat, shapes[name])
 

@@ -6,7 +6,10 @@ buffers) is kept per position in that order, and ``t`` counts steps from 1, as t
 per-parameter ``step`` does when every parameter is updated on every step.
 
 Weight decay, where an optimizer has it, is L2 regularization folded into the gradient,
-``g = grad + wd · p``, except in AdamW, where it shrinks the parameter directly.
+``g = grad + wd · p``, except in AdamW, where it shrinks the parameter directly. The spec's
+``no_decay`` (name fragments, e.g. ``["bias"]``) leaves out the parameters whose name contains
+one: ``step(params, grads, names)`` updates those with a weight decay of 0, as a torch
+parameter group with ``weight_decay=0`` would.
 """
 
 from __future__ import annotations
@@ -25,25 +28,43 @@ class Optimizer:
 
     def __init__(self, **options: Any) -> None:
         """Build from the spec's options, e.g. ``SGD(lr=0.1, momentum=0.9)``."""
+        no_decay = options.pop("no_decay", [])
         self.spec: dict[str, Any] = optimizer_spec({"type": self.kind, **options})
+        #: Name fragments of the parameters left undecayed.
+        self.no_decay = [str(fragment) for fragment in no_decay]
+        #: The spec the parameter being updated follows (the spec, or it without decay).
+        self.tensor_spec = self.spec
         self.t = 0
         self.state: list[dict[str, list[float]]] = []
 
     def to_spec(self) -> dict[str, Any]:
         """The complete spec dict (so an instance can be given to ``Network``)."""
-        return dict(self.spec)
+        extra = {"no_decay": list(self.no_decay)} if self.no_decay else {}
+        return {**self.spec, **extra}
 
-    def step(self, params: Sequence[list[float]], grads: Sequence[Sequence[float]]) -> None:
-        """One update of every ``params[k]`` (a flat list, changed in place) by ``grads[k]``."""
+    def step(
+        self,
+        params: Sequence[list[float]],
+        grads: Sequence[Sequence[float]],
+        names: Sequence[str] | None = None,
+    ) -> None:
+        """One update of every ``params[k]`` (a flat list, changed in place) by ``grads[k]``;
+        ``names[k]`` is its name, for ``no_decay``."""
         if len(params) != len(grads) or any(len(p) != len(g) for p, g in zip(params, grads)):
             raise ValueError("params and grads must match in number and length")
+        if self.no_decay and (names is None or len(names) != len(params)):
+            raise ValueError("no_decay needs the parameters' names, one per parameter")
         if not self.state:
             self.state = [self._init_state(p) for p in params]
         if len(self.state) != len(params):
             raise ValueError("the number of parameters changed between steps")
         self.t += 1
-        for p, g, state in zip(params, grads, self.state):
+        undecayed = {**self.spec, "weight_decay": 0.0}
+        for k, (p, g, state) in enumerate(zip(params, grads, self.state)):
+            excluded = names is not None and any(f in names[k] for f in self.no_decay)
+            self.tensor_spec = undecayed if excluded else self.spec
             self._update(p, g, state)
+        self.tensor_spec = self.spec
 
     def _init_state(self, p: list[float]) -> dict[str, list[float]]:
         return {}
@@ -65,7 +86,7 @@ class SGD(Optimizer):
         return {"momentum_buffer": [0.0] * len(p)}
 
     def _update(self, p: list[float], g: Sequence[float], state: dict[str, Any]) -> None:
-        s = self.spec
+        s = self.tensor_spec
         lr, mu, damp, wd = s["lr"], s["momentum"], s["dampening"], s["weight_decay"]
         buf = state["momentum_buffer"]
         for j, grad in enumerate(g):
@@ -97,7 +118,7 @@ class Adam(Optimizer):
         }
 
     def _update(self, p: list[float], g: Sequence[float], state: dict[str, Any]) -> None:
-        s = self.spec
+        s = self.tensor_spec
         lr, eps, wd, amsgrad = s["lr"], s["eps"], s["weight_decay"], s["amsgrad"]
         b1, b2 = s["betas"]
         m, v, v_max = state["exp_avg"], state["exp_avg_sq"], state["max_exp_avg_sq"]
@@ -146,7 +167,7 @@ class RMSprop(Optimizer):
         }
 
     def _update(self, p: list[float], g: Sequence[float], state: dict[str, Any]) -> None:
-        s = self.spec
+        s = self.tensor_spec
         lr, alpha, eps = s["lr"], s["alpha"], s["eps"]
         wd, mu, centered = s["weight_decay"], s["momentum"], s["centered"]
         sq, ga, buf = state["square_avg"], state["grad_avg"], state["momentum_buffer"]
@@ -178,7 +199,7 @@ class Adagrad(Optimizer):
         return {"sum": [self.spec["initial_accumulator_value"]] * len(p)}
 
     def _update(self, p: list[float], g: Sequence[float], state: dict[str, Any]) -> None:
-        s = self.spec
+        s = self.tensor_spec
         eps, wd = s["eps"], s["weight_decay"]
         clr = s["lr"] / (1.0 + (self.t - 1) * s["lr_decay"])
         acc = state["sum"]
@@ -199,6 +220,11 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
 
 def make_optimizer(spec: Any = None) -> Optimizer:
     """The optimizer for a spec (dict, type name, object with ``.to_spec()``, or None)."""
+    if hasattr(spec, "to_spec"):
+        spec = spec.to_spec()
+    no_decay = spec.get("no_decay", []) if isinstance(spec, dict) else []
+    if isinstance(spec, dict):
+        spec = {k: v for k, v in spec.items() if k != "no_decay"}
     options = optimizer_spec(spec)
     kind = options.pop("type")
-    return OPTIMIZERS[kind](**options)
+    return OPTIMIZERS[kind](**options, no_decay=no_decay)

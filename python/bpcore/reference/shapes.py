@@ -85,6 +85,10 @@ def layer_shapes(layers: list[dict[str, Any]]) -> list[tuple[int, ...]]:
             shape = tuple(spec["shape"])
         elif kind == "flatten":
             shape = (math.prod(shape),)
+        elif kind == "prelu" and spec["num_parameters"] not in (1, shape[0]):
+            raise ValueError(
+                f"layer {k}: num_parameters={spec['num_parameters']} but the input is {shape}"
+            )
         elif kind in EMBEDDINGS:
             if any(s["type"] not in RESHAPES for s in layers[:k]) or len(shape) != 1:
                 raise ValueError(f"layer {k}: {kind} must come first, on flat rows")

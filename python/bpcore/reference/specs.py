@@ -26,6 +26,9 @@ LAYER_DEFAULTS: dict[str, dict[str, Any]] = {
     "elu": {"alpha": 1.0},
     "softplus": {"beta": 1.0, "threshold": 20.0},
     "identity": {},
+    "silu": {},
+    "mish": {},
+    "prelu": {"num_parameters": 1, "init": 0.25},
     "dropout": {"p": 0.5},
     "batch_norm1d": {"num_features": _REQUIRED, "eps": 1e-5, "momentum": 0.1},
     "layer_norm": {"normalized_shape": _REQUIRED, "eps": 1e-5},
@@ -87,6 +90,7 @@ _INT_KEYS = {
     "out_channels",
     "num_embeddings",
     "embedding_dim",
+    "num_parameters",
 }
 # Sizes of the array layers: an int (1-d layers) or a list of ints (2-d layers, reshape).
 _SIZE_KEYS = {"kernel_size", "stride", "padding", "dilation", "shape"}

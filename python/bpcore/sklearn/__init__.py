@@ -15,16 +15,22 @@ fitting logic and fitted attributes, passing scikit-learn's own MLP test file an
   two classes, one per label for a multi-label indicator `y`; `loss="poisson"` for the
   regressor (exponential output). X may be scipy sparse (CSR/CSC, made dense a block of rows at a
   time); the compute dtype follows X (float32 input trains in float32) unless `dtype` says.
-- `sample_weight`: a batch's loss is Σ w_i·l_i / Σ w_i and the L2 term's `alpha` is divided by
-  the same sum, as scikit-learn's.
+- `sample_weight` and `alpha` as scikit-learn's, batch by batch: each mini-batch's loss is
+  Σ w_i·l_i / Σ w_i over its rows (the core's `sample_weight_reduction=
+  "mean_with_sample_weight"`), and its L2 gradient alpha·W / Σ w of that batch (the row count
+  without weights, a shorter last batch included), on the weights only, not the intercepts
+  (the optimizer's `no_decay=["bias"]` and `weight_decay_per_batch_weight`). So "sgd" takes
+  scikit-learn's steps to rounding, with or without sample weights, momentum or shuffling, and a
+  weight of 2 is a row repeated in its mini-batch (with shuffle=False and the copy in its
+  row's batch: shuffled, the two data sets are permuted differently, in scikit-learn too).
 
-Differences that remain: the core's optimizers apply `alpha` as weight decay to the intercepts
-too (scikit-learn penalizes the weights only; lbfgs here follows scikit-learn exactly), with
-the decay of a full batch (alpha / batch_size) also on a shorter last batch and, with sample
-weights, the whole set's mean weight in place of each batch's sum; `loss_curve_` of the
-stochastic solvers adds the penalty of the weights at the end of each epoch. Adam adds its
-epsilon as torch does (to sqrt(v̂)). bpcore's own parameters: `dropout` (after every hidden
-activation; not with lbfgs) and `dtype` (None: follow X; "float32" or "float64").
+  `loss_`, `loss_curve_` and the stopping rule on them add each batch's L2 term before its step,
+  as scikit-learn's accumulated loss does.
+
+Differences that remain: Adam adds its epsilon as torch does (to sqrt(v̂)). "adamw" decays the
+weights by lr·alpha per step, decoupled, and its loss has no L2 term. bpcore's
+own parameters: `dropout` (after every hidden activation; not with lbfgs) and `dtype` (None:
+follow X; "float32" or "float64").
 
 scikit-learn is needed (``pip install bpcore[sklearn]``); this module imports it.
 """

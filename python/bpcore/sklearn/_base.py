@@ -150,8 +150,6 @@ class BaseMLP(BaseEstimator):
         if stochastic and (first_pass or not self._stopping_state_fits()):
             self._start_stopping_state()
         n_train = X.shape[0] if split is None else split[0].shape[0]
-        w_train = w if split is None else split[4]
-        mean_weight = 1.0 if w_train is None else float(np.mean(w_train))
         batch_size = self._batch_size(n_train) if stochastic else n_train
         if first_pass or not incremental:
             # A new optimizer state for every fit, as scikit-learn makes a new optimizer.
@@ -162,7 +160,7 @@ class BaseMLP(BaseEstimator):
                 self.activation,
                 float(self.dropout),
                 loss,
-                self._optimizer_for(batch_size * mean_weight, self._scales(Y, w)),
+                self._optimizer_for(self._scales(Y, w)),
                 dtype,
                 self._dropout_seed(random_state),
             )
@@ -238,27 +236,36 @@ class BaseMLP(BaseEstimator):
             )
         return int(np.clip(self.batch_size, 1, n))
 
-    def _optimizer_for(self, batch_weight: float, scales: _lbfgs.Scales) -> Optimizer:
+    def _optimizer_for(self, scales: _lbfgs.Scales) -> Optimizer:
         """The core's optimizer taking scikit-learn's steps on the core's loss: the core's
-        gradient is scikit-learn's / `scales.gradient`, so the L2 term (alpha / Σ w of the
-        batch in scikit-learn's gradient; `batch_weight` is a batch's expected Σ w) and the
-        scale-setting epsilons are divided by it too, and sgd's learning rate multiplied."""
+        gradient is scikit-learn's / `scales.gradient`, so the L2 term (alpha · W / Σ w of the
+        batch in scikit-learn's gradient, on the weights only; the fit divides the decay by each
+        batch's Σ w) and the scale-setting epsilons are divided by it too, and sgd's learning
+        rate multiplied."""
         s = scales.gradient
-        decay = self.alpha / batch_weight / s
+        decay = self.alpha / s
         lr = self.learning_rate_init
         betas = (self.beta_1, self.beta_2)
         eps = self.epsilon / s
+        weights_only = list(_network.NO_DECAY)
         if self.solver == "sgd":
             nesterov = bool(self.nesterovs_momentum) and self.momentum > 0
-            return SGD(lr * s, momentum=self.momentum, nesterov=nesterov, weight_decay=decay)
+            return SGD(
+                lr * s,
+                momentum=self.momentum,
+                nesterov=nesterov,
+                weight_decay=decay,
+                no_decay=weights_only,
+            )
         if self.solver == "adamw":
-            return AdamW(lr, betas=betas, eps=eps, weight_decay=self.alpha)
+            # Decoupled: alpha shrinks the weights by lr·alpha per step, whatever the batch.
+            return AdamW(lr, betas=betas, eps=eps, weight_decay=self.alpha, no_decay=weights_only)
         if self.solver == "rmsprop":
-            return RMSprop(lr, eps=eps, weight_decay=decay)
+            return RMSprop(lr, eps=eps, weight_decay=decay, no_decay=weights_only)
         if self.solver == "adagrad":
-            return Adagrad(lr, eps=eps, weight_decay=decay)
+            return Adagrad(lr, eps=eps, weight_decay=decay, no_decay=weights_only)
         # adam, and lbfgs (whose network's optimizer is never stepped)
-        return Adam(lr, betas=betas, eps=eps, weight_decay=decay)
+        return Adam(lr, betas=betas, eps=eps, weight_decay=decay, no_decay=weights_only)
 
     def _fit_lbfgs(self, X: Any, Y: np.ndarray, w: np.ndarray | None) -> None:
         net = self.net_
@@ -295,23 +302,26 @@ class BaseMLP(BaseEstimator):
             y_val = self._validation_targets(Y_val)
         n = X.shape[0]
         targets = self._core_targets(Y, net.dtype)
-        # The core's weights are Σ w l / n per batch: w / mean(w) makes that Σ w l / Σ w over
-        # each batch on average (exactly when a batch is the whole set).
-        core_weights = None if w is None else (w / w.mean()).astype(net.dtype)
-        penalty_per_row = _stochastic.batches_weight(n, batch_size, w) / n
-        mask = _network.weight_mask(net)
+        core_weights = None if w is None else np.ascontiguousarray(w, dtype=net.dtype)
+        # scikit-learn's L2 term per unit of a batch's weight: alpha / Σ w of each batch,
+        # except AdamW's decoupled decay.
+        decay_per_weight = self.solver != "adamw"
         lr_scale = scales.gradient if self.solver == "sgd" else 1.0
         net.lr = self._optimizer.learning_rate * lr_scale
         self.n_iter_ = 0
+        order = None
         for _ in range(self.max_iter):
-            order = _stochastic.epoch_order(n, bool(self.shuffle), self._random_state)
+            order = _stochastic.epoch_order(order, n, bool(self.shuffle), self._random_state)
             diverged = None
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", GradientWarning)
-                    core_loss = _stochastic.epoch(net, X, targets, core_weights, batch_size, order)
-                flat = _network.flat_parameters(net)[mask].astype(np.float64)
-                penalty = 0.5 * self.alpha * float(flat @ flat) * penalty_per_row
+                    core_loss, core_penalty = _stochastic.epoch(
+                        net, X, targets, core_weights, batch_size, order, decay_per_weight
+                    )
+                # The core's L2 term is in its own units (its decay is alpha / scale); AdamW's
+                # decoupled decay is no term of the loss.
+                penalty = scales.gradient * core_penalty
                 loss = scales.report * core_loss + scales.offset + penalty
             except TrainingDivergedError as e:
                 diverged, loss = e, math.nan

@@ -25,6 +25,10 @@ _HIDDEN_ACTIVATIONS: dict[str, type[Layer]] = {
     "identity": Identity,
 }
 
+#: The optimizers' `no_decay` of the estimators: scikit-learn's L2 term is on the weights only,
+#: not on the intercepts (the Dense layers' biases; `weight_mask` marks the same).
+NO_DECAY = ("bias",)
+
 #: Rows of sparse input made dense at a time: about this many elements per block.
 _BLOCK_ELEMENTS = 1 << 20
 

@@ -9,7 +9,6 @@ block of batches for sparse input, made dense a block at a time).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -55,13 +54,18 @@ class LearningRate:
         return False
 
 
-def epoch_order(n: int, shuffle: bool, random_state: np.random.RandomState) -> np.ndarray | None:
-    """The rows' order for one epoch: scikit-learn's shuffle of 0..n-1, or None (in order)."""
+def epoch_order(
+    previous: np.ndarray | None, n: int, shuffle: bool, random_state: np.random.RandomState
+) -> np.ndarray | None:
+    """The rows' order for one epoch: scikit-learn's shuffle of the previous epoch's order
+    (0..n-1 for a fit's first), as scikit-learn reshuffles its running `sample_idx`; or None
+    (in order)."""
     if not shuffle:
         return None
     from sklearn.utils import shuffle as sklearn_shuffle
 
-    order: np.ndarray = sklearn_shuffle(np.arange(n), random_state=random_state)
+    start = np.arange(n) if previous is None else previous
+    order: np.ndarray = sklearn_shuffle(start, random_state=random_state)
     return order
 
 
@@ -72,15 +76,21 @@ def epoch(
     weights: np.ndarray | None,
     batch_size: int,
     order: np.ndarray | None,
-) -> float:
-    """One epoch of mini-batches of `batch_size` over the rows in `order`; returns the core's
-    mean batch loss weighted by the batches' rows (scikit-learn's accumulated loss / n)."""
+    decay_per_weight: bool = True,
+) -> tuple[float, float]:
+    """One epoch of mini-batches of `batch_size` over the rows in `order`; returns (the core's
+    mean batch loss, its L2 term's), each weighted by the batches' rows (scikit-learn's
+    accumulated loss / n; the L2 term of the weights before each batch's step).
+
+    As scikit-learn's: each batch's loss is Σ w_i·l_i / Σ w_i ("mean_with_sample_weight"), and
+    with `decay_per_weight` its weight decay is the optimizer's over the batch's Σ w (its row
+    count without weights), scikit-learn's alpha / Σ w_batch."""
     n = X.shape[0]
     if sp.issparse(X):
         per_call = batch_size * max(1, _network.row_blocks(X)[0].stop // batch_size)
     else:
         per_call = n
-    total = 0.0
+    total = penalty = 0.0
     for start in range(0, n, per_call):
         rows: Any = slice(start, min(n, start + per_call))
         if order is not None:
@@ -96,15 +106,10 @@ def epoch(
             metrics=[],
             progress=False,
             sample_weight=w,
+            sample_weight_reduction="mean_with_sample_weight",
+            weight_decay_per_batch_weight=decay_per_weight,
         )
         total += float(history.history["loss"][-1]) * x.shape[0]
-    return total / n
-
-
-def batches_weight(n: int, batch_size: int, weights: np.ndarray | None) -> float:
-    """Σ over the epoch's batches of rows / Σ w of the batch, taking every batch's weights as the
-    epoch's mean: how many times scikit-learn's accumulated loss counts the L2 penalty term
-    ½·alpha·‖W‖² / Σ w_batch, per row."""
-    batches = math.ceil(n / batch_size)
-    mean_weight = 1.0 if weights is None else float(np.mean(weights))
-    return batches / mean_weight
+        if decay_per_weight:
+            penalty += float(history.history["penalty"][-1]) * x.shape[0]
+    return total / n, penalty / n

@@ -16,11 +16,28 @@ pub enum Activation {
     Gelu,
     Elu { alpha: f64 },
     Softplus { beta: f64, threshold: f64 },
+    Silu,
+    Mish,
     Identity,
 }
 
 /// 1/√(2π), for the normal density in GELU's derivative.
 const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+
+/// Above this, Mish's softplus is x itself (torch.nn.Softplus's default threshold): the two
+/// differ by less than e^-20 there, and e^x is never taken where it could overflow.
+const MISH_SOFTPLUS_THRESHOLD: f64 = 20.0;
+
+/// tanh(softplus(x)), Mish's gate.
+#[inline(always)]
+fn mish_gate<T: Real>(x: T) -> T {
+    let softplus = if x > T::of(MISH_SOFTPLUS_THRESHOLD) {
+        x
+    } else {
+        x.exp().ln_1p()
+    };
+    softplus.tanh_fast()
+}
 
 #[inline(always)]
 fn sigmoid<T: Real>(x: T) -> T {
@@ -44,8 +61,11 @@ impl Activation {
             LayerSpec::Gelu => Activation::Gelu,
             LayerSpec::Elu { alpha } => Activation::Elu { alpha },
             LayerSpec::Softplus { beta, threshold } => Activation::Softplus { beta, threshold },
+            LayerSpec::Silu => Activation::Silu,
+            LayerSpec::Mish => Activation::Mish,
             LayerSpec::Identity => Activation::Identity,
             LayerSpec::Dense { .. }
+            | LayerSpec::Prelu { .. }
             | LayerSpec::Dropout { .. }
             | LayerSpec::BatchNorm1d { .. }
             | LayerSpec::LayerNorm { .. }
@@ -64,9 +84,17 @@ impl Activation {
 
     /// The gain He initialization uses before this activation, or `None` where Glorot's
     /// variance-preserving scale suits better (saturating and linear activations).
+    ///
+    /// torch's `calculate_gain` has no entry for GELU, SiLU or Mish: all three are smooth
+    /// rectifiers (≈ 0 for x ≪ 0, ≈ x for x ≫ 0) that pass about half the variance as ReLU
+    /// does, so they take ReLU's √2, as ELU does here.
     pub fn he_gain(&self) -> Option<f64> {
         match *self {
-            Activation::Relu | Activation::Elu { .. } | Activation::Gelu => Some(2f64.sqrt()),
+            Activation::Relu
+            | Activation::Elu { .. }
+            | Activation::Gelu
+            | Activation::Silu
+            | Activation::Mish => Some(2f64.sqrt()),
             Activation::LeakyRelu { negative_slope } => {
                 Some((2.0 / (1.0 + negative_slope * negative_slope)).sqrt())
             }
@@ -120,6 +148,8 @@ impl Activation {
                     }
                 })
             }
+            Activation::Silu => each.map(|z| z * sigmoid(z)),
+            Activation::Mish => each.map(|z| z * mish_gate(z)),
             Activation::Identity => each.map(|z| z),
         }
     }
@@ -161,6 +191,20 @@ impl Activation {
             Activation::Softplus { beta, threshold } => {
                 let (b, t) = (T::of(beta), T::of(threshold));
                 each.for_each(|((&z, &g), d)| *d = if z * b > t { g } else { g * sigmoid(z * b) })
+            }
+            Activation::Silu => {
+                // d/dz [z σ(z)] = σ(z) (1 + z (1 - σ(z)))
+                each.for_each(|((&z, &g), d)| {
+                    let s = sigmoid(z);
+                    *d = g * s * (one + z * (one - s))
+                })
+            }
+            Activation::Mish => {
+                // d/dz [z t], t = tanh(softplus(z)): t + z (1 - t²) σ(z), as torch's kernel
+                each.for_each(|((&z, &g), d)| {
+                    let t = mish_gate(z);
+                    *d = g * (t + z * (one - t * t) * sigmoid(z))
+                })
             }
             Activation::Identity => dz.copy_from_slice(dh),
         }
@@ -216,7 +260,7 @@ fn backward_simd<T: Real>(act: Activation, z: &[T], h: &[T], dh: &[T], dz: &mut 
 mod tests {
     use super::*;
 
-    const ALL: [Activation; 9] = [
+    const ALL: [Activation; 11] = [
         Activation::Relu,
         Activation::LeakyRelu {
             negative_slope: 0.1,
@@ -233,6 +277,8 @@ mod tests {
             beta: 2.0,
             threshold: 3.0,
         },
+        Activation::Silu,
+        Activation::Mish,
         Activation::Identity,
     ];
 
@@ -284,5 +330,24 @@ mod tests {
         assert!((h[0] - (-1f64).exp_m1()).abs() < 1e-16);
         Activation::Sigmoid.forward(&[-1000.0f64, 1000.0], &mut h[..2]);
         assert_eq!(&h[..2], &[0.0, 1.0]);
+        // torch.nn.functional.silu / mish of -1 and 2, in float64
+        Activation::Silu.forward(&z, &mut h);
+        assert!((h[0] - -0.268_941_421_369_995_1).abs() < 1e-15);
+        assert!((h[2] - 1.761_594_155_955_764_6).abs() < 1e-15);
+        Activation::Mish.forward(&z, &mut h);
+        assert!((h[0] - -0.303_401_461_374_108_95).abs() < 1e-15);
+        assert!((h[2] - 1.943_958_959_533_994_6).abs() < 1e-15);
+        assert_eq!(h[1], 0.0);
+    }
+
+    #[test]
+    fn mish_stays_finite_where_exp_overflows() {
+        let z = [-1000.0f32, 30.0, 100.0, 1000.0];
+        let mut h = [0.0f32; 4];
+        Activation::Mish.forward(&z, &mut h);
+        assert_eq!(h, [-0.0, 30.0, 100.0, 1000.0]);
+        let mut dz = [0.0f32; 4];
+        Activation::Mish.backward(&z, &h, &[1.0; 4], &mut dz);
+        assert_eq!(dz, [0.0, 1.0, 1.0, 1.0]);
     }
 }

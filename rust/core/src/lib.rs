@@ -20,6 +20,7 @@ pub mod network;
 pub mod optim;
 pub mod pool;
 pub mod prefetch;
+pub mod prelu;
 pub mod real;
 pub mod rng;
 pub mod samples;

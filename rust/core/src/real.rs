@@ -174,9 +174,28 @@ pub fn check_finite_rows<T: Real>(values: &[T], width: usize, arg: &str) -> crat
     }
 }
 
+/// Values per block of a finiteness test shared out over the thread team: a whole training
+/// set is tested before each fit, and one core tests a 188 MB one in about 20 ms.
+const FINITE_BLOCK: usize = 1 << 18;
+
+/// Whether every value is finite, testing blocks of a large slice on the thread team.
+fn all_finite_shared<T: Real>(values: &[T]) -> bool {
+    if values.len() < 2 * FINITE_BLOCK {
+        return all_finite(values);
+    }
+    let finite = std::sync::atomic::AtomicBool::new(true);
+    crate::threads::for_blocks(values.len(), FINITE_BLOCK, &|range| {
+        use std::sync::atomic::Ordering::Relaxed;
+        if finite.load(Relaxed) && !values.get(range).is_some_and(all_finite) {
+            finite.store(false, Relaxed);
+        }
+    });
+    finite.into_inner()
+}
+
 /// The index and value of the first NaN or infinity, found by the vectorized test first.
 fn first_non_finite<T: Real>(values: &[T]) -> Option<(usize, T)> {
-    if all_finite(values) {
+    if all_finite_shared(values) {
         return None;
     }
     values

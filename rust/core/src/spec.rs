@@ -37,6 +37,19 @@ pub enum LayerSpec {
         threshold: f64,
     },
     Identity,
+    /// `x σ(x)`, as `torch.nn.SiLU`.
+    Silu,
+    /// `x tanh(softplus(x))`, as `torch.nn.Mish`.
+    Mish,
+    /// `x` for x > 0, else `a x` with the slope `a` learned: one for all features, or one per
+    /// channel (the first axis of a shaped row, the feature of a flat one), as
+    /// `torch.nn.PReLU(num_parameters, init)`.
+    Prelu {
+        #[serde(default = "one_usize")]
+        num_parameters: usize,
+        #[serde(default = "prelu_init")]
+        init: f64,
+    },
     /// Inverted dropout: in training each value is zeroed with probability `p` and the kept
     /// ones are scaled by 1/(1-p); identity in inference, as `torch.nn.Dropout`.
     Dropout {
@@ -241,6 +254,9 @@ fn twenty() -> f64 {
 }
 fn leaky_slope() -> f64 {
     0.01
+}
+fn prelu_init() -> f64 {
+    0.25
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@
 //! cores. A pool made before a `fork()` is unusable in the child; call `set_num_threads` there
 //! to build a fresh one.
 
+use std::marker::PhantomData;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -151,6 +153,73 @@ pub fn join(a: impl FnOnce() + Send, b: impl FnOnce() + Send) {
     });
 }
 
+/// A slice the parts of one team job write side by side, each part in ranges of its own: the
+/// work between a step's products (an optimizer update, gradient norms) cut into blocks.
+pub struct Disjoint<'a, T> {
+    base: *mut T,
+    len: usize,
+    _borrow: PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: a part only reaches the elements of the ranges it was handed (see `range`), and no
+// two parts are handed overlapping ranges, so sharing the pointer shares no element.
+unsafe impl<T: Send> Sync for Disjoint<'_, T> {}
+
+impl<'a, T> Disjoint<'a, T> {
+    /// Shares `slice` out for the duration of the borrow.
+    pub fn new(slice: &'a mut [T]) -> Self {
+        Disjoint {
+            base: slice.as_mut_ptr(),
+            len: slice.len(),
+            _borrow: PhantomData,
+        }
+    }
+
+    /// The elements `range` (clamped to the slice).
+    ///
+    /// # Safety
+    /// No other live reference may reach these elements: the caller hands each range of one
+    /// job to one part only.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn range(&self, range: Range<usize>) -> &'a mut [T] {
+        let end = range.end.min(self.len);
+        let start = range.start.min(end);
+        // SAFETY: `start..end` lies inside the slice `new` borrowed for 'a; the caller
+        // guarantees that nothing else reaches it.
+        unsafe { std::slice::from_raw_parts_mut(self.base.add(start), end - start) }
+    }
+}
+
+/// Runs `block(range)` for consecutive ranges of `block_len` elements covering `0..n`, on
+/// bpcore's team when there are several (each part takes a run of whole blocks), else here.
+/// The ranges do not depend on the thread count, so neither does what element-wise work
+/// computes in them.
+pub fn for_blocks(n: usize, block_len: usize, block: &(dyn Fn(Range<usize>) + Sync)) {
+    let block_len = block_len.max(1);
+    let blocks = n.div_ceil(block_len);
+    let run = |b: Range<usize>| {
+        for i in b {
+            block(i * block_len..((i + 1) * block_len).min(n));
+        }
+    };
+    if blocks <= 1 {
+        run(0..blocks);
+        return;
+    }
+    let threads = num_threads();
+    if threads <= 1 {
+        run(0..blocks);
+        return;
+    }
+    // A few parts per thread, so that a thread the system descheduled holds up little work.
+    let parts = blocks.min(4 * threads).min(MAX_PARTS);
+    let per_part = blocks.div_ceil(parts);
+    let parts = blocks.div_ceil(per_part);
+    run_parts(parts, &|p: usize| {
+        run(p * per_part..((p + 1) * per_part).min(blocks))
+    });
+}
+
 /// Takes the task out of `slot` and runs it (nothing if it already ran).
 fn run_once(slot: &Mutex<Option<impl FnOnce()>>) {
     let task = match slot.lock() {
@@ -247,6 +316,22 @@ mod tests {
         }
         assert!(left.iter().all(|&x| x == 4950));
         assert!(right.iter().all(|&x| x == 9900));
+    }
+
+    #[test]
+    fn blocks_cover_every_element_once_and_may_write_their_own_ranges() {
+        for (n, block_len) in [(0, 4), (1, 4), (10, 4), (12, 4), (1000, 7), (100_000, 64)] {
+            let mut seen = vec![0u32; n];
+            let shared = Disjoint::new(&mut seen);
+            for_blocks(n, block_len, &|range| {
+                assert!(range.len() <= block_len && range.start % block_len == 0);
+                // SAFETY: for_blocks hands out each range once.
+                unsafe { shared.range(range) }
+                    .iter_mut()
+                    .for_each(|x| *x += 1);
+            });
+            assert!(seen.iter().all(|&x| x == 1), "n = {n}, block {block_len}");
+        }
     }
 
     #[test]

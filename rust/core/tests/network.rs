@@ -44,6 +44,7 @@ fn spec(loss: LossSpec, seed: u64) -> NetworkSpec {
             betas: (0.9, 0.999),
             eps: 1e-8,
             weight_decay: 0.0,
+            no_decay: Vec::new(),
             amsgrad: false,
         }),
         seed,
@@ -271,6 +272,7 @@ fn sgd_spec(lr: f64) -> NetworkSpec {
             dampening: 0.0,
             nesterov: false,
             weight_decay: 0.0,
+            no_decay: Vec::new(),
         }),
         ..spec(LossSpec::Mse, 5)
     }

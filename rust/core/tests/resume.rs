@@ -37,6 +37,7 @@ fn spec() -> NetworkSpec {
             betas: (0.9, 0.999),
             eps: 1e-8,
             weight_decay: 0.0,
+            no_decay: Vec::new(),
             amsgrad: false,
         }),
         seed: 9,

@@ -35,6 +35,8 @@ pub struct EpochCall<'a, 'py> {
     pub clip_grad_norm: Option<f64>,
     pub clip_grad_value: Option<f64>,
     pub gradient_accumulation_steps: usize,
+    pub weighted_mean: bool,
+    pub decay_per_divisor: bool,
 }
 
 /// What the epoch has done so far, shared between the pool thread that trains and the caller's
@@ -109,6 +111,8 @@ pub fn fit_epoch<T: Real + Element>(
         clip_grad_norm: call.clip_grad_norm,
         clip_grad_value: call.clip_grad_value,
         gradient_accumulation_steps: call.gradient_accumulation_steps,
+        weighted_mean: call.weighted_mean,
+        decay_per_divisor: call.decay_per_divisor,
     };
     let interval = Duration::from_secs_f64(call.progress_interval.clamp(0.01, 3600.0));
     let shared = SharedProgress::default();
@@ -179,6 +183,7 @@ fn outcome_dict(py: Python<'_>, outcome: &EpochOutcome) -> PyResult<Py<PyAny>> {
     result.set_item("stopped", outcome.stopped)?;
     result.set_item("grad_norms", &outcome.grad_norms)?;
     result.set_item("update_ratios", &outcome.update_ratios)?;
+    result.set_item("penalty", outcome.penalty)?;
     result.set_item("metric_sums", sums_dict(py, &outcome.metrics)?)?;
     Ok(result.into_any().unbind())
 }

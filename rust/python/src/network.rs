@@ -289,7 +289,7 @@ impl NativeNetwork {
     /// Data-parallel, `ranks` is (this rank, every rank's shard size) and
     /// `reduce(step, buffer, failure)` sums `buffer` in place over the ranks (a writable
     /// memoryview of the network's dtype, valid during the call only, laid out
-    /// `[gradients | loss | failures]`: the last element counts failed ranks); `failure` is this
+    /// `[gradients | loss | divisor | failures]`: the last element counts failed ranks); `failure` is this
     /// rank's exception when it could not compute its share. An exception `reduce` raises ends
     /// the epoch with that exception.
     ///
@@ -298,7 +298,12 @@ impl NativeNetwork {
     /// per-step schedule's; the optimizer's is left at the last one); `clip_grad_norm` clips the
     /// gradients' global norm at every step of this epoch (None: the network's setting) and
     /// `clip_grad_value` every gradient element to ±it after that.
-    #[pyo3(signature = (x, y, batch_size, shuffle, progress=None, progress_interval=0.2, sample_weight=None, epoch=None, ranks=None, reduce=None, step_lrs=None, clip_grad_norm=None, clip_grad_value=None, gradient_accumulation_steps=1))]
+    ///
+    /// `weighted_mean`: each step's loss is Σ w_i·l_i / Σ w_i (Keras's reduction
+    /// "mean_with_sample_weight") instead of Σ w_i·l_i / n; `decay_per_divisor`: each step's
+    /// weight decay is the optimizer's over the step's divisor (scikit-learn's alpha), and
+    /// "penalty" its L2 term before each step, averaged over the samples as "loss" is.
+    #[pyo3(signature = (x, y, batch_size, shuffle, progress=None, progress_interval=0.2, sample_weight=None, epoch=None, ranks=None, reduce=None, step_lrs=None, clip_grad_norm=None, clip_grad_value=None, gradient_accumulation_steps=1, weighted_mean=false, decay_per_divisor=false))]
     #[allow(clippy::too_many_arguments)]
     fn fit_epoch(
         &self,
@@ -317,6 +322,8 @@ impl NativeNetwork {
         clip_grad_norm: Option<f64>,
         clip_grad_value: Option<f64>,
         gradient_accumulation_steps: usize,
+        weighted_mean: bool,
+        decay_per_divisor: bool,
     ) -> PyResult<Py<PyAny>> {
         let call = crate::fit::EpochCall {
             batch_size,
@@ -330,6 +337,8 @@ impl NativeNetwork {
             clip_grad_norm,
             clip_grad_value,
             gradient_accumulation_steps,
+            weighted_mean,
+            decay_per_divisor,
         };
         dispatch!(&mut *self.write("fit_epoch")?, net => crate::fit::fit_epoch(py, net, x, y, sample_weight, call))
     }
@@ -424,7 +433,8 @@ impl NativeNetwork {
         Ok(())
     }
 
-    /// Length of a data-parallel step's buffer: the parameters, the loss and the failures.
+    /// Length of a data-parallel step's buffer: the parameters, the loss, the divisor and
+    /// the failures.
     #[getter]
     fn reduce_len(&self) -> PyResult<usize> {
         Ok(dispatch!(&*self.read("reduce_len")?, net => net.reduce_len()))

@@ -33,6 +33,20 @@ pub(super) fn label_weight_sum(labels: &[i64], class_weight: Option<&[f64]>) -> 
     }
 }
 
+/// Σ_i s_i·w_{y_i}: the samples' weights s times their targets' class weights w (labels
+/// checked, one weight per label).
+pub(super) fn weighted_label_weight_sum<T: Real>(
+    labels: &[i64],
+    class_weight: &[f64],
+    weights: &[T],
+) -> f64 {
+    labels
+        .iter()
+        .zip(weights)
+        .map(|(&y, s)| s.f64() * class_weight_of(class_weight, y))
+        .sum()
+}
+
 fn class_weight_of(class_weight: &[f64], label: i64) -> f64 {
     usize::try_from(label)
         .ok()

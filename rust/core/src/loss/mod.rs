@@ -172,6 +172,36 @@ pub fn divisor<T>(spec: &LossSpec, targets: Targets<'_, T>, n: usize) -> f64 {
     }
 }
 
+/// What the loss of `n` samples with per-sample `weights` divides by under Keras's reduction
+/// "mean_with_sample_weight" (scikit-learn's weighted mean): the sum of the weights, each
+/// times its target's class weight for cross_entropy with class weights, so that all-ones
+/// weights give [`divisor`]. Without weights, [`divisor`]. Weights and targets must have
+/// been checked.
+///
+/// The loss [`evaluate_weighted`] computes is S / `divisor`; the weighted mean is S / this, so
+/// a share's loss times its `divisor` is its part of the sum S, and shares (threads, ranks,
+/// accumulated batches) recombine as Σ_k S_k / Σ_k D_k.
+pub fn weighted_divisor<T: Real>(
+    spec: &LossSpec,
+    targets: Targets<'_, T>,
+    weights: Option<&[T]>,
+    n: usize,
+) -> f64 {
+    let Some(weights) = weights else {
+        return divisor(spec, targets, n);
+    };
+    match (spec, targets) {
+        (
+            LossSpec::CrossEntropy {
+                weight: Some(class_weight),
+                ..
+            },
+            Targets::Labels(labels),
+        ) => cross_entropy::weighted_label_weight_sum(labels, class_weight, weights),
+        _ => weights.iter().map(|w| w.f64()).sum(),
+    }
+}
+
 /// Whether a batch's divisor (see [`divisor`]) depends on its targets rather than its size
 /// alone: then a share's part of a step is only known once every share's divisor is.
 pub fn divisor_depends_on_targets(spec: &LossSpec) -> bool {
@@ -515,6 +545,29 @@ mod tests {
             combined += share.unwrap() * divisor(&spec, t.rows(a, b, 2), b - a) / 7.5;
         }
         assert!((whole - combined).abs() < 1e-15, "{whole} {combined}");
+    }
+
+    #[test]
+    fn the_weighted_divisor_sums_the_weights_times_the_class_weights() {
+        let labels = [1i64, 0, 1];
+        let w = [2.0f64, 0.5, 0.0];
+        let t = Targets::<f64>::Labels(&labels);
+        let ce = LossSpec::CrossEntropy {
+            label_smoothing: 0.0,
+            weight: Some(vec![3.0, 0.25]),
+        };
+        assert_eq!(
+            weighted_divisor(&ce, t, Some(&w), 3),
+            2.0 * 0.25 + 0.5 * 3.0
+        );
+        assert_eq!(weighted_divisor(&ce, t, None, 3), divisor(&ce, t, 3));
+        assert_eq!(
+            weighted_divisor(&ce, t, Some(&[1.0; 3]), 3),
+            divisor(&ce, t, 3)
+        );
+        let y = Targets::<f64>::Values(&[0.0; 3]);
+        assert_eq!(weighted_divisor(&LossSpec::Mse, y, Some(&w), 3), 2.5);
+        assert_eq!(weighted_divisor(&LossSpec::Mse, y, None, 3), 3.0);
     }
 
     #[test]

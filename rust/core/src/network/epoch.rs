@@ -5,21 +5,32 @@
 //! which samples), lets the caller's [`Reduce`] sum the shares over the ranks, and applies the
 //! optimizer step to the sum. Alone, the share is the whole batch and nothing is reduced.
 //!
-//! A rank's share goes into one contiguous buffer, `[gradients | loss | failures]`: its
-//! gradients and mean loss scaled by its part of the step's samples (so that the sum over
+//! A rank's share goes into one contiguous buffer, `[gradients | loss | divisor | failures]`:
+//! its gradients and mean loss scaled by its part of the step's samples (so that the sum over
 //! ranks is the mean over the whole step, however unevenly it is shared), and a failures slot
 //! that tells every rank in the same reduction that one rank could not compute its share.
 //! Since every rank applies the same sums, parameters that start equal stay equal.
+//!
+//! A step whose loss divides by something its targets decide (cross_entropy's class weights,
+//! the weights' sum under `weighted_mean`) cannot know its part beforehand: each share then
+//! adds its gradients and loss as sums (the mean times its own divisor, `loss::divisor`) and
+//! its divisor (`loss::weighted_divisor`) into the divisor slot, and the step divides the sums
+//! by the divisors' sum once they are reduced, Σ_k S_k / Σ_k D_k. Accumulated batches add up
+//! the same way.
 
 use super::batches::{Plan, Ranks, Step};
 use super::stats::update_ratios;
 use super::training_state::BATCH_NORM_MIN_ROWS;
 use super::{Clipping, MetricSums, Network};
 use crate::loss::{self, Targets};
+use crate::threads::Disjoint;
 use crate::{Error, Real, Result, Samples};
 
-/// Slots after the gradients in a data-parallel step's buffer: the loss, then the failures.
-pub const REDUCE_SLOTS: usize = 2;
+/// Slots after the gradients in a data-parallel step's buffer: the loss, the divisor, then the
+/// failures.
+pub const REDUCE_SLOTS: usize = 3;
+/// The failures slot's place after the gradients.
+const FAILURES: usize = REDUCE_SLOTS - 1;
 /// Largest step whose sample count a float32 buffer's scale factors keep exact (2^24).
 const MAX_EXACT_ROWS_F32: usize = 1 << 24;
 /// Most samples `epoch_order` lists over all its epochs (a list of them is 8 bytes each).
@@ -54,11 +65,21 @@ pub struct EpochSettings<'a> {
     /// Batches whose gradients make one optimizer step (1: a step per batch); their mean over
     /// all their samples, as one batch of them all. A last group may have fewer batches.
     pub gradient_accumulation_steps: usize,
+    /// How a step's loss divides its samples' weighted losses: `false`, Keras's default
+    /// reduction "sum_over_batch_size", Σ w_i·l_i / n (torch's mean of `w * l`); `true`,
+    /// "mean_with_sample_weight", Σ w_i·l_i / Σ w_i (scikit-learn's MLPs). A weight of 2 is then
+    /// a duplicated sample in its batch. With cross_entropy's class weights c, the divisor is
+    /// Σ w_i·c_{y_i}.
+    pub weighted_mean: bool,
+    /// Whether the optimizer's weight decay is per unit of a step's divisor: each step decays
+    /// by weight_decay / D, D its loss's divisor (its samples, or their weights' sum under
+    /// `weighted_mean`), as scikit-learn adds ½·alpha·‖W‖² to a batch's sum before dividing.
+    pub decay_per_divisor: bool,
 }
 
 impl Default for EpochSettings<'_> {
-    /// Batches of 1, in order, alone, with the optimizer's learning rate, no value clipping and
-    /// a step per batch.
+    /// Batches of 1, in order, alone, with the optimizer's learning rate, no value clipping, a
+    /// step per batch, Keras's "sum_over_batch_size" and the optimizer's own decay.
     fn default() -> Self {
         EpochSettings {
             batch_size: 1,
@@ -69,6 +90,8 @@ impl Default for EpochSettings<'_> {
             clip_grad_norm: None,
             clip_grad_value: None,
             gradient_accumulation_steps: 1,
+            weighted_mean: false,
+            decay_per_divisor: false,
         }
     }
 }
@@ -103,6 +126,10 @@ pub struct EpochOutcome {
     pub update_ratios: Vec<f64>,
     /// The training metrics' sums over this process's shares, from the steps' own outputs.
     pub metrics: MetricSums,
+    /// Under `decay_per_divisor`, the L2 term of the decay, ½·(weight_decay / D)·‖W‖² of the
+    /// decayed parameters before each optimizer step, averaged as `loss` is (each step's term
+    /// times its samples, over the samples seen): scikit-learn's loss adds it. 0 otherwise.
+    pub penalty: f64,
 }
 
 /// Where an epoch stands, as `on_batch` sees it before each step.
@@ -130,14 +157,31 @@ pub(super) struct EpochBuffers<T> {
 }
 
 /// Copies the rows `idx` of a row-major `width`-wide buffer into `dst`.
-fn gather<X: Copy>(src: &[X], width: usize, idx: &[usize], dst: &mut Vec<X>) {
-    dst.clear();
-    for &i in idx {
-        // panic-free: idx holds sample indices below n, and check_training_data proved
-        // src.len() == n × width.
-        dst.extend_from_slice(&src[i * width..(i + 1) * width]);
-    }
+fn gather<X: Copy + Default + Send + Sync>(
+    src: &[X],
+    width: usize,
+    idx: &[usize],
+    dst: &mut Vec<X>,
+) {
+    // Every element is written below: only a grown buffer is filled first.
+    dst.truncate(idx.len() * width);
+    dst.resize(idx.len() * width, X::default());
+    let rows = Disjoint::new(&mut dst[..]);
+    // Blocks of about 64 KB of f32 rows, copied on the team for a wide input.
+    let block_rows = (GATHER_BLOCK / width.max(1)).max(1);
+    crate::threads::for_blocks(idx.len(), block_rows, &|block| {
+        // SAFETY: `for_blocks` hands out each block of rows once.
+        let out = unsafe { rows.range(block.start * width..block.end * width) };
+        for (row, &i) in out.chunks_exact_mut(width.max(1)).zip(&idx[block]) {
+            // panic-free: idx holds sample indices below n, and check_training_data proved
+            // src.len() == n × width.
+            row.copy_from_slice(&src[i * width..(i + 1) * width]);
+        }
+    });
 }
+
+/// Values per block of a gathered batch.
+const GATHER_BLOCK: usize = 16 * 1024;
 
 impl<T: Real> Network<T> {
     /// Checks samples as every step of an epoch would, all at once: the inputs finite and of
@@ -373,6 +417,7 @@ impl<T: Real> Network<T> {
             grad_norms: Vec::new(),
             update_ratios: Vec::new(),
             metrics: MetricSums::default(),
+            penalty: 0.0,
         };
         let mut seen = 0usize;
         let mut grads = std::mem::take(&mut self.grads);
@@ -397,6 +442,13 @@ impl<T: Real> Network<T> {
             .map(|group| group.iter().map(|s| s.global_rows).sum())
             .collect();
         let mut accumulated_loss = 0.0;
+        let mut accumulated_divisor = 0.0;
+        // Σ over optimizer steps of the decay's L2 term times the step's samples.
+        let mut penalty = 0.0;
+        // Whether each share adds sums and divisors (see the module docs) rather than means.
+        let ranks = settings.ranks.map_or(1, |r| r.shard_rows.len());
+        let by_sums = (settings.weighted_mean && data.weights.is_some())
+            || (loss::divisor_depends_on_targets(&self.spec.loss) && (ranks > 1 || k > 1));
         let clip = Clipping {
             norm: settings.clip_grad_norm.or(self.clip_grad_norm),
             value: settings.clip_grad_value,
@@ -424,15 +476,64 @@ impl<T: Real> Network<T> {
                 data.rows(step.start, step.start + step.rows, w_in, w_out)
             };
             let computed = match reduce.as_deref_mut() {
-                None => self.checked_gradients_into(share, step.offset, &mut grads),
-                Some(r) => self.reduced_gradients(share, step, s, reduced, r),
+                None => self
+                    .checked_gradients_into(share, step.offset, &mut grads)
+                    .map(|value| {
+                        if by_sums {
+                            let divisor = self.share_divisor(share, settings);
+                            as_sums(&mut grads, value, share, &self.spec.loss, divisor)
+                        } else {
+                            (value, share.n as f64)
+                        }
+                    }),
+                Some(r) => self.reduced_gradients(share, step, s, reduced, r, by_sums, settings),
             };
             // The step's mean gradient: the whole batch's alone, the sum of the shares on ranks.
             let step_grads = match reduce {
                 None => &mut grads[..],
                 Some(_) => &mut reduced[..self.params.len()],
             };
-            let taken = computed.and_then(|value| {
+            let last = s % k == k - 1 || s + 1 == plan.steps.len();
+            let taken = computed.and_then(|(value, divisor)| {
+                if by_sums {
+                    // Sums and divisors: the step divides once its group's are all in.
+                    if s % k == 0 {
+                        accumulated_loss = 0.0;
+                        accumulated_divisor = 0.0;
+                    }
+                    accumulated_loss += value;
+                    accumulated_divisor += divisor;
+                    let grads = if k == 1 {
+                        &mut step_grads[..]
+                    } else {
+                        if s % k == 0 {
+                            accumulated.clear();
+                            accumulated.extend_from_slice(step_grads);
+                        } else {
+                            for (a, &g) in accumulated.iter_mut().zip(step_grads.iter()) {
+                                *a += g;
+                            }
+                        }
+                        &mut accumulated[..]
+                    };
+                    if last {
+                        let mean = divide(grads, accumulated_loss, accumulated_divisor);
+                        self.set_step_decay(settings, accumulated_divisor);
+                        penalty += self.step_penalty(settings, group_rows[s / k]);
+                        self.descend(mean, grads, clip)?;
+                    }
+                    return Ok(if divisor > 0.0 { value / divisor } else { 0.0 });
+                }
+                // Not by sums: the loss divides by the samples, or alone by its targets' weights.
+                let divisor = if loss::divisor_depends_on_targets(&self.spec.loss) {
+                    loss::divisor(&self.spec.loss, share.targets, share.n)
+                } else {
+                    group_rows[s / k] as f64
+                };
+                self.set_step_decay(settings, divisor);
+                if last {
+                    penalty += self.step_penalty(settings, group_rows[s / k]);
+                }
                 if k == 1 {
                     return self.descend(value, step_grads, clip).map(|()| value);
                 }
@@ -450,7 +551,7 @@ impl<T: Real> Network<T> {
                     }
                 }
                 accumulated_loss += value * part.f64();
-                if s % k == k - 1 || s + 1 == plan.steps.len() {
+                if last {
                     self.descend(accumulated_loss, accumulated, clip)?;
                 }
                 Ok(value)
@@ -467,13 +568,47 @@ impl<T: Real> Network<T> {
             outcome.batches += 1;
         }
         self.grads = grads;
+        if settings.decay_per_divisor {
+            self.optimizer.set_decay_scale(1.0);
+        }
         result?;
         if seen > 0 {
             outcome.loss /= seen as f64;
+            outcome.penalty = penalty / seen as f64;
         }
         outcome.grad_norms = self.grad_stats.mean_norms(self.param_info.len());
         outcome.metrics = MetricSums::clone(&self.metrics);
         Ok(outcome)
+    }
+
+    /// A share's part of its step's divisor when shares add sums: [`loss::weighted_divisor`]
+    /// under `weighted_mean`, else [`loss::divisor`].
+    fn share_divisor(&self, share: Samples<'_, T>, settings: &EpochSettings<'_>) -> f64 {
+        let spec = &self.spec.loss;
+        if settings.weighted_mean {
+            loss::weighted_divisor(spec, share.targets, share.weights, share.n)
+        } else {
+            loss::divisor(spec, share.targets, share.n)
+        }
+    }
+
+    /// Under `decay_per_divisor`, the next step's weight decay over its `divisor` (none for
+    /// a step whose divisor is 0: it has no loss either).
+    fn set_step_decay(&mut self, settings: &EpochSettings<'_>, divisor: f64) {
+        if settings.decay_per_divisor {
+            let scale = if divisor > 0.0 { 1.0 / divisor } else { 0.0 };
+            self.optimizer.set_decay_scale(scale);
+        }
+    }
+
+    /// Under `decay_per_divisor`, the L2 term of the step about to be taken (its decay set)
+    /// times its `rows` samples; else 0.
+    fn step_penalty(&self, settings: &EpochSettings<'_>, rows: usize) -> f64 {
+        if settings.decay_per_divisor {
+            self.optimizer.decay_penalty(&self.params) * rows as f64
+        } else {
+            0.0
+        }
     }
 
     /// The share of the samples `idx`, gathered into the epoch's buffers.
@@ -505,8 +640,10 @@ impl<T: Real> Network<T> {
     }
 
     /// A data-parallel step's gradients: this rank's share into `buffer`, then the sum over the
-    /// ranks (the step's mean gradient, in `buffer`'s first `params` elements). Returns the
-    /// step's mean loss over every rank.
+    /// ranks (the step's mean gradient, in `buffer`'s first `params` elements; `by_sums`: its
+    /// sum, see the module docs). Returns the step's (mean loss, divisor) over every rank
+    /// (`by_sums`: its (loss sum, divisor)).
+    #[allow(clippy::too_many_arguments)]
     fn reduced_gradients(
         &mut self,
         share: Samples<'_, T>,
@@ -514,14 +651,16 @@ impl<T: Real> Network<T> {
         index: usize,
         buffer: &mut [T],
         reduce: &mut dyn Reduce<T>,
-    ) -> Result<f64> {
+        by_sums: bool,
+        settings: &EpochSettings<'_>,
+    ) -> Result<(f64, f64)> {
         let p = self.params.len();
-        let (own, failure) = match self.share_into(share, step, buffer) {
+        let (own, failure) = match self.share_into(share, step, buffer, by_sums, settings) {
             Ok(value) => (value, None),
             Err(e) => {
                 buffer.fill(T::zero());
-                buffer[p + 1] = T::one();
-                (f64::NAN, Some(e))
+                buffer[p + FAILURES] = T::one();
+                ((f64::NAN, f64::NAN), Some(e))
             }
         };
         reduce.sum(index, buffer, failure.as_ref())?;
@@ -529,35 +668,53 @@ impl<T: Real> Network<T> {
             return Err(e);
         }
         let slots = &buffer[p..];
-        if slots[1] != T::zero() {
+        if slots[FAILURES] != T::zero() {
             return Err(Error::Stopped(format!(
                 "{} ranks could not compute their share",
-                slots[1].f64()
+                slots[FAILURES].f64()
             )));
         }
-        // A share that is the whole step keeps its loss in f64 (the buffer may be f32), so
-        // that a group of one reports what a lone process does.
-        let value = if step.rows == step.global_rows {
-            own
+        // A share that is the whole step keeps its loss and divisor in f64 (the buffer may be
+        // f32), so that a group of one reports what a lone process does.
+        if step.rows == step.global_rows {
+            return Ok(own);
+        }
+        let divisor = if by_sums {
+            slots[1].f64()
         } else {
-            slots[0].f64()
+            step.global_rows as f64
         };
-        Ok(value)
+        Ok((slots[0].f64(), divisor))
     }
 
     /// This rank's share of a step in the layout of the module docs; returns the share's own
-    /// loss. An empty share still counts the training forward, so that every rank keys the
-    /// next step's masks alike.
-    fn share_into(&mut self, share: Samples<'_, T>, step: &Step, buffer: &mut [T]) -> Result<f64> {
+    /// (loss, divisor), as sums with `by_sums`. An empty share still counts the training
+    /// forward, so that every rank keys the next step's masks alike.
+    fn share_into(
+        &mut self,
+        share: Samples<'_, T>,
+        step: &Step,
+        buffer: &mut [T],
+        by_sums: bool,
+        settings: &EpochSettings<'_>,
+    ) -> Result<(f64, f64)> {
         let p = self.params.len();
         let (grads, slots) = buffer.split_at_mut(p);
         if share.n == 0 {
             grads.fill(T::zero());
             slots.fill(T::zero());
             self.set_training_forwards(self.training_forwards().saturating_add(1));
-            return Ok(0.0);
+            return Ok((0.0, 0.0));
         }
         let value = self.checked_gradients_into(share, step.offset, grads)?;
+        if by_sums {
+            let divisor = self.share_divisor(share, settings);
+            let (sum, divisor) = as_sums(grads, value, share, &self.spec.loss, divisor);
+            slots[0] = T::of(sum);
+            slots[1] = T::of(divisor);
+            slots[FAILURES] = T::zero();
+            return Ok((sum, divisor));
+        }
         // Exactly 1 alone (and x × 1 is x), so one rank in a group steps as a lone process.
         let part = share.n as f64 / step.global_rows as f64;
         if part != 1.0 {
@@ -566,7 +723,8 @@ impl<T: Real> Network<T> {
         }
         slots[0] = T::of(value * part);
         slots[1] = T::zero();
-        Ok(value)
+        slots[FAILURES] = T::zero();
+        Ok((value, step.global_rows as f64))
     }
 
     fn begin_epoch_stats(&mut self, buffers: &mut EpochBuffers<T>) {
@@ -574,6 +732,34 @@ impl<T: Real> Network<T> {
         buffers.params_at_start.extend_from_slice(&self.params);
         self.grad_stats.reset();
         self.metrics.clear();
+    }
+}
+
+/// A share's mean gradient (in `grads`) and loss `value` turned into sums: times the mean's
+/// own divisor ([`loss::divisor`] of the share). Returns (loss sum, `divisor`).
+fn as_sums<T: Real>(
+    grads: &mut [T],
+    value: f64,
+    share: Samples<'_, T>,
+    spec: &crate::LossSpec,
+    divisor: f64,
+) -> (f64, f64) {
+    let own = loss::divisor(spec, share.targets, share.n);
+    let scale = T::of(own);
+    grads.iter_mut().for_each(|g| *g *= scale);
+    (value * own, divisor)
+}
+
+/// Summed gradients divided by the summed `divisor` into the mean, in place; returns the mean
+/// loss of the summed `loss`. A divisor of 0 (every weight 0) has loss and gradient 0.
+fn divide<T: Real>(grads: &mut [T], loss: f64, divisor: f64) -> f64 {
+    if divisor > 0.0 {
+        let d = T::of(divisor);
+        grads.iter_mut().for_each(|g| *g /= d);
+        loss / divisor
+    } else {
+        grads.fill(T::zero());
+        0.0
     }
 }
 

@@ -9,6 +9,7 @@ use crate::dropout::Dropout;
 use crate::embedding::{Embeddings, Table};
 use crate::layer_norm::LayerNorm;
 use crate::pool::{Pool, PoolKind};
+use crate::prelu::Prelu;
 use crate::{memory, Error, LayerSpec, Result};
 
 /// A layer as the network runs it.
@@ -22,6 +23,7 @@ pub enum Layer {
     Conv(Conv),
     Pool(Pool),
     Embeddings(Embeddings),
+    Prelu(Prelu),
     /// Reshape and Flatten: the row's values unchanged, read in another shape.
     Reshape,
 }
@@ -36,6 +38,7 @@ impl Layer {
                 | Layer::LayerNorm(_)
                 | Layer::Conv(_)
                 | Layer::Embeddings(_)
+                | Layer::Prelu(_)
         )
     }
 
@@ -488,6 +491,40 @@ pub(super) fn build_layers(specs: &[LayerSpec]) -> Result<Layout> {
                 out_shape = vec![layer.out_len()];
                 Layer::Embeddings(layer)
             }
+            LayerSpec::Prelu {
+                num_parameters,
+                init,
+            } => {
+                let channels = shape[0];
+                if num_parameters != 1 && num_parameters != channels {
+                    return Err(dense_error(
+                        i,
+                        format!(
+                            "PReLU num_parameters is {num_parameters} but the layer before \
+                             gives {channels} {}: give 1 or {channels}",
+                            if shape.len() == 1 {
+                                "features"
+                            } else {
+                                "channels"
+                            }
+                        ),
+                    ));
+                }
+                if !init.is_finite() {
+                    return Err(dense_error(
+                        i,
+                        format!("PReLU init must be a finite number, got {init}"),
+                    ));
+                }
+                param_info.push(ParamInfo {
+                    name: format!("{i}.weight"),
+                    shape: vec![num_parameters],
+                    offset,
+                });
+                let prelu = Prelu::new(width, num_parameters, init, offset);
+                offset += num_parameters;
+                Layer::Prelu(prelu)
+            }
             ref other => match Activation::from_spec(other) {
                 Some(a) => Layer::Activation(a),
                 None => return Err(dense_error(i, "unknown layer".to_string())),
@@ -502,6 +539,7 @@ pub(super) fn build_layers(specs: &[LayerSpec]) -> Result<Layout> {
             Layer::Pool(p) => p.out_len(),
             Layer::Embeddings(e) => e.out_len(),
             Layer::Activation(_)
+            | Layer::Prelu(_)
             | Layer::Dropout(_)
             | Layer::BatchNorm(_)
             | Layer::LayerNorm(_)

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use crate::dropout::MaskKey;
 use crate::init::init_dense;
 use crate::loss::{self, Targets};
-use crate::optim::Optimizer;
+use crate::optim::{self, Optimizer};
 use crate::rng::Rng;
 use crate::{memory, threads, Error, NetworkSpec, Real, Result, Samples};
 
@@ -93,18 +93,26 @@ impl<T: Real> Network<T> {
         let mut params = vec![T::zero(); n_params];
         for (i, layer) in layers.iter().enumerate() {
             let next = match layers.get(i + 1) {
-                Some(Layer::Activation(a)) => Some(a),
+                Some(Layer::Activation(a)) => Some(*a),
+                Some(Layer::Prelu(p)) => Some(p.as_initialized()),
                 _ => None,
             };
+            let next = next.as_ref();
             match layer {
                 Layer::Dense(d) => init_dense(d, next, &mut rng, &mut params),
                 Layer::Conv(c) => c.init(next, &mut rng, &mut params),
                 Layer::Embeddings(e) => e.init(&mut rng, &mut params),
+                Layer::Prelu(p) => p.init(&mut params),
                 _ => {}
             }
         }
         training_state::init_norm(&layers, &mut params);
-        let optimizer = Optimizer::new(spec.optimizer.clone(), n_params);
+        let mut optimizer = Optimizer::new(spec.optimizer.clone(), n_params);
+        optimizer.set_param_names(
+            param_info
+                .iter()
+                .map(|p| (p.name.as_str(), p.offset, p.len())),
+        )?;
         Ok(Network {
             spec,
             layers,
@@ -428,26 +436,17 @@ impl<T: Real> Network<T> {
             });
         }
         self.grad_stats.record();
-        if let Some(max_norm) = clip.norm {
-            // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when below 1.
-            let coef = max_norm / (norm + 1e-6);
-            if coef < 1.0 {
-                let c = T::of(coef);
-                grads.iter_mut().for_each(|g| *g *= c);
-            }
-        }
-        if let Some(limit) = clip.value {
-            // torch.nn.utils.clip_grad_value_, after the norm's clipping (as Keras orders them).
-            let (low, high) = (T::of(-limit), T::of(limit));
-            for g in grads.iter_mut() {
-                if *g > high {
-                    *g = high;
-                } else if *g < low {
-                    *g = low;
-                }
-            }
-        }
-        self.optimizer.step(&mut self.params, grads);
+        // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when below 1; then
+        // clip_grad_value_ (as Keras orders them). The update applies both as it goes.
+        let scale = clip
+            .norm
+            .map(|max_norm| max_norm / (norm + 1e-6))
+            .filter(|&coef| coef < 1.0);
+        let clip = optim::Clip {
+            scale,
+            value: clip.value,
+        };
+        self.optimizer.step_clipped(&mut self.params, grads, clip);
         Ok(())
     }
 

@@ -108,6 +108,7 @@ impl<T: Real> Model<'_, T> {
             Layer::Dropout(_) => output[..len].copy_from_slice(&input[..len]),
             Layer::BatchNorm(b) => b.forward_infer(self.params, self.buffers, input, n, output),
             Layer::LayerNorm(l) => l.forward(self.params, input, n, output),
+            Layer::Prelu(p) => p.forward(self.params, input, n, output),
         }
     }
 
@@ -245,6 +246,10 @@ impl<T: Real> Model<'_, T> {
                 Layer::LayerNorm(l) => {
                     let dx = need_dx.then_some(&mut delta_next[..]);
                     l.backward(self.params, input, n, &delta[..], stats, grads, dx);
+                }
+                Layer::Prelu(p) => {
+                    let dx = need_dx.then_some(&mut delta_next[..]);
+                    p.backward(self.params, input, n, &delta[..], stats, grads, dx);
                 }
             }
             if !need_dx {

@@ -6,6 +6,7 @@
 
 use super::layout::ParamInfo;
 use crate::real::sum_squares;
+use crate::threads::{self, Disjoint};
 use crate::Real;
 
 /// Per-tensor gradient statistics accumulated over the steps of an epoch.
@@ -16,16 +17,61 @@ pub(super) struct GradStats {
     steps: usize,
     /// Each tensor's squared gradient norm of the last step.
     last_sq: Vec<f64>,
+    /// Where each tensor's chunks start in `chunk_sums`, and one past the last tensor's.
+    first_chunk: Vec<usize>,
+    /// Σ v² of each `SUM_CHUNK` values of a tensor, tensor after tensor.
+    chunk_sums: Vec<f64>,
 }
+
+/// Values per partial sum of squares: `sum_squares`'s own block, so that adding a tensor's
+/// chunk sums in order gives the bits `sum_squares` of the whole tensor gives.
+const SUM_CHUNK: usize = 1024;
+/// Chunks per block of the team's work.
+const CHUNKS_PER_BLOCK: usize = 16;
 
 impl GradStats {
     /// Measures `grads` tensor by tensor; returns the global norm (NaN or inf if any value is).
+    /// The squares are summed in chunks on the thread team, and each tensor's chunks added
+    /// in order: the result does not depend on the thread count.
     pub fn measure<T: Real>(&mut self, info: &[ParamInfo], grads: &[T]) -> f64 {
+        self.plan_chunks(info);
+        let chunks = *self.first_chunk.last().unwrap_or(&0);
+        let first_chunk = &self.first_chunk;
+        let sums = Disjoint::new(&mut self.chunk_sums[..chunks]);
+        let block = |range: std::ops::Range<usize>| {
+            // SAFETY: `for_blocks` hands out each range of chunks once.
+            let sums = unsafe { sums.range(range.clone()) };
+            for (sum, c) in sums.iter_mut().zip(range) {
+                // The tensor holding chunk c: the last whose first chunk is at or before it.
+                let t = first_chunk.partition_point(|&f| f <= c) - 1;
+                let p = &info[t];
+                let start = p.offset + (c - first_chunk[t]) * SUM_CHUNK;
+                let end = (start + SUM_CHUNK).min(p.offset + p.len());
+                *sum = grads.get(start..end).map_or(f64::NAN, sum_squares);
+            }
+        };
+        threads::for_blocks(chunks, CHUNKS_PER_BLOCK, &block);
         self.last_sq.resize(info.len(), 0.0);
-        for (sq, p) in self.last_sq.iter_mut().zip(info) {
-            *sq = sum_squares(&grads[p.offset..p.offset + p.len()]);
+        for (t, sq) in self.last_sq.iter_mut().enumerate() {
+            let own = &self.chunk_sums[self.first_chunk[t]..self.first_chunk[t + 1]];
+            *sq = own.iter().sum();
         }
         self.last_sq.iter().sum::<f64>().sqrt()
+    }
+
+    /// Lays out the tensors' chunks (once: a network's tensors do not change).
+    fn plan_chunks(&mut self, info: &[ParamInfo]) {
+        if self.first_chunk.len() == info.len() + 1 {
+            return;
+        }
+        self.first_chunk.clear();
+        let mut next = 0;
+        for p in info {
+            self.first_chunk.push(next);
+            next += p.len().div_ceil(SUM_CHUNK);
+        }
+        self.first_chunk.push(next);
+        self.chunk_sums.resize(next, 0.0);
     }
 
     /// Counts the last measured step into the epoch's means.

@@ -16,6 +16,10 @@ pub struct Adagrad {
     pub lr_decay: f64,
     #[serde(default)]
     pub weight_decay: f64,
+    /// Parameter tensors left undecayed: those whose name contains one of these (see
+    /// [`super::Optimizer::set_param_names`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub no_decay: Vec<String>,
     #[serde(default = "eps")]
     pub eps: f64,
     #[serde(default)]
@@ -111,6 +115,7 @@ mod tests {
                 lr,
                 lr_decay,
                 weight_decay,
+                no_decay: Vec::new(),
                 eps,
                 initial_accumulator_value,
             });
@@ -135,6 +140,7 @@ mod tests {
             lr: 0.25,
             lr_decay: 0.0,
             weight_decay: 0.0,
+            no_decay: Vec::new(),
             eps: 0.0,
             initial_accumulator_value: 0.0,
         });

@@ -19,6 +19,10 @@ pub struct Adam {
     pub eps: f64,
     #[serde(default)]
     pub weight_decay: f64,
+    /// Parameter tensors left undecayed: those whose name contains one of these (see
+    /// [`super::Optimizer::set_param_names`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub no_decay: Vec<String>,
     #[serde(default)]
     pub amsgrad: bool,
 }
@@ -36,6 +40,10 @@ pub struct AdamW {
     pub eps: f64,
     #[serde(default = "adamw_weight_decay")]
     pub weight_decay: f64,
+    /// Parameter tensors left undecayed: those whose name contains one of these (see
+    /// [`super::Optimizer::set_param_names`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub no_decay: Vec<String>,
     #[serde(default)]
     pub amsgrad: bool,
 }
@@ -219,6 +227,7 @@ mod tests {
                 betas,
                 eps,
                 weight_decay,
+                no_decay: Vec::new(),
                 amsgrad,
             });
             check(&adam, |i, t| {
@@ -229,6 +238,7 @@ mod tests {
                 betas,
                 eps,
                 weight_decay,
+                no_decay: Vec::new(),
                 amsgrad,
             });
             check(&adamw, |i, t| {
@@ -241,6 +251,7 @@ mod tests {
             betas: (0.9, 0.999),
             eps: 1e-8,
             weight_decay: 1e-2,
+            no_decay: Vec::new(),
             amsgrad: false,
         });
         check(&adamw, |i, t| {
@@ -256,6 +267,7 @@ mod tests {
             betas: (0.9, 0.999),
             eps: 1e-8,
             weight_decay: 0.0,
+            no_decay: Vec::new(),
             amsgrad: false,
         });
         let mut opt = super::super::Optimizer::<f64>::new(spec, 2);

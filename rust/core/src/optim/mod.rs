@@ -21,6 +21,9 @@ pub use sgd::Sgd;
 
 use serde::{Deserialize, Serialize};
 
+use std::ops::Range;
+
+use crate::threads::Disjoint;
 use crate::{Error, Real, Result};
 
 /// What an optimizer is: its state and its element-wise update.
@@ -43,6 +46,29 @@ pub trait Rule {
     /// with the same share of each state buffer (in `state_names` order).
     fn step<T: Real>(&self, lr: f64, t: u64, params: &mut [T], grads: &[T], state: &mut [&mut [T]]);
 }
+
+/// Every rule's weight decay and the tensors it leaves out, torch's `weight_decay` and what
+/// torch users reach with a parameter group of `weight_decay=0` (Keras's
+/// `exclude_from_weight_decay`).
+macro_rules! decay_fields {
+    ($($variant:ident,)*) => {
+        impl OptimizerSpec {
+            /// The weight decay (L2 added to the gradient, or AdamW's decoupled shrinking).
+            pub fn weight_decay(&self) -> f64 {
+                match self { $(Self::$variant(rule) => rule.weight_decay,)* }
+            }
+            fn set_weight_decay(&mut self, weight_decay: f64) {
+                match self { $(Self::$variant(rule) => rule.weight_decay = weight_decay,)* }
+            }
+            /// The name fragments of the parameter tensors left undecayed.
+            pub fn no_decay(&self) -> &[String] {
+                match self { $(Self::$variant(rule) => &rule.no_decay,)* }
+            }
+        }
+    };
+}
+
+decay_fields! { Sgd, Adam, AdamW, RmsProp, Adagrad, }
 
 /// Declares [`OptimizerSpec`], one variant per optimizer, and its dispatch to their rules.
 macro_rules! optimizers {
@@ -119,6 +145,14 @@ pub struct Optimizer<T> {
     steps: u64,
     state: Vec<Vec<T>>,
     n_params: usize,
+    /// Parameter ranges `[start, end)` left undecayed (the tensors `no_decay` names), sorted.
+    undecayed: Vec<(usize, usize)>,
+    /// The next steps' factor on the weight decay (see [`Optimizer::set_decay_scale`]).
+    decay_scale: f64,
+    /// The spec with the decay times `decay_scale`, for the decayed ranges.
+    decayed_spec: OptimizerSpec,
+    /// The spec without decay, for the undecayed ranges.
+    undecayed_spec: OptimizerSpec,
 }
 
 impl<T: Real> Optimizer<T> {
@@ -126,12 +160,105 @@ impl<T: Real> Optimizer<T> {
     pub fn new(spec: OptimizerSpec, n_params: usize) -> Self {
         let lr = spec.lr();
         let state = fresh_state(&spec, n_params);
+        let mut undecayed_spec = spec.clone();
+        undecayed_spec.set_weight_decay(0.0);
         Optimizer {
+            decayed_spec: spec.clone(),
+            undecayed_spec,
             spec,
             lr,
             steps: 0,
             state,
             n_params,
+            undecayed: Vec::new(),
+            decay_scale: 1.0,
+        }
+    }
+
+    /// Names the parameter tensors, `(name, offset, length)` in order: those whose name
+    /// contains one of the spec's `no_decay` fragments are not decayed. An error naming
+    /// `no_decay` if a fragment matches no tensor (a misspelt name would silently decay all).
+    pub fn set_param_names<'a>(
+        &mut self,
+        tensors: impl Iterator<Item = (&'a str, usize, usize)> + Clone,
+    ) -> Result<()> {
+        let fragments = self.spec.no_decay();
+        if let Some(unused) = fragments.iter().find(|f| {
+            !tensors
+                .clone()
+                .any(|(name, _, _)| name.contains(f.as_str()))
+        }) {
+            let names: Vec<&str> = tensors.map(|(name, _, _)| name).collect();
+            return Err(Error::value(
+                "no_decay",
+                format!(
+                    "{unused:?} is in the name of no parameter tensor (they are {})",
+                    names.join(", ")
+                ),
+            ));
+        }
+        let mut undecayed: Vec<(usize, usize)> = Vec::new();
+        for (name, offset, len) in tensors {
+            if !fragments.iter().any(|f| name.contains(f.as_str())) || len == 0 {
+                continue;
+            }
+            match undecayed.last_mut() {
+                Some(last) if last.1 == offset => last.1 = offset + len,
+                _ => undecayed.push((offset, offset + len)),
+            }
+        }
+        self.undecayed = undecayed;
+        Ok(())
+    }
+
+    /// Multiplies the spec's weight decay by `scale` (finite, >= 0) in the next steps, until
+    /// set again: a loop whose decay is per unit of a step's loss divisor sets it every step.
+    pub fn set_decay_scale(&mut self, scale: f64) {
+        self.decay_scale = scale;
+        self.decayed_spec
+            .set_weight_decay(self.spec.weight_decay() * scale);
+    }
+
+    /// ½·weight_decay·‖p‖² over the decayed parameters, at the current decay scale: the L2
+    /// term whose gradient the coupled decay adds (a loop reporting the regularized loss adds
+    /// it, as Keras adds its regularizers' losses), in f64.
+    pub fn decay_penalty(&self, params: &[T]) -> f64 {
+        let decay = self.decayed_spec.weight_decay();
+        if decay == 0.0 {
+            return 0.0;
+        }
+        let mut sum = 0.0;
+        self.for_each_range(params.len().min(self.n_params), |start, end, spec| {
+            if spec.weight_decay() != 0.0 {
+                sum += params[start..end]
+                    .iter()
+                    .map(|p| p.f64() * p.f64())
+                    .sum::<f64>();
+            }
+        });
+        0.5 * decay * sum
+    }
+
+    /// The rule of every range of the first `n` parameters, in order: `f(start, end, spec)`.
+    /// With every tensor decayed at the spec's own rate, one range of the spec itself.
+    fn for_each_range(&self, n: usize, mut f: impl FnMut(usize, usize, &OptimizerSpec)) {
+        if self.undecayed.is_empty() && self.decay_scale == 1.0 {
+            f(0, n, &self.spec);
+            return;
+        }
+        let mut at = 0;
+        for &(start, end) in &self.undecayed {
+            let (start, end) = (start.min(n), end.min(n));
+            if start > at {
+                f(at, start, &self.decayed_spec);
+            }
+            if end > start {
+                f(start, end, &self.undecayed_spec);
+            }
+            at = at.max(end);
+        }
+        if n > at {
+            f(at, n, &self.decayed_spec);
         }
     }
 
@@ -140,32 +267,67 @@ impl<T: Real> Optimizer<T> {
     /// Lengths are the caller's contract (see [`Optimizer::try_step`] for a checked step); if
     /// they differ, only the common prefix is updated, and nothing panics.
     pub fn step(&mut self, params: &mut [T], grads: &[T]) {
+        let n = params.len().min(grads.len());
+        self.update(&mut params[..n], Gradients::Given(&grads[..n]));
+    }
+
+    /// [`Optimizer::step`] with `grads` clipped first as `clip` says, each block of them just
+    /// before its update, while it is in cache: the same numbers as clipping the whole buffer
+    /// and then stepping, in one pass over memory instead of two or three. `grads` is left
+    /// clipped.
+    pub fn step_clipped(&mut self, params: &mut [T], grads: &mut [T], clip: Clip) {
+        let n = params.len().min(grads.len());
+        let grads = &mut grads[..n];
+        if clip.is_none() {
+            self.update(&mut params[..n], Gradients::Given(grads));
+        } else {
+            self.update(
+                &mut params[..n],
+                Gradients::Clipped(Disjoint::new(grads), clip),
+            );
+        }
+    }
+
+    /// The update of `params` by `grads` (equal lengths), block by block: on the thread team
+    /// from `PARALLEL_MIN_PARAMS` parameters. Every rule is element-wise, so how the blocks
+    /// are shared out does not change a bit of the result.
+    fn update(&mut self, params: &mut [T], grads: Gradients<'_, T>) {
         self.steps = self.steps.saturating_add(1);
-        let update = Update {
-            spec: &self.spec,
-            lr: self.lr,
-            t: self.steps,
-        };
-        let n = params.len().min(grads.len()).min(self.n_params);
-        let mut slices: [&mut [T]; MAX_STATE] = Default::default();
+        let (lr, t) = (self.lr, self.steps);
+        let n = params.len().min(self.n_params);
         let k = self.state.len().min(MAX_STATE);
-        for (slot, buffer) in slices.iter_mut().zip(self.state.iter_mut()) {
-            *slot = &mut buffer[..n];
+        let params = Disjoint::new(&mut params[..n]);
+        let mut buffers = std::mem::take(&mut self.state);
+        let mut state: [Option<Disjoint<'_, T>>; MAX_STATE] = Default::default();
+        for (slot, buffer) in state.iter_mut().zip(buffers.iter_mut()) {
+            *slot = Some(Disjoint::new(&mut buffer[..n]));
         }
-        let threads = if n >= PARALLEL_MIN_PARAMS {
-            crate::threads::num_threads()
-        } else {
-            1
-        };
-        let (params, grads) = (&mut params[..n], &grads[..n]);
-        if threads > 1 {
-            let depth = usize::BITS - (threads - 1).leading_zeros();
-            crate::threads::install(|| {
-                split_update(&update, params, grads, &mut slices[..k], depth)
-            });
-        } else {
-            apply_simd(&update, params, grads, &mut slices[..k]);
-        }
+        self.for_each_range(n, |start, end, spec| {
+            let update = Update { spec, lr, t };
+            let block = |range: Range<usize>| {
+                let range = start + range.start..start + range.end;
+                // SAFETY: `for_blocks` hands out each range once and the ranges of
+                // `for_each_range` are disjoint, so no two blocks share an element of the
+                // parameters, gradients or state.
+                let (p, g) = unsafe { (params.range(range.clone()), grads.block(range.clone())) };
+                let mut s: [&mut [T]; MAX_STATE] = Default::default();
+                for (slot, buffer) in s.iter_mut().zip(&state) {
+                    if let Some(buffer) = buffer {
+                        // SAFETY: as above.
+                        *slot = unsafe { buffer.range(range.clone()) };
+                    }
+                }
+                apply_simd(&update, p, g, &mut s[..k]);
+            };
+            let len = end - start;
+            if len >= PARALLEL_MIN_PARAMS {
+                crate::threads::for_blocks(len, UPDATE_BLOCK, &block);
+            } else {
+                (0..len.div_ceil(UPDATE_BLOCK))
+                    .for_each(|i| block(i * UPDATE_BLOCK..((i + 1) * UPDATE_BLOCK).min(len)));
+            }
+        });
+        self.state = buffers;
     }
 
     /// [`Optimizer::step`] after checking that `params` and `grads` have the parameters' count,
@@ -211,17 +373,33 @@ impl<T: Real> Optimizer<T> {
     /// rule is element-wise. It costs about one and a half steps (1M f32 parameters: 1.7 ms
     /// against Adam's 1.1 ms step on one thread), so it guards checked steps, not every step.
     pub fn step_stays_finite(&self, params: &[T], grads: &[T]) -> bool {
+        let n = params.len().min(grads.len()).min(self.n_params);
+        let mut finite = true;
+        self.for_each_range(n, |start, end, spec| {
+            finite = finite && self.range_stays_finite(spec, params, grads, start, end);
+        });
+        finite
+    }
+
+    /// [`Optimizer::step_stays_finite`] for the parameters `start..end` under `spec`.
+    fn range_stays_finite(
+        &self,
+        spec: &OptimizerSpec,
+        params: &[T],
+        grads: &[T],
+        start: usize,
+        n: usize,
+    ) -> bool {
         const BLOCK: usize = 1024;
         let update = Update {
-            spec: &self.spec,
+            spec,
             lr: self.lr,
             t: self.steps.saturating_add(1),
         };
-        let n = params.len().min(grads.len()).min(self.n_params);
         let k = self.state.len().min(MAX_STATE);
         let mut p = [T::zero(); BLOCK];
         let mut s = [[T::zero(); BLOCK]; MAX_STATE];
-        let mut start = 0;
+        let mut start = start;
         while start < n {
             let end = (start + BLOCK).min(n);
             let len = end - start;
@@ -338,8 +516,73 @@ impl<T: Real> Optimizer<T> {
 
 /// Most state buffers an optimizer keeps (Adam with amsgrad, RMSprop centered with momentum).
 pub const MAX_STATE: usize = 3;
+/// Parameters per block of an update: each of its buffers' blocks (32 KB in f32) stays in
+/// cache between clipping and the rule, and there are enough blocks to share out.
+const UPDATE_BLOCK: usize = 8 * 1024;
 /// Below this many parameters an update runs on one thread.
-const PARALLEL_MIN_PARAMS: usize = 1 << 16;
+const PARALLEL_MIN_PARAMS: usize = 2 * UPDATE_BLOCK;
+
+/// Gradient clipping of one step, torch's order: `scale` as `clip_grad_norm_` computed it (the
+/// gradients times `max_norm / (norm + 1e-6)` when that is below 1), then every gradient held
+/// to ±`value` as `clip_grad_value_` does.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Clip {
+    pub scale: Option<f64>,
+    pub value: Option<f64>,
+}
+
+impl Clip {
+    fn is_none(&self) -> bool {
+        self.scale.is_none() && self.value.is_none()
+    }
+}
+
+/// Held to ±limit, multiplied in `T` as the whole-buffer clipping did.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn clip_simd<T: Real>(clip: Clip, grads: &mut [T]) {
+    if let Some(scale) = clip.scale {
+        let c = T::of(scale);
+        grads.iter_mut().for_each(|g| *g *= c);
+    }
+    if let Some(limit) = clip.value {
+        let (low, high) = (T::of(-limit), T::of(limit));
+        for g in grads.iter_mut() {
+            if *g > high {
+                *g = high;
+            } else if *g < low {
+                *g = low;
+            }
+        }
+    }
+}
+
+/// The gradients an update reads: as given, or clipped block by block as it goes.
+enum Gradients<'a, T> {
+    Given(&'a [T]),
+    Clipped(Disjoint<'a, T>, Clip),
+}
+
+impl<'a, T: Real> Gradients<'a, T> {
+    /// The gradients of `range`, clipped first if they are to be.
+    ///
+    /// # Safety
+    /// For clipped gradients, no other live reference may reach `range` (see
+    /// [`Disjoint::range`]).
+    unsafe fn block(&self, range: Range<usize>) -> &'a [T] {
+        match self {
+            Gradients::Given(g) => {
+                let g: &'a [T] = g;
+                g.get(range).unwrap_or_default()
+            }
+            Gradients::Clipped(g, clip) => {
+                // SAFETY: the caller's guarantee.
+                let g = unsafe { g.range(range) };
+                clip_simd(*clip, g);
+                g
+            }
+        }
+    }
+}
 
 /// One step's rule and constants, applied to any contiguous share of the parameters: every
 /// rule here is element-wise, so shares can run on different threads.
@@ -361,36 +604,6 @@ impl Update<'_> {
     fn apply<T: Real>(&self, params: &mut [T], grads: &[T], state: &mut [&mut [T]]) {
         self.spec.apply(self.lr, self.t, params, grads, state)
     }
-}
-
-/// Splits the parameters, gradients and state in halves `depth` times and updates the shares
-/// in parallel (no allocation: the state slices live in fixed arrays).
-fn split_update<T: Real>(
-    update: &Update<'_>,
-    params: &mut [T],
-    grads: &[T],
-    state: &mut [&mut [T]],
-    depth: u32,
-) {
-    if depth == 0 || params.len() < PARALLEL_MIN_PARAMS / 2 {
-        apply_simd(update, params, grads, state);
-        return;
-    }
-    let mid = params.len() / 2;
-    let (p_left, p_right) = params.split_at_mut(mid);
-    let (g_left, g_right) = grads.split_at(mid);
-    let mut left: [&mut [T]; MAX_STATE] = Default::default();
-    let mut right: [&mut [T]; MAX_STATE] = Default::default();
-    for (i, s) in state.iter_mut().enumerate() {
-        let (a, b) = std::mem::take(s).split_at_mut(mid);
-        left[i] = a;
-        right[i] = b;
-    }
-    let k = state.len();
-    rayon::join(
-        || split_update(update, p_left, g_left, &mut left[..k], depth - 1),
-        || split_update(update, p_right, g_right, &mut right[..k], depth - 1),
-    );
 }
 
 fn fresh_state<T: Real>(spec: &OptimizerSpec, n_params: usize) -> Vec<Vec<T>> {
@@ -440,6 +653,7 @@ mod tests {
             betas: (0.9, 0.999),
             eps: 1e-8,
             weight_decay: 0.0,
+            no_decay: Vec::new(),
             amsgrad: true,
         })
     }
@@ -482,6 +696,7 @@ mod tests {
             lr: 0.1,
             lr_decay: 0.0,
             weight_decay: 0.0,
+            no_decay: Vec::new(),
             eps: 1e-10,
             initial_accumulator_value: 0.5,
         });
@@ -514,6 +729,7 @@ mod tests {
                 betas: (0.9, 0.99),
                 eps: 1e-8,
                 weight_decay: 0.1,
+                no_decay: Vec::new(),
                 amsgrad: true,
             }),
             OptimizerSpec::RmsProp(crate::optim::RmsProp {
@@ -521,6 +737,7 @@ mod tests {
                 alpha: 0.9,
                 eps: 1e-8,
                 weight_decay: 0.0,
+                no_decay: Vec::new(),
                 momentum: 0.5,
                 centered: true,
             }),
@@ -530,6 +747,7 @@ mod tests {
                 dampening: 0.1,
                 nesterov: false,
                 weight_decay: 0.01,
+                no_decay: Vec::new(),
             }),
         ];
         for spec in specs {
@@ -545,19 +763,50 @@ mod tests {
                 let mut slices: Vec<&mut [f64]> =
                     whole.state.iter_mut().map(|b| &mut b[..]).collect();
                 update.apply(&mut p_whole, &grads, &mut slices);
-                let update = Update {
-                    spec: &split.spec,
-                    lr: split.lr,
-                    t,
-                };
-                let mut slices: Vec<&mut [f64]> =
-                    split.state.iter_mut().map(|b| &mut b[..]).collect();
-                split_update(&update, &mut p_split, &grads, &mut slices, 3);
+                // In blocks, shared out over the team.
+                split.step(&mut p_split, &grads);
             }
             assert_eq!(p_whole, p_split);
             assert_eq!(whole.state, split.state);
             assert_ne!(p_whole, vec![0.5; n]);
         }
+    }
+
+    #[test]
+    fn a_clipped_step_equals_clipping_first_then_stepping() {
+        let n = PARALLEL_MIN_PARAMS + 5;
+        let grads: Vec<f32> = (0..n)
+            .map(|i| ((i * 31) % 200) as f32 / 50.0 - 2.0)
+            .collect();
+        for clip in [
+            Clip {
+                scale: Some(0.3),
+                value: None,
+            },
+            Clip {
+                scale: None,
+                value: Some(1.5),
+            },
+            Clip {
+                scale: Some(0.7),
+                value: Some(0.5),
+            },
+        ] {
+            let (mut fused, mut apart) = (Optimizer::new(adam(), n), Optimizer::new(adam(), n));
+            let (mut p_fused, mut p_apart) = (vec![0.25f32; n], vec![0.25f32; n]);
+            let mut g_fused = grads.clone();
+            fused.step_clipped(&mut p_fused, &mut g_fused, clip);
+            let mut g_apart = grads.clone();
+            clip_simd(clip, &mut g_apart);
+            apart.step(&mut p_apart, &g_apart);
+            assert_eq!(g_fused, g_apart);
+            assert_eq!(p_fused, p_apart);
+            assert_eq!(fused.state(), apart.state());
+            let limit = clip.value.unwrap_or(f64::INFINITY) as f32;
+            assert!(g_fused.iter().all(|g| g.abs() <= limit));
+        }
+        // The value clipping had something to clip.
+        assert!(grads.iter().any(|g| g.abs() > 1.5));
     }
 
     #[test]
@@ -585,6 +834,7 @@ mod tests {
             dampening: 0.0,
             nesterov: false,
             weight_decay: 0.0,
+            no_decay: Vec::new(),
         });
         let mut opt = Optimizer::<f32>::new(sgd, 2);
         let mut p = [1.0f32, 1.0];
@@ -612,6 +862,7 @@ mod tests {
                 alpha: 0.9,
                 eps: 1e-8,
                 weight_decay: 0.0,
+                no_decay: Vec::new(),
                 momentum: 0.9,
                 centered: true,
             }),
@@ -619,6 +870,7 @@ mod tests {
                 lr: 0.1,
                 lr_decay: 0.0,
                 weight_decay: 0.0,
+                no_decay: Vec::new(),
                 eps: 1e-10,
                 initial_accumulator_value: 0.0,
             }),
@@ -628,6 +880,7 @@ mod tests {
                 dampening: 0.0,
                 nesterov: false,
                 weight_decay: 0.0,
+                no_decay: Vec::new(),
             }),
         ];
         for spec in specs {
@@ -664,6 +917,50 @@ mod tests {
         opt.load_state(4, &[&good[..], &good[..], &good[..]])
             .expect("finite state");
         assert_eq!((opt.steps(), opt.state()[1].as_slice()), (4, &good[..]));
+    }
+
+    #[test]
+    fn no_decay_tensors_and_the_decay_scale_change_only_their_ranges() {
+        let sgd = |no_decay: Vec<String>| {
+            OptimizerSpec::Sgd(crate::optim::Sgd {
+                lr: 0.5,
+                momentum: 0.0,
+                dampening: 0.0,
+                nesterov: false,
+                weight_decay: 0.1,
+                no_decay,
+            })
+        };
+        let tensors = [
+            ("0.weight", 0, 2),
+            ("0.bias", 2, 1),
+            ("1.weight", 3, 2),
+            ("1.bias", 5, 1),
+        ];
+        let mut opt = Optimizer::<f64>::new(sgd(vec!["bias".into()]), 6);
+        // panic-free: test code
+        opt.set_param_names(tensors.iter().copied()).expect("names");
+        assert_eq!(opt.undecayed, [(2, 3), (5, 6)]);
+        let mut p = [2.0; 6];
+        opt.step(&mut p, &[0.0; 6]);
+        assert_eq!(p, [1.9, 1.9, 2.0, 1.9, 1.9, 2.0]);
+        opt.set_decay_scale(0.5);
+        assert!(opt.step_stays_finite(&p, &[0.0; 6]));
+        opt.step(&mut p, &[0.0; 6]);
+        let shrunk = 1.9 - 0.5 * 0.05 * 1.9;
+        assert_eq!(p, [shrunk, shrunk, 2.0, shrunk, shrunk, 2.0]);
+        // Without no_decay and at scale 1, the step is the spec's own, bit for bit.
+        let mut plain = Optimizer::<f64>::new(sgd(Vec::new()), 6);
+        plain
+            .set_param_names(tensors.iter().copied())
+            .expect("names");
+        let (mut a, mut b) = ([1.5; 6], [1.5; 6]);
+        plain.step(&mut a, &[0.3; 6]);
+        Optimizer::<f64>::new(sgd(Vec::new()), 6).step(&mut b, &[0.3; 6]);
+        assert_eq!(a, b);
+        let mut bad = Optimizer::<f64>::new(sgd(vec!["bais".into()]), 6);
+        let e = bad.set_param_names(tensors.iter().copied()).unwrap_err();
+        assert!(e.to_string().starts_with("no_decay: \"bais\""), "{e}");
     }
 
     #[test]

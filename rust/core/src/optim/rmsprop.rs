@@ -18,6 +18,10 @@ pub struct RmsProp {
     pub eps: f64,
     #[serde(default)]
     pub weight_decay: f64,
+    /// Parameter tensors left undecayed: those whose name contains one of these (see
+    /// [`super::Optimizer::set_param_names`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub no_decay: Vec<String>,
     #[serde(default)]
     pub momentum: f64,
     #[serde(default)]
@@ -176,6 +180,7 @@ mod tests {
                 alpha,
                 eps,
                 weight_decay,
+                no_decay: Vec::new(),
                 momentum,
                 centered,
             });
@@ -192,6 +197,7 @@ mod tests {
             alpha: 0.99,
             eps: 1e-8,
             weight_decay: 0.0,
+            no_decay: Vec::new(),
             momentum: 0.9,
             centered: true,
         });

@@ -20,6 +20,10 @@ pub struct Sgd {
     pub nesterov: bool,
     #[serde(default)]
     pub weight_decay: f64,
+    /// Parameter tensors left undecayed: those whose name contains one of these (see
+    /// [`super::Optimizer::set_param_names`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub no_decay: Vec<String>,
 }
 
 fn lr() -> f64 {
@@ -125,6 +129,7 @@ mod tests {
                 dampening,
                 nesterov,
                 weight_decay,
+                no_decay: Vec::new(),
             });
             check(&spec, |i, t| {
                 reference(i, t, lr, momentum, dampening, nesterov, weight_decay)
@@ -140,6 +145,7 @@ mod tests {
             dampening: 0.0,
             nesterov: false,
             weight_decay: 0.0,
+            no_decay: Vec::new(),
         });
         let mut opt = super::super::Optimizer::<f32>::new(spec, 2);
         assert!(opt.state().is_empty());
@@ -156,6 +162,7 @@ mod tests {
             dampening: 0.0,
             nesterov: false,
             weight_decay: 0.0,
+            no_decay: Vec::new(),
         });
         let mut opt = super::super::Optimizer::<f64>::new(spec, 1);
         let mut p = [0.0f64];

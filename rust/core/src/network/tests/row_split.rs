@@ -44,6 +44,7 @@ fn split_gradients_equal_the_single_pass() {
             dampening: 0.0,
             nesterov: false,
             weight_decay: 0.0,
+            no_decay: Vec::new(),
         }),
         seed: 4,
     };
@@ -112,6 +113,7 @@ fn split_weighted_gradients_equal_the_single_pass() {
             dampening: 0.0,
             nesterov: false,
             weight_decay: 0.0,
+            no_decay: Vec::new(),
         }),
         seed: 2,
     };
@@ -189,6 +191,7 @@ fn split_class_weighted_gradients_equal_the_single_pass() {
             dampening: 0.0,
             nesterov: false,
             weight_decay: 0.0,
+            no_decay: Vec::new(),
         }),
         seed: 2,
     };

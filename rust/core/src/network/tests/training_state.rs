@@ -15,6 +15,7 @@ fn spec(layers: Vec<LayerSpec>) -> NetworkSpec {
             dampening: 0.0,
             nesterov: false,
             weight_decay: 0.0,
+            no_decay: Vec::new(),
         }),
         seed: 11,
     }
