@@ -4,8 +4,27 @@
 //! ∂L/∂W = δᵀ x, ∂L/∂b = Σ_batch δ, ∂L/∂x = δ W.
 
 use crate::activation::Activation;
-use crate::matmul::{matmul, product_block, split_output, split_pair, Block, Operand, Split};
+use crate::matmul::{
+    matmul, matmul_streaming, product_block, product_columns_transposed, split_output, split_pair,
+    Along, Block, Operand, Split,
+};
+use crate::scratch::with_scratch;
 use crate::Real;
+
+/// Batches of at most this many rows are thin: the forward product is computed transposed
+/// (`product_columns_transposed`), reading the weights in place instead of copying them into
+/// gemm's panels first, and turned back while the bias is added. Measured here on one core:
+/// 2.1-2.7× faster at 32 rows for 512² and 2048² weights (1.3-1.7× for 784 inputs), 1.1-1.6×
+/// at 64 rows, level at 96 and slower at 128, where enough rows share the copy.
+const THIN_ROWS: usize = 64;
+/// Weights larger than this many bytes do not fit in a core's L2 cache (2 MB here): a thin
+/// input-gradient product streams them (`matmul_streaming`). Measured at 32 rows: 1.5× faster
+/// or more for 1024² and 2048² weights, 10-20% slower for 512² and 784 × 512 ones, which stay
+/// cached.
+const STREAM_BYTES: usize = 2 << 20;
+/// Columns of the transposed product turned back at a time: their rows stay in L1 while
+/// every row of the output takes its run of them.
+const TURN_COLS: usize = 16;
 
 /// What a dense layer's forward does with its output once the product is in.
 #[derive(Debug)]
@@ -66,9 +85,23 @@ impl Dense {
         let x = Operand::new(&x[..n * fan_in], n, fan_in);
         let w = Operand::t(self.weight(params), out, fan_in);
         let bias = self.bias_offset.map(|b| &params[b..b + out]);
-        let split = Split::over_threads(n, out, fan_in, parallel);
-        // The bias goes in first and the product accumulates onto it: one pass over z.
+        let thin = n <= THIN_ROWS;
+        let split = if thin {
+            // Each thread computes a block of output features from its own rows of W.
+            Split::over_threads_along(Along::Cols, n, out, fan_in, parallel)
+        } else {
+            Split::over_threads(n, out, fan_in, parallel)
+        };
         let product = |block: &mut Block<'_, T>| {
+            if thin {
+                let cols = block.cols.clone();
+                with_scratch(n * cols.len(), |zt| {
+                    product_columns_transposed(zt, x, w, cols.clone());
+                    turn_back(zt, block, bias);
+                });
+                return;
+            }
+            // The bias goes in first and the product accumulates onto it: one pass over z.
             if let Some(bias) = bias {
                 let cols = block.cols.clone();
                 for r in block.rows.clone() {
@@ -131,13 +164,36 @@ impl Dense {
         }
         // ∂L/∂x = δ W: (n × out)(out × in)
         if let Some(dx) = dx {
-            matmul(
-                &mut dx[..n * fan_in],
-                Operand::new(delta, n, out),
-                Operand::new(self.weight(params), out, fan_in),
-                false,
-                parallel,
-            );
+            let (dx, delta) = (&mut dx[..n * fan_in], Operand::new(delta, n, out));
+            let weight = Operand::new(self.weight(params), out, fan_in);
+            if n <= THIN_ROWS && std::mem::size_of_val(weight.data) > STREAM_BYTES {
+                matmul_streaming(dx, delta, weight, parallel);
+            } else {
+                matmul(dx, delta, weight, false, parallel);
+            }
+        }
+    }
+}
+
+/// Writes the transposed product `zt` (row `j` holds column `block.cols.start + j` of every
+/// row) into `block`, adding the bias of each column.
+fn turn_back<T: Real>(zt: &[T], block: &mut Block<'_, T>, bias: Option<&[T]>) {
+    let (rows, cols) = (block.rows.clone(), block.cols.clone());
+    let n = rows.len();
+    for first in (0..cols.len()).step_by(TURN_COLS) {
+        let last = (first + TURN_COLS).min(cols.len());
+        for (i, r) in rows.clone().enumerate() {
+            let out = &mut block.row(r)[first..last];
+            let column = (first..last).map(|j| zt[j * n + i]);
+            match bias {
+                Some(bias) => {
+                    let bias = &bias[cols.start + first..cols.start + last];
+                    for ((z, v), b) in out.iter_mut().zip(column).zip(bias) {
+                        *z = v + *b;
+                    }
+                }
+                None => out.iter_mut().zip(column).for_each(|(z, v)| *z = v),
+            }
         }
     }
 }
@@ -170,5 +226,86 @@ mod tests {
         assert_eq!(&grads[6..], &[1.5, 2.0]);
         // dx = δ W
         assert_eq!(dx, [1.0, 2.0, 3.0, 8.5, 11.0, 13.5]);
+    }
+
+    /// z = x Wᵀ + b in f64 by three loops.
+    fn naive_forward(x: &[f64], w: &[f64], b: &[f64], n: usize, fan_in: usize) -> Vec<f64> {
+        let out = b.len();
+        let mut z = vec![0.0; n * out];
+        for r in 0..n {
+            for o in 0..out {
+                let dot: f64 = (0..fan_in)
+                    .map(|i| x[r * fan_in + i] * w[o * fan_in + i])
+                    .sum();
+                z[r * out + o] = dot + b[o];
+            }
+        }
+        z
+    }
+
+    fn layer_and_params(fan_in: usize, out: usize) -> (Dense, Vec<f64>) {
+        let layer = Dense {
+            in_features: fan_in,
+            out_features: out,
+            weight_offset: 3,
+            bias_offset: Some(3 + fan_in * out),
+        };
+        let params = (0..3 + fan_in * out + out)
+            .map(|i| ((i * 7919 % 1013) as f64 / 1013.0 - 0.5) * 0.2)
+            .collect();
+        (layer, params)
+    }
+
+    #[test]
+    fn thin_and_wide_batches_give_the_product_with_bias_and_activation() {
+        let (fan_in, out) = (300, 170);
+        let (layer, params) = layer_and_params(fan_in, out);
+        let w = &params[3..3 + fan_in * out];
+        let b = &params[3 + fan_in * out..];
+        // 1, 32 and 64 rows take the thin path, 65 and 130 the other; both split over threads.
+        for n in [1, 32, 64, 65, 130] {
+            // What an earlier product left in this thread's scratch must not leak into z.
+            with_scratch::<f64, _>(n * out, |left_over| left_over.fill(f64::NAN));
+            let x: Vec<f64> = (0..n * fan_in).map(|i| (i as f64 * 0.37).sin()).collect();
+            let want = naive_forward(&x, w, b, n, fan_in);
+            for parallel in [false, true] {
+                let mut z = vec![f64::NAN; n * out];
+                layer.forward(&params, &x, n, &mut z, parallel);
+                for (got, want) in z.iter().zip(&want) {
+                    assert!((got - want).abs() < 1e-12, "{n} rows: {got} vs {want}");
+                }
+                let mut h = vec![f64::NAN; n * out];
+                let then = Then::Activate(Activation::Relu, &mut h);
+                let mut z2 = vec![f64::NAN; n * out];
+                layer.forward_then(&params, &x, n, &mut z2, then, parallel);
+                assert_eq!(z, z2);
+                assert!(h.iter().zip(&z).all(|(h, z)| *h == z.max(0.0)));
+                let mut again = vec![0.0; n * out];
+                layer.forward(&params, &x, n, &mut again, parallel);
+                assert_eq!(z, again, "the same call gives the same bits");
+            }
+        }
+    }
+
+    #[test]
+    fn a_thin_batch_against_weights_larger_than_the_cache_gets_its_input_gradient() {
+        // 1100 × 500 f64 weights: 4.4 MB, streamed.
+        let (fan_in, out, n) = (500, 1100, 8);
+        let (layer, params) = layer_and_params(fan_in, out);
+        let w = &params[3..3 + fan_in * out];
+        let x: Vec<f64> = (0..n * fan_in).map(|i| (i as f64 * 0.11).cos()).collect();
+        let delta: Vec<f64> = (0..n * out).map(|i| (i as f64 * 0.23).sin()).collect();
+        let mut grads = vec![0.0; params.len()];
+        let mut dx = vec![f64::NAN; n * fan_in];
+        layer.backward(&params, &x, n, &delta, &mut grads, Some(&mut dx), true);
+        for r in 0..n {
+            for j in 0..fan_in {
+                let want: f64 = (0..out)
+                    .map(|o| delta[r * out + o] * w[o * fan_in + j])
+                    .sum();
+                let got = dx[r * fan_in + j];
+                assert!((got - want).abs() < 1e-10, "dx[{r}, {j}]: {got} vs {want}");
+            }
+        }
     }
 }

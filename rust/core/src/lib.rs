@@ -19,10 +19,12 @@ pub mod memory;
 pub mod network;
 pub mod optim;
 pub mod pool;
+pub mod prefetch;
 pub mod prelu;
 pub mod real;
 pub mod rng;
 pub mod samples;
+pub mod scratch;
 pub mod spec;
 pub mod threads;
 
