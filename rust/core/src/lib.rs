@@ -21,6 +21,7 @@ pub mod optim;
 pub mod pool;
 pub mod real;
 pub mod rng;
+pub mod sample_parts;
 pub mod samples;
 pub mod spec;
 pub mod threads;
