@@ -275,12 +275,16 @@ fn max_2x2_backward<T: Real>(
                     .zip(s2.iter_mut().zip(s3.iter_mut()));
                 for (((a, b), &d), ((s0, s1), (s2, s3))) in tiles.zip(ds).zip(lanes) {
                     let m = max_of_tile(a[0], a[1], b[0], b[1]);
-                    let hit = |v: T| (v == m) | (v.is_nan() & m.is_nan());
-                    let (h0, h1, h2) = (hit(a[0]), hit(a[1]), hit(b[0]));
-                    *s0 = select(h0, d, zero);
-                    *s1 = select(h1 & !h0, d, zero);
-                    *s2 = select(h2 & !(h0 | h1), d, zero);
-                    *s3 = select(!(h0 | h1 | h2), d, zero);
+                    // A NaN is the maximum only if the tile holds one, so `v == m or v is NaN`
+                    // finds the first maximum or the first NaN; the gradient not yet placed
+                    // moves on tap by tap.
+                    let hit = |v: T| (v == m) | v.is_nan();
+                    *s0 = select(hit(a[0]), d, zero);
+                    let rest = select(hit(a[0]), zero, d);
+                    *s1 = select(hit(a[1]), rest, zero);
+                    let rest = select(hit(a[1]), zero, rest);
+                    *s2 = select(hit(b[0]), rest, zero);
+                    *s3 = select(hit(b[0]), zero, rest);
                 }
                 let len = ds.len();
                 let dtop = dtop[2 * start..2 * (start + len)].chunks_exact_mut(2);
