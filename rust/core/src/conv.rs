@@ -1,17 +1,24 @@
 //! Convolution over (C, H, W) rows, as `torch.nn.Conv2d` (and `Conv1d`, the case H = 1), on
-//! the matrix product: each output position's receptive field is copied into one row of a
-//! column matrix (im2col), so that the whole batch's convolution is one product with the
-//! weight, (n·P × K)(K × O), P output positions, K = C·kh·kw.
+//! the matrix product: each tap of the window over every output position is copied into one
+//! row of a column matrix (im2col, transposed), so that a chunk of samples' convolution is one
+//! product with the weight, (O × K)(K × s·P): s samples, P output positions, K = C·kh·kw. Its
+//! output holds each sample's O planes of P values as a block of columns, which the layer's
+//! output reads plane by plane (contiguous copies, the bias added on the way).
 //!
-//! Backward by the chain rule, with δ = ∂L/∂z laid out as the product's output (n·P × O):
-//! ∂L/∂W = δᵀ col, ∂L/∂b = Σ δ, ∂L/∂col = δ W, and ∂L/∂x sums each column entry back onto the
+//! Backward by the chain rule, with δ = ∂L/∂z laid out as the product's output (O × s·P):
+//! ∂L/∂W = δ colᵀ, ∂L/∂b = Σ δ, ∂L/∂col = Wᵀ δ, and ∂L/∂x sums each column entry back onto the
 //! input value it was copied from (col2im).
+//!
+//! A pass is cut into parts of samples that run on bpcore's threads side by side
+//! (`sample_parts`): copying the column matrix costs more here than the products, so a split
+//! inside each product would leave most of the work on one thread.
 
 use crate::activation::Activation;
 use crate::dense::Dense;
 use crate::init::uniform_bound;
 use crate::matmul::{matmul, Operand};
 use crate::rng::Rng;
+use crate::sample_parts::{run_each, share, take_front, MAX_PARTS};
 use crate::Real;
 
 /// The spatial arrangement shared by convolution and pooling: an input of `channels` planes of
@@ -115,9 +122,23 @@ impl Window {
 
 /// Values of a chunk's column matrix and product: 256 KB of f32, inside a core's L2 cache.
 const CHUNK_VALUES: usize = 1 << 16;
+/// A pass is cut into at least this many parts of samples when the batch has samples enough
+/// (see `MIN_SAMPLES_PER_PART`), so that both threads of a two-core team, or all four of a
+/// four-core one, get an equal share even where one chunk would hold the whole batch.
+const MIN_PARTS: usize = 4;
+/// Fewer samples than this in a part and its products are too thin for gemm's kernels.
+const MIN_SAMPLES_PER_PART: usize = 4;
 
 /// A tap of a window that falls in the padding (reads a zero).
 pub const PADDING: usize = usize::MAX;
+
+/// How a pass over `n` samples is cut: `parts` parts of consecutive samples (`sample_parts`),
+/// each taken `chunk` samples at a time through its scratch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Plan {
+    parts: usize,
+    chunk: usize,
+}
 
 /// Where a convolution's parameters live in the network's flat parameter buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,8 +149,11 @@ pub struct Conv {
     pub weight_offset: usize,
     /// Offset of the bias (out) in the parameter buffer, if the layer has one.
     pub bias_offset: Option<usize>,
-    /// The window's `tap_table`.
-    taps: Vec<usize>,
+    /// For each tap (ky, kx) of one channel's window and each output position, the index in
+    /// the input plane of the value it reads, or the plane's size where it reads padding (the
+    /// zero kept after a copy of the plane): kh·kw × P, so that copying a column matrix is a
+    /// gather without a branch.
+    reads: Vec<usize>,
 }
 
 impl Conv {
@@ -141,12 +165,27 @@ impl Conv {
         weight_offset: usize,
         bias_offset: Option<usize>,
     ) -> Self {
+        let plane = window.in_h * window.in_w;
+        let one_channel = Window {
+            channels: 1,
+            ..window
+        };
+        let (kernel, positions) = (window.kernel.0 * window.kernel.1, window.positions());
+        let by_position = one_channel.tap_table();
+        let reads = (0..kernel * positions)
+            .map(
+                |i| match by_position[i % positions * kernel + i / positions] {
+                    PADDING => plane,
+                    at => at,
+                },
+            )
+            .collect();
         Conv {
             window,
             out_channels,
             weight_offset,
             bias_offset,
-            taps: window.tap_table(),
+            reads,
         }
     }
 
@@ -170,18 +209,44 @@ impl Conv {
         self.weight_len() * self.window.positions()
     }
 
-    /// Samples per chunk of a pass: the column matrix and product of a chunk stay within
-    /// about [`CHUNK_VALUES`] values, so that they are still in cache when the product reads
-    /// them (a whole batch's column matrix outgrows it).
-    fn chunk(&self, n: usize) -> usize {
-        let per_row = self.window.positions() * (self.window.taps() + self.out_channels);
-        (CHUNK_VALUES / per_row.max(1)).clamp(1, n.max(1))
+    /// The cut of a pass over `n` samples: enough parts that a chunk's column matrix and
+    /// product stay within about [`CHUNK_VALUES`] values (in cache when the product reads
+    /// them), and at least [`MIN_PARTS`] when the batch has [`MIN_SAMPLES_PER_PART`] samples
+    /// for each. From `n` alone, so that every thread count computes the same sums.
+    fn plan(&self, n: usize) -> Plan {
+        let per_sample = self.window.positions() * (self.window.taps() + self.out_channels);
+        let by_cache = (CHUNK_VALUES / per_sample.max(1)).max(1);
+        let parts = n
+            .div_ceil(by_cache)
+            .max(MIN_PARTS.min(n / MIN_SAMPLES_PER_PART))
+            .clamp(1, MAX_PARTS.min(n.max(1)));
+        Plan {
+            parts,
+            chunk: n.div_ceil(parts).min(by_cache).max(1),
+        }
     }
 
-    /// Scratch values the forward or backward of `n` rows needs: the column matrix and the
-    /// product's output of one chunk (rows·P × K and rows·P × O).
+    /// Scratch values of one part taking `chunk` samples at a time: the column matrix and the
+    /// product (or δ) of a chunk, a copy of one input plane and a zero, and the part's own
+    /// ∂L/∂W and ∂L/∂b (last).
+    fn part_len(&self, chunk: usize) -> usize {
+        let (p, k, o) = (
+            self.window.positions(),
+            self.window.taps(),
+            self.out_channels,
+        );
+        chunk * p * (k + o) + self.plane_len() + 1 + o * k + o
+    }
+
+    /// Values of one input plane, H·W.
+    fn plane_len(&self) -> usize {
+        self.window.in_h * self.window.in_w
+    }
+
+    /// Scratch values the forward or backward of `n` rows needs: every part's.
     pub fn scratch_len(&self, n: usize) -> usize {
-        self.chunk(n) * self.window.positions() * (self.window.taps() + self.out_channels)
+        let plan = self.plan(n);
+        plan.parts * self.part_len(plan.chunk)
     }
 
     /// Fills the weight from `rng` as a dense layer of the same fans (in·kh·kw inputs,
@@ -209,22 +274,68 @@ impl Conv {
         &params[self.weight_offset..self.weight_offset + self.weight_len()]
     }
 
-    /// The column matrix of `n` rows of `x` into `col` (n·P × K), zeros at padding taps.
-    fn im2col<T: Real>(&self, x: &[T], n: usize, col: &mut [T]) {
-        let rows = self.taps.len();
-        let in_len = self.window.in_len();
-        for (xs, cs) in x[..n * in_len]
-            .chunks_exact(in_len)
-            .zip(col[..n * rows].chunks_exact_mut(rows))
-        {
-            for (c, &at) in cs.iter_mut().zip(&self.taps) {
-                *c = if at == PADDING { T::zero() } else { xs[at] };
+    /// The transposed column matrix of `samples` rows of `x` into `col` (K × samples·P):
+    /// entry (tap, output) the input value that tap of that output's window reads, 0 in the
+    /// padding; plane by plane through `plane` (H·W + 1 values, the last a zero).
+    // Out of line: one call per part (or per chunk), and a name of its own in a profile.
+    #[inline(never)]
+    fn gather<T: Real>(&self, x: &[T], samples: usize, col: &mut [T], plane: &mut [T]) {
+        let (p, in_len, len) = (
+            self.window.positions(),
+            self.window.in_len(),
+            self.plane_len(),
+        );
+        let (kernel, row) = (self.window.kernel.0 * self.window.kernel.1, samples * p);
+        plane[len] = T::zero();
+        for c in 0..self.window.channels {
+            let rows = &mut col[c * kernel * row..(c + 1) * kernel * row];
+            for j in 0..samples {
+                plane[..len].copy_from_slice(&x[j * in_len + c * len..][..len]);
+                for (reads, tap) in self.reads.chunks_exact(p).zip(rows.chunks_exact_mut(row)) {
+                    let out = &mut tap[j * p..(j + 1) * p];
+                    // `min`: the reads are at most `len` by construction; saying so lets the
+                    // loop run without a bounds check per value, as vector gathers.
+                    let plane = &plane[..=len];
+                    out.iter_mut()
+                        .zip(reads)
+                        .for_each(|(o, &i)| *o = plane[i.min(len)]);
+                }
+            }
+        }
+    }
+
+    /// The adjoint of `gather`: ∂L/∂x of `samples` rows into `dx` from ∂L/∂col, each entry
+    /// added onto the input value it was copied from (the padding's onto the spare slot of
+    /// `plane`), taps in order.
+    // Out of line: one call per part (or per chunk), and a name of its own in a profile.
+    #[inline(never)]
+    fn scatter<T: Real>(&self, col: &[T], samples: usize, dx: &mut [T], plane: &mut [T]) {
+        let (p, in_len, len) = (
+            self.window.positions(),
+            self.window.in_len(),
+            self.plane_len(),
+        );
+        let (kernel, row) = (self.window.kernel.0 * self.window.kernel.1, samples * p);
+        for c in 0..self.window.channels {
+            let rows = &col[c * kernel * row..(c + 1) * kernel * row];
+            for j in 0..samples {
+                plane.fill(T::zero());
+                for (reads, tap) in self.reads.chunks_exact(p).zip(rows.chunks_exact(row)) {
+                    let grads = &tap[j * p..(j + 1) * p];
+                    let plane = &mut plane[..=len];
+                    grads
+                        .iter()
+                        .zip(reads)
+                        .for_each(|(&g, &i)| plane[i.min(len)] += g);
+                }
+                dx[j * in_len + c * len..][..len].copy_from_slice(&plane[..len]);
             }
         }
     }
 
     /// z = conv(x, W) + b for `n` rows of `x` (n × C·H·W) into `z` (n × O·OH·OW), through
-    /// `scratch` (grown to `scratch_len(n)` when short), chunk by chunk of samples.
+    /// `scratch` (grown to `scratch_len(n)` when short), part by part of samples (on bpcore's
+    /// threads when `parallel`).
     pub fn forward<T: Real>(
         &self,
         params: &[T],
@@ -234,44 +345,79 @@ impl Conv {
         scratch: &mut Vec<T>,
         parallel: bool,
     ) {
-        let (p_len, k, o) = (
+        if n == 0 {
+            return;
+        }
+        let plan = self.plan(n);
+        let (in_len, out_len, part_len) = (
+            self.window.in_len(),
+            self.out_len(),
+            self.part_len(plan.chunk),
+        );
+        grow(scratch, plan.parts * part_len);
+        let mut z_rest = &mut z[..n * out_len];
+        let parts = scratch
+            .chunks_exact_mut(part_len)
+            .enumerate()
+            .take(plan.parts);
+        let parts = parts.map(|(i, work)| {
+            let rows = share(n, plan.parts, i);
+            let x = &x[rows.start * in_len..rows.end * in_len];
+            (x, take_front(&mut z_rest, rows.len() * out_len), work)
+        });
+        run_each(parts, parallel, |_, (x, z, work)| {
+            self.forward_part(params, x, z, work, plan.chunk)
+        });
+    }
+
+    /// The forward of the rows of `x` into `z`, `chunk` samples at a time through `work`.
+    // Out of line: one call per part (or per chunk), and a name of its own in a profile.
+    #[inline(never)]
+    fn forward_part<T: Real>(
+        &self,
+        params: &[T],
+        x: &[T],
+        z: &mut [T],
+        work: &mut [T],
+        chunk: usize,
+    ) {
+        let (p, k, o) = (
             self.window.positions(),
             self.window.taps(),
             self.out_channels,
         );
-        let (in_len, out_len, chunk) = (self.window.in_len(), self.out_len(), self.chunk(n));
-        grow(scratch, self.scratch_len(n));
-        let (col, product) = scratch.split_at_mut(chunk * p_len * k);
+        let (in_len, out_len) = (self.window.in_len(), self.out_len());
+        let (col, rest) = work.split_at_mut(chunk * p * k);
+        let (product, rest) = rest.split_at_mut(chunk * p * o);
+        let plane = &mut rest[..self.plane_len() + 1];
         let bias = self.bias_offset.map(|b| &params[b..b + o]);
-        for start in (0..n).step_by(chunk) {
-            let rows = chunk.min(n - start);
-            self.im2col(&x[start * in_len..], rows, col);
-            // product (rows·P × O) = col (rows·P × K) · Wᵀ (K × O)
+        for (xs, zs) in x.chunks(chunk * in_len).zip(z.chunks_mut(chunk * out_len)) {
+            let samples = xs.len() / in_len;
+            let (col, product) = (&mut col[..k * samples * p], &mut product[..o * samples * p]);
+            self.gather(xs, samples, col, plane);
+            // product (O × samples·P) = W (O × K) · col (K × samples·P)
             matmul(
-                &mut product[..rows * p_len * o],
-                Operand::new(&col[..rows * p_len * k], rows * p_len, k),
-                Operand::t(self.weight(params), o, k),
+                product,
+                Operand::new(self.weight(params), o, k),
+                Operand::new(col, k, samples * p),
                 false,
-                parallel,
+                false,
             );
-            let zc = &mut z[start * out_len..(start + rows) * out_len];
-            for (zs, ps) in zc
-                .chunks_exact_mut(out_len)
-                .zip(product.chunks_exact(p_len * o))
-            {
-                for (c, plane) in zs.chunks_exact_mut(p_len).enumerate() {
-                    let b = bias.map_or(T::zero(), |b| b[c]);
-                    for (out, row) in plane.iter_mut().zip(ps.chunks_exact(o)) {
-                        *out = row[c] + b;
-                    }
+            // Each sample's output is its column block of the product, channel by channel.
+            for (c, channel) in product.chunks_exact(samples * p).enumerate() {
+                let b = bias.map_or(T::zero(), |b| b[c]);
+                for (zs, plane) in zs.chunks_exact_mut(out_len).zip(channel.chunks_exact(p)) {
+                    let out = &mut zs[c * p..(c + 1) * p];
+                    out.iter_mut().zip(plane).for_each(|(z, &v)| *z = v + b);
                 }
             }
         }
     }
 
     /// Given δ = ∂L/∂z (n × O·OH·OW) and the forward's input `x`, writes ∂L/∂W and ∂L/∂b into
-    /// `grads` (at this layer's offsets) and, when asked, ∂L/∂x (n × C·H·W) into `dx`; chunk by
-    /// chunk of samples, ∂L/∂W and ∂L/∂b summed over the chunks.
+    /// `grads` (at this layer's offsets) and, when asked, ∂L/∂x (n × C·H·W) into `dx`; part by
+    /// part of samples as the forward, each part's ∂L/∂W and ∂L/∂b summed in the order of the
+    /// parts.
     // As Dense::backward: one argument per term of the chain rule, plus the scratch.
     #[allow(clippy::too_many_arguments)]
     pub fn backward<T: Real>(
@@ -281,76 +427,121 @@ impl Conv {
         n: usize,
         delta: &[T],
         grads: &mut [T],
-        mut dx: Option<&mut [T]>,
+        dx: Option<&mut [T]>,
         scratch: &mut Vec<T>,
         parallel: bool,
     ) {
-        let (p_len, k, o) = (
+        let (w, wl, o) = (self.weight_offset, self.weight_len(), self.out_channels);
+        grads[w..w + wl].fill(T::zero());
+        if let Some(b) = self.bias_offset {
+            grads[b..b + o].fill(T::zero());
+        }
+        if n == 0 {
+            return;
+        }
+        let plan = self.plan(n);
+        let (in_len, out_len, part_len) = (
+            self.window.in_len(),
+            self.out_len(),
+            self.part_len(plan.chunk),
+        );
+        grow(scratch, plan.parts * part_len);
+        let mut dx_rest = dx.map(|dx| &mut dx[..n * in_len]);
+        let parts = scratch
+            .chunks_exact_mut(part_len)
+            .enumerate()
+            .take(plan.parts);
+        let parts = parts.map(|(i, work)| {
+            let rows = share(n, plan.parts, i);
+            let x = &x[rows.start * in_len..rows.end * in_len];
+            let delta = &delta[rows.start * out_len..rows.end * out_len];
+            let dx = dx_rest
+                .as_mut()
+                .map(|rest| take_front(rest, rows.len() * in_len));
+            (x, delta, dx, work)
+        });
+        run_each(parts, parallel, |_, (x, delta, dx, work)| {
+            self.backward_part(params, x, delta, dx, work, plan.chunk)
+        });
+        // Each part left its ∂L/∂W and ∂L/∂b at the end of its scratch.
+        let sums = part_len - (wl + o)..part_len;
+        for work in scratch.chunks_exact(part_len).take(plan.parts) {
+            let (dw, db) = work[sums.clone()].split_at(wl);
+            grads[w..w + wl]
+                .iter_mut()
+                .zip(dw)
+                .for_each(|(g, &d)| *g += d);
+            if let Some(b) = self.bias_offset {
+                grads[b..b + o]
+                    .iter_mut()
+                    .zip(db)
+                    .for_each(|(g, &d)| *g += d);
+            }
+        }
+    }
+
+    /// The backward of the rows of `x` (their δ in `delta`), `chunk` samples at a time through
+    /// `work`: ∂L/∂W and ∂L/∂b of these rows at the end of `work`, ∂L/∂x into `dx` when asked.
+    // Out of line: one call per part (or per chunk), and a name of its own in a profile.
+    #[inline(never)]
+    fn backward_part<T: Real>(
+        &self,
+        params: &[T],
+        x: &[T],
+        delta: &[T],
+        mut dx: Option<&mut [T]>,
+        work: &mut [T],
+        chunk: usize,
+    ) {
+        let (p, k, o) = (
             self.window.positions(),
             self.window.taps(),
             self.out_channels,
         );
-        let (in_len, out_len, chunk) = (self.window.in_len(), self.out_len(), self.chunk(n));
-        grow(scratch, self.scratch_len(n));
-        let (col, delta_rows) = scratch.split_at_mut(chunk * p_len * k);
-        let w = self.weight_offset;
-        if let Some(b) = self.bias_offset {
-            grads[b..b + o].fill(T::zero());
-        }
-        for start in (0..n).step_by(chunk) {
-            let rows = chunk.min(n - start);
-            let (col, delta_rows) = (
-                &mut col[..rows * p_len * k],
-                &mut delta_rows[..rows * p_len * o],
+        let (in_len, out_len) = (self.window.in_len(), self.out_len());
+        let (col, rest) = work.split_at_mut(chunk * p * k);
+        let (delta_cols, rest) = rest.split_at_mut(chunk * p * o);
+        let (plane, rest) = rest.split_at_mut(self.plane_len() + 1);
+        let (dw, db) = rest.split_at_mut(o * k);
+        db.fill(T::zero());
+        for (start, xs) in (0..).step_by(chunk).zip(x.chunks(chunk * in_len)) {
+            let samples = xs.len() / in_len;
+            let ds = &delta[start * out_len..(start + samples) * out_len];
+            let (col, delta_cols) = (
+                &mut col[..k * samples * p],
+                &mut delta_cols[..o * samples * p],
             );
-            // δ as the product's output: row (sample, position), column output channel.
-            let dc = &delta[start * out_len..(start + rows) * out_len];
-            for (ds, dr) in dc
-                .chunks_exact(out_len)
-                .zip(delta_rows.chunks_exact_mut(p_len * o))
+            // δ as the product's output (O × samples·P): each sample's planes as a column block.
+            for (c, (channel, db)) in delta_cols
+                .chunks_exact_mut(samples * p)
+                .zip(db.iter_mut())
+                .enumerate()
             {
-                for (c, plane) in ds.chunks_exact(p_len).enumerate() {
-                    for (&d, row) in plane.iter().zip(dr.chunks_exact_mut(o)) {
-                        row[c] = d;
-                    }
+                for (plane, ds) in channel.chunks_exact_mut(p).zip(ds.chunks_exact(out_len)) {
+                    plane.copy_from_slice(&ds[c * p..(c + 1) * p]);
                 }
+                *db += channel.iter().fold(T::zero(), |s, &d| s + d);
             }
-            self.im2col(&x[start * in_len..], rows, col);
-            // ∂L/∂W (+)= δᵀ col: (O × rows·P)(rows·P × K)
+            self.gather(xs, samples, col, plane);
+            // ∂L/∂W (+)= δ colᵀ: (O × samples·P)(samples·P × K)
             matmul(
-                &mut grads[w..w + self.weight_len()],
-                Operand::t(delta_rows, rows * p_len, o),
-                Operand::new(col, rows * p_len, k),
+                dw,
+                Operand::new(delta_cols, o, samples * p),
+                Operand::t(col, k, samples * p),
                 start > 0,
-                parallel,
+                false,
             );
-            if let Some(b) = self.bias_offset {
-                let db = &mut grads[b..b + o];
-                for row in delta_rows.chunks_exact(o) {
-                    db.iter_mut().zip(row).for_each(|(s, &d)| *s += d);
-                }
-            }
             if let Some(dx) = dx.as_deref_mut() {
-                // ∂L/∂col = δ W: (rows·P × O)(O × K), then each entry back onto its input.
+                // ∂L/∂col = Wᵀ δ: (K × O)(O × samples·P), then each entry back onto its input.
                 matmul(
                     col,
-                    Operand::new(delta_rows, rows * p_len, o),
-                    Operand::new(self.weight(params), o, k),
+                    Operand::t(self.weight(params), o, k),
+                    Operand::new(delta_cols, o, samples * p),
                     false,
-                    parallel,
+                    false,
                 );
-                let dxc = &mut dx[start * in_len..(start + rows) * in_len];
-                dxc.fill(T::zero());
-                for (dxs, cs) in dxc
-                    .chunks_exact_mut(in_len)
-                    .zip(col.chunks_exact(p_len * k))
-                {
-                    for (&c, &at) in cs.iter().zip(&self.taps) {
-                        if at != PADDING {
-                            dxs[at] += c;
-                        }
-                    }
-                }
+                let dx = &mut dx[start * in_len..(start + samples) * in_len];
+                self.scatter(col, samples, dx, plane);
             }
         }
     }
@@ -421,9 +612,12 @@ mod tests {
     #[test]
     fn forward_matches_the_definition_and_backward_the_adjoint() {
         let conv = layer();
-        // More samples than one chunk holds (242 of this layer), so that chunks are summed.
-        let n = 500;
-        assert!(conv.chunk(n) < n && n % conv.chunk(n) != 0);
+        // More samples than the parts take in one chunk each (242 of this layer), so that
+        // chunks are summed within the parts as well as the parts after them.
+        let n = 5000;
+        let plan = conv.plan(n);
+        assert_eq!(plan.parts, MAX_PARTS);
+        assert!(plan.chunk < n.div_ceil(plan.parts));
         let params: Vec<f64> = (0..conv.n_params())
             .map(|i| ((i * 7 % 11) as f64 - 5.0) / 7.0)
             .collect();

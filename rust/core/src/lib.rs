@@ -23,6 +23,7 @@ pub mod prefetch;
 pub mod prelu;
 pub mod real;
 pub mod rng;
+pub mod sample_parts;
 pub mod samples;
 pub mod scratch;
 pub mod spec;
