@@ -7,48 +7,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from layer_networks import NETWORKS as NETWORKS_OF
+from layer_networks import inputs
 from optional import require
 
 import bpcore as bp
 
-NETWORKS = {
-    "conv2d": [
-        bp.Reshape((2, 6, 7)),
-        bp.Conv2d(2, 3, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2)),
-        bp.ReLU(),
-        bp.MaxPool2d(2, padding=1),
-        bp.Conv2d(3, 4, 3, padding=1, bias=False),
-        bp.AvgPool2d((2, 1)),
-        bp.Flatten(),
-        bp.Dense(12, 3),
-    ],
-    "conv1d": [
-        bp.Reshape((3, 10)),
-        bp.Conv1d(3, 4, 3, padding=2, dilation=2),
-        bp.Tanh(),
-        bp.MaxPool1d(3, stride=2, padding=1),
-        bp.Conv1d(4, 2, 2, stride=2, bias=False),
-        bp.AvgPool1d(2, padding=1),
-        bp.Flatten(),
-        bp.Dense(4, 3),
-    ],
-    "max_pool": [bp.Reshape((2, 4, 4)), bp.MaxPool2d(2), bp.Flatten(), bp.Dense(8, 3)],
-    "tabular": [bp.Embeddings({1: (4, 3), 3: (3, 2)}, in_features=4), bp.Dense(7, 3)],
-    "sequence": [bp.Reshape((3,)), bp.Embedding(6, 2), bp.Flatten(), bp.Dense(6, 3)],
-}
+#: The networks exported here (every kind but the parametric activations, which
+#: test_onnx_import_layers reads back).
+EXPORTED = ("conv1d", "conv2d", "max_pool", "sequence", "tabular")
+NETWORKS = {name: NETWORKS_OF[name] for name in EXPORTED}
 #: The operators ONNX Runtime's CPU provider runs in float32 only.
 FLOAT32_ONLY = {"conv2d", "conv1d"}
-
-
-def _inputs(name: str, net: bp.Network) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    if name == "tabular":
-        numbers = rng.normal(size=(6, 2))
-        rows = [numbers[:, 0], rng.integers(0, 4, 6), numbers[:, 1], rng.integers(0, 3, 6)]
-        return np.column_stack(rows).astype(net.dtype)
-    if name == "sequence":
-        return rng.integers(0, 6, (6, 3)).astype(net.dtype)
-    return rng.normal(size=(6, net.n_features)).astype(net.dtype)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -58,8 +28,8 @@ def test_the_exported_model_computes_the_forward_pass(name: str, dtype: str) -> 
     ort = require("onnxruntime")
     from onnx.reference import ReferenceEvaluator
 
-    net = bp.Network(NETWORKS[name], loss="cross_entropy", dtype=dtype, seed=1)
-    X = _inputs(name, net)
+    net = bp.Network(NETWORKS[name](), loss="cross_entropy", dtype=dtype, seed=1)
+    X = inputs(name, net)
     model = bp.to_onnx(net, probabilities=True)
     if dtype == "float64" and name in FLOAT32_ONLY:
         out, proba = ReferenceEvaluator(model).run(None, {"input": X})
@@ -104,8 +74,8 @@ def test_the_digits_cnn_exports_for_onnx_runtime() -> None:
 
 @pytest.mark.parametrize("name", ["conv2d", "tabular"])
 def test_explain_refuses_the_layers_it_cannot_show(name: str) -> None:
-    net = bp.Network(NETWORKS[name], loss="cross_entropy")
-    X = _inputs(name, net)
+    net = bp.Network(NETWORKS[name](), loss="cross_entropy")
+    X = inputs(name, net)
     first = type(net.layers[0]).__name__
     with pytest.raises(ValueError, match=rf"explain .* cannot show layers\[0\] \({first}\)"):
         bp.explain(net, X[0], 1)
