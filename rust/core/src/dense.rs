@@ -17,6 +17,11 @@ use crate::Real;
 /// 2.1-2.7× faster at 32 rows for 512² and 2048² weights (1.3-1.7× for 784 inputs), 1.1-1.6×
 /// at 64 rows, level at 96 and slower at 128, where enough rows share the copy.
 const THIN_ROWS: usize = 64;
+/// Weights smaller than this many bytes (a core's L1 cache) take the usual path even at thin
+/// batches: copying them into gemm's panels costs next to nothing, and turning a transposed
+/// product back would be a pass of its own (about 5% of the tiny 10-32-32-1 network's steps,
+/// measured in alternating runs of the benchmark's tiny and 784-32-32-10 workloads).
+const THIN_MIN_BYTES: usize = 32 << 10;
 /// Weights larger than this many bytes do not fit in a core's L2 cache (2 MB here): a thin
 /// input-gradient product streams them (`matmul_streaming`). Measured at 32 rows: 1.5× faster
 /// or more for 1024² and 2048² weights, 10-20% slower for 512² and 784 × 512 ones, which stay
@@ -85,7 +90,7 @@ impl Dense {
         let x = Operand::new(&x[..n * fan_in], n, fan_in);
         let w = Operand::t(self.weight(params), out, fan_in);
         let bias = self.bias_offset.map(|b| &params[b..b + out]);
-        let thin = n <= THIN_ROWS;
+        let thin = n <= THIN_ROWS && std::mem::size_of_val(w.data) >= THIN_MIN_BYTES;
         let split = if thin {
             // Each thread computes a block of output features from its own rows of W.
             Split::over_threads_along(Along::Cols, n, out, fan_in, parallel)
