@@ -12,6 +12,7 @@ from layer_networks import inputs
 from optional import require
 
 import bpcore as bp
+from bpcore.bench import cnn
 
 #: The networks exported here (every kind but the parametric activations, which
 #: test_onnx_import_layers reads back).
@@ -55,17 +56,8 @@ def test_the_exported_model_computes_the_forward_pass(name: str, dtype: str) -> 
 def test_the_digits_cnn_exports_for_onnx_runtime() -> None:
     require("onnx")
     ort = require("onnxruntime")
-    layers = [
-        bp.Reshape((1, 8, 8)),
-        bp.Conv2d(1, 16, 3, padding=1),
-        bp.ReLU(),
-        bp.MaxPool2d(2),
-        bp.Conv2d(16, 32, 3, padding=1),
-        bp.ReLU(),
-        bp.MaxPool2d(2),
-        bp.Flatten(),
-        bp.Dense(128, 10),
-    ]
+    # The benchmark's digits CNN.
+    layers = cnn.layers()
     net = bp.Network(layers, loss="cross_entropy", seed=0)
     X = np.random.default_rng(3).random((300, 64)).astype(np.float32)
     session = ort.InferenceSession(bp.to_onnx(net).SerializeToString())

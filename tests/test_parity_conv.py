@@ -19,6 +19,7 @@ from parity_helpers import (
 )
 
 import bpcore as bp
+from bpcore.bench import cnn
 
 #: Small networks covering every option of the new layers: stride, padding, dilation, no
 #: bias, rectangular kernels, padded pooling, 1-d and 2-d.
@@ -152,32 +153,18 @@ def test_a_split_step_equals_the_one_thread_step() -> None:
     assert_dicts_close(results[1], results[0], "float64", "two threads vs one")
 
 
-#: The benchmark's digits CNN: channels enough that a pass is cut into several parts.
-DIGITS_CNN = [
-    bp.Reshape((1, 8, 8)),
-    bp.Conv2d(1, 16, 3, padding=1),
-    bp.ReLU(),
-    bp.MaxPool2d(2),
-    bp.Conv2d(16, 32, 3, padding=1),
-    bp.ReLU(),
-    bp.MaxPool2d(2),
-    bp.Flatten(),
-    bp.Dense(128, 10),
-]
-
-
 @pytest.mark.parametrize("batch", [32, 128])
 def test_two_threads_train_as_one_and_each_count_the_same_bits_every_run(batch: int) -> None:
     """The convolutions and poolings run in parts of samples on both threads: the gradients
     and a few epochs of training on two threads equal one thread's within float32 rounding,
     and two runs on the same thread count are equal bit for bit."""
-    X, y = _data(bp.Network(DIGITS_CNN, loss="cross_entropy"), 3 * batch + 5, "float32")
+    X, y = _data(bp.Network(cnn.layers(), loss="cross_entropy"), 3 * batch + 5, "float32")
     before = bp.get_num_threads()
     runs: dict[int, list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]] = {1: [], 2: []}
     try:
         for threads in (1, 2, 1, 2):
             bp.set_num_threads(threads)
-            net = bp.Network(DIGITS_CNN, loss="cross_entropy", dtype="float32", seed=3)
+            net = bp.Network(cnn.layers(), loss="cross_entropy", dtype="float32", seed=3)
             grads = net.gradients(X[:batch], y[:batch])
             net.fit(X, y, epochs=2, batch_size=batch, progress=False)
             runs[threads].append((grads, net.parameters()))

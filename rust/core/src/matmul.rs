@@ -170,6 +170,7 @@ pub struct Block<'a, T> {
 impl<T> Block<'_, T> {
     /// Row `r` of the whole matrix (`r` in `self.rows`), restricted to this block's columns.
     pub fn row(&mut self, r: usize) -> &mut [T] {
+        // panic-free: callers ask only for rows of the block they were handed (`zb.rows`).
         assert!(self.rows.contains(&r), "block row out of range");
         // SAFETY: the block lies inside the matrix (checked by `split_output`) and no other
         // block of the split reaches these elements; `&mut self` keeps this row unique.
@@ -220,6 +221,8 @@ pub fn split_output<T: Real>(
     split: Split,
     part: impl Fn(Block<'_, T>) + Sync,
 ) {
+    // panic-free: a soundness guard; the layers size `c` from their layout, the binding
+    // allocates it as m × n.
     assert!(c.len() >= m * n, "split_output: the matrix does not fit");
     let base = Shared(c.as_mut_ptr());
     run_blocks(m, n, split, &|rows, cols| part(base.block(n, rows, cols)));
@@ -235,6 +238,7 @@ pub fn split_pair<T: Real>(
     split: Split,
     part: impl Fn(Block<'_, T>, Block<'_, T>) + Sync,
 ) {
+    // panic-free: a soundness guard; the layers size both from their layout.
     assert!(
         c.len() >= m * n && d.len() >= m * n,
         "split_pair: the matrices do not fit"
@@ -316,6 +320,7 @@ fn product_block_over<T: Real>(
     let (k2, n) = b.shape();
     let (rows, cols) = (block.rows.clone(), block.cols.clone());
     // Soundness guard for the unsafe call below, not a user-input check: callers size buffers.
+    // panic-free: the layers' shapes come from their layout, and the binding checks a, b.
     assert!(
         k == k2
             && a.data.len() >= m * k
@@ -387,6 +392,7 @@ pub fn product_columns_transposed<T: Real>(
     let (m, k) = a.shape();
     let (k2, n) = b.shape();
     // Soundness guard for the unsafe call below, as in `product_block`.
+    // panic-free: only the dense layer calls it, with shapes from its layout.
     assert!(
         k == k2
             && a.data.len() >= m * k

@@ -212,6 +212,8 @@ impl Team {
         }
         self.busy.store(false, Ordering::Release);
         if let Some(payload) = job.panic.lock().ok().and_then(|mut p| p.take()) {
+            // panic-free: re-raises only a part's own panic, and no part panics on user input
+            // (the binding's guard would turn one into a Python exception).
             resume_unwind(payload);
         }
     }
