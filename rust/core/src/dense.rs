@@ -5,23 +5,32 @@
 
 use crate::activation::Activation;
 use crate::matmul::{
-    matmul, matmul_streaming, product_block, product_columns_transposed, split_output, split_pair,
-    Along, Block, Operand, Split,
+    matmul_streaming, matmul_then, product_block, product_columns_transposed, split_output,
+    split_pair, Along, Block, Operand, Split,
 };
 use crate::scratch::with_scratch;
+use crate::threads::Disjoint;
 use crate::Real;
 
-/// Batches of at most this many rows are thin: the forward product is computed transposed
-/// (`product_columns_transposed`), reading the weights in place instead of copying them into
-/// gemm's panels first, and turned back while the bias is added. Measured here on one core:
-/// 2.1-2.7× faster at 32 rows for 512² and 2048² weights (1.3-1.7× for 784 inputs), 1.1-1.6×
-/// at 64 rows, level at 96 and slower at 128, where enough rows share the copy.
+/// Batches of at most this many rows against weights of at least this many bytes (a core's L1
+/// cache) take the forward product computed transposed, `zᵀ = W xᵀ`
+/// (`product_columns_transposed`), turned back while the bias is added.
+/// Written as `z = x Wᵀ`, gemm reads the stored weights (out × in) as a row-major left operand,
+/// which it packs by strided gathers that wait on memory once the weights outgrow the cache;
+/// written transposed, its kernels run along the batch and read `W` where it lies, row by row,
+/// copying only `x`. Measured on the product alone (one core of an AMD EPYC with AVX-512):
+/// 1.5-1.6× faster at 256 rows against 2048 × 2048 and 2048 × 1024 weights, 1.15× against
+/// 512 × 512, 1.05× for 784 × 256 at 128 rows, 1.5× for 784 × 256 and 6× for 2048 × 2048 at
+/// 32 rows. From 512 rows on, enough rows share each packed panel of `W` that the usual path
+/// catches up (1.05-1.2× slower transposed at 1024 rows against 784 × 256 and 512 × 512
+/// weights). Smaller weights take the usual path: copying them into gemm's panels costs next
+/// to nothing, and turning a transposed product back would be a pass of its own (about 5% of
+/// the tiny 10-32-32-1 network's steps).
+const TRANSPOSED_MAX_ROWS: usize = 256;
+const TRANSPOSED_MIN_BYTES: usize = 32 << 10;
+/// Batches of at most this many rows are thin: their input gradient against weights larger
+/// than `STREAM_BYTES` streams the weights.
 const THIN_ROWS: usize = 64;
-/// Weights smaller than this many bytes (a core's L1 cache) take the usual path even at thin
-/// batches: copying them into gemm's panels costs next to nothing, and turning a transposed
-/// product back would be a pass of its own (about 5% of the tiny 10-32-32-1 network's steps,
-/// measured in alternating runs of the benchmark's tiny and 784-32-32-10 workloads).
-const THIN_MIN_BYTES: usize = 32 << 10;
 /// Weights larger than this many bytes do not fit in a core's L2 cache (2 MB here): a thin
 /// input-gradient product streams them (`matmul_streaming`). Measured at 32 rows: 1.5× faster
 /// or more for 1024² and 2048² weights, 10-20% slower for 512² and 784 × 512 ones, which stay
@@ -90,15 +99,16 @@ impl Dense {
         let x = Operand::new(&x[..n * fan_in], n, fan_in);
         let w = Operand::t(self.weight(params), out, fan_in);
         let bias = self.bias_offset.map(|b| &params[b..b + out]);
-        let thin = n <= THIN_ROWS && std::mem::size_of_val(w.data) >= THIN_MIN_BYTES;
-        let split = if thin {
+        let transposed =
+            n <= TRANSPOSED_MAX_ROWS && std::mem::size_of_val(w.data) >= TRANSPOSED_MIN_BYTES;
+        let split = if transposed {
             // Each thread computes a block of output features from its own rows of W.
             Split::over_threads_along(Along::Cols, n, out, fan_in, parallel)
         } else {
             Split::over_threads(n, out, fan_in, parallel)
         };
         let product = |block: &mut Block<'_, T>| {
-            if thin {
+            if transposed {
                 let cols = block.cols.clone();
                 with_scratch(n * cols.len(), |zt| {
                     product_columns_transposed(zt, x, w, cols.clone());
@@ -135,7 +145,10 @@ impl Dense {
     }
 
     /// Given δ = ∂L/∂z (n × out) and the forward's input `x`, writes ∂L/∂W and ∂L/∂b into
-    /// `grads` (at this layer's offsets) and, when asked, ∂L/∂x (n × in) into `dx`.
+    /// `grads` (at this layer's offsets) and, when asked, ∂L/∂x (n × in) into `dx` — or, with
+    /// `below`, the gradient one step further down: ∂L/∂x times the derivative of the
+    /// activation whose output `x` is, applied to each thread's block of the product while it
+    /// is in cache, in place of a pass of its own on one thread.
     // Each argument is one term of the chain rule's three products; bundling them would only
     // hide which buffer each product reads and writes.
     #[allow(clippy::too_many_arguments)]
@@ -147,36 +160,107 @@ impl Dense {
         delta: &[T],
         grads: &mut [T],
         dx: Option<&mut [T]>,
+        below: Option<Below<'_, T>>,
         parallel: bool,
     ) {
         let (fan_in, out) = (self.in_features, self.out_features);
         let delta = &delta[..n * out];
-        let w = self.weight_offset;
-        // ∂L/∂W = δᵀ x: (out × n)(n × in)
-        matmul(
-            &mut grads[w..w + self.weight_len()],
-            Operand::t(delta, n, out),
-            Operand::new(&x[..n * fan_in], n, fan_in),
-            false,
-            parallel,
-        );
-        if let Some(b) = self.bias_offset {
-            let db = &mut grads[b..b + out];
-            db.fill(T::zero());
-            for row in delta.chunks_exact(out) {
-                db.iter_mut().zip(row).for_each(|(s, &d)| *s += d);
-            }
-        }
+        self.weight_and_bias_gradients(x, n, delta, grads, parallel);
         // ∂L/∂x = δ W: (n × out)(out × in)
         if let Some(dx) = dx {
             let (dx, delta) = (&mut dx[..n * fan_in], Operand::new(delta, n, out));
             let weight = Operand::new(self.weight(params), out, fan_in);
+            let then = |block: &mut Block<'_, T>| {
+                if let Some(below) = &below {
+                    below.apply(block, fan_in);
+                }
+            };
             if n <= THIN_ROWS && std::mem::size_of_val(weight.data) > STREAM_BYTES {
-                matmul_streaming(dx, delta, weight, parallel);
+                matmul_streaming(dx, delta, weight, parallel, then);
             } else {
-                matmul(dx, delta, weight, false, parallel);
+                matmul_then(dx, delta, weight, false, parallel, then);
             }
         }
+    }
+
+    /// ∂L/∂W = δᵀ x, (out × n)(n × in), and ∂L/∂b = Σ_batch δ, in one job on the team: each
+    /// block of ∂L/∂W also sums the bias gradient of its share of the output features (its own
+    /// rows of ∂L/∂W, or a proportional share when the blocks are columns), row after row of δ
+    /// as one thread would, so the bits do not depend on the split.
+    fn weight_and_bias_gradients<T: Real>(
+        &self,
+        x: &[T],
+        n: usize,
+        delta: &[T],
+        grads: &mut [T],
+        parallel: bool,
+    ) {
+        let (fan_in, out) = (self.in_features, self.out_features);
+        let (dw, db) = self.gradient_slices(grads);
+        let (dt, x) = (
+            Operand::t(delta, n, out),
+            Operand::new(&x[..n * fan_in], n, fan_in),
+        );
+        let split = Split::over_threads(out, fan_in, n, parallel);
+        let db = db.map(Disjoint::new);
+        split_output(dw, out, fan_in, split, |mut block| {
+            product_block(&mut block, dt, x, false);
+            let Some(db) = &db else { return };
+            let features = match split.along {
+                Along::Rows => block.rows.clone(),
+                Along::Cols => block.cols.start * out / fan_in..block.cols.end * out / fan_in,
+            };
+            // SAFETY: the blocks of one split are disjoint ranges of rows, or of columns whose
+            // proportional shares of 0..out are disjoint too; each block sums its own.
+            let sums = unsafe { db.range(features.clone()) };
+            sums.fill(T::zero());
+            for row in delta.chunks_exact(out) {
+                let row = &row[features.clone()];
+                sums.iter_mut().zip(row).for_each(|(s, &d)| *s += d);
+            }
+        });
+    }
+
+    /// This layer's weight gradient and, if it has a bias, its bias gradient, in `grads`.
+    fn gradient_slices<'a, T>(&self, grads: &'a mut [T]) -> (&'a mut [T], Option<&'a mut [T]>) {
+        let (w, len) = (self.weight_offset, self.weight_len());
+        let Some(b) = self.bias_offset else {
+            return (&mut grads[w..w + len], None);
+        };
+        let out = self.out_features;
+        if b >= w + len {
+            let (low, high) = grads.split_at_mut(b);
+            (&mut low[w..w + len], Some(&mut high[..out]))
+        } else {
+            let (low, high) = grads.split_at_mut(w);
+            (&mut high[..len], Some(&mut low[b..b + out]))
+        }
+    }
+}
+
+/// The activation below a dense layer, whose input `x` is that activation's output `h`, from
+/// `z`: its derivative is applied to the dense layer's input gradient block by block.
+#[derive(Debug, Clone, Copy)]
+pub struct Below<'a, T> {
+    pub activation: Activation,
+    /// The activation's input and output (n × in).
+    pub z: &'a [T],
+    pub h: &'a [T],
+}
+
+impl<T: Real> Below<'_, T> {
+    /// ∂L/∂z = ∂L/∂h ⊙ f'(z) over `block` of ∂L/∂h, rows of `width`, in place.
+    fn apply(&self, block: &mut Block<'_, T>, width: usize) {
+        let cols = block.cols.clone();
+        with_scratch(cols.len(), |dh: &mut [T]| {
+            for r in block.rows.clone() {
+                let at = r * width + cols.start..r * width + cols.end;
+                let dz = block.row(r);
+                dh.copy_from_slice(dz);
+                self.activation
+                    .backward(&self.z[at.clone()], &self.h[at], dh, dz);
+            }
+        });
     }
 }
 
@@ -225,7 +309,16 @@ mod tests {
         let delta = [1.0, 0.0, 0.5, 2.0];
         let mut grads = [0.0; 8];
         let mut dx = [0.0; 6];
-        layer.backward(&params, &x, 2, &delta, &mut grads, Some(&mut dx), false);
+        layer.backward(
+            &params,
+            &x,
+            2,
+            &delta,
+            &mut grads,
+            Some(&mut dx),
+            None,
+            false,
+        );
         // dW = δᵀ x
         assert_eq!(&grads[..6], &[2.0, 0.5, -1.0, 4.0, 2.0, 0.0]);
         assert_eq!(&grads[6..], &[1.5, 2.0]);
@@ -262,32 +355,90 @@ mod tests {
     }
 
     #[test]
-    fn thin_and_wide_batches_give_the_product_with_bias_and_activation() {
-        let (fan_in, out) = (300, 170);
-        let (layer, params) = layer_and_params(fan_in, out);
-        let w = &params[3..3 + fan_in * out];
-        let b = &params[3 + fan_in * out..];
-        // 1, 32 and 64 rows take the thin path, 65 and 130 the other; both split over threads.
-        for n in [1, 32, 64, 65, 130] {
-            // What an earlier product left in this thread's scratch must not leak into z.
-            with_scratch::<f64, _>(n * out, |left_over| left_over.fill(f64::NAN));
-            let x: Vec<f64> = (0..n * fan_in).map(|i| (i as f64 * 0.37).sin()).collect();
-            let want = naive_forward(&x, w, b, n, fan_in);
-            for parallel in [false, true] {
-                let mut z = vec![f64::NAN; n * out];
-                layer.forward(&params, &x, n, &mut z, parallel);
-                for (got, want) in z.iter().zip(&want) {
-                    assert!((got - want).abs() < 1e-12, "{n} rows: {got} vs {want}");
+    fn both_forward_paths_give_the_product_with_bias_and_activation() {
+        // 300 × 170 f64 weights (408 KB) take the transposed product up to 256 rows, 30 × 20
+        // (4.8 KB) the usual one; every batch size splits over threads when it is worth it.
+        for (fan_in, out) in [(300, 170), (30, 20)] {
+            let (layer, params) = layer_and_params(fan_in, out);
+            let w = &params[3..3 + fan_in * out];
+            let b = &params[3 + fan_in * out..];
+            for n in [1, 32, 64, 65, 256, 257, 600] {
+                // What an earlier product left in this thread's scratch must not leak into z.
+                with_scratch::<f64, _>(n * out, |left_over| left_over.fill(f64::NAN));
+                let x: Vec<f64> = (0..n * fan_in).map(|i| (i as f64 * 0.37).sin()).collect();
+                let want = naive_forward(&x, w, b, n, fan_in);
+                for parallel in [false, true] {
+                    let mut z = vec![f64::NAN; n * out];
+                    layer.forward(&params, &x, n, &mut z, parallel);
+                    for (got, want) in z.iter().zip(&want) {
+                        assert!((got - want).abs() < 1e-12, "{n} rows: {got} vs {want}");
+                    }
+                    let mut h = vec![f64::NAN; n * out];
+                    let then = Then::Activate(Activation::Relu, &mut h);
+                    let mut z2 = vec![f64::NAN; n * out];
+                    layer.forward_then(&params, &x, n, &mut z2, then, parallel);
+                    assert_eq!(z, z2);
+                    assert!(h.iter().zip(&z).all(|(h, z)| *h == z.max(0.0)));
+                    let mut again = vec![0.0; n * out];
+                    layer.forward(&params, &x, n, &mut again, parallel);
+                    assert_eq!(z, again, "the same call gives the same bits");
                 }
-                let mut h = vec![f64::NAN; n * out];
-                let then = Then::Activate(Activation::Relu, &mut h);
-                let mut z2 = vec![f64::NAN; n * out];
-                layer.forward_then(&params, &x, n, &mut z2, then, parallel);
-                assert_eq!(z, z2);
-                assert!(h.iter().zip(&z).all(|(h, z)| *h == z.max(0.0)));
-                let mut again = vec![0.0; n * out];
-                layer.forward(&params, &x, n, &mut again, parallel);
-                assert_eq!(z, again, "the same call gives the same bits");
+            }
+        }
+    }
+
+    #[test]
+    fn the_activation_below_rides_along_the_input_gradient() {
+        // ∂L/∂W of 170 × 300 (split into blocks of columns) and of 300 × 170 (blocks of rows),
+        // so that both ways of sharing the bias gradient out are taken.
+        for (fan_in, out) in [(300, 170), (170, 300)] {
+            let (layer, params) = layer_and_params(fan_in, out);
+            let n = 96;
+            let z: Vec<f64> = (0..n * fan_in).map(|i| (i as f64 * 0.37).sin()).collect();
+            let mut h = vec![0.0; z.len()];
+            Activation::Tanh.forward(&z, &mut h);
+            let delta: Vec<f64> = (0..n * out).map(|i| (i as f64 * 0.11).cos()).collect();
+            // One thread, the activation's backward a pass of its own.
+            let mut want_grads = vec![0.0; params.len()];
+            let mut dh = vec![0.0; n * fan_in];
+            layer.backward(
+                &params,
+                &h,
+                n,
+                &delta,
+                &mut want_grads,
+                Some(&mut dh),
+                None,
+                false,
+            );
+            let mut want_dz = vec![0.0; n * fan_in];
+            Activation::Tanh.backward(&z, &h, &dh, &mut want_dz);
+            for parallel in [false, true] {
+                let below = Below {
+                    activation: Activation::Tanh,
+                    z: &z,
+                    h: &h,
+                };
+                let mut grads = vec![f64::NAN; params.len()];
+                let mut dz = vec![f64::NAN; n * fan_in];
+                layer.backward(
+                    &params,
+                    &h,
+                    n,
+                    &delta,
+                    &mut grads,
+                    Some(&mut dz),
+                    Some(below),
+                    parallel,
+                );
+                let bias = 3 + fan_in * out..;
+                assert_eq!(grads[bias.clone()], want_grads[bias], "the bias's bits");
+                for (got, want) in grads[3..].iter().zip(&want_grads[3..]) {
+                    assert!((got - want).abs() < 1e-12, "∂L/∂W: {got} vs {want}");
+                }
+                for (got, want) in dz.iter().zip(&want_dz) {
+                    assert!((got - want).abs() < 1e-12, "∂L/∂z: {got} vs {want}");
+                }
             }
         }
     }
@@ -302,7 +453,16 @@ mod tests {
         let delta: Vec<f64> = (0..n * out).map(|i| (i as f64 * 0.23).sin()).collect();
         let mut grads = vec![0.0; params.len()];
         let mut dx = vec![f64::NAN; n * fan_in];
-        layer.backward(&params, &x, n, &delta, &mut grads, Some(&mut dx), true);
+        layer.backward(
+            &params,
+            &x,
+            n,
+            &delta,
+            &mut grads,
+            Some(&mut dx),
+            None,
+            true,
+        );
         for r in 0..n {
             for j in 0..fan_in {
                 let want: f64 = (0..out)

@@ -286,11 +286,25 @@ pub fn matmul<T: Real>(
     accumulate: bool,
     parallel: bool,
 ) {
+    matmul_then(c, a, b, accumulate, parallel, |_| {});
+}
+
+/// `matmul`, then `then` on each block of `c` on the thread that computed it, while the block
+/// is in that core's cache (an activation's derivative applied to a layer's input gradient).
+pub fn matmul_then<T: Real>(
+    c: &mut [T],
+    a: Operand<'_, T>,
+    b: Operand<'_, T>,
+    accumulate: bool,
+    parallel: bool,
+    then: impl Fn(&mut Block<'_, T>) + Sync,
+) {
     let (m, k) = a.shape();
     let (_, n) = b.shape();
     let split = Split::over_threads(m, n, k, parallel);
     split_output(c, m, n, split, |mut block| {
-        product_block(&mut block, a, b, accumulate)
+        product_block(&mut block, a, b, accumulate);
+        then(&mut block);
     });
 }
 
@@ -378,11 +392,10 @@ fn product_block_over<T: Real>(
 /// Columns `cols` of `a · b`, all `m` rows, written transposed into `ct`: row `j - cols.start`
 /// of `ct` (row-major, `cols.len() × m`) is column `j` of the product.
 ///
-/// For a thin product (few rows) against a `b` stored transposed, as a dense layer's forward
-/// `x Wᵀ` at a small batch: written as `c`, gemm's kernels run along `c`'s rows and must first
-/// copy every row of `W` into a transposed panel — a pass over the weights as long as the
-/// product itself when `m` is 32. Written as `cᵀ` they run along the batch and read `W` where
-/// it lies, row by row, copying only the small `a`.
+/// For a product against a `b` stored transposed, as a dense layer's forward `x Wᵀ`: written
+/// as `c`, gemm reads the stored `W` as a row-major left operand, packed by strided gathers
+/// that wait on memory once `W` outgrows the cache. Written as `cᵀ` its kernels run along the
+/// batch and read `W` where it lies, row by row, copying only `a`.
 pub fn product_columns_transposed<T: Real>(
     ct: &mut [T],
     a: Operand<'_, T>,
@@ -450,14 +463,16 @@ const STREAM_ROWS: usize = 64;
 /// rows, which the hardware prefetchers do not follow: without the hint each run waits on
 /// memory (a dense layer's input gradient `δ W` with 2048 × 2048 weights at batch 32 ran at a
 /// third of the rate of the same product on cached weights).
+/// `then` runs on each block of `c` once its sums are complete, as in `matmul_then`.
 pub fn matmul_streaming<T: Real>(
     c: &mut [T],
     a: Operand<'_, T>,
     b: Operand<'_, T>,
     parallel: bool,
+    then: impl Fn(&mut Block<'_, T>) + Sync,
 ) {
     if b.transposed {
-        return matmul(c, a, b, false, parallel);
+        return matmul_then(c, a, b, false, parallel, then);
     }
     let (m, k) = a.shape();
     let (_, n) = b.shape();
@@ -478,6 +493,7 @@ pub fn matmul_streaming<T: Real>(
             }
             start = end;
         }
+        then(&mut block);
     });
 }
 
@@ -605,15 +621,17 @@ mod tests {
         let b: Vec<f64> = (0..k * n).map(|i| (i as f64 * 0.13).cos()).collect();
         let want = naive(&a, &b, m, n, k);
         for parallel in [false, true] {
+            // `then` doubles each block: it must see the whole sums, not a chunk's.
+            let double = |block: &mut Block<'_, f64>| {
+                for r in block.rows.clone() {
+                    block.row(r).iter_mut().for_each(|v| *v *= 2.0);
+                }
+            };
             let mut c = vec![f64::NAN; m * n];
-            matmul_streaming(
-                &mut c,
-                Operand::new(&a, m, k),
-                Operand::new(&b, k, n),
-                parallel,
-            );
+            let (ao, bo) = (Operand::new(&a, m, k), Operand::new(&b, k, n));
+            matmul_streaming(&mut c, ao, bo, parallel, double);
             for (x, y) in c.iter().zip(&want) {
-                assert!((x - y).abs() < 1e-12, "{x} vs {y}");
+                assert!((x - 2.0 * y).abs() < 1e-12, "{x} vs 2 × {y}");
             }
         }
     }

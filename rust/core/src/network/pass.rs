@@ -4,7 +4,7 @@
 use super::layout::Layer;
 use super::metrics::MetricSums;
 use crate::activation::Activation;
-use crate::dense::Then;
+use crate::dense::{Below, Then};
 use crate::dropout::MaskKey;
 use crate::loss;
 use crate::{LossSpec, Real, Result, Samples};
@@ -203,7 +203,9 @@ impl<T: Real> Model<'_, T> {
             col,
             ..
         } = work;
-        for i in (0..self.layers.len()).rev() {
+        let mut i = self.layers.len();
+        while i > 0 {
+            i -= 1;
             let input: &[T] = if i == 0 { x } else { &outputs[i - 1] };
             // The input's gradient is only needed when a layer below it has parameters.
             let need_dx = self.layers[..i].iter().any(Layer::has_params);
@@ -211,7 +213,33 @@ impl<T: Real> Model<'_, T> {
             match &self.layers[i] {
                 Layer::Dense(d) => {
                     let dx = need_dx.then_some(&mut delta_next[..]);
-                    d.backward(self.params, input, n, &delta[..], grads, dx, parallel);
+                    // The activation below rides along the input gradient's product: each
+                    // thread applies its derivative to its block, and the loop skips it.
+                    let below = match (need_dx, i.checked_sub(1).map(|b| &self.layers[b])) {
+                        (true, Some(Layer::Activation(activation))) => {
+                            let z = if i == 1 { x } else { &outputs[i - 2][..] };
+                            Some(Below {
+                                activation: *activation,
+                                z: &z[..len],
+                                h: &input[..len],
+                            })
+                        }
+                        _ => None,
+                    };
+                    let fused = below.is_some();
+                    d.backward(
+                        self.params,
+                        input,
+                        n,
+                        &delta[..],
+                        grads,
+                        dx,
+                        below,
+                        parallel,
+                    );
+                    if fused {
+                        i -= 1;
+                    }
                 }
                 Layer::Activation(a) if need_dx => {
                     a.backward(
