@@ -117,6 +117,11 @@ impl Activation {
         backward_simd(*self, z, h, dh, dz)
     }
 
+    /// `backward` with ∂L/∂h in `d`, overwritten by ∂L/∂z.
+    pub fn backward_in_place<T: Real>(&self, z: &[T], h: &[T], d: &mut [T]) {
+        backward_in_place_simd(*self, z, h, d)
+    }
+
     /// f itself, handed to `each` once per call so that the loop over elements is compiled
     /// for one activation at a time.
     #[inline(always)]
@@ -154,59 +159,52 @@ impl Activation {
         }
     }
 
+    /// f' times the incoming gradient, handed to `each` once per call (as `forward_with`):
+    /// `d(z, h, g)` is ∂L/∂z for the input `z`, output `h` and incoming gradient `g`.
     #[inline(always)]
-    fn backward_each<T: Real>(&self, z: &[T], h: &[T], dh: &[T], dz: &mut [T]) {
+    fn backward_with<T: Real, E: Chain<T>>(&self, each: E) {
         let (zero, one) = (T::zero(), T::one());
-        let each = z.iter().zip(dh).zip(dz.iter_mut());
         match *self {
-            Activation::Relu => each.for_each(|((&z, &g), d)| *d = if z > zero { g } else { zero }),
+            Activation::Relu => each.map(|z, _, g| if z > zero { g } else { zero }),
             Activation::LeakyRelu { negative_slope } => {
                 let s = T::of(negative_slope);
-                each.for_each(|((&z, &g), d)| *d = if z > zero { g } else { g * s })
+                each.map(move |z, _, g| if z > zero { g } else { g * s })
             }
-            Activation::Sigmoid => h
-                .iter()
-                .zip(dh)
-                .zip(dz.iter_mut())
-                .for_each(|((&h, &g), d)| *d = g * h * (one - h)),
-            Activation::Tanh => h
-                .iter()
-                .zip(dh)
-                .zip(dz.iter_mut())
-                .for_each(|((&h, &g), d)| *d = g * (one - h * h)),
+            Activation::Sigmoid => each.map(|_, h, g| g * h * (one - h)),
+            Activation::Tanh => each.map(|_, h, g| g * (one - h * h)),
             Activation::Gelu => {
                 // d/dz [z Φ(z)] = Φ(z) + z φ(z)
                 let inv_sqrt2 = T::of(std::f64::consts::FRAC_1_SQRT_2);
                 let (half, c) = (T::of(0.5), T::of(INV_SQRT_2PI));
-                each.for_each(|((&z, &g), d)| {
+                each.map(move |z, _, g| {
                     let cdf = half * (one + (z * inv_sqrt2).erf());
                     let pdf = c * (-half * z * z).exp();
-                    *d = g * (cdf + z * pdf)
+                    g * (cdf + z * pdf)
                 })
             }
             Activation::Elu { alpha } => {
                 let a = T::of(alpha);
-                each.for_each(|((&z, &g), d)| *d = if z > zero { g } else { g * a * z.exp() })
+                each.map(move |z, _, g| if z > zero { g } else { g * a * z.exp() })
             }
             Activation::Softplus { beta, threshold } => {
                 let (b, t) = (T::of(beta), T::of(threshold));
-                each.for_each(|((&z, &g), d)| *d = if z * b > t { g } else { g * sigmoid(z * b) })
+                each.map(move |z, _, g| if z * b > t { g } else { g * sigmoid(z * b) })
             }
             Activation::Silu => {
                 // d/dz [z σ(z)] = σ(z) (1 + z (1 - σ(z)))
-                each.for_each(|((&z, &g), d)| {
+                each.map(|z, _, g| {
                     let s = sigmoid(z);
-                    *d = g * s * (one + z * (one - s))
+                    g * s * (one + z * (one - s))
                 })
             }
             Activation::Mish => {
                 // d/dz [z t], t = tanh(softplus(z)): t + z (1 - t²) σ(z), as torch's kernel
-                each.for_each(|((&z, &g), d)| {
+                each.map(|z, _, g| {
                     let t = mish_gate(z);
-                    *d = g * (t + z * (one - t * t) * sigmoid(z))
+                    g * (t + z * (one - t * t) * sigmoid(z))
                 })
             }
-            Activation::Identity => dz.copy_from_slice(dh),
+            Activation::Identity => each.map(|_, _, g| g),
         }
     }
 }
@@ -253,7 +251,53 @@ impl<T: Copy> Elementwise<T> for InPlace<'_, T> {
 
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 fn backward_simd<T: Real>(act: Activation, z: &[T], h: &[T], dh: &[T], dz: &mut [T]) {
-    act.backward_each(z, h, dh, dz)
+    act.backward_with(Apart { z, h, dh, dz })
+}
+
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn backward_in_place_simd<T: Real>(act: Activation, z: &[T], h: &[T], d: &mut [T]) {
+    act.backward_with(Inside { z, h, d })
+}
+
+/// Where the chain rule's element-wise step reads and writes: `map(f)` sets each ∂L/∂z to
+/// `f(z, h, ∂L/∂h)`.
+trait Chain<T> {
+    fn map(self, f: impl Fn(T, T, T) -> T);
+}
+
+/// ∂L/∂h read from one buffer, ∂L/∂z written into another.
+struct Apart<'a, T> {
+    z: &'a [T],
+    h: &'a [T],
+    dh: &'a [T],
+    dz: &'a mut [T],
+}
+
+impl<T: Copy> Chain<T> for Apart<'_, T> {
+    #[inline(always)]
+    fn map(self, f: impl Fn(T, T, T) -> T) {
+        let inputs = self.z.iter().zip(self.h).zip(self.dh);
+        for (((&z, &h), &g), d) in inputs.zip(self.dz.iter_mut()) {
+            *d = f(z, h, g)
+        }
+    }
+}
+
+/// ∂L/∂h overwritten by ∂L/∂z in one buffer.
+struct Inside<'a, T> {
+    z: &'a [T],
+    h: &'a [T],
+    d: &'a mut [T],
+}
+
+impl<T: Copy> Chain<T> for Inside<'_, T> {
+    #[inline(always)]
+    fn map(self, f: impl Fn(T, T, T) -> T) {
+        let inputs = self.z.iter().zip(self.h);
+        for ((&z, &h), d) in inputs.zip(self.d.iter_mut()) {
+            *d = f(z, h, *d)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -281,6 +325,21 @@ mod tests {
         Activation::Mish,
         Activation::Identity,
     ];
+
+    #[test]
+    fn backward_in_place_gives_the_bits_of_backward() {
+        let z: Vec<f64> = (0..37).map(|i| (i as f64 - 18.0) * 0.31).collect();
+        let dh: Vec<f64> = (0..37).map(|i| (i as f64 * 0.7).cos()).collect();
+        for act in ALL {
+            let mut h = vec![0.0; z.len()];
+            act.forward(&z, &mut h);
+            let mut dz = vec![0.0; z.len()];
+            act.backward(&z, &h, &dh, &mut dz);
+            let mut d = dh.clone();
+            act.backward_in_place(&z, &h, &mut d);
+            assert_eq!(d, dz, "{act:?}");
+        }
+    }
 
     #[test]
     fn backward_matches_central_differences() {

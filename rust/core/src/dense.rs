@@ -251,16 +251,21 @@ pub struct Below<'a, T> {
 impl<T: Real> Below<'_, T> {
     /// ∂L/∂z = ∂L/∂h ⊙ f'(z) over `block` of ∂L/∂h, rows of `width`, in place.
     fn apply(&self, block: &mut Block<'_, T>, width: usize) {
-        let cols = block.cols.clone();
-        with_scratch(cols.len(), |dh: &mut [T]| {
-            for r in block.rows.clone() {
-                let at = r * width + cols.start..r * width + cols.end;
-                let dz = block.row(r);
-                dh.copy_from_slice(dz);
-                self.activation
-                    .backward(&self.z[at.clone()], &self.h[at], dh, dz);
-            }
-        });
+        let (rows, cols) = (block.rows.clone(), block.cols.clone());
+        if cols == (0..width) {
+            // Whole rows lie one after another: one call over them all.
+            let at = rows.start * width..rows.end * width;
+            let d = block.rows_in_place();
+            self.activation
+                .backward_in_place(&self.z[at.clone()], &self.h[at], d);
+            return;
+        }
+        for r in rows {
+            let at = r * width + cols.start..r * width + cols.end;
+            let d = block.row(r);
+            self.activation
+                .backward_in_place(&self.z[at.clone()], &self.h[at], d);
+        }
     }
 }
 

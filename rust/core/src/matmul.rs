@@ -182,6 +182,23 @@ impl<T> Block<'_, T> {
         }
     }
 
+    /// The block's rows as one slice, for a block of whole rows (all the matrix's columns),
+    /// which lie one after another.
+    pub fn rows_in_place(&mut self) -> &mut [T] {
+        // panic-free: callers ask only for blocks of whole rows (their columns checked).
+        assert!(
+            self.cols.start == 0 && self.cols.end == self.stride,
+            "not a block of whole rows"
+        );
+        // SAFETY: as for `row`: the rows lie inside the matrix and belong to this block alone.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.base.add(self.rows.start * self.stride),
+                self.rows.len() * self.stride,
+            )
+        }
+    }
+
     /// Pointer to the block's first element (for gemm), and the whole matrix's row stride.
     fn raw(&mut self) -> (*mut T, usize) {
         // SAFETY: inside the matrix, as for `row`.
