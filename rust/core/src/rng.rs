@@ -45,13 +45,18 @@ impl Rng {
     /// Uniform integer in `0..bound` (`bound > 0`), without modulo bias (Lemire's method).
     pub fn below(&mut self, bound: usize) -> usize {
         let bound = bound as u64;
-        loop {
-            let m = (self.next_u64() as u128) * (bound as u128);
-            let low = m as u64;
-            if low >= bound.wrapping_neg() % bound.max(1) {
-                return (m >> 64) as usize;
+        let mut m = (self.next_u64() as u128) * (bound as u128);
+        // A draw is refused when its low half is below 2^64 mod bound, which is below bound:
+        // the division that finds it is only needed for the rare draw whose low half is too
+        // (Lemire's method; the accepted draws, and so the stream, are the same as always
+        // dividing). The division costs more than the rest of a shuffle's step.
+        if (m as u64) < bound {
+            let threshold = bound.wrapping_neg() % bound.max(1);
+            while (m as u64) < threshold {
+                m = (self.next_u64() as u128) * (bound as u128);
             }
         }
+        (m >> 64) as usize
     }
 
     /// Shuffles `items` in place (Fisher–Yates).
@@ -105,6 +110,34 @@ mod tests {
         }
         for c in counts {
             assert!((9_000..11_000).contains(&c), "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn below_draws_what_dividing_every_time_draws() {
+        // The textbook form: the threshold computed for every draw.
+        fn below_by_division(r: &mut Rng, bound: u64) -> u64 {
+            loop {
+                let m = (r.next_u64() as u128) * (bound as u128);
+                if (m as u64) >= bound.wrapping_neg() % bound {
+                    return (m >> 64) as u64;
+                }
+            }
+        }
+        // Bounds past 2^63 refuse nearly half of all draws, so the loop is taken too.
+        for bound in [1u64, 2, 3, 7, 1000, 16_384, (1 << 63) + 1, u64::MAX - 5] {
+            let (mut a, mut b) = (Rng::new(11), Rng::new(11));
+            for _ in 0..2000 {
+                assert_eq!(
+                    a.below(bound as usize) as u64,
+                    below_by_division(&mut b, bound)
+                );
+            }
+            assert_eq!(
+                a.state(),
+                b.state(),
+                "bound {bound}: the same draws consumed"
+            );
         }
     }
 
