@@ -3,7 +3,8 @@
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
 use bpcore_core::{Network, NetworkSpec, Real};
-use numpy::{Element, PyArray1, PyArrayMethods, PyUntypedArrayMethods};
+use numpy::ndarray::Array2;
+use numpy::{Element, IntoPyArray, PyArray1, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -75,10 +76,11 @@ fn forward<T: Real + Element>(
     // panic-free: check_output_memory bounded n × output width by 2^40.
     let mut out = vec![T::zero(); n * w];
     py.detach(|| guarded(|| net.forward(xs, n, &mut out)))?;
-    Ok(PyArray1::from_vec(py, out)
-        .reshape([n, w])?
-        .into_any()
-        .unbind())
+    // Made (n, w) at once: a 1-d array reshaped would be a second array object, a few per
+    // cent of a one-sample call.
+    let out = Array2::from_shape_vec((n, w), out)
+        .map_err(|e| PyValueError::new_err(format!("outputs: {e}")))?;
+    Ok(out.into_pyarray(py).into_any().unbind())
 }
 
 fn loss<T: Real + Element>(
