@@ -27,6 +27,7 @@ use crate::Real;
 /// to nothing, and turning a transposed product back would be a pass of its own (about 5% of
 /// the tiny 10-32-32-1 network's steps).
 const TRANSPOSED_MAX_ROWS: usize = 256;
+/// The size of weights from which the forward is computed transposed (see above).
 const TRANSPOSED_MIN_BYTES: usize = 32 << 10;
 /// Batches of at most this many rows are thin: their input gradient against weights larger
 /// than `STREAM_BYTES` streams the weights.
