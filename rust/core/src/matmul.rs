@@ -378,22 +378,56 @@ fn product_block_over<T: Real>(
     // strides stay inside for the block's extent and ks; `c`'s block is this thread's alone
     // (see `Block`); T is f32 or f64, which gemm supports.
     unsafe {
-        gemm::gemm(
-            rows.len(),
-            cols.len(),
-            ks.len(),
-            c_ptr,
-            1,
-            c_rs as isize,
+        gemm_into(
+            (rows.len(), cols.len(), ks.len()),
+            (c_ptr, c_rs as isize, 1),
             acc,
-            a.data
-                .as_ptr()
-                .offset(rows.start as isize * a_rs + ks.start as isize * a_cs),
+            (
+                a.data
+                    .as_ptr()
+                    .offset(rows.start as isize * a_rs + ks.start as isize * a_cs),
+                a_rs,
+                a_cs,
+            ),
+            (
+                b.data
+                    .as_ptr()
+                    .offset(cols.start as isize * b_cs + ks.start as isize * b_rs),
+                b_rs,
+                b_cs,
+            ),
+        )
+    }
+}
+
+/// `c = a · b`, or `c += a · b` when `acc`, for an `m × n` output of `k`-long sums on this
+/// thread: gemm's call with each matrix given as (first element, row stride, column stride).
+///
+/// # Safety
+/// Each pointer with its strides must stay inside its matrix's allocation for the shape
+/// (`c` m × n, `a` m × k, `b` k × n), `c` reached by nothing else for the call, and `T` f32 or
+/// f64.
+unsafe fn gemm_into<T: Real>(
+    (m, n, k): (usize, usize, usize),
+    (c, c_rs, c_cs): (*mut T, isize, isize),
+    acc: bool,
+    (a, a_rs, a_cs): (*const T, isize, isize),
+    (b, b_rs, b_cs): (*const T, isize, isize),
+) {
+    // SAFETY: the caller's contract above is gemm's own.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c,
+            c_cs,
+            c_rs,
+            acc,
+            a,
             a_cs,
             a_rs,
-            b.data
-                .as_ptr()
-                .offset(cols.start as isize * b_cs + ks.start as isize * b_rs),
+            b,
             b_cs,
             b_rs,
             T::one(),
@@ -445,26 +479,16 @@ pub fn product_columns_transposed<T: Real>(
     // `cols.len()` rows of `m`; the columns of `b` start inside it and its strides stay inside
     // for `cols`; `ct` is borrowed mutably here alone; T is f32 or f64, which gemm supports.
     unsafe {
-        gemm::gemm(
-            m,
-            cols.len(),
-            k,
-            ct.as_mut_ptr(),
-            m as isize,
-            1,
+        gemm_into(
+            (m, cols.len(), k),
+            (ct.as_mut_ptr(), 1, m as isize),
             false,
-            a.data.as_ptr(),
-            a_cs,
-            a_rs,
-            b.data.as_ptr().offset(cols.start as isize * b_cs),
-            b_cs,
-            b_rs,
-            T::one(),
-            T::one(),
-            false,
-            false,
-            false,
-            Parallelism::None,
+            (a.data.as_ptr(), a_rs, a_cs),
+            (
+                b.data.as_ptr().offset(cols.start as isize * b_cs),
+                b_rs,
+                b_cs,
+            ),
         )
     }
 }
