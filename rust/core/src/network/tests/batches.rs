@@ -137,3 +137,27 @@ fn the_smallest_share_names_its_rank_and_step() {
     );
     assert_eq!(plan.smallest_share, Some((2, 0, 0)));
 }
+
+#[test]
+fn shares_are_the_sorted_chunks_of_the_permutation() {
+    let mut rng = Rng::new(21);
+    for (rows, batch_size) in [(1, 1), (10, 3), (64, 16), (1000, 7), (1000, 1000), (5, 9)] {
+        let mut permutation: Vec<usize> = (0..rows).collect();
+        rng.shuffle(&mut permutation);
+        let mut want = Vec::new();
+        for chunk in permutation.chunks(batch_size) {
+            let mut chunk = chunk.to_vec();
+            chunk.sort_unstable();
+            want.extend(chunk);
+        }
+        let mut plan = Plan::default();
+        plan.order.push(usize::MAX); // what the plan already holds stays first
+        plan.sort_shares(&permutation, batch_size);
+        assert_eq!(plan.order[0], usize::MAX);
+        assert_eq!(
+            plan.order[1..],
+            want[..],
+            "{rows} rows in batches of {batch_size}"
+        );
+    }
+}
