@@ -172,9 +172,16 @@ fn gather<X: Copy + Default + Send + Sync>(
     crate::threads::for_blocks(idx.len(), block_rows, &|block| {
         // SAFETY: `for_blocks` hands out each block of rows once.
         let out = unsafe { rows.range(block.start * width..block.end * width) };
+        // panic-free (both loops): idx holds sample indices below n, and check_training_data
+        // proved src.len() == n × width.
+        if width == 1 {
+            // Labels, weights, one target: a value each, not a copy call each.
+            for (value, &i) in out.iter_mut().zip(&idx[block]) {
+                *value = src[i];
+            }
+            return;
+        }
         for (row, &i) in out.chunks_exact_mut(width.max(1)).zip(&idx[block]) {
-            // panic-free: idx holds sample indices below n, and check_training_data proved
-            // src.len() == n × width.
             row.copy_from_slice(&src[i * width..(i + 1) * width]);
         }
     });
