@@ -25,6 +25,7 @@ import numpy as np
 
 import bpcore as bp
 from bpcore.bench.results import Result
+from bpcore.bench.timing import SETTLE_SECONDS
 
 #: The workload's name in the benchmark's table (`--only cnn`).
 WORKLOAD = "cnn"
@@ -200,6 +201,7 @@ def measure(
         seconds: dict[str, list[float]] = {name: [] for name in systems}
         for _ in range(turns):
             for name, epoch in systems.items():
+                time.sleep(SETTLE_SECONDS)  # the previous system's idle threads settle
                 seconds[name].append(_timed(epoch))
         rates = {
             name: EPOCHS_PER_TURN * len(X) / statistics.median(times)

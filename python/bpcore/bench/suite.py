@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import statistics
 import sys
+import time
 from typing import Callable
 
 import numpy as np
@@ -21,6 +22,7 @@ from bpcore.bench import (
 )
 from bpcore.bench.data import make_data
 from bpcore.bench.results import Result, Results
+from bpcore.bench.timing import SETTLE_SECONDS
 from bpcore.bench.workloads import (
     PREDICT_CALLS,
     SGEMM_REPEATS,
@@ -39,22 +41,17 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def best_torch(measure: Callable[[int], float], higher_is_better: bool) -> tuple[float, int, str]:
-    """Runs ``measure(threads)`` for 1 and 2 torch threads; (best value, its threads, a note)."""
-    values = {t: measure(t) for t in TORCH_THREADS}
-    pick = max if higher_is_better else min
-    threads = pick(values, key=lambda t: values[t])
-    note = "best of " + ", ".join(f"{t} thr: {values[t]:,.4g}" for t in TORCH_THREADS)
-    return values[threads], threads, note
-
-
-def in_turns(contenders: dict[str, Callable[[], float]], turns: int) -> dict[str, list[float]]:
+def in_turns(
+    contenders: dict[str, Callable[[], float]], turns: int, settle_seconds: float = SETTLE_SECONDS
+) -> dict[str, list[float]]:
     """Every contender measured once per turn, the order reversed every other turn, so that a
-    burst of load from elsewhere on the machine falls on all of them alike."""
+    burst of load from elsewhere on the machine falls on all of them alike; each after
+    `settle_seconds` for the previous one's idle threads to stop spinning (`SETTLE_SECONDS`)."""
     got: dict[str, list[float]] = {name: [] for name in contenders}
     for turn in range(turns):
         order = list(contenders) if turn % 2 == 0 else list(reversed(contenders))
         for name in order:
+            time.sleep(settle_seconds)
             got[name].append(contenders[name]())
     return got
 
@@ -154,7 +151,8 @@ class Suite:
                 contenders[f"jax {mode}"] = functools.partial(
                     run_jax.train_rate, w, X, y, start, mode
                 )
-        got = in_turns(contenders, self.repeat)
+        # A quick run is a smoke test: its turns do not wait for other pools to settle.
+        got = in_turns(contenders, self.repeat, 0.0 if self.quick else SETTLE_SECONDS)
         epoch = f"epochs of {w.samples}" + (f", ≥ {w.min_seconds:g} s" if w.min_seconds else "")
 
         def row(system: str, turns: list[float], note: str, threads: int | None) -> None:
@@ -189,30 +187,42 @@ class Suite:
             self.training(name, with_reference=False, with_numpy=False)
 
     def predict(self) -> None:
-        """Microseconds per one-sample forward pass through the mnist network."""
+        """Microseconds per one-sample forward pass through the mnist network: each system's
+        median of ``calls`` calls, in alternating turns as the training rows (medians kept)."""
         w = TRAINING["mnist"]
         calls = 200 if self.quick else PREDICT_CALLS
         log(f"predict: one sample through {'-'.join(map(str, w.widths))}, {calls} calls ...")
         x1, _ = make_data(w, 1)
         net = run_bpcore.make_network(w)
         start = net.parameters()
-        note = f"median of {calls} calls"
-        us = run_bpcore.predict_microseconds(net, x1, calls)
-        self.results.add(Result("predict", "bpcore", "us/call", us, bp.get_num_threads(),
-                                note=f"net.forward(x1), {note}"))  # fmt: skip
-        us = run_numpy.predict_microseconds(w, start, x1, calls)
-        self.results.add(Result("predict", "numpy", "us/call", us, note=note))
+        contenders: dict[str, Callable[[], float]] = {
+            "bpcore": lambda: run_bpcore.predict_microseconds(net, x1, calls),
+            "numpy": lambda: run_numpy.predict_microseconds(w, start, x1, calls),
+        }
         if self.use_torch:
-            us, threads, tnote = best_torch(
-                lambda t: run_torch.predict_microseconds(w, start, x1, calls, t),
-                higher_is_better=False,
-            )
-            self.results.add(Result("predict", "torch", "us/call", us, threads,
-                                    note=f"no_grad, tensor in/out, {tnote}"))  # fmt: skip
+            for t in TORCH_THREADS:
+                contenders[f"torch {t}"] = functools.partial(
+                    run_torch.predict_microseconds, w, start, x1, calls, t
+                )
         if self.use_jax:
-            us = run_jax.predict_microseconds(w, start, x1, calls)
-            note = f"jitted forward, array in, result ready, {note}"
-            self.results.add(Result("predict", "jax jit", "us/call", us, note=note))
+            contenders["jax jit"] = lambda: run_jax.predict_microseconds(w, start, x1, calls)
+        got = in_turns(contenders, self.repeat, 0.0 if self.quick else SETTLE_SECONDS)
+        us = {name: statistics.median(turns) for name, turns in got.items()}
+        note = f"median of {calls} calls, {spread(got['bpcore'])}"
+        self.results.add(Result("predict", "bpcore", "us/call", us["bpcore"], bp.get_num_threads(),
+                                note=f"net.forward(x1), {note}"))  # fmt: skip
+        note = f"median of {calls} calls, {spread(got['numpy'])}"
+        self.results.add(Result("predict", "numpy", "us/call", us["numpy"], note=note))
+        if self.use_torch:
+            threads = min(TORCH_THREADS, key=lambda t: us[f"torch {t}"])
+            each = ", ".join(f"{t} thr: {us[f'torch {t}']:,.4g}" for t in TORCH_THREADS)
+            note = f"no_grad, tensor in/out, best of {each}, {spread(got[f'torch {threads}'])}"
+            self.results.add(Result("predict", "torch", "us/call", us[f"torch {threads}"],
+                                    threads, note=note))  # fmt: skip
+        if self.use_jax:
+            note = f"jitted forward, array in, result ready, median of {calls} calls, "
+            self.results.add(Result("predict", "jax jit", "us/call", us["jax jit"],
+                                    note=note + spread(got["jax jit"])))  # fmt: skip
 
     def memory(self) -> None:
         """Peak resident memory of one mnist epoch, each system in a fresh process."""

@@ -7,6 +7,13 @@ import statistics
 import time
 from typing import Callable
 
+#: How long a system's turn waits before its clock starts. The thread pools of the system
+#: measured just before it spin for a while after their last call before they sleep (OpenBLAS's
+#: for 2^28 cycles by default, about 0.08 s here; OpenMP's and XLA's for less), and a system
+#: timed while they spin loses a core to them: profiles of bpcore's epochs right after NumPy's
+#: showed OpenBLAS's idle workers in 3-6% of the samples.
+SETTLE_SECONDS = 0.25
+
 
 def samples_per_second(epoch: Callable[[], object], samples: int, min_seconds: float) -> float:
     """Runs ``epoch`` (which trains on ``samples`` samples) until ``min_seconds`` have passed,
