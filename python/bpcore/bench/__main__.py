@@ -35,7 +35,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--only",
         default="",
         help=f"comma-separated workloads out of {','.join(SELECTABLE)} (default: all); "
-        "NumPy's sgemm is always measured, as the yardstick",
+        "sgemm (NumPy's and bpcore's) is always measured, as the yardstick",
     )
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument("--plot", metavar="PATH", help="draw a PNG bar chart (needs matplotlib)")

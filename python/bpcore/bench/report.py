@@ -19,7 +19,7 @@ def _number(value: float) -> str:
 
 
 def format_table(results: Results) -> str:
-    """One line per (workload, system): its number, GFLOP/s and share of NumPy's sgemm rate
+    """One line per (workload, system): its number, GFLOP/s and share of the best sgemm rate
     for training, and bpcore's advantage over it."""
     header = (
         f"{'workload':<15} {'system':<10} {'threads':>7} {'value':>14} {'unit':<10} "
