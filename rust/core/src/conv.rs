@@ -171,6 +171,9 @@ struct Shifted {
     starts: Vec<usize>,
     /// For each tap and output position (kh·kw × P), whether the read is inside the plane.
     inside: Vec<bool>,
+    /// For each tap and input position (kh·kw × H·W), whether the tap's read of some output
+    /// position lands on it (the one at the position minus the shift).
+    lands: Vec<bool>,
 }
 
 impl Shifted {
@@ -190,13 +193,22 @@ impl Shifted {
             shifts.push(shift);
         }
         let margin = shifts.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+        let inside: Vec<bool> = reads.iter().map(|&at| at != len).collect();
+        let lands = (0..reads.len())
+            .map(|i| {
+                let (tap, e) = (i / len, i % len);
+                let from = e.checked_add_signed(-shifts[tap]).filter(|&p| p < len);
+                from.is_some_and(|p| inside[tap * len + p])
+            })
+            .collect();
         Some(Shifted {
             margin,
             starts: shifts
                 .iter()
                 .map(|&s| margin.wrapping_add_signed(s))
                 .collect(),
-            inside: reads.iter().map(|&at| at != len).collect(),
+            inside,
+            lands,
         })
     }
 
@@ -613,8 +625,11 @@ impl Conv {
 // and AVX2 too, chosen at run time, as the activations.
 
 /// The transposed column matrix (K × row, K = C·kh·kw, row = samples·P) of the samples'
-/// rows `xs` into `col`, plane by plane through `ext` (margin, plane, margin): tap t's row of
-/// a plane is the plane's copy from `starts[t]` on, padding masked to zero.
+/// rows `xs` into `col`: tap t's row of a plane is the plane's values from its shift on,
+/// padding masked to zero. Read straight from `xs` where the shifted reads stay inside it (the
+/// values of a neighbouring plane they reach are masked out), else from a copy of the plane
+/// in `ext` between zero margins. (Not from a copy every time: a read of a copy just stored
+/// at another offset waits for the store.)
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 fn gather_shifted<T: Real>(
     shifted: &Shifted,
@@ -628,28 +643,38 @@ fn gather_shifted<T: Real>(
         margin,
         starts,
         inside,
+        ..
     } = shifted;
-    let (taps, len) = (starts.len(), inside.len() / starts.len().max(1));
+    let (taps, len, margin) = (starts.len(), inside.len() / starts.len().max(1), *margin);
     let ext = &mut ext[..len + 2 * margin];
     // The margins stay zero: only the plane between them is written below.
     ext.fill(T::zero());
     for (j, x) in xs.chunks_exact(in_len).enumerate() {
         for (c, plane) in x.chunks_exact(len).enumerate() {
-            ext[*margin..margin + len].copy_from_slice(plane);
+            let at = j * in_len + c * len;
+            let (src, origin) = if at >= margin && at + len + margin <= xs.len() {
+                (xs, at - margin)
+            } else {
+                ext[margin..margin + len].copy_from_slice(plane);
+                (&*ext, 0)
+            };
             let rows = col[c * taps * row..(c + 1) * taps * row].chunks_exact_mut(row);
             let masks = inside.chunks_exact(len);
             for ((out, &start), mask) in rows.zip(starts).zip(masks) {
                 let out = &mut out[j * len..(j + 1) * len];
-                let src = &ext[start..start + len];
+                let src = &src[origin + start..origin + start + len];
                 for_lanes(out, src, mask, |o, v, m| *o = if m { v } else { T::zero() });
             }
         }
     }
 }
 
-/// The adjoint of `gather_shifted`: ∂L/∂x of the samples' rows `dxs` from ∂L/∂col, plane by
-/// plane summed in `ext` tap after tap (so each value's terms in the order of the taps, as
-/// the gather through `reads` sums them), the padding's terms masked to zero.
+/// The adjoint of `gather_shifted`: ∂L/∂x of the samples' rows `dxs` from ∂L/∂col, each
+/// input value's terms summed from +0 in the order of the taps (as the gather through `reads`
+/// sums them), the terms of other planes and of the padding masked to zero (adding a +0
+/// changes no such sum's bits: a sum from +0 is never -0). Plane by plane, tap by tap onto
+/// the plane itself, reading each tap's row of ∂L/∂col shifted back where that stays inside
+/// the row; else through `ext` as the gather's copy.
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 fn scatter_shifted<T: Real>(
     shifted: &Shifted,
@@ -663,24 +688,34 @@ fn scatter_shifted<T: Real>(
         margin,
         starts,
         inside,
+        lands,
     } = shifted;
-    let (taps, len) = (starts.len(), inside.len() / starts.len().max(1));
+    let (taps, len, margin) = (starts.len(), inside.len() / starts.len().max(1), *margin);
     let ext = &mut ext[..len + 2 * margin];
     for (j, dx) in dxs.chunks_exact_mut(in_len).enumerate() {
         for (c, plane) in dx.chunks_exact_mut(len).enumerate() {
-            // From +0, as the general path: adding a masked +0 then changes no sum's bits
-            // (a sum from +0 is never -0).
-            ext.fill(T::zero());
             let rows = col[c * taps * row..(c + 1) * taps * row].chunks_exact(row);
-            let masks = inside.chunks_exact(len);
-            for ((grads, &start), mask) in rows.zip(starts).zip(masks) {
-                let grads = &grads[j * len..(j + 1) * len];
+            let at = j * len;
+            if at >= margin && at + len + margin <= row {
+                plane.fill(T::zero());
+                for ((grads, &start), mask) in rows.zip(starts).zip(lands.chunks_exact(len)) {
+                    // Input value e takes the term of output e - shift = e + margin - start.
+                    let grads = &grads[at + margin - start..at + margin - start + len];
+                    for_lanes(plane, grads, mask, |a, g, m| {
+                        *a += if m { g } else { T::zero() }
+                    });
+                }
+                continue;
+            }
+            ext.fill(T::zero());
+            for ((grads, &start), mask) in rows.zip(starts).zip(inside.chunks_exact(len)) {
+                let grads = &grads[at..at + len];
                 let acc = &mut ext[start..start + len];
                 for_lanes(acc, grads, mask, |a, g, m| {
                     *a += if m { g } else { T::zero() }
                 });
             }
-            plane.copy_from_slice(&ext[*margin..margin + len]);
+            plane.copy_from_slice(&ext[margin..margin + len]);
         }
     }
 }
