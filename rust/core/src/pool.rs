@@ -155,6 +155,9 @@ impl Pool {
     #[inline(never)]
     fn forward_rows<T: Real>(&self, x: &[T], z: &mut [T]) {
         let (plane, positions) = (self.window.in_h * self.window.in_w, self.window.positions());
+        if self.is_max_2x2() && self.window.in_h % 2 == 0 && matches!(self.window.in_w, 2 | 4) {
+            return max_2x2_forward_rows(x, z, self.window.in_w);
+        }
         if self.is_max_2x2() {
             return max_2x2_forward(x, z, self.window.in_w, plane, positions);
         }
@@ -239,6 +242,29 @@ fn max_2x2_forward<T: Real>(x: &[T], z: &mut [T], in_w: usize, plane: usize, pos
             {
                 *z = max_of_tile(a[0], a[1], b[0], b[1]);
             }
+        }
+    }
+}
+
+/// `max_2x2_forward` for planes tiled exactly with rows of 2 or 4 values, pair of rows by
+/// pair of rows at a constant width as `max_2x2_backward_rows` (rows of 8 outputs or more
+/// vectorize along the row, which is faster than across pairs of rows that wide).
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn max_2x2_forward_rows<T: Real>(x: &[T], z: &mut [T], in_w: usize) {
+    match in_w {
+        2 => row_pairs_forward::<T, 2>(x, z),
+        _ => row_pairs_forward::<T, 4>(x, z),
+    }
+}
+
+/// `max_2x2_forward_rows` for rows of `W` values.
+#[inline(always)]
+fn row_pairs_forward<T: Real, const W: usize>(x: &[T], z: &mut [T]) {
+    for (x, out) in x.chunks_exact(2 * W).zip(z.chunks_exact_mut(W / 2)) {
+        let (top, bottom) = x.split_at(W);
+        let tiles = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+        for (z, (a, b)) in out.iter_mut().zip(tiles) {
+            *z = max_of_tile(a[0], a[1], b[0], b[1]);
         }
     }
 }
