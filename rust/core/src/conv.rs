@@ -481,14 +481,7 @@ impl Conv {
                 false,
                 false,
             );
-            // Each sample's output is its column block of the product, channel by channel.
-            for (c, channel) in product.chunks_exact(samples * p).enumerate() {
-                let b = bias.map_or(T::zero(), |b| b[c]);
-                for (zs, plane) in zs.chunks_exact_mut(out_len).zip(channel.chunks_exact(p)) {
-                    let out = &mut zs[c * p..(c + 1) * p];
-                    out.iter_mut().zip(plane).for_each(|(z, &v)| *z = v + b);
-                }
-            }
+            planes_out(product, samples, p, bias, zs);
         }
     }
 
@@ -589,12 +582,7 @@ impl Conv {
                 &mut col[..k * samples * p],
                 &mut delta_cols[..o * samples * p],
             );
-            // δ as the product's output (O × samples·P): each sample's planes as a column block.
-            for (c, channel) in delta_cols.chunks_exact_mut(samples * p).enumerate() {
-                for (plane, ds) in channel.chunks_exact_mut(p).zip(ds.chunks_exact(out_len)) {
-                    plane.copy_from_slice(&ds[c * p..(c + 1) * p]);
-                }
-            }
+            planes_in(ds, samples, p, delta_cols);
             add_channel_sums(ds, p, db);
             self.gather(xs, samples, col, plane);
             // ∂L/∂W (+)= δ colᵀ: (O × samples·P)(samples·P × K)
@@ -718,6 +706,52 @@ fn scatter_shifted<T: Real>(
             plane.copy_from_slice(&ext[margin..margin + len]);
         }
     }
+}
+
+/// The layer's output `zs` (samples × O·P) from the product (O × samples·P): each sample's
+/// output is its column block of the product, channel by channel, plus the channel's bias.
+/// (Compiled for AVX-512 and AVX2 too, as the column copies.)
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn planes_out<T: Real>(product: &[T], samples: usize, p: usize, bias: Option<&[T]>, zs: &mut [T]) {
+    let (row, out_len) = ((samples * p).max(1), (zs.len() / samples.max(1)).max(1));
+    for (c, channel) in product.chunks_exact(row).enumerate() {
+        let b = bias.map_or(T::zero(), |b| b[c]);
+        for (zs, plane) in zs
+            .chunks_exact_mut(out_len)
+            .zip(channel.chunks_exact(p.max(1)))
+        {
+            zip_lanes(&mut zs[c * p..(c + 1) * p], plane, |z, v| *z = v + b);
+        }
+    }
+}
+
+/// δ (samples × O·P) laid out as the product's output (O × samples·P) in `delta_cols`: each
+/// sample's planes as a column block, as `planes_out` reads them.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn planes_in<T: Real>(ds: &[T], samples: usize, p: usize, delta_cols: &mut [T]) {
+    let (row, out_len) = ((samples * p).max(1), (ds.len() / samples.max(1)).max(1));
+    for (c, channel) in delta_cols.chunks_exact_mut(row).enumerate() {
+        for (plane, ds) in channel
+            .chunks_exact_mut(p.max(1))
+            .zip(ds.chunks_exact(out_len))
+        {
+            zip_lanes(plane, &ds[c * p..(c + 1) * p], |d, v| *d = v);
+        }
+    }
+}
+
+/// `f(out, value)` along two equal slices, in blocks of a fixed width so that short planes
+/// (16 values) still take whole vectors.
+#[inline(always)]
+fn zip_lanes<T: Real>(out: &mut [T], values: &[T], f: impl Fn(&mut T, T)) {
+    const LANES: usize = 16;
+    let mut outs = out.chunks_exact_mut(LANES);
+    let mut values = values.chunks_exact(LANES);
+    for (o, v) in (&mut outs).zip(&mut values) {
+        o.iter_mut().zip(v).for_each(|(o, &v)| f(o, v));
+    }
+    let rest = outs.into_remainder().iter_mut().zip(values.remainder());
+    rest.for_each(|(o, &v)| f(o, v));
 }
 
 /// `f(out, value, mask)` along three equal slices, in blocks of a fixed width so that short
