@@ -617,7 +617,8 @@ impl Conv {
 /// padding masked to zero. Read straight from `xs` where the shifted reads stay inside it (the
 /// values of a neighbouring plane they reach are masked out), else from a copy of the plane
 /// in `ext` between zero margins. (Not from a copy every time: a read of a copy just stored
-/// at another offset waits for the store.)
+/// at another offset waits for the store.) Tap by tap, each along all samples: a plane's row
+/// of a tap is one block of lanes or a few.
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 fn gather_shifted<T: Real>(
     shifted: &Shifted,
@@ -634,24 +635,34 @@ fn gather_shifted<T: Real>(
         ..
     } = shifted;
     let (taps, len, margin) = (starts.len(), inside.len() / starts.len().max(1), *margin);
+    let (len, in_len) = (len.max(1), in_len.max(1));
+    let in_place = |at: usize| at >= margin && at + len + margin <= xs.len();
+    let copy = |o: &mut T, v: T, m: bool| *o = if m { v } else { T::zero() };
+    for c in 0..in_len / len {
+        let rows = col[c * taps * row..(c + 1) * taps * row].chunks_exact_mut(row.max(1));
+        for ((rows, &start), mask) in rows.zip(starts).zip(inside.chunks_exact(len)) {
+            for (j, out) in rows.chunks_exact_mut(len).enumerate() {
+                let at = j * in_len + c * len;
+                if in_place(at) {
+                    for_lanes(out, &xs[at - margin + start..][..len], mask, copy);
+                }
+            }
+        }
+    }
+    // The planes whose reads would leave `xs` (the first and the last).
     let ext = &mut ext[..len + 2 * margin];
     // The margins stay zero: only the plane between them is written below.
     ext.fill(T::zero());
     for (j, x) in xs.chunks_exact(in_len).enumerate() {
         for (c, plane) in x.chunks_exact(len).enumerate() {
-            let at = j * in_len + c * len;
-            let (src, origin) = if at >= margin && at + len + margin <= xs.len() {
-                (xs, at - margin)
-            } else {
-                ext[margin..margin + len].copy_from_slice(plane);
-                (&*ext, 0)
-            };
-            let rows = col[c * taps * row..(c + 1) * taps * row].chunks_exact_mut(row);
-            let masks = inside.chunks_exact(len);
-            for ((out, &start), mask) in rows.zip(starts).zip(masks) {
+            if in_place(j * in_len + c * len) {
+                continue;
+            }
+            ext[margin..margin + len].copy_from_slice(plane);
+            let rows = col[c * taps * row..(c + 1) * taps * row].chunks_exact_mut(row.max(1));
+            for ((out, &start), mask) in rows.zip(starts).zip(inside.chunks_exact(len)) {
                 let out = &mut out[j * len..(j + 1) * len];
-                let src = &src[origin + start..origin + start + len];
-                for_lanes(out, src, mask, |o, v, m| *o = if m { v } else { T::zero() });
+                for_lanes(out, &ext[start..start + len], mask, copy);
             }
         }
     }
@@ -660,9 +671,9 @@ fn gather_shifted<T: Real>(
 /// The adjoint of `gather_shifted`: ∂L/∂x of the samples' rows `dxs` from ∂L/∂col, each
 /// input value's terms summed from +0 in the order of the taps (as the gather through `reads`
 /// sums them), the terms of other planes and of the padding masked to zero (adding a +0
-/// changes no such sum's bits: a sum from +0 is never -0). Plane by plane, tap by tap onto
-/// the plane itself, reading each tap's row of ∂L/∂col shifted back where that stays inside
-/// the row; else through `ext` as the gather's copy.
+/// changes no such sum's bits: a sum from +0 is never -0). Tap by tap onto the planes
+/// themselves, reading each tap's row of ∂L/∂col shifted back where that stays inside the
+/// row; else (the first and last samples' planes) through `ext` as the gather's copy.
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 fn scatter_shifted<T: Real>(
     shifted: &Shifted,
@@ -679,31 +690,31 @@ fn scatter_shifted<T: Real>(
         lands,
     } = shifted;
     let (taps, len, margin) = (starts.len(), inside.len() / starts.len().max(1), *margin);
+    let (len, in_len) = (len.max(1), in_len.max(1));
+    let samples = dxs.len() / in_len;
+    let in_place = |j: usize| j * len >= margin && (j + 1) * len + margin <= row;
+    let add = |a: &mut T, g: T, m: bool| *a += if m { g } else { T::zero() };
     let ext = &mut ext[..len + 2 * margin];
-    for (j, dx) in dxs.chunks_exact_mut(in_len).enumerate() {
-        for (c, plane) in dx.chunks_exact_mut(len).enumerate() {
-            let rows = col[c * taps * row..(c + 1) * taps * row].chunks_exact(row);
-            let at = j * len;
-            if at >= margin && at + len + margin <= row {
-                plane.fill(T::zero());
-                for ((grads, &start), mask) in rows.zip(starts).zip(lands.chunks_exact(len)) {
-                    // Input value e takes the term of output e - shift = e + margin - start.
-                    let grads = &grads[at + margin - start..at + margin - start + len];
-                    for_lanes(plane, grads, mask, |a, g, m| {
-                        *a += if m { g } else { T::zero() }
-                    });
-                }
-                continue;
+    for c in 0..in_len / len {
+        let plane = |j: usize| j * in_len + c * len..j * in_len + (c + 1) * len;
+        for j in (0..samples).filter(|&j| in_place(j)) {
+            dxs[plane(j)].fill(T::zero());
+        }
+        let rows = || col[c * taps * row..(c + 1) * taps * row].chunks_exact(row.max(1));
+        for ((grads, &start), mask) in rows().zip(starts).zip(lands.chunks_exact(len)) {
+            for j in (0..samples).filter(|&j| in_place(j)) {
+                // Input value e takes the term of output e - shift = e + margin - start.
+                let from = j * len + margin - start;
+                for_lanes(&mut dxs[plane(j)], &grads[from..from + len], mask, add);
             }
+        }
+        for j in (0..samples).filter(|&j| !in_place(j)) {
             ext.fill(T::zero());
-            for ((grads, &start), mask) in rows.zip(starts).zip(inside.chunks_exact(len)) {
-                let grads = &grads[at..at + len];
-                let acc = &mut ext[start..start + len];
-                for_lanes(acc, grads, mask, |a, g, m| {
-                    *a += if m { g } else { T::zero() }
-                });
+            for ((grads, &start), mask) in rows().zip(starts).zip(inside.chunks_exact(len)) {
+                let grads = &grads[j * len..(j + 1) * len];
+                for_lanes(&mut ext[start..start + len], grads, mask, add);
             }
-            plane.copy_from_slice(&ext[margin..margin + len]);
+            dxs[plane(j)].copy_from_slice(&ext[margin..margin + len]);
         }
     }
 }
