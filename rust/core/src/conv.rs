@@ -799,9 +799,12 @@ fn add_channel_sums<T: Real>(ds: &[T], p: usize, db: &mut [T]) {
         for row in ds.chunks_exact(out_len.max(1)) {
             let planes = &row[c0 * p..(c0 + dbs.len()) * p];
             if dbs.len() == GROUP {
+                // Each plane cut to `p` values, so that `at < p` is their bounds check.
+                let plane = |k: usize| &planes[k * p..][..p];
+                let group: [&[T]; GROUP] = [0, 1, 2, 3, 4, 5, 6, 7].map(plane);
                 for at in 0..p {
-                    for (k, sum) in sums.iter_mut().enumerate() {
-                        *sum += planes[k * p + at];
+                    for (sum, plane) in sums.iter_mut().zip(&group) {
+                        *sum += plane[at];
                     }
                 }
             } else {
