@@ -152,8 +152,70 @@ pub struct Conv {
     /// For each tap (ky, kx) of one channel's window and each output position, the index in
     /// the input plane of the value it reads, or the plane's size where it reads padding (the
     /// zero kept after a copy of the plane): kh·kw × P, so that copying a column matrix is a
-    /// gather without a branch.
+    /// gather without a branch. Empty when `shifted` is read instead.
     reads: Vec<usize>,
+    /// When every tap reads the plane shifted (see [`Shifted`]): its shifts and masks.
+    shifted: Option<Shifted>,
+}
+
+/// The taps of a window with stride 1 whose output has the input's size (a "same"
+/// convolution): tap t of output position i reads the plane's value i + shift(t), or padding.
+/// So a tap's row of the column matrix is one contiguous copy of the plane (placed between
+/// zero margins, so that every shifted read stays in bounds) with the padding masked out,
+/// and its adjoint one contiguous masked sum: no index per value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Shifted {
+    /// Zeros before and after the plane in its copy: the largest shift either way.
+    margin: usize,
+    /// For each tap, where its reads start in the plane's copy: margin + shift.
+    starts: Vec<usize>,
+    /// For each tap and output position (kh·kw × P), whether the read is inside the plane.
+    inside: Vec<bool>,
+    /// For each tap and input position (kh·kw × H·W), whether the tap's read of some output
+    /// position lands on it (the one at the position minus the shift).
+    lands: Vec<bool>,
+}
+
+impl Shifted {
+    /// The shifts of `reads` (kh·kw taps × P positions, `len` where padding is read) over a
+    /// plane of `len` values, if each tap's reads are one shift of the positions.
+    fn of(reads: &[usize], positions: usize, len: usize) -> Option<Self> {
+        if positions != len || positions == 0 {
+            return None;
+        }
+        let mut shifts = Vec::new();
+        for tap in reads.chunks_exact(positions) {
+            let mut valid = tap.iter().enumerate().filter(|&(_, &at)| at != len);
+            let shift = valid.next().map_or(0, |(i, &at)| at as isize - i as isize);
+            if !valid.all(|(i, &at)| at as isize - i as isize == shift) {
+                return None;
+            }
+            shifts.push(shift);
+        }
+        let margin = shifts.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+        let inside: Vec<bool> = reads.iter().map(|&at| at != len).collect();
+        let lands = (0..reads.len())
+            .map(|i| {
+                let (tap, e) = (i / len, i % len);
+                let from = e.checked_add_signed(-shifts[tap]).filter(|&p| p < len);
+                from.is_some_and(|p| inside[tap * len + p])
+            })
+            .collect();
+        Some(Shifted {
+            margin,
+            starts: shifts
+                .iter()
+                .map(|&s| margin.wrapping_add_signed(s))
+                .collect(),
+            inside,
+            lands,
+        })
+    }
+
+    /// Values of the plane's copy with its margins.
+    fn plane_len(&self, len: usize) -> usize {
+        len + 2 * self.margin
+    }
 }
 
 impl Conv {
@@ -179,13 +241,15 @@ impl Conv {
                     at => at,
                 },
             )
-            .collect();
+            .collect::<Vec<_>>();
+        let shifted = Shifted::of(&reads, positions, plane);
         Conv {
             window,
             out_channels,
             weight_offset,
             bias_offset,
-            reads,
+            reads: if shifted.is_some() { Vec::new() } else { reads },
+            shifted,
         }
     }
 
@@ -235,7 +299,14 @@ impl Conv {
             self.window.taps(),
             self.out_channels,
         );
-        chunk * p * (k + o) + self.plane_len() + 1 + o * k + o
+        chunk * p * (k + o) + self.plane_scratch_len() + o * k + o
+    }
+
+    /// Values of the copy of one input plane that `gather` and `scatter` work in: the plane
+    /// and a zero, or the plane between the margins of its shifts.
+    fn plane_scratch_len(&self) -> usize {
+        let len = self.plane_len();
+        self.shifted.as_ref().map_or(len + 1, |s| s.plane_len(len))
     }
 
     /// Values of one input plane, H·W.
@@ -286,6 +357,9 @@ impl Conv {
             self.plane_len(),
         );
         let (kernel, row) = (self.window.kernel.0 * self.window.kernel.1, samples * p);
+        if let Some(shifted) = &self.shifted {
+            return gather_shifted(shifted, &x[..samples * in_len], in_len, row, col, plane);
+        }
         plane[len] = T::zero();
         for c in 0..self.window.channels {
             let rows = &mut col[c * kernel * row..(c + 1) * kernel * row];
@@ -316,6 +390,10 @@ impl Conv {
             self.plane_len(),
         );
         let (kernel, row) = (self.window.kernel.0 * self.window.kernel.1, samples * p);
+        if let Some(shifted) = &self.shifted {
+            let dx = &mut dx[..samples * in_len];
+            return scatter_shifted(shifted, col, in_len, row, dx, plane);
+        }
         for c in 0..self.window.channels {
             let rows = &col[c * kernel * row..(c + 1) * kernel * row];
             for j in 0..samples {
@@ -389,7 +467,7 @@ impl Conv {
         let (in_len, out_len) = (self.window.in_len(), self.out_len());
         let (col, rest) = work.split_at_mut(chunk * p * k);
         let (product, rest) = rest.split_at_mut(chunk * p * o);
-        let plane = &mut rest[..self.plane_len() + 1];
+        let plane = &mut rest[..self.plane_scratch_len()];
         let bias = self.bias_offset.map(|b| &params[b..b + o]);
         for (xs, zs) in x.chunks(chunk * in_len).zip(z.chunks_mut(chunk * out_len)) {
             let samples = xs.len() / in_len;
@@ -403,14 +481,7 @@ impl Conv {
                 false,
                 false,
             );
-            // Each sample's output is its column block of the product, channel by channel.
-            for (c, channel) in product.chunks_exact(samples * p).enumerate() {
-                let b = bias.map_or(T::zero(), |b| b[c]);
-                for (zs, plane) in zs.chunks_exact_mut(out_len).zip(channel.chunks_exact(p)) {
-                    let out = &mut zs[c * p..(c + 1) * p];
-                    out.iter_mut().zip(plane).for_each(|(z, &v)| *z = v + b);
-                }
-            }
+            planes_out(product, samples, p, bias, zs);
         }
     }
 
@@ -501,7 +572,7 @@ impl Conv {
         let (in_len, out_len) = (self.window.in_len(), self.out_len());
         let (col, rest) = work.split_at_mut(chunk * p * k);
         let (delta_cols, rest) = rest.split_at_mut(chunk * p * o);
-        let (plane, rest) = rest.split_at_mut(self.plane_len() + 1);
+        let (plane, rest) = rest.split_at_mut(self.plane_scratch_len());
         let (dw, db) = rest.split_at_mut(o * k);
         db.fill(T::zero());
         for (start, xs) in (0..).step_by(chunk).zip(x.chunks(chunk * in_len)) {
@@ -511,17 +582,8 @@ impl Conv {
                 &mut col[..k * samples * p],
                 &mut delta_cols[..o * samples * p],
             );
-            // δ as the product's output (O × samples·P): each sample's planes as a column block.
-            for (c, (channel, db)) in delta_cols
-                .chunks_exact_mut(samples * p)
-                .zip(db.iter_mut())
-                .enumerate()
-            {
-                for (plane, ds) in channel.chunks_exact_mut(p).zip(ds.chunks_exact(out_len)) {
-                    plane.copy_from_slice(&ds[c * p..(c + 1) * p]);
-                }
-                *db += channel.iter().fold(T::zero(), |s, &d| s + d);
-            }
+            planes_in(ds, samples, p, delta_cols);
+            add_channel_sums(ds, p, db);
             self.gather(xs, samples, col, plane);
             // ∂L/∂W (+)= δ colᵀ: (O × samples·P)(samples·P × K)
             matmul(
@@ -544,6 +606,214 @@ impl Conv {
                 self.scatter(col, samples, dx, plane);
             }
         }
+    }
+}
+
+// The column matrix of a "same" convolution by shifted copies (`Shifted`), compiled for AVX-512
+// and AVX2 too, chosen at run time, as the activations.
+
+/// The transposed column matrix (K × row, K = C·kh·kw, row = samples·P) of the samples'
+/// rows `xs` into `col`: tap t's row of a plane is the plane's values from its shift on,
+/// padding masked to zero. Read straight from `xs` where the shifted reads stay inside it (the
+/// values of a neighbouring plane they reach are masked out), else from a copy of the plane
+/// in `ext` between zero margins. (Not from a copy every time: a read of a copy just stored
+/// at another offset waits for the store.) Tap by tap, each along all samples: a plane's row
+/// of a tap is one block of lanes or a few.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn gather_shifted<T: Real>(
+    shifted: &Shifted,
+    xs: &[T],
+    in_len: usize,
+    row: usize,
+    col: &mut [T],
+    ext: &mut [T],
+) {
+    let Shifted {
+        margin,
+        starts,
+        inside,
+        ..
+    } = shifted;
+    let (taps, len, margin) = (starts.len(), inside.len() / starts.len().max(1), *margin);
+    let (len, in_len) = (len.max(1), in_len.max(1));
+    let in_place = |at: usize| at >= margin && at + len + margin <= xs.len();
+    let copy = |o: &mut T, v: T, m: bool| *o = if m { v } else { T::zero() };
+    for c in 0..in_len / len {
+        let rows = col[c * taps * row..(c + 1) * taps * row].chunks_exact_mut(row.max(1));
+        for ((rows, &start), mask) in rows.zip(starts).zip(inside.chunks_exact(len)) {
+            for (j, out) in rows.chunks_exact_mut(len).enumerate() {
+                let at = j * in_len + c * len;
+                if in_place(at) {
+                    for_lanes(out, &xs[at - margin + start..][..len], mask, copy);
+                }
+            }
+        }
+    }
+    // The planes whose reads would leave `xs` (the first and the last).
+    let ext = &mut ext[..len + 2 * margin];
+    // The margins stay zero: only the plane between them is written below.
+    ext.fill(T::zero());
+    for (j, x) in xs.chunks_exact(in_len).enumerate() {
+        for (c, plane) in x.chunks_exact(len).enumerate() {
+            if in_place(j * in_len + c * len) {
+                continue;
+            }
+            ext[margin..margin + len].copy_from_slice(plane);
+            let rows = col[c * taps * row..(c + 1) * taps * row].chunks_exact_mut(row.max(1));
+            for ((out, &start), mask) in rows.zip(starts).zip(inside.chunks_exact(len)) {
+                let out = &mut out[j * len..(j + 1) * len];
+                for_lanes(out, &ext[start..start + len], mask, copy);
+            }
+        }
+    }
+}
+
+/// The adjoint of `gather_shifted`: ∂L/∂x of the samples' rows `dxs` from ∂L/∂col, each
+/// input value's terms summed from +0 in the order of the taps (as the gather through `reads`
+/// sums them), the terms of other planes and of the padding masked to zero (adding a +0
+/// changes no such sum's bits: a sum from +0 is never -0). Tap by tap onto the planes
+/// themselves, reading each tap's row of ∂L/∂col shifted back where that stays inside the
+/// row; else (the first and last samples' planes) through `ext` as the gather's copy.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn scatter_shifted<T: Real>(
+    shifted: &Shifted,
+    col: &[T],
+    in_len: usize,
+    row: usize,
+    dxs: &mut [T],
+    ext: &mut [T],
+) {
+    let Shifted {
+        margin,
+        starts,
+        inside,
+        lands,
+    } = shifted;
+    let (taps, len, margin) = (starts.len(), inside.len() / starts.len().max(1), *margin);
+    let (len, in_len) = (len.max(1), in_len.max(1));
+    let samples = dxs.len() / in_len;
+    let in_place = |j: usize| j * len >= margin && (j + 1) * len + margin <= row;
+    let add = |a: &mut T, g: T, m: bool| *a += if m { g } else { T::zero() };
+    let ext = &mut ext[..len + 2 * margin];
+    for c in 0..in_len / len {
+        let plane = |j: usize| j * in_len + c * len..j * in_len + (c + 1) * len;
+        for j in (0..samples).filter(|&j| in_place(j)) {
+            dxs[plane(j)].fill(T::zero());
+        }
+        let rows = || col[c * taps * row..(c + 1) * taps * row].chunks_exact(row.max(1));
+        for ((grads, &start), mask) in rows().zip(starts).zip(lands.chunks_exact(len)) {
+            for j in (0..samples).filter(|&j| in_place(j)) {
+                // Input value e takes the term of output e - shift = e + margin - start.
+                let from = j * len + margin - start;
+                for_lanes(&mut dxs[plane(j)], &grads[from..from + len], mask, add);
+            }
+        }
+        for j in (0..samples).filter(|&j| !in_place(j)) {
+            ext.fill(T::zero());
+            for ((grads, &start), mask) in rows().zip(starts).zip(inside.chunks_exact(len)) {
+                let grads = &grads[j * len..(j + 1) * len];
+                for_lanes(&mut ext[start..start + len], grads, mask, add);
+            }
+            dxs[plane(j)].copy_from_slice(&ext[margin..margin + len]);
+        }
+    }
+}
+
+/// The layer's output `zs` (samples × O·P) from the product (O × samples·P): each sample's
+/// output is its column block of the product, channel by channel, plus the channel's bias.
+/// (Compiled for AVX-512 and AVX2 too, as the column copies.)
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn planes_out<T: Real>(product: &[T], samples: usize, p: usize, bias: Option<&[T]>, zs: &mut [T]) {
+    let (row, out_len) = ((samples * p).max(1), (zs.len() / samples.max(1)).max(1));
+    for (c, channel) in product.chunks_exact(row).enumerate() {
+        let b = bias.map_or(T::zero(), |b| b[c]);
+        for (zs, plane) in zs
+            .chunks_exact_mut(out_len)
+            .zip(channel.chunks_exact(p.max(1)))
+        {
+            zip_lanes(&mut zs[c * p..(c + 1) * p], plane, |z, v| *z = v + b);
+        }
+    }
+}
+
+/// δ (samples × O·P) laid out as the product's output (O × samples·P) in `delta_cols`: each
+/// sample's planes as a column block, as `planes_out` reads them.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn planes_in<T: Real>(ds: &[T], samples: usize, p: usize, delta_cols: &mut [T]) {
+    let (row, out_len) = ((samples * p).max(1), (ds.len() / samples.max(1)).max(1));
+    for (c, channel) in delta_cols.chunks_exact_mut(row).enumerate() {
+        for (plane, ds) in channel
+            .chunks_exact_mut(p.max(1))
+            .zip(ds.chunks_exact(out_len))
+        {
+            zip_lanes(plane, &ds[c * p..(c + 1) * p], |d, v| *d = v);
+        }
+    }
+}
+
+/// `f(out, value)` along two equal slices, in blocks of a fixed width so that short planes
+/// (16 values) still take whole vectors.
+#[inline(always)]
+fn zip_lanes<T: Real>(out: &mut [T], values: &[T], f: impl Fn(&mut T, T)) {
+    const LANES: usize = 16;
+    let mut outs = out.chunks_exact_mut(LANES);
+    let mut values = values.chunks_exact(LANES);
+    for (o, v) in (&mut outs).zip(&mut values) {
+        o.iter_mut().zip(v).for_each(|(o, &v)| f(o, v));
+    }
+    let rest = outs.into_remainder().iter_mut().zip(values.remainder());
+    rest.for_each(|(o, &v)| f(o, v));
+}
+
+/// `f(out, value, mask)` along three equal slices, in blocks of a fixed width so that short
+/// planes (16 values) still take whole vectors.
+#[inline(always)]
+fn for_lanes<T: Real>(out: &mut [T], values: &[T], mask: &[bool], f: impl Fn(&mut T, T, bool)) {
+    const LANES: usize = 16;
+    let mut outs = out.chunks_exact_mut(LANES);
+    let mut values = values.chunks_exact(LANES);
+    let mut masks = mask.chunks_exact(LANES);
+    for ((o, v), m) in (&mut outs).zip(&mut values).zip(&mut masks) {
+        o.iter_mut()
+            .zip(v)
+            .zip(m)
+            .for_each(|((o, &v), &m)| f(o, v, m));
+    }
+    let rest = outs.into_remainder().iter_mut().zip(values.remainder());
+    rest.zip(masks.remainder())
+        .for_each(|((o, &v), &m)| f(o, v, m));
+}
+
+/// Adds onto each `db[c]` the sum of channel c of the rows of `ds` (planes of `p` values,
+/// as many planes a row as `db` has values), summed from zero sample by sample in order as one
+/// fold over the channel would, but channels a group at a time: a fold is a chain of
+/// dependent adds, and a group's chains run side by side.
+fn add_channel_sums<T: Real>(ds: &[T], p: usize, db: &mut [T]) {
+    const GROUP: usize = 8;
+    if p == 0 {
+        return;
+    }
+    let out_len = db.len() * p;
+    for (c0, dbs) in (0..).step_by(GROUP).zip(db.chunks_mut(GROUP)) {
+        let mut sums = [T::zero(); GROUP];
+        for row in ds.chunks_exact(out_len.max(1)) {
+            let planes = &row[c0 * p..(c0 + dbs.len()) * p];
+            if dbs.len() == GROUP {
+                // Each plane cut to `p` values, so that `at < p` is their bounds check.
+                let plane = |k: usize| &planes[k * p..][..p];
+                let group: [&[T]; GROUP] = [0, 1, 2, 3, 4, 5, 6, 7].map(plane);
+                for at in 0..p {
+                    for (sum, plane) in sums.iter_mut().zip(&group) {
+                        *sum += plane[at];
+                    }
+                }
+            } else {
+                for (sum, plane) in sums.iter_mut().zip(planes.chunks_exact(p)) {
+                    *sum = plane.iter().fold(*sum, |s, &d| s + d);
+                }
+            }
+        }
+        dbs.iter_mut().zip(sums).for_each(|(d, s)| *d += s);
     }
 }
 
@@ -593,6 +863,122 @@ mod tests {
             }
         }
         z
+    }
+
+    /// The same layer with its column matrix copied through `reads` (the general path).
+    fn through_reads(conv: &Conv) -> Conv {
+        let mut general = Conv::new(conv.window, conv.out_channels, 0, conv.bias_offset);
+        if general.shifted.take().is_some() {
+            // Rebuilt as `new` builds it before finding the shifts: with padding at H·W.
+            let (len, p) = (conv.plane_len(), conv.window.positions());
+            let kernel = conv.window.kernel.0 * conv.window.kernel.1;
+            let one = Window {
+                channels: 1,
+                ..conv.window
+            };
+            let table = one.tap_table();
+            general.reads = (0..kernel * p)
+                .map(|i| match table[i % p * kernel + i / p] {
+                    PADDING => len,
+                    at => at,
+                })
+                .collect();
+        }
+        general
+    }
+
+    #[test]
+    fn same_convolutions_copy_shifted_planes_to_the_same_bits() {
+        // "Same" windows (stride 1, output the input's size): odd and even sides, dilation,
+        // more padding on one axis, a 1-wide plane, one with as many positions as a block of
+        // lanes and one with fewer and more.
+        let windows = [
+            (3, 8, 8, (3, 3), (1, 1), (1, 1)),
+            (16, 4, 4, (3, 3), (1, 1), (1, 1)),
+            (2, 5, 7, (3, 5), (1, 2), (1, 1)),
+            (2, 6, 5, (3, 3), (2, 2), (2, 2)),
+            (1, 1, 9, (1, 3), (0, 1), (1, 1)),
+        ];
+        for (channels, in_h, in_w, kernel, padding, dilation) in windows {
+            let window = Window {
+                channels,
+                in_h,
+                in_w,
+                kernel,
+                stride: (1, 1),
+                padding,
+                dilation,
+            };
+            let conv = Conv::new(window, 3, 0, Some(3 * window.taps()));
+            assert!(conv.shifted.is_some(), "{window:?} reads shifted planes");
+            let general = through_reads(&conv);
+            let n = 37;
+            // A NaN and infinities among the inputs: the padding's masks must keep them out.
+            let x: Vec<f64> = (0..n * window.in_len())
+                .map(|i| match i % 29 {
+                    3 => f64::NAN,
+                    7 => f64::INFINITY,
+                    _ => ((i * 5 % 13) as f64 - 6.0) / 5.0,
+                })
+                .collect();
+            let params: Vec<f64> = (0..conv.n_params())
+                .map(|i| ((i * 7 % 11) as f64 - 5.0) / 7.0)
+                .collect();
+            let delta: Vec<f64> = (0..n * conv.out_len())
+                .map(|i| match i % 31 {
+                    4 => f64::NEG_INFINITY,
+                    _ => ((i % 5) as f64 - 2.0) / 3.0,
+                })
+                .collect();
+            let run = |conv: &Conv| {
+                let mut z = vec![0.0; n * conv.out_len()];
+                let mut scratch = Vec::new();
+                conv.forward(&params, &x, n, &mut z, &mut scratch, false);
+                let mut grads = vec![0.0; params.len()];
+                let mut dx = vec![0.0; x.len()];
+                let dx_of = Some(&mut dx[..]);
+                conv.backward(
+                    &params,
+                    &x,
+                    n,
+                    &delta,
+                    &mut grads,
+                    dx_of,
+                    &mut scratch,
+                    true,
+                );
+                let bits = |v: &[f64]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                (bits(&z), bits(&grads), bits(&dx))
+            };
+            assert_eq!(run(&conv), run(&general), "{window:?}");
+        }
+        // Stride 2, or an output smaller than the input: no single shift per tap.
+        assert!(layer().shifted.is_none());
+        let valid = Window {
+            channels: 1,
+            in_h: 5,
+            in_w: 5,
+            kernel: (3, 3),
+            stride: (1, 1),
+            padding: (0, 0),
+            dilation: (1, 1),
+        };
+        assert!(Conv::new(valid, 1, 0, None).shifted.is_none());
+    }
+
+    #[test]
+    fn channel_sums_are_the_folds_over_each_channel() {
+        // 11 channels: a whole group and a part of one; values whose sums round.
+        let (n, o, p) = (5, 11, 7);
+        let ds: Vec<f32> = (0..n * o * p).map(|i| 1.0 / (i as f32 + 3.0)).collect();
+        let mut db = vec![0.5f32; o];
+        add_channel_sums(&ds, p, &mut db);
+        for (c, &got) in db.iter().enumerate() {
+            let fold = (0..n)
+                .flat_map(|s| &ds[(s * o + c) * p..(s * o + c + 1) * p])
+                .fold(0.0f32, |s, &d| s + d);
+            assert_eq!(got.to_bits(), (0.5 + fold).to_bits(), "channel {c}");
+        }
     }
 
     fn layer() -> Conv {

@@ -155,6 +155,9 @@ impl Pool {
     #[inline(never)]
     fn forward_rows<T: Real>(&self, x: &[T], z: &mut [T]) {
         let (plane, positions) = (self.window.in_h * self.window.in_w, self.window.positions());
+        if self.is_max_2x2() && self.window.in_h % 2 == 0 && matches!(self.window.in_w, 2 | 4) {
+            return max_2x2_forward_rows(x, z, self.window.in_w);
+        }
         if self.is_max_2x2() {
             return max_2x2_forward(x, z, self.window.in_w, plane, positions);
         }
@@ -194,6 +197,9 @@ impl Pool {
     #[inline(never)]
     fn backward_rows<T: Real>(&self, x: &[T], delta: &[T], dx: &mut [T]) {
         let (plane, positions) = (self.window.in_h * self.window.in_w, self.window.positions());
+        if self.is_max_2x2() && tiled_exactly(&self.window) {
+            return max_2x2_backward_rows(x, delta, dx, self.window.in_w);
+        }
         dx.fill(T::zero());
         if self.is_max_2x2() {
             return max_2x2_backward(x, delta, dx, self.window.in_w, plane, positions);
@@ -236,6 +242,29 @@ fn max_2x2_forward<T: Real>(x: &[T], z: &mut [T], in_w: usize, plane: usize, pos
             {
                 *z = max_of_tile(a[0], a[1], b[0], b[1]);
             }
+        }
+    }
+}
+
+/// `max_2x2_forward` for planes tiled exactly with rows of 2 or 4 values, pair of rows by
+/// pair of rows at a constant width as `max_2x2_backward_rows` (rows of 8 outputs or more
+/// vectorize along the row, which is faster than across pairs of rows that wide).
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn max_2x2_forward_rows<T: Real>(x: &[T], z: &mut [T], in_w: usize) {
+    match in_w {
+        2 => row_pairs_forward::<T, 2>(x, z),
+        _ => row_pairs_forward::<T, 4>(x, z),
+    }
+}
+
+/// `max_2x2_forward_rows` for rows of `W` values.
+#[inline(always)]
+fn row_pairs_forward<T: Real, const W: usize>(x: &[T], z: &mut [T]) {
+    for (x, out) in x.chunks_exact(2 * W).zip(z.chunks_exact_mut(W / 2)) {
+        let (top, bottom) = x.split_at(W);
+        let tiles = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+        for (z, (a, b)) in out.iter_mut().zip(tiles) {
+            *z = max_of_tile(a[0], a[1], b[0], b[1]);
         }
     }
 }
@@ -297,6 +326,65 @@ fn max_2x2_backward<T: Real>(
             }
         }
     }
+}
+
+/// Whether 2 × 2 tiles cover every plane of `window` (even sides) with rows of a width that
+/// `max_2x2_backward_rows` has a kernel for: then a part's rows are a sequence of pairs of
+/// input rows, the planes one after the other, each pair one row of outputs. (Rows of 16 or
+/// more vectorize along the row as well.)
+fn tiled_exactly(window: &Window) -> bool {
+    window.in_h % 2 == 0 && matches!(window.in_w, 2 | 4 | 8)
+}
+
+/// ∂L/∂x of 2 × 2 max pooling into `dx` (every value written) for planes tiled exactly
+/// (`tiled_exactly`), pair of rows by pair of rows with the width a constant, so that a pair's
+/// tiles are one short vector each (the planes of small images have rows too short for a
+/// loop along them to vectorize). Routes as `max_2x2_backward`.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn max_2x2_backward_rows<T: Real>(x: &[T], delta: &[T], dx: &mut [T], in_w: usize) {
+    match in_w {
+        2 => row_pairs_backward::<T, 2>(x, delta, dx),
+        4 => row_pairs_backward::<T, 4>(x, delta, dx),
+        _ => row_pairs_backward::<T, 8>(x, delta, dx),
+    }
+}
+
+/// `max_2x2_backward_rows` for rows of `W` values.
+#[inline(always)]
+fn row_pairs_backward<T: Real, const W: usize>(x: &[T], delta: &[T], dx: &mut [T]) {
+    let pairs = x.chunks_exact(2 * W).zip(dx.chunks_exact_mut(2 * W));
+    for ((x, dx), ds) in pairs.zip(delta.chunks_exact(W / 2)) {
+        // Rows of 8: pairs of rows 16 values apart, more than the vectorizer takes across
+        // loop turns without a gather per value (about twice as slow); a pair hidden from it
+        // turn by turn is vectorized within, its four tiles as one short vector.
+        let x = if W == 8 { std::hint::black_box(x) } else { x };
+        let (top, bottom) = x.split_at(W);
+        let (dtop, dbottom) = dx.split_at_mut(W);
+        let tiles = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+        let dtiles = dtop.chunks_exact_mut(2).zip(dbottom.chunks_exact_mut(2));
+        for (((a, b), &d), (da, db)) in tiles.zip(ds).zip(dtiles) {
+            let [g0, g1, g2, g3] = route_in_tile([a[0], a[1], b[0], b[1]], d);
+            (da[0], da[1], db[0], db[1]) = (g0, g1, g2, g3);
+        }
+    }
+}
+
+/// The shares of gradient `d` of a tile's four values (in order (ky, kx)): all of it on the
+/// first that equals the tile's maximum or is its first NaN, as `Pool::route` picks.
+#[inline(always)]
+fn route_in_tile<T: Real>(v: [T; 4], d: T) -> [T; 4] {
+    let zero = T::zero();
+    let m = max_of_tile(v[0], v[1], v[2], v[3]);
+    // A NaN is the maximum only if the tile holds one, so `v == m or v is NaN` finds the
+    // first maximum or the first NaN; the gradient not yet placed moves on tap by tap.
+    let hit = |v: T| (v == m) | v.is_nan();
+    let s0 = select(hit(v[0]), d, zero);
+    let rest = select(hit(v[0]), zero, d);
+    let s1 = select(hit(v[1]), rest, zero);
+    let rest = select(hit(v[1]), zero, rest);
+    let s2 = select(hit(v[2]), rest, zero);
+    let s3 = select(hit(v[2]), zero, rest);
+    [s0, s1, s2, s3]
 }
 
 /// Outputs of a row that the 2 × 2 backward takes at a time.
@@ -370,16 +458,30 @@ mod tests {
 
     #[test]
     fn the_2x2_kernels_pick_as_the_general_path_with_ties_and_nans() {
-        // Odd sides, so that a row and a column are left out of every tile.
-        let window = Window {
-            channels: 3,
-            in_h: 5,
-            in_w: 7,
-            kernel: (2, 2),
-            stride: (2, 2),
-            padding: (0, 0),
-            dilation: (1, 1),
-        };
+        // Odd sides, so that a row and a column are left out of every tile; even ones, tiled
+        // exactly, in each width with a kernel of its own and one without.
+        for (channels, in_h, in_w) in [(3, 5, 7), (3, 4, 8), (2, 6, 4), (1, 2, 2), (2, 4, 16)]
+            .into_iter()
+            .chain([(2, 4, 6), (2, 3, 4)])
+        {
+            let window = Window {
+                channels,
+                in_h,
+                in_w,
+                kernel: (2, 2),
+                stride: (2, 2),
+                padding: (0, 0),
+                dilation: (1, 1),
+            };
+            assert_eq!(
+                tiled_exactly(&window),
+                in_h % 2 == 0 && in_w <= 8 && in_w != 6 && in_w != 7
+            );
+            agrees_with_the_general_path(window);
+        }
+    }
+
+    fn agrees_with_the_general_path(window: Window) {
         let pool = Pool::new(window, PoolKind::Max);
         assert!(pool.is_max_2x2());
         let n = 2;
@@ -394,7 +496,8 @@ mod tests {
         let delta: Vec<f64> = (0..n * pool.out_len()).map(|i| i as f64 + 1.0).collect();
         let mut z = vec![0.0; n * pool.out_len()];
         pool.forward(&x, n, &mut z);
-        let mut dx = vec![0.0; x.len()];
+        // Not zeros: every value of ∂L/∂x must be written, the ones no tile covers too.
+        let mut dx = vec![7.0; x.len()];
         pool.backward(&x, n, &delta, &mut dx);
         // The general path, window by window.
         let Some((origins, offsets)) = &pool.unpadded else {
