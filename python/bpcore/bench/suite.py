@@ -75,6 +75,8 @@ class Suite:
         self.use_torch = use_torch
         self.use_jax = use_jax
         self.repeat = max(repeat, 1)
+        # A quick run is a smoke test: its turns do not wait for other pools to settle.
+        self.settle_seconds = 0.0 if quick_sizes else SETTLE_SECONDS
         self.results = Results()
         self.sgemm_gflops: float | None = None
         self.torch_threads = 1  # the faster count on mnist, reused for its memory run
@@ -154,8 +156,7 @@ class Suite:
                 contenders[f"jax {mode}"] = functools.partial(
                     run_jax.train_rate, w, X, y, start, mode
                 )
-        # A quick run is a smoke test: its turns do not wait for other pools to settle.
-        got = in_turns(contenders, self.repeat, 0.0 if self.quick else SETTLE_SECONDS)
+        got = in_turns(contenders, self.repeat, self.settle_seconds)
         epoch = f"epochs of {w.samples}" + (f", ≥ {w.min_seconds:g} s" if w.min_seconds else "")
 
         def row(system: str, turns: list[float], note: str, threads: int | None) -> None:
@@ -209,7 +210,7 @@ class Suite:
                 )
         if self.use_jax:
             contenders["jax jit"] = lambda: run_jax.predict_microseconds(w, start, x1, calls)
-        got = in_turns(contenders, self.repeat, 0.0 if self.quick else SETTLE_SECONDS)
+        got = in_turns(contenders, self.repeat, self.settle_seconds)
         us = {name: statistics.median(turns) for name, turns in got.items()}
         note = f"median of {calls} calls, {spread(got['bpcore'])}"
         self.results.add(Result("predict", "bpcore", "us/call", us["bpcore"], bp.get_num_threads(),

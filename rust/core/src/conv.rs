@@ -751,11 +751,13 @@ fn planes_in<T: Real>(ds: &[T], samples: usize, p: usize, delta_cols: &mut [T]) 
     }
 }
 
-/// `f(out, value)` along two equal slices, in blocks of a fixed width so that short planes
-/// (16 values) still take whole vectors.
+/// Values per block of `zip_lanes` and `for_lanes`: a whole AVX-512 vector of f32, so that
+/// short planes (16 values) still take whole vectors.
+const LANES: usize = 16;
+
+/// `f(out, value)` along two equal slices, in blocks of `LANES`.
 #[inline(always)]
 fn zip_lanes<T: Real>(out: &mut [T], values: &[T], f: impl Fn(&mut T, T)) {
-    const LANES: usize = 16;
     let mut outs = out.chunks_exact_mut(LANES);
     let mut values = values.chunks_exact(LANES);
     for (o, v) in (&mut outs).zip(&mut values) {
@@ -765,11 +767,9 @@ fn zip_lanes<T: Real>(out: &mut [T], values: &[T], f: impl Fn(&mut T, T)) {
     rest.for_each(|(o, &v)| f(o, v));
 }
 
-/// `f(out, value, mask)` along three equal slices, in blocks of a fixed width so that short
-/// planes (16 values) still take whole vectors.
+/// `f(out, value, mask)` along three equal slices, in blocks of `LANES`.
 #[inline(always)]
 fn for_lanes<T: Real>(out: &mut [T], values: &[T], mask: &[bool], f: impl Fn(&mut T, T, bool)) {
-    const LANES: usize = 16;
     let mut outs = out.chunks_exact_mut(LANES);
     let mut values = values.chunks_exact(LANES);
     let mut masks = mask.chunks_exact(LANES);
