@@ -108,6 +108,8 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 def test_every_module_imports_alone(module: str) -> None:
     if module.startswith("bpcore.sklearn"):
         require("sklearn", "bpcore[sklearn]")  # those modules import scikit-learn
+    if module == "bpcore.sklearn_onnx":
+        require("skl2onnx")  # refuses to import without it, saying so
     done = subprocess.run(
         [sys.executable, "-c", f"import {module}"], capture_output=True, text=True, check=False
     )
