@@ -245,8 +245,9 @@ def test_bad_callback_arguments(make, exc, word):
 def test_on_batch_end_is_called_at_progress_ticks(monkeypatch):
     monkeypatch.setattr(training, "PROGRESS_INTERVAL", 0.01)
     rng = np.random.default_rng(0)
-    X = rng.random((20000, 128), dtype=np.float32)
-    y = rng.integers(0, 10, 20000)
+    # An epoch of 3750 batches: about 0.1 s here, ten ticks and more.
+    X = rng.random((60000, 128), dtype=np.float32)
+    y = rng.integers(0, 10, 60000)
     net = bp.Network([bp.Dense(128, 256), bp.ReLU(), bp.Dense(256, 10)], loss="cross_entropy")
 
     class Ticks(Callback):
@@ -259,8 +260,8 @@ def test_on_batch_end_is_called_at_progress_ticks(monkeypatch):
 
     ticks = Ticks()
     net.fit(X, y, epochs=1, batch_size=16, callbacks=[ticks], progress=False)
-    assert ticks.seen, "an epoch of 1250 batches should see at least one 10 ms tick"
+    assert ticks.seen, "an epoch of 3750 batches should see at least one 10 ms tick"
     batches = [b for b, _, _, _ in ticks.seen]
-    assert batches == sorted(batches) and all(0 <= b < 1250 for b in batches)
+    assert batches == sorted(batches) and all(0 <= b < 3750 for b in batches)
     assert all(b + 1 == n and s == 16 * n for b, n, s, _ in ticks.seen)
     assert all(np.isfinite(loss) for *_, loss in ticks.seen)

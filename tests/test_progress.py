@@ -158,11 +158,12 @@ def test_ticks_move_the_builtin_bar_mid_epoch_with_elapsed_and_eta(monkeypatch):
     monkeypatch.setattr(progress, "_tqdm", None)
     monkeypatch.setattr(training, "PROGRESS_INTERVAL", 0.01)
     rng = np.random.default_rng(0)
-    X = rng.random((20000, 128), dtype=np.float32)
+    # An epoch of 3750 batches: about 0.1 s here, ten ticks and more.
+    X = rng.random((60000, 128), dtype=np.float32)
     net = bp.Network([bp.Dense(128, 256), bp.ReLU(), bp.Dense(256, 10)], loss="cross_entropy")
-    net.fit(X, rng.integers(0, 10, 20000), epochs=1, batch_size=16, progress=True)
+    net.fit(X, rng.integers(0, 10, 60000), epochs=1, batch_size=16, progress=True)
     redraws = terminal.getvalue().split("\r")
-    partial = [s for s in redraws if "/1250 loss" in s and "1250/1250" not in s]
+    partial = [s for s in redraws if "/3750 loss" in s and "3750/3750" not in s]
     assert partial, "expected at least one mid-epoch redraw"
     assert re.search(r"\d+(ms|\.\ds|s)<\d+", partial[-1]), partial[-1]  # elapsed<ETA
     assert all(len(line) < 80 for line in re.split(r"[\r\n]", terminal.getvalue()))

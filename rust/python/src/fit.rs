@@ -19,7 +19,8 @@ use crate::errors::{guarded, to_pyerr};
 /// CPython's flag for a writable memoryview (`PyBUF_WRITE` in `Include/pybuffer.h`).
 const PYBUF_WRITE: std::os::raw::c_int = 0x200;
 
-/// How often a running epoch looks for Ctrl-C.
+/// How often a running epoch looks for Ctrl-C (and at most how long between progress reports
+/// that are due: a shorter progress interval polls as often as it asks).
 const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The arguments of `NativeNetwork.fit_epoch` besides the data.
@@ -133,7 +134,7 @@ pub fn fit_epoch<T: Real + Element>(
                     let reduce = reduce.as_mut().map(|r| r as &mut dyn Reduce<T>);
                     net.fit_epoch(data, &settings, reduce, &mut on_batch)
                 },
-                SIGNAL_CHECK_INTERVAL,
+                SIGNAL_CHECK_INTERVAL.min(interval),
                 // Signal handlers run only on the main thread: this one, while the epoch runs
                 // on bpcore's pool. A progress report that raises stops the epoch like Ctrl-C.
                 || {
