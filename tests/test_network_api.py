@@ -159,6 +159,21 @@ def test_inputs_of_other_types_are_converted():
     assert net.loss(X, y.astype(np.float64)) == net.loss(X, y)
 
 
+def test_inputs_already_in_the_core_form_are_checked_as_any_other():
+    net = classifier("float32")
+    X = data()[0].astype(np.float32)
+    for bad, message in [
+        (X[:0], "at least one sample"),
+        (np.zeros((2, 5), np.float32), "expected 4 features"),
+        (np.full((2, 4), np.nan, np.float32), "NaN"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            net.forward(bad)
+    # A subclass goes through the conversion: the outputs of its values, as a plain array's.
+    masked = np.ma.masked_array(X, mask=np.zeros_like(X, dtype=bool))
+    np.testing.assert_array_equal(net.forward(masked), net.forward(X))
+
+
 def test_large_batches_predict_in_chunks_like_small_ones():
     net = classifier()
     rng = np.random.default_rng(3)

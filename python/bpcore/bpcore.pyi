@@ -131,6 +131,9 @@ class NativeNetwork:
         """Replaces all parameters from a flat array of the network's dtype."""
     def forward(self, x: npt.NDArray[_Float]) -> _FloatArray:
         """Inference outputs (n, output width)."""
+    def forward_as_is(self, x: npt.NDArray[Any]) -> _FloatArray | None:
+        """`forward` of an `x` already in the form the core reads, else `None` (then nothing
+        ran): one-sample calls skip the checks and conversion that such an input does not need."""
     def metric_sums(self, x: npt.NDArray[_Float], y: npt.NDArray[Any]) -> _MetricSums:
         """The metric sums of the inference outputs of `x` against `y`, as `fit_epoch`'s
         "metric_sums" are of its steps' outputs (the one definition of the summed metrics)."""

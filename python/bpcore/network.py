@@ -246,6 +246,12 @@ class Network:
             >>> net.forward(np.array([[1.0, 2.0, 3.0]]))
             array([[1.5, 2. ]], dtype=float32)
         """
+        if type(X) is np.ndarray:
+            # An array already in the core's form goes straight in: for one sample the checks
+            # and the conversion were a tenth of the call.
+            out = self._native.forward_as_is(X)
+            if out is not None:
+                return out
         return self._native.forward(self.as_inputs(X))
 
     def loss(self, X: Any, y: Any, training: bool = False) -> float:

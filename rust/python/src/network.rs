@@ -4,7 +4,7 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
 use bpcore_core::{Network, NetworkSpec, Real};
 use numpy::ndarray::Array2;
-use numpy::{Element, IntoPyArray, PyArray1, PyUntypedArrayMethods};
+use numpy::{Element, IntoPyArray, PyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -68,8 +68,33 @@ fn forward<T: Real + Element>(
     net: &Network<T>,
     x: &Bound<'_, PyAny>,
 ) -> PyResult<Py<PyAny>> {
-    let xa = matrix::<T>(x, "X")?;
-    let xs = slice(&xa, "X")?;
+    forward_array(py, net, &matrix::<T>(x, "X")?)
+}
+
+/// `forward` for an `x` that is already what the core reads (a C-contiguous 2-d array of the
+/// network's dtype, at least one row of the input width), else `None`, with nothing checked or
+/// converted: the caller then checks and converts it, once.
+fn forward_as_is<T: Real + Element>(
+    py: Python<'_>,
+    net: &Network<T>,
+    x: &Bound<'_, PyAny>,
+) -> PyResult<Option<Py<PyAny>>> {
+    let Ok(xa) = x.extract::<PyReadonlyArray2<'_, T>>() else {
+        return Ok(None);
+    };
+    let shape = xa.shape();
+    if !xa.is_c_contiguous() || shape[0] == 0 || shape[1] != net.input_width() {
+        return Ok(None);
+    }
+    forward_array(py, net, &xa).map(Some)
+}
+
+fn forward_array<T: Real + Element>(
+    py: Python<'_>,
+    net: &Network<T>,
+    xa: &PyReadonlyArray2<'_, T>,
+) -> PyResult<Py<PyAny>> {
+    let xs = slice(xa, "X")?;
     let n = xa.shape()[0];
     let w = net.output_width();
     guarded(|| net.check_output_memory(n))?;
@@ -232,6 +257,12 @@ impl NativeNetwork {
     /// Inference outputs (n, output width).
     fn forward(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         dispatch!(&*self.read("forward")?, net => forward(py, net, x))
+    }
+
+    /// `forward` of an `x` already in the form the core reads, else `None` (then nothing ran):
+    /// one-sample calls skip the checks and conversion that such an input does not need.
+    fn forward_as_is(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
+        dispatch!(&*self.read("forward")?, net => forward_as_is(py, net, x))
     }
 
     /// The metric sums of the inference outputs of `x` against `y`, as `fit_epoch`'s
