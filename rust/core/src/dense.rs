@@ -9,7 +9,7 @@ use crate::matmul::{
     split_pair, Along, Block, Operand, Split,
 };
 use crate::scratch::with_scratch;
-use crate::threads::Disjoint;
+use crate::threads::{num_threads, Disjoint};
 use crate::Real;
 
 /// Batches of at most this many rows against weights of at least this many bytes (a core's L1
@@ -37,6 +37,10 @@ const THIN_ROWS: usize = 64;
 /// or more for 1024² and 2048² weights, 10-20% slower for 512² and 784 × 512 ones, which stay
 /// cached.
 const STREAM_BYTES: usize = 2 << 20;
+/// Output features of the narrowest block a transposed forward gives a thread: narrower
+/// blocks (a 32-wide layer on two threads) wrote half rows of `z`, two threads to a cache line
+/// and one activation call per half row, and trained slower on two threads than on one.
+const MIN_FEATURES_PER_BLOCK: usize = 64;
 /// Columns of the transposed product turned back at a time: their rows stay in L1 while
 /// every row of the output takes its run of them.
 const TURN_COLS: usize = 16;
@@ -103,15 +107,28 @@ impl Dense {
         let transposed =
             n <= TRANSPOSED_MAX_ROWS && std::mem::size_of_val(w.data) >= TRANSPOSED_MIN_BYTES;
         let split = if transposed {
-            // Each thread computes a block of output features from its own rows of W.
-            Split::over_threads_along(Along::Cols, n, out, fan_in, parallel)
+            // Each thread computes a block of output features from its own rows of W; a layer
+            // too narrow for blocks of `MIN_FEATURES_PER_BLOCK` features is divided by samples
+            // instead, each thread reading all of its small W.
+            let threads = if parallel { num_threads() } else { 1 };
+            let along = if out >= threads * MIN_FEATURES_PER_BLOCK {
+                Along::Cols
+            } else {
+                Along::Rows
+            };
+            Split::over_threads_along(along, n, out, fan_in, parallel)
         } else {
             Split::over_threads(n, out, fan_in, parallel)
         };
         let product = |block: &mut Block<'_, T>| {
             if transposed {
-                let cols = block.cols.clone();
-                with_scratch(n * cols.len(), |zt| {
+                let (rows, cols) = (block.rows.clone(), block.cols.clone());
+                let x = Operand::new(
+                    &x.data[rows.start * fan_in..rows.end * fan_in],
+                    rows.len(),
+                    fan_in,
+                );
+                with_scratch(rows.len() * cols.len(), |zt| {
                     product_columns_transposed(zt, x, w, cols.clone());
                     turn_back(zt, block, bias);
                 });
@@ -362,9 +379,11 @@ mod tests {
 
     #[test]
     fn both_forward_paths_give_the_product_with_bias_and_activation() {
-        // 300 × 170 f64 weights (408 KB) take the transposed product up to 256 rows, 30 × 20
-        // (4.8 KB) the usual one; every batch size splits over threads when it is worth it.
-        for (fan_in, out) in [(300, 170), (30, 20)] {
+        // 300 × 170 f64 weights (408 KB) take the transposed product up to 256 rows, split by
+        // output features, 784 × 32 (200 KB) too, split by samples (too few features for
+        // blocks of them), 30 × 20 (4.8 KB) the usual one; every batch size splits over
+        // threads when it is worth it.
+        for (fan_in, out) in [(300, 170), (784, 32), (30, 20)] {
             let (layer, params) = layer_and_params(fan_in, out);
             let w = &params[3..3 + fan_in * out];
             let b = &params[3 + fan_in * out..];
