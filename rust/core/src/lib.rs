@@ -26,6 +26,7 @@ pub mod rng;
 pub mod sample_parts;
 pub mod samples;
 pub mod scratch;
+pub mod small_product;
 pub mod spec;
 pub mod threads;
 

@@ -13,6 +13,7 @@
 use std::marker::PhantomData;
 use std::ops::Range;
 
+use crate::small_product::{small_product, Strided};
 use crate::Real;
 use gemm::Parallelism;
 
@@ -414,6 +415,20 @@ unsafe fn gemm_into<T: Real>(
     (a, a_rs, a_cs): (*const T, isize, isize),
     (b, b_rs, b_cs): (*const T, isize, isize),
 ) {
+    // Small products of `b` and `c` stored by rows skip gemm's fixed cost (`small_product`).
+    let strides = [c_rs, c_cs, a_rs, a_cs, b_rs, b_cs];
+    if c_cs == 1 && b_cs == 1 && strides.iter().all(|&s| s > 0) {
+        let strided = |ptr, rs: isize, cs: isize| Strided {
+            ptr,
+            rs: rs as usize,
+            cs: cs as usize,
+        };
+        let (a, b) = (strided(a, a_rs, a_cs), strided(b, b_rs, b_cs));
+        // SAFETY: the caller's contract (above) is small_product's.
+        if unsafe { small_product((m, n, k), (c, c_rs as usize), acc, a, b) } {
+            return;
+        }
+    }
     // SAFETY: the caller's contract above is gemm's own.
     unsafe {
         gemm::gemm(
