@@ -17,7 +17,7 @@ use crate::Real;
 /// (16 × 32 × 32: 209 ns in gemm, 345 ns here; 32 × 16 × 10: 401 ns in gemm, 180 ns here).
 pub const SMALL_MACS: usize = 8 * 1024;
 
-/// A row-major-or-not matrix given as its first element and its strides, in elements.
+/// A matrix given as its first element and its row and column strides, in elements.
 #[derive(Debug, Clone, Copy)]
 pub struct Strided<T> {
     pub ptr: *const T,
