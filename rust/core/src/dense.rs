@@ -9,7 +9,7 @@ use crate::matmul::{
     split_pair, Along, Block, Operand, Split,
 };
 use crate::scratch::with_scratch;
-use crate::threads::{num_threads, Disjoint};
+use crate::threads::Disjoint;
 use crate::Real;
 
 /// Batches of at most this many rows against weights of at least this many bytes (a core's L1
@@ -107,16 +107,15 @@ impl Dense {
         let transposed =
             n <= TRANSPOSED_MAX_ROWS && std::mem::size_of_val(w.data) >= TRANSPOSED_MIN_BYTES;
         let split = if transposed {
-            // Each thread computes a block of output features from its own rows of W; a layer
-            // too narrow for blocks of `MIN_FEATURES_PER_BLOCK` features is divided by samples
-            // instead, each thread reading all of its small W.
-            let threads = if parallel { num_threads() } else { 1 };
-            let along = if out >= threads * MIN_FEATURES_PER_BLOCK {
-                Along::Cols
+            // Each thread computes a block of output features from its own rows of W; blocks
+            // narrower than `MIN_FEATURES_PER_BLOCK` features divide the samples instead, each
+            // thread reading all of its small W.
+            let by_features = Split::over_threads_along(Along::Cols, n, out, fan_in, parallel);
+            if out / by_features.parts >= MIN_FEATURES_PER_BLOCK {
+                by_features
             } else {
-                Along::Rows
-            };
-            Split::over_threads_along(along, n, out, fan_in, parallel)
+                Split::over_threads_along(Along::Rows, n, out, fan_in, parallel)
+            }
         } else {
             Split::over_threads(n, out, fan_in, parallel)
         };

@@ -239,8 +239,8 @@ pub fn split_output<T: Real>(
     split: Split,
     part: impl Fn(Block<'_, T>) + Sync,
 ) {
-    // panic-free: a soundness guard; the layers size `c` from their layout, the binding
-    // allocates it as m × n.
+    // A soundness guard: the layers size `c` from their layout, the binding allocates it.
+    // panic-free: every caller's `c` holds its m × n output.
     assert!(c.len() >= m * n, "split_output: the matrix does not fit");
     let base = Shared(c.as_mut_ptr());
     run_blocks(m, n, split, &|rows, cols| part(base.block(n, rows, cols)));
@@ -415,9 +415,10 @@ unsafe fn gemm_into<T: Real>(
     (a, a_rs, a_cs): (*const T, isize, isize),
     (b, b_rs, b_cs): (*const T, isize, isize),
 ) {
-    // Small products of `b` and `c` stored by rows skip gemm's fixed cost (`small_product`).
+    // Small products of `b` and `c` stored by rows skip gemm's fixed cost (`small_product`,
+    // which takes `c` by rows and its strides as counts, and says whether it applies).
     let strides = [c_rs, c_cs, a_rs, a_cs, b_rs, b_cs];
-    if c_cs == 1 && b_cs == 1 && strides.iter().all(|&s| s > 0) {
+    if c_cs == 1 && strides.iter().all(|&s| s > 0) {
         let strided = |ptr, rs: isize, cs: isize| Strided {
             ptr,
             rs: rs as usize,
