@@ -99,16 +99,17 @@ impl Rule for RmsProp {
         } else {
             None
         };
-        let mut momentum_buffer = momentum_buffer.map(|b| b.iter_mut());
-        let mut grad_avg = grad_avg.map(|ga| ga.iter_mut());
-        for ((p, &g), sq) in params.iter_mut().zip(grads).zip(square_avg.iter_mut()) {
-            let g = if decay { g + wd * *p } else { g };
-            *sq = saturate(*sq * alpha + w * g * g);
-            let avg = match grad_avg.as_mut().and_then(Iterator::next) {
+        // One parameter's update: its new value and the new state values (`ga`, `b`: the
+        // gradient average when centered, the momentum buffer with momentum). Every new value
+        // is used from a register, never read back (see Adam's step).
+        let update = |p: T, g: T, sq: T, ga: Option<T>, b: Option<T>| {
+            let g = if decay { g + wd * p } else { g };
+            let sq = saturate(sq * alpha + w * g * g);
+            let ga = ga.map(|ga| saturate(lerp(ga, g, w)));
+            let avg = match ga {
                 Some(ga) => {
-                    *ga = saturate(lerp(*ga, g, w));
                     // Never below 0: beyond the type's range, where torch's would be NaN.
-                    let variance = *sq - saturate(*ga * *ga);
+                    let variance = sq - saturate(ga * ga);
                     if variance < T::zero() {
                         T::zero()
                     } else {
@@ -117,12 +118,43 @@ impl Rule for RmsProp {
                 }
                 None => sq.sqrt(),
             } + eps;
-            match momentum_buffer.as_mut().and_then(Iterator::next) {
-                Some(b) => {
-                    *b = saturate(*b * momentum + g / avg);
-                    *p = saturate(*p + neg_lr * *b);
+            let b = b.map(|b| saturate(b * momentum + g / avg));
+            let p = match b {
+                Some(b) => saturate(p + neg_lr * b),
+                None => saturate(p + neg_lr * g / avg),
+            };
+            (p, sq, ga, b)
+        };
+        // A loop of its own for each set of buffers, so that each one vectorizes.
+        let elements = params.iter_mut().zip(grads).zip(square_avg.iter_mut());
+        match (momentum_buffer, grad_avg) {
+            (None, None) => {
+                for ((p, &g), sq) in elements {
+                    (*p, *sq, _, _) = update(*p, g, *sq, None, None);
                 }
-                None => *p = saturate(*p + neg_lr * g / avg),
+            }
+            (Some(buf), None) => {
+                for (((p, &g), sq), b) in elements.zip(buf.iter_mut()) {
+                    let (p_t, sq_t, _, b_t) = update(*p, g, *sq, None, Some(*b));
+                    (*p, *sq) = (p_t, sq_t);
+                    *b = b_t.unwrap_or(*b);
+                }
+            }
+            (None, Some(avg)) => {
+                for (((p, &g), sq), ga) in elements.zip(avg.iter_mut()) {
+                    let (p_t, sq_t, ga_t, _) = update(*p, g, *sq, Some(*ga), None);
+                    (*p, *sq) = (p_t, sq_t);
+                    *ga = ga_t.unwrap_or(*ga);
+                }
+            }
+            (Some(buf), Some(avg)) => {
+                let state = buf.iter_mut().zip(avg.iter_mut());
+                for (((p, &g), sq), (b, ga)) in elements.zip(state) {
+                    let (p_t, sq_t, ga_t, b_t) = update(*p, g, *sq, Some(*ga), Some(*b));
+                    (*p, *sq) = (p_t, sq_t);
+                    *ga = ga_t.unwrap_or(*ga);
+                    *b = b_t.unwrap_or(*b);
+                }
             }
         }
     }
