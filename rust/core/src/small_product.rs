@@ -201,8 +201,9 @@ unsafe fn product_avx2(
     let groups = m / ROWS * ROWS;
     for j in (0..n).step_by(2 * LANES) {
         let (low_mask, high_mask) = masks(j);
-        // SAFETY (this block): the masked loads and stores touch only columns j..n of rows of
-        // b (p < k) and c (i < m), inside their matrices; a masked-out lane is not accessed.
+        // SAFETY (this block): the loads and stores touch only columns j..n of rows of b
+        // (p < k) and c (i < m), inside their matrices: whole blocks lie inside, a masked-out
+        // lane is not accessed, and the last block's store copies only its `tail` columns.
         unsafe {
             // A whole block of columns is read and written unmasked, the last one written through
             // a buffer on the stack: AMD's masked stores cost a dozen cycles each, most of a

@@ -100,8 +100,9 @@ impl Rule for RmsProp {
             None
         };
         // One parameter's update: its new value and the new state values (`ga`, `b`: the
-        // gradient average when centered, the momentum buffer with momentum). Every new value
-        // is used from a register, never read back (see Adam's step).
+        // gradient average when centered, the momentum buffer with momentum; zero when the
+        // buffer is not kept). Every new value is used from a register, never read back (see
+        // Adam's step).
         let update = |p: T, g: T, sq: T, ga: Option<T>, b: Option<T>| {
             let g = if decay { g + wd * p } else { g };
             let sq = saturate(sq * alpha + w * g * g);
@@ -123,7 +124,8 @@ impl Rule for RmsProp {
                 Some(b) => saturate(p + neg_lr * b),
                 None => saturate(p + neg_lr * g / avg),
             };
-            (p, sq, ga, b)
+            let kept = |x: Option<T>| x.unwrap_or(T::zero());
+            (p, sq, kept(ga), kept(b))
         };
         // A loop of its own for each set of buffers, so that each one vectorizes.
         let elements = params.iter_mut().zip(grads).zip(square_avg.iter_mut());
@@ -135,25 +137,18 @@ impl Rule for RmsProp {
             }
             (Some(buf), None) => {
                 for (((p, &g), sq), b) in elements.zip(buf.iter_mut()) {
-                    let (p_t, sq_t, _, b_t) = update(*p, g, *sq, None, Some(*b));
-                    (*p, *sq) = (p_t, sq_t);
-                    *b = b_t.unwrap_or(*b);
+                    (*p, *sq, _, *b) = update(*p, g, *sq, None, Some(*b));
                 }
             }
             (None, Some(avg)) => {
                 for (((p, &g), sq), ga) in elements.zip(avg.iter_mut()) {
-                    let (p_t, sq_t, ga_t, _) = update(*p, g, *sq, Some(*ga), None);
-                    (*p, *sq) = (p_t, sq_t);
-                    *ga = ga_t.unwrap_or(*ga);
+                    (*p, *sq, *ga, _) = update(*p, g, *sq, Some(*ga), None);
                 }
             }
             (Some(buf), Some(avg)) => {
                 let state = buf.iter_mut().zip(avg.iter_mut());
                 for (((p, &g), sq), (b, ga)) in elements.zip(state) {
-                    let (p_t, sq_t, ga_t, b_t) = update(*p, g, *sq, Some(*ga), Some(*b));
-                    (*p, *sq) = (p_t, sq_t);
-                    *ga = ga_t.unwrap_or(*ga);
-                    *b = b_t.unwrap_or(*b);
+                    (*p, *sq, *ga, *b) = update(*p, g, *sq, Some(*ga), Some(*b));
                 }
             }
         }
