@@ -13,6 +13,7 @@ pub mod error;
 pub mod fpenv;
 pub mod init;
 pub mod layer_norm;
+pub mod line_aligned;
 pub mod loss;
 pub mod matmul;
 pub mod memory;

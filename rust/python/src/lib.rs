@@ -9,6 +9,10 @@ mod network;
 
 use pyo3::prelude::*;
 
+/// Large buffers start on cache lines (see `line_aligned`).
+#[global_allocator]
+static ALLOCATOR: bpcore_core::line_aligned::LineAligned = bpcore_core::line_aligned::LineAligned;
+
 /// Uses `n` threads for bpcore's parallel work from now on.
 #[pyfunction]
 fn set_num_threads(n: usize) -> PyResult<()> {
