@@ -15,10 +15,19 @@ from pathlib import Path
 import pytest
 from optional import require
 
+import bpcore as bp
 from bpcore.bench import cnn, report, run_bpcore, run_jax, run_torch, scaling, sklearn_fit
 from bpcore.bench.parity import compare_with_jax, compare_with_numpy
-from bpcore.bench.results import Results
-from bpcore.bench.workloads import SWEEP, TRAINING, quick
+from bpcore.bench.results import Result, Results
+from bpcore.bench.targets import evaluate
+from bpcore.bench.workloads import (
+    ONE_THREAD,
+    SWEEP,
+    THREADS_WORKLOADS,
+    TRAINING,
+    quick,
+    threads_row_name,
+)
 
 
 def expected_systems() -> dict[str, set[str]]:
@@ -39,6 +48,9 @@ def expected_systems() -> dict[str, set[str]]:
     mpi = scaling.unavailable() is None
     expected["scaling"] = {scaling.MPI_PROCESSES} | ({scaling.ONE_PROCESS} if mpi else set())
     expected.update({name: {"bpcore", "scikit-learn"} for name in sklearn_fit.workloads()})
+    # One thread against all of bpcore's; on a one-thread machine, one row that says so.
+    threads = {ONE_THREAD} | ({"bpcore"} if bp.get_num_threads() > 1 else set())
+    expected.update({threads_row_name(name): threads for name in THREADS_WORKLOADS})
     cnn_peers = ({"torch"} if run_torch.available() else set()) | (
         {"jax"} if run_jax.available() else set()
     )
@@ -81,11 +93,20 @@ def test_training_rows_carry_flops_and_sgemm_fraction(quick_run: dict) -> None:
 
 
 def test_every_target_is_listed(quick_run: dict) -> None:
-    assert len(quick_run["targets"]) == 14
+    assert len(quick_run["targets"]) == 16
     for target in quick_run["targets"]:
         assert target["status"] in {"PASS", "MISS", "n/a"}
         if target["measured"] is not None:
             assert target["measured"] > 0
+
+
+def test_the_thread_targets_read_the_speed_up_of_the_threads_rows() -> None:
+    results = Results()
+    results.add(Result(threads_row_name("mnist"), "bpcore", "samples/s", 150.0, 2))
+    results.add(Result(threads_row_name("mnist"), ONE_THREAD, "samples/s", 100.0, 1))
+    got = {t.name: (t.measured, t.status) for t in evaluate(results)}
+    assert got["threads: mnist, all ÷ 1 thread"] == (1.5, "MISS")
+    assert got["threads: small, all ÷ 1 thread"] == (None, "n/a")
 
 
 @pytest.mark.parametrize("name", ["tiny", "small"])

@@ -19,9 +19,23 @@ from bpcore.bench import cnn, report, run_jax, run_torch, scaling, sklearn_fit, 
 from bpcore.bench.data import DATA_NOTE
 from bpcore.bench.parity import compare_with_numpy
 from bpcore.bench.suite import Suite
-from bpcore.bench.workloads import ALL, SWEEP, TRAINING, quick
+from bpcore.bench.workloads import (
+    ALL,
+    SWEEP,
+    THREADS_WORKLOAD,
+    THREADS_WORKLOADS,
+    TRAINING,
+    quick,
+)
 
-SELECTABLE = (*ALL, "memory", scaling.WORKLOAD, sklearn_fit.WORKLOAD, cnn.WORKLOAD)
+SELECTABLE = (
+    *ALL,
+    "memory",
+    THREADS_WORKLOAD,
+    scaling.WORKLOAD,
+    sklearn_fit.WORKLOAD,
+    cnn.WORKLOAD,
+)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -129,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         suite.predict()
     if "memory" in args.workloads:
         suite.memory()
+    if THREADS_WORKLOAD in args.workloads:
+        suite.threads()
     if scaling.WORKLOAD in args.workloads:
         suite.scaling()
     if sklearn_fit.WORKLOAD in args.workloads:
@@ -162,6 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "sweep" in args.workloads:
         print(f"  sweep-hH-bB: {suite.workload(next(iter(SWEEP))).description}, "
               "with h = H and batch B")  # fmt: skip
+    if THREADS_WORKLOAD in args.workloads:
+        print(f"  {THREADS_WORKLOAD}-NAME: bpcore alone, {' and '.join(THREADS_WORKLOADS)} "
+              f"on 1 thread and on {info['bpcore_threads']}, in alternating turns")  # fmt: skip
     if scaling.WORKLOAD in args.workloads:
         print(f"  {scaling.WORKLOAD}: {scaling.description(suite.workload('mnist'))}")
     if sklearn_fit.WORKLOAD in args.workloads:

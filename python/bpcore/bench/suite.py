@@ -24,13 +24,16 @@ from bpcore.bench.data import make_data
 from bpcore.bench.results import Result, Results
 from bpcore.bench.timing import SETTLE_SECONDS
 from bpcore.bench.workloads import (
+    ONE_THREAD,
     PREDICT_CALLS,
     SGEMM_REPEATS,
     SGEMM_SIZE,
     SWEEP,
+    THREADS_WORKLOADS,
     TRAINING,
     Workload,
     quick,
+    threads_row_name,
 )
 
 TORCH_THREADS = (1, 2)
@@ -244,6 +247,43 @@ class Suite:
                     extra=got,
                 )
             )  # fmt: skip
+
+    def threads(self) -> None:
+        """bpcore alone on the mnist and small workloads: its fit on one thread against all of
+        bpcore's threads, in alternating turns (medians kept), so that what the other cores add
+        is read from one run; the "1 thread" row's advantage is the speed-up. On a machine
+        where bpcore has one thread, one row that says so."""
+        threads = bp.get_num_threads()
+        for name in THREADS_WORKLOADS:
+            w = self.workload(name)
+            row_name = threads_row_name(name)
+            if threads < 2:
+                skipped = {"skipped": "bpcore runs on 1 thread here"}
+                self.results.add(Result(row_name, ONE_THREAD, "samples/s", 0.0, 1, extra=skipped))
+                continue
+            log(f"threads: {name} on 1 and {threads} bpcore threads, {w.samples} samples ...")
+            X, y = make_data(w, w.samples)
+
+            def on(n: int, w: Workload = w, X: np.ndarray = X, y: np.ndarray = y) -> float:
+                bp.set_num_threads(n)
+                try:
+                    return run_bpcore.train_rate(w, X, y)
+                finally:
+                    bp.set_num_threads(threads)
+
+            contenders: dict[str, Callable[[], float]] = {
+                "all": functools.partial(on, threads),
+                "one": functools.partial(on, 1),
+            }
+            got = in_turns(contenders, self.repeat, self.settle_seconds)
+            epoch = f"epochs of {w.samples}" + (f", ≥ {w.min_seconds:g} s" if w.min_seconds else "")
+            for system, n, turns in (("bpcore", threads, got["all"]), (ONE_THREAD, 1, got["one"])):
+                rate = statistics.median(turns)
+                self.results.add(Result(row_name, system, "samples/s", rate, n,
+                                        rate * w.flops_per_sample / 1e9,
+                                        note=f"net.fit on {n} thread{'s' if n > 1 else ''}, "
+                                        f"{w.batch_size} per batch, {epoch}, {spread(turns)}",
+                                        extra={"turns": turns}))  # fmt: skip
 
     def scaling(self) -> None:
         """mnist on 1 process × 2 threads vs 2 MPI processes × 1 thread (see ``scaling``)."""

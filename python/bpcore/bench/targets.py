@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bpcore.bench.results import Results
-from bpcore.bench.workloads import SWEEP
+from bpcore.bench.workloads import ONE_THREAD, SWEEP, threads_row_name
 
 
 @dataclass
@@ -48,6 +48,12 @@ def _matmul_ratio(results: Results) -> float | None:
     return ours.value / numpy.value
 
 
+def _thread_speedup(results: Results, name: str) -> float | None:
+    """bpcore's samples/s on all its threads ÷ on one thread, from the threads rows of ``name``
+    (None when they were not measured, or bpcore had one thread)."""
+    return results.advantage(threads_row_name(name), ONE_THREAD)
+
+
 def _sweep_worst(results: Results) -> float | None:
     """The smallest advantage over the best peer among the sweep's measured cells."""
     ratios = [results.advantage_over_best(name) for name in SWEEP]
@@ -81,4 +87,6 @@ def evaluate(results: Results) -> list[Target]:
         Target("float64 mnist, small vs best peer (worst)", 1.0, _float64_worst(results), "x"),
         Target("sgemm: bpcore matmul vs NumPy", 0.90, _matmul_ratio(results), "%"),
         Target("memory: torch MB ÷ bpcore MB (mnist epoch)", 1.0, adv("memory", "torch"), "x"),
+        Target("threads: mnist, all ÷ 1 thread", 1.8, _thread_speedup(results, "mnist"), "x"),
+        Target("threads: small, all ÷ 1 thread", 1.6, _thread_speedup(results, "small"), "x"),
     ]

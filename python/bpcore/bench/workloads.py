@@ -94,6 +94,17 @@ OTHER = ("predict", "sgemm")
 # What --only accepts: each training workload, "sweep" for all of its cells, and the others.
 ALL = (*(name for name in TRAINING if name not in SWEEP), "sweep", *OTHER)
 
+# The threads rows: bpcore's fit of these workloads on one thread against all of its threads.
+THREADS_WORKLOAD = "threads"
+THREADS_WORKLOADS = ("mnist", "small")
+ONE_THREAD = "1 thread"  # the system name of the one-thread rows (the others are "bpcore")
+
+
+def threads_row_name(name: str) -> str:
+    """The workload name of the threads rows of training workload ``name``."""
+    return f"{THREADS_WORKLOAD}-{name}"
+
+
 PREDICT_CALLS = 2_000
 SGEMM_SIZE = 1024
 SGEMM_REPEATS = 5
