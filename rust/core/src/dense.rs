@@ -6,7 +6,7 @@
 use crate::activation::Activation;
 use crate::matmul::{
     matmul_streaming, matmul_then, product_block, product_columns_transposed, split_output,
-    split_pair, Along, Block, Operand, Split,
+    split_pair, split_two, Along, Block, Operand, Split,
 };
 use crate::scratch::with_scratch;
 use crate::threads::Disjoint;
@@ -182,22 +182,42 @@ impl Dense {
     ) {
         let (fan_in, out) = (self.in_features, self.out_features);
         let delta = &delta[..n * out];
-        self.weight_and_bias_gradients(x, n, delta, grads, parallel);
+        let Some(dx) = dx else {
+            return self.weight_and_bias_gradients(x, n, delta, grads, parallel);
+        };
         // ∂L/∂x = δ W: (n × out)(out × in)
-        if let Some(dx) = dx {
-            let (dx, delta) = (&mut dx[..n * fan_in], Operand::new(delta, n, out));
-            let weight = Operand::new(self.weight(params), out, fan_in);
-            let then = |block: &mut Block<'_, T>| {
-                if let Some(below) = &below {
-                    below.apply(block, fan_in);
-                }
-            };
-            if n <= THIN_ROWS && std::mem::size_of_val(weight.data) > STREAM_BYTES {
-                matmul_streaming(dx, delta, weight, parallel, then);
-            } else {
-                matmul_then(dx, delta, weight, false, parallel, then);
+        let dx = &mut dx[..n * fan_in];
+        let weight = Operand::new(self.weight(params), out, fan_in);
+        let delta_by_rows = Operand::new(delta, n, out);
+        let then = |block: &mut Block<'_, T>| {
+            if let Some(below) = &below {
+                below.apply(block, fan_in);
             }
+        };
+        if n <= THIN_ROWS && std::mem::size_of_val(weight.data) > STREAM_BYTES {
+            self.weight_and_bias_gradients(x, n, delta, grads, parallel);
+            return matmul_streaming(dx, delta_by_rows, weight, parallel, then);
         }
+        // The weight gradient and the input gradient read the same δ and nothing of each other:
+        // one job runs them side by side, each over half the threads.
+        let shapes = ((out, fan_in, n), (n, fan_in, out));
+        let Some((dw_split, dx_split)) = Split::pair_over_threads(shapes.0, shapes.1, parallel)
+        else {
+            self.weight_and_bias_gradients(x, n, delta, grads, parallel);
+            return matmul_then(dx, delta_by_rows, weight, false, parallel, then);
+        };
+        let x = Operand::new(&x[..n * fan_in], n, fan_in);
+        let (dw, db) = self.gradient_slices(grads);
+        let db = db.map(Disjoint::new);
+        split_two(
+            (dw, out, fan_in, dw_split),
+            (dx, n, fan_in, dx_split),
+            |block| self.weight_block(block, dw_split, delta, x, db.as_ref()),
+            |mut block| {
+                product_block(&mut block, delta_by_rows, weight, false);
+                then(&mut block);
+            },
+        );
     }
 
     /// ∂L/∂W = δᵀ x, (out × n)(n × in), and ∂L/∂b = Σ_batch δ, in one job on the team: each
@@ -214,28 +234,40 @@ impl Dense {
     ) {
         let (fan_in, out) = (self.in_features, self.out_features);
         let (dw, db) = self.gradient_slices(grads);
-        let (dt, x) = (
-            Operand::t(delta, n, out),
-            Operand::new(&x[..n * fan_in], n, fan_in),
-        );
+        let x = Operand::new(&x[..n * fan_in], n, fan_in);
         let split = Split::over_threads(out, fan_in, n, parallel);
         let db = db.map(Disjoint::new);
-        split_output(dw, out, fan_in, split, |mut block| {
-            product_block(&mut block, dt, x, false);
-            let Some(db) = &db else { return };
-            let features = match split.along {
-                Along::Rows => block.rows.clone(),
-                Along::Cols => block.cols.start * out / fan_in..block.cols.end * out / fan_in,
-            };
-            // SAFETY: the blocks of one split are disjoint ranges of rows, or of columns whose
-            // proportional shares of 0..out are disjoint too; each block sums its own.
-            let sums = unsafe { db.range(features.clone()) };
-            sums.fill(T::zero());
-            for row in delta.chunks_exact(out) {
-                let row = &row[features.clone()];
-                sums.iter_mut().zip(row).for_each(|(s, &d)| *s += d);
-            }
+        split_output(dw, out, fan_in, split, |block| {
+            self.weight_block(block, split, delta, x, db.as_ref())
         });
+    }
+
+    /// One block of ∂L/∂W = δᵀ x under `split` (of the whole `out × in`), and the bias
+    /// gradient of its share of the output features into `db`.
+    fn weight_block<T: Real>(
+        &self,
+        mut block: Block<'_, T>,
+        split: Split,
+        delta: &[T],
+        x: Operand<'_, T>,
+        db: Option<&Disjoint<'_, T>>,
+    ) {
+        let (fan_in, out) = (self.in_features, self.out_features);
+        let dt = Operand::t(delta, x.rows, out);
+        product_block(&mut block, dt, x, false);
+        let Some(db) = db else { return };
+        let features = match split.along {
+            Along::Rows => block.rows.clone(),
+            Along::Cols => block.cols.start * out / fan_in..block.cols.end * out / fan_in,
+        };
+        // SAFETY: the blocks of one split are disjoint ranges of rows, or of columns whose
+        // proportional shares of 0..out are disjoint too; each block sums its own.
+        let sums = unsafe { db.range(features.clone()) };
+        sums.fill(T::zero());
+        for row in delta.chunks_exact(out) {
+            let row = &row[features.clone()];
+            sums.iter_mut().zip(row).for_each(|(s, &d)| *s += d);
+        }
     }
 
     /// This layer's weight gradient and, if it has a bias, its bias gradient, in `grads`.

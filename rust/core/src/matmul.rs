@@ -144,6 +144,31 @@ impl Split {
         Split::along(along, m, n, k, crate::threads::num_threads())
     }
 
+    /// The splits of two products that do not depend on each other, of `(m, n, k)` each, run
+    /// as one job (`split_two`), each over half of bpcore's threads: on two threads each product
+    /// whole on its own thread, which packs no operand twice and cuts no row of an output
+    /// between two cores. `None` without `parallel`, on one thread, or for two products too
+    /// small together for two blocks.
+    pub fn pair_over_threads(
+        a: (usize, usize, usize),
+        b: (usize, usize, usize),
+        parallel: bool,
+    ) -> Option<(Split, Split)> {
+        let work = |(m, n, k): (usize, usize, usize)| m.saturating_mul(n).saturating_mul(k);
+        if !parallel || work(a).saturating_add(work(b)) < 2 * MIN_MACS_PER_PART {
+            return None;
+        }
+        let threads = crate::threads::num_threads();
+        if threads < 2 {
+            return None;
+        }
+        let half = threads.div_ceil(2);
+        Some((
+            Split::for_shape(a.0, a.1, a.2, half),
+            Split::for_shape(b.0, b.1, b.2, half),
+        ))
+    }
+
     /// Block `i`'s range of the split dimension (of length `len`).
     fn range(&self, len: usize, i: usize) -> Range<usize> {
         let align = match self.along {
@@ -270,6 +295,43 @@ pub fn split_pair<T: Real>(
     });
 }
 
+/// `split_output` over two matrices of their own shapes and splits, `c` (`m × n`) and `d`
+/// (`dm × dn`), in one job on bpcore's team: two products that do not depend on each other (a
+/// dense layer's weight and input gradients) side by side, each over its share of the threads
+/// (`Split::pair_over_threads`), instead of one after the other over all of them.
+pub fn split_two<T: Real>(
+    (c, m, n, split): (&mut [T], usize, usize, Split),
+    (d, dm, dn, d_split): (&mut [T], usize, usize, Split),
+    part_c: impl Fn(Block<'_, T>) + Sync,
+    part_d: impl Fn(Block<'_, T>) + Sync,
+) {
+    // panic-free: a soundness guard; the layers size both from their layout.
+    assert!(
+        c.len() >= m * n && d.len() >= dm * dn,
+        "split_two: the matrices do not fit"
+    );
+    let (base_c, base_d) = (Shared(c.as_mut_ptr()), Shared(d.as_mut_ptr()));
+    let each = |i: usize| {
+        if i < split.parts {
+            if let Some((rows, cols)) = block_of(m, n, split, i) {
+                part_c(base_c.block(n, rows, cols));
+            }
+        } else if let Some((rows, cols)) = block_of(dm, dn, d_split, i - split.parts) {
+            part_d(base_d.block(dn, rows, cols));
+        }
+    };
+    crate::threads::run_parts(split.parts + d_split.parts, &each);
+}
+
+/// Block `i` of an `m × n` output under `split`: its rows and columns, `None` when empty.
+fn block_of(m: usize, n: usize, split: Split, i: usize) -> Option<(Range<usize>, Range<usize>)> {
+    let (rows, cols) = match split.along {
+        Along::Rows => (split.range(m, i), 0..n),
+        Along::Cols => (0..m, split.range(n, i)),
+    };
+    (!rows.is_empty() && !cols.is_empty()).then_some((rows, cols))
+}
+
 /// Calls `block(rows, cols)` for each non-empty block of an `m × n` output under `split`, on
 /// bpcore's team.
 fn run_blocks(
@@ -279,11 +341,7 @@ fn run_blocks(
     block: &(dyn Fn(Range<usize>, Range<usize>) + Sync),
 ) {
     let each = |i: usize| {
-        let (rows, cols) = match split.along {
-            Along::Rows => (split.range(m, i), 0..n),
-            Along::Cols => (0..m, split.range(n, i)),
-        };
-        if !rows.is_empty() && !cols.is_empty() {
+        if let Some((rows, cols)) = block_of(m, n, split, i) {
             block(rows, cols);
         }
     };
@@ -715,6 +773,44 @@ mod tests {
                     product_block(&mut block, ao, bo, false)
                 });
                 assert_eq!(c, again, "the same split gives the same bits");
+            }
+        }
+    }
+
+    #[test]
+    fn two_products_split_in_one_job_match_each_alone() {
+        let (m, n, k) = (40, 70, 9);
+        let a: Vec<f64> = (0..m * k).map(|i| (i as f64 * 0.31).sin()).collect();
+        let b: Vec<f64> = (0..k * n).map(|i| (i as f64 * 0.17).cos()).collect();
+        // c = a · b (m × n) and d = b · e (k × k), of shapes and splits of their own.
+        let e: Vec<f64> = (0..n * k).map(|i| (i as f64 * 0.07).sin()).collect();
+        let (want_c, want_d) = (naive(&a, &b, m, n, k), naive(&b, &e, k, k, n));
+        let (ao, bo, eo) = (
+            Operand::new(&a[..], m, k),
+            Operand::new(&b[..], k, n),
+            Operand::new(&e[..], n, k),
+        );
+        for (c_parts, d_parts) in [(1, 1), (2, 1), (1, 3), (3, 2)] {
+            let c_split = Split {
+                along: Along::Cols,
+                parts: c_parts,
+            };
+            let d_split = Split {
+                along: Along::Rows,
+                parts: d_parts,
+            };
+            let (mut c, mut d) = (vec![f64::NAN; m * n], vec![f64::NAN; k * k]);
+            split_two(
+                (&mut c, m, n, c_split),
+                (&mut d, k, k, d_split),
+                |mut block| product_block(&mut block, ao, bo, false),
+                |mut block| product_block(&mut block, bo, eo, false),
+            );
+            for (x, y) in c.iter().zip(&want_c).chain(d.iter().zip(&want_d)) {
+                assert!(
+                    (x - y).abs() < 1e-12,
+                    "{c_parts} and {d_parts} parts: {x} vs {y}"
+                );
             }
         }
     }
