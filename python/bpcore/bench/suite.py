@@ -124,8 +124,8 @@ class Suite:
     def finish(self) -> None:
         """Measures sgemm again and sets every training row's fraction of the machine's sgemm
         rate: the faster of NumPy's BLAS and bpcore's own kernel on a 1024² product. NumPy's
-        alone would flatter a machine where its BLAS is the slower (on this project's AMD EPYC,
-        OpenBLAS ran at half the rate of bpcore's kernel)."""
+        alone would flatter a machine where its BLAS is the slower (on the AMD EPYC this project
+        ran on before, OpenBLAS ran at half the rate of bpcore's kernel)."""
         self.sgemm()
         rates = [r.value for s in ("numpy", "bpcore") if (r := self.results.get("sgemm", s))]
         self.sgemm_gflops = max(rates) if rates else None

@@ -5,10 +5,12 @@
 //! team (see `threads`): blocks of columns when the output is at least as wide as it is tall,
 //! else blocks of rows. Each thread packs only the slice of the operand its block reads (a
 //! block of columns of `c = a · b` reads all of `a` and its columns of `b`; for a dense layer's
-//! forward, its block of the weights). The blocks depend only on the shapes and the number of
-//! threads, and each is computed the same on whichever thread claims it, so results are the
-//! same from run to run; gemm may block the sums over `k` differently for a small block than
-//! for the whole product, so different thread counts can differ in the last bits.
+//! forward, its block of the weights). Two products that do not depend on each other (a dense
+//! layer's weight and input gradients) share one job, each over half the threads
+//! (`split_two`). The blocks depend only on the shapes and the number of threads, and each is
+//! computed the same on whichever thread claims it, so results are the same from run to run;
+//! gemm may block the sums over `k` differently for a small block than for the whole product,
+//! so different thread counts can differ in the last bits.
 
 use std::marker::PhantomData;
 use std::ops::Range;
