@@ -88,9 +88,13 @@ class Suite:
         """The training workload ``name`` at this run's size."""
         return quick(TRAINING[name]) if self.quick else TRAINING[name]
 
-    def _training_row(self, w: Workload, system: str, rate: float, **kw: object) -> None:
+    def _training_row(
+        self, w: Workload, system: str, rate: float, row_name: str | None = None, **kw: object
+    ) -> None:
+        """A samples/s row of ``w`` (under ``row_name``, else ``w``'s own name) with its GFLOP/s;
+        ``kw`` sets the row's other fields."""
         gflops = rate * w.flops_per_sample / 1e9  # its sgemm fraction is set by finish()
-        self.results.add(Result(w.name, system, "samples/s", rate, None, gflops))
+        self.results.add(Result(row_name or w.name, system, "samples/s", rate, None, gflops))
         for key, value in kw.items():
             setattr(self.results.rows[-1], key, value)
 
@@ -278,12 +282,10 @@ class Suite:
             got = in_turns(contenders, self.repeat, self.settle_seconds)
             epoch = f"epochs of {w.samples}" + (f", ≥ {w.min_seconds:g} s" if w.min_seconds else "")
             for system, n, turns in (("bpcore", threads, got["all"]), (ONE_THREAD, 1, got["one"])):
-                rate = statistics.median(turns)
-                self.results.add(Result(row_name, system, "samples/s", rate, n,
-                                        rate * w.flops_per_sample / 1e9,
-                                        note=f"net.fit on {n} thread{'s' if n > 1 else ''}, "
-                                        f"{w.batch_size} per batch, {epoch}, {spread(turns)}",
-                                        extra={"turns": turns}))  # fmt: skip
+                self._training_row(w, system, statistics.median(turns), row_name, threads=n,
+                                   note=f"net.fit on {n} thread{'s' if n > 1 else ''}, "
+                                   f"{w.batch_size} per batch, {epoch}, {spread(turns)}",
+                                   extra={"turns": turns})  # fmt: skip
 
     def scaling(self) -> None:
         """mnist on 1 process × 2 threads vs 2 MPI processes × 1 thread (see ``scaling``)."""
