@@ -83,6 +83,7 @@ mod tests {
     fn large_blocks_start_on_a_line_and_keep_their_contents_when_they_grow_or_shrink() {
         let a = LineAligned;
         for (size, grown) in [(8, 4096), (4096, 100_000), (100_000, 16), (2000, 1500)] {
+            // panic-free: test code
             let layout = Layout::from_size_align(size, 4).unwrap();
             // SAFETY: a non-zero size; each block is freed once with its layout.
             unsafe {
@@ -98,6 +99,7 @@ mod tests {
                 for i in 0..size.min(grown) {
                     assert_eq!(*q.add(i), (i % 251) as u8);
                 }
+                // panic-free: test code
                 a.dealloc(q, Layout::from_size_align(grown, 4).unwrap());
                 let z = a.alloc_zeroed(layout);
                 assert!((0..size).all(|i| *z.add(i) == 0));

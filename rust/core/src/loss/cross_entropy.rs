@@ -283,6 +283,7 @@ mod tests {
         let labels = [1i64, 0, 1, 1];
         let s = [2.0, 0.0, 1.0, 0.5];
         let mut grad = vec![0.0; 8];
+        // panic-free: test code
         let got = super::super::evaluate_weighted(
             &spec,
             &OUT,

@@ -538,10 +538,12 @@ mod tests {
         );
         assert!(divisor_depends_on_targets(&spec));
         assert!(!divisor_depends_on_targets(&LossSpec::Mse));
+        // panic-free: test code
         let whole = evaluate(&spec, &out, 5, 2, t, None).unwrap();
         let mut combined = 0.0;
         for (a, b) in [(0, 2), (2, 5)] {
             let share = evaluate(&spec, &out[2 * a..2 * b], b - a, 2, t.rows(a, b, 2), None);
+            // panic-free: test code
             combined += share.unwrap() * divisor(&spec, t.rows(a, b, 2), b - a) / 7.5;
         }
         assert!((whole - combined).abs() < 1e-15, "{whole} {combined}");
