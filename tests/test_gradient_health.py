@@ -120,3 +120,17 @@ def test_target_scale_is_the_root_mean_square():
     scale = TargetScale.of(np.array([[99.0], [101.0]]))
     assert scale.mean == 100.0 and scale.std == 1.0
     assert scale.rms == pytest.approx(np.sqrt(100.0**2 + 1.0)) and scale.decade() == "1e2"
+
+
+def test_an_epoch_reports_the_norm_of_each_tensor_it_ended_with():
+    # The monitor's ‖w‖ comes from the core, which measures the weights after the epoch.
+    X, y = diabetes()
+    net = bp.Network([bp.Dense(10, 8), bp.ReLU(), bp.Dense(8, 1)], seed=0, dtype="float64")
+    t = ((y - y.mean()) / y.std())[:, None]
+    result = net.native.fit_epoch(np.ascontiguousarray(X), t, 32, True)
+    params = net.parameters()
+    names = [name for name, _, _ in net.native.param_info()]
+    assert len(result["weight_norms"]) == len(names) == 4
+    for name, norm in zip(names, result["weight_norms"]):
+        assert norm == pytest.approx(np.linalg.norm(params[name]), rel=1e-12)
+    assert result["weight_norms"][1] > 0  # a bias, moved from zero by the epoch

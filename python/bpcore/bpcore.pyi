@@ -67,6 +67,7 @@ class _EpochResult(TypedDict):
     stopped: bool
     grad_norms: list[float]
     update_ratios: list[float]
+    weight_norms: list[float]
     metric_sums: _MetricSums
     penalty: float
 
@@ -177,9 +178,10 @@ class NativeNetwork:
         decay_per_divisor: bool = False,
     ) -> _EpochResult:
         """One epoch of mini-batch training; returns a dict with the mean "loss", "batches" done,
-        whether it "stopped" early, per-tensor "grad_norms" and "update_ratios", and this
-        process's training "metric_sums". `progress(batches, samples, mean_loss)` is called
-        from this thread every `progress_interval` seconds while the epoch runs.
+        whether it "stopped" early, per-tensor "grad_norms", "update_ratios" and
+        "weight_norms" (at the epoch's end), and this process's training "metric_sums".
+        `progress(batches, samples, mean_loss)` is called from this thread every
+        `progress_interval` seconds while the epoch runs.
         `sample_weight` (1-d, the network's dtype, one per sample) trains on the weighted
         loss. `epoch` numbers the epoch in a divergence error.
 

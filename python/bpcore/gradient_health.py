@@ -67,6 +67,8 @@ class TensorStats:
     names: Sequence[str]
     grad_norms: Sequence[float] = field(default_factory=list)
     update_ratios: Sequence[float] = field(default_factory=list)
+    #: Each tensor's norm at the epoch's end.
+    weight_norms: Sequence[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -145,11 +147,11 @@ class GradientMonitor(Callback):
         """Judges the epoch's gradients against the weights and the loss's trend."""
         if self.network is None:
             return None
-        weights = self.network.parameters()
+        stats = self.stats
         relative = {
-            name: _relative(float(g), float(np.linalg.norm(weights[name])))
-            for name, g in zip(self.stats.names, self.stats.grad_norms)
-            if name.endswith("weight") and name in weights
+            name: _relative(float(g), float(w))
+            for name, g, w in zip(stats.names, stats.grad_norms, stats.weight_norms)
+            if name.endswith("weight")
         }
         loss = float(logs.get("loss", math.nan))
         self._losses.append(loss)

@@ -460,6 +460,7 @@ def _train(net: Network, plan: _Fit, group: Group) -> History:
             logs["time"] = time.perf_counter() - start
             tensors.grad_norms = result["grad_norms"]
             tensors.update_ratios = result["update_ratios"]
+            tensors.weight_norms = result["weight_norms"]
             stop = group.local(end_epoch, epoch, logs)
             if group.agree(f"the end of epoch {epoch + 1}", bool(stop), net.lr):
                 break

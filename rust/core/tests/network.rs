@@ -334,7 +334,7 @@ fn clipping_scales_the_step_to_the_global_norm() {
 }
 
 #[test]
-fn an_epoch_reports_gradient_norms_and_update_ratios_per_tensor() {
+fn an_epoch_reports_gradient_norms_update_ratios_and_weight_norms_per_tensor() {
     let x = inputs(16);
     let values = vec![0.3; 32];
     let mut net = Network::<f64>::new(sgd_spec(0.1)).unwrap();
@@ -353,4 +353,18 @@ fn an_epoch_reports_gradient_norms_and_update_ratios_per_tensor() {
         .update_ratios
         .iter()
         .all(|r| r.is_finite() && *r > 0.0));
+    // The norms of the weights the epoch ended with, tensor by tensor.
+    let params = net.params();
+    let want: Vec<f64> = net
+        .param_info()
+        .iter()
+        .map(|p| {
+            let tensor = &params[p.offset..p.offset + p.len()];
+            tensor.iter().map(|v| v * v).sum::<f64>().sqrt()
+        })
+        .collect();
+    assert_eq!(outcome.weight_norms.len(), want.len());
+    for (got, want) in outcome.weight_norms.iter().zip(&want) {
+        assert!((got - want).abs() <= 1e-12 * want, "{got} vs {want}");
+    }
 }

@@ -184,6 +184,7 @@ fn outcome_dict(py: Python<'_>, outcome: &EpochOutcome) -> PyResult<Py<PyAny>> {
     result.set_item("stopped", outcome.stopped)?;
     result.set_item("grad_norms", &outcome.grad_norms)?;
     result.set_item("update_ratios", &outcome.update_ratios)?;
+    result.set_item("weight_norms", &outcome.weight_norms)?;
     result.set_item("penalty", outcome.penalty)?;
     result.set_item("metric_sums", sums_dict(py, &outcome.metrics)?)?;
     Ok(result.into_any().unbind())

@@ -19,7 +19,7 @@
 //! the same way.
 
 use super::batches::{Plan, Ranks, Step};
-use super::stats::update_ratios;
+use super::stats::{norms, update_ratios};
 use super::training_state::BATCH_NORM_MIN_ROWS;
 use super::{Clipping, MetricSums, Network};
 use crate::loss::{self, Targets};
@@ -124,6 +124,8 @@ pub struct EpochOutcome {
     pub grad_norms: Vec<f64>,
     /// Per parameter tensor: ‖change over the epoch‖ / ‖value at its start‖.
     pub update_ratios: Vec<f64>,
+    /// Per parameter tensor: ‖value at the epoch's end‖.
+    pub weight_norms: Vec<f64>,
     /// The training metrics' sums over this process's shares, from the steps' own outputs.
     pub metrics: MetricSums,
     /// Under `decay_per_divisor`, the L2 term of the decay, ½·(weight_decay / D)·‖W‖² of the
@@ -242,6 +244,7 @@ impl<T: Real> Network<T> {
         });
         let outcome = outcome.map(|outcome| EpochOutcome {
             update_ratios: update_ratios(&self.param_info, &buffers.params_at_start, &self.params),
+            weight_norms: norms(&self.param_info, &self.params),
             ..outcome
         });
         self.epoch = buffers;
@@ -423,6 +426,7 @@ impl<T: Real> Network<T> {
             stopped: false,
             grad_norms: Vec::new(),
             update_ratios: Vec::new(),
+            weight_norms: Vec::new(),
             metrics: MetricSums::default(),
             penalty: 0.0,
         };

@@ -104,6 +104,13 @@ impl GradStats {
     }
 }
 
+/// ‖p‖ of each tensor of `params`: what the gradient norms are judged against.
+pub(super) fn norms<T: Real>(info: &[ParamInfo], params: &[T]) -> Vec<f64> {
+    info.iter()
+        .map(|p| sum_squares(&params[p.offset..p.offset + p.len()]).sqrt())
+        .collect()
+}
+
 /// ‖after − before‖ / ‖before‖ for each tensor: how far training moved it, relative to its size
 /// (relative to ‖after‖ for a tensor that started at zero, as biases do).
 pub(super) fn update_ratios<T: Real>(info: &[ParamInfo], before: &[T], after: &[T]) -> Vec<f64> {
@@ -167,6 +174,12 @@ mod tests {
         assert!(stats
             .measure(&info(), &[f32::NAN, 0.0, 0.0, 0.0, 0.0, 0.0])
             .is_nan());
+    }
+
+    #[test]
+    fn norms_per_tensor() {
+        let params = [3.0f64, 0.0, 0.0, 4.0, 0.0, -2.0];
+        assert_eq!(norms(&info(), &params), vec![5.0, 2.0]);
     }
 
     #[test]
