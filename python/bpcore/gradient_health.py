@@ -83,9 +83,12 @@ class TargetScale:
     @classmethod
     def of(cls, targets: np.ndarray) -> TargetScale:
         """The scale of a float array of targets."""
-        values = np.asarray(targets, dtype=np.float64)
-        mean = float(values.mean())
-        std = float(values.std())
+        # NumPy's mean and std are the same two passes, with tens of microseconds of
+        # bookkeeping each: this runs at the start of every regression fit.
+        values = np.asarray(targets, dtype=np.float64).ravel()
+        mean = float(np.add.reduce(values)) / values.size
+        deviations = values - mean
+        std = math.sqrt(float(np.dot(deviations, deviations)) / values.size)
         return cls(rms=math.hypot(mean, std), mean=mean, std=std)
 
     def decade(self) -> str:
