@@ -19,7 +19,7 @@
 //! the same way.
 
 use super::batches::{Plan, Ranks, Step};
-use super::stats::{norms, update_ratios};
+use super::stats::{squared_norms, update_ratios};
 use super::training_state::BATCH_NORM_MIN_ROWS;
 use super::{Clipping, MetricSums, Network};
 use crate::loss::{self, Targets};
@@ -242,10 +242,14 @@ impl<T: Real> Network<T> {
             self.begin_epoch_stats(&mut buffers);
             self.run_steps(data, settings, &mut buffers, &mut reduce, on_batch)
         });
-        let outcome = outcome.map(|outcome| EpochOutcome {
-            update_ratios: update_ratios(&self.param_info, &buffers.params_at_start, &self.params),
-            weight_norms: norms(&self.param_info, &self.params),
-            ..outcome
+        let outcome = outcome.map(|outcome| {
+            let (info, after) = (&self.param_info, &self.params);
+            let squares = squared_norms(info, after);
+            EpochOutcome {
+                update_ratios: update_ratios(info, &buffers.params_at_start, after, &squares),
+                weight_norms: squares.iter().map(|s| s.sqrt()).collect(),
+                ..outcome
+            }
         });
         self.epoch = buffers;
         outcome

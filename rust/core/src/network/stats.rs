@@ -104,18 +104,25 @@ impl GradStats {
     }
 }
 
-/// ‖p‖ of each tensor of `params`: what the gradient norms are judged against.
-pub(super) fn norms<T: Real>(info: &[ParamInfo], params: &[T]) -> Vec<f64> {
+/// ‖p‖² of each tensor of `params`.
+pub(super) fn squared_norms<T: Real>(info: &[ParamInfo], params: &[T]) -> Vec<f64> {
     info.iter()
-        .map(|p| sum_squares(&params[p.offset..p.offset + p.len()]).sqrt())
+        .map(|p| sum_squares(&params[p.offset..p.offset + p.len()]))
         .collect()
 }
 
 /// ‖after − before‖ / ‖before‖ for each tensor: how far training moved it, relative to its size
-/// (relative to ‖after‖ for a tensor that started at zero, as biases do).
-pub(super) fn update_ratios<T: Real>(info: &[ParamInfo], before: &[T], after: &[T]) -> Vec<f64> {
+/// (relative to ‖after‖ for a tensor that started at zero, as biases do); `after_squares` are
+/// `after`'s `squared_norms`.
+pub(super) fn update_ratios<T: Real>(
+    info: &[ParamInfo],
+    before: &[T],
+    after: &[T],
+    after_squares: &[f64],
+) -> Vec<f64> {
     info.iter()
-        .map(|p| {
+        .zip(after_squares)
+        .map(|(p, &after_square)| {
             let range = p.offset..p.offset + p.len();
             let (b, a) = (&before[range.clone()], &after[range]);
             let moved: f64 = a
@@ -130,7 +137,7 @@ pub(super) fn update_ratios<T: Real>(info: &[ParamInfo], before: &[T], after: &[
                 .sum();
             let size = match sum_squares(b) {
                 s if s > 0.0 => s,
-                _ => sum_squares(a),
+                _ => after_square,
             };
             if size > 0.0 {
                 (moved / size).sqrt()
@@ -179,14 +186,20 @@ mod tests {
     #[test]
     fn norms_per_tensor() {
         let params = [3.0f64, 0.0, 0.0, 4.0, 0.0, -2.0];
-        assert_eq!(norms(&info(), &params), vec![5.0, 2.0]);
+        let norms: Vec<f64> = squared_norms(&info(), &params)
+            .iter()
+            .map(|s| s.sqrt())
+            .collect();
+        assert_eq!(norms, vec![5.0, 2.0]);
     }
 
     #[test]
     fn update_ratio_is_relative_movement() {
         let before = [3.0f64, 0.0, 0.0, 4.0, 0.0, 0.0];
         let after = [3.0f64, 0.0, 0.0, 4.5, 0.0, 1.0];
-        assert_eq!(update_ratios(&info(), &before, &after), vec![0.1, 1.0]);
-        assert_eq!(update_ratios(&info(), &before, &before), vec![0.0, 0.0]);
+        let ratios =
+            |after: &[f64]| update_ratios(&info(), &before, after, &squared_norms(&info(), after));
+        assert_eq!(ratios(&after), vec![0.1, 1.0]);
+        assert_eq!(ratios(&before), vec![0.0, 0.0]);
     }
 }

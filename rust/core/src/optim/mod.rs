@@ -951,6 +951,7 @@ mod tests {
         assert_eq!(p, [shrunk, shrunk, 2.0, shrunk, shrunk, 2.0]);
         // Without no_decay and at scale 1, the step is the spec's own, bit for bit.
         let mut plain = Optimizer::<f64>::new(sgd(Vec::new()), 6);
+        // panic-free: test code
         plain
             .set_param_names(tensors.iter().copied())
             .expect("names");
