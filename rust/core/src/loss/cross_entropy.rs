@@ -95,6 +95,8 @@ pub(super) fn loss<T: Real>(
     let mut total = 0.0;
     let mut grad_rows = grad.map(|g| g.chunks_exact_mut(width));
     let mut row_weights = weights.map(|w| w.iter());
+    // exp(x - max) of the row's values: the sum's terms, and with the sum each probability.
+    let mut shifted = Vec::with_capacity(if grad_rows.is_some() { width } else { 0 });
     for (row, &label) in rows {
         // Multiplying by 1.0 is exact: unweighted is the all-ones case, bit for bit.
         let s = row_weights
@@ -103,7 +105,7 @@ pub(super) fn loss<T: Real>(
             .map_or(1.0, |w| w.f64());
         let w_label = class_weight.map_or(1.0, |w| class_weight_of(w, label));
         let label = usize::try_from(label).unwrap_or(usize::MAX);
-        let lse = log_sum_exp(row);
+        let (lse, sum) = log_sum_exp(row, grad_rows.is_some().then_some(&mut shifted));
         let mut at_label = 0.0;
         let mut all = 0.0;
         for (c, &x) in row.iter().enumerate() {
@@ -117,7 +119,11 @@ pub(super) fn loss<T: Real>(
         if let Some(g_row) = grad_rows.as_mut().and_then(|rows| rows.next()) {
             let p_scale = (1.0 - smoothing) * w_label + uniform * all_weights;
             for (c, (g, &x)) in g_row.iter_mut().zip(row).enumerate() {
-                let p = (x.f64() - lse).exp();
+                // exp(x - lse) = exp(x - max) / Σ: one exponential per value, not two.
+                let p = match shifted.get(c) {
+                    Some(&e) => e / sum,
+                    None => (x.f64() - lse).exp(),
+                };
                 let w_c = class_weight.map_or(1.0, |w| w[c]);
                 let at = if c == label {
                     (1.0 - smoothing) * w_label
@@ -138,14 +144,28 @@ pub(super) fn loss<T: Real>(
     total / divisor
 }
 
-/// log Σ exp(x), shifted by the maximum so that no exponential overflows.
-fn log_sum_exp<T: Real>(row: &[T]) -> f64 {
+/// log Σ exp(x), shifted by the maximum so that no exponential overflows, and the shifted sum
+/// Σ exp(x - max); with `shifted`, each exp(x - max) into it (left empty when the maximum is
+/// not finite: no shift helps then, and the arithmetic gives torch's inf/NaN).
+fn log_sum_exp<T: Real>(row: &[T], shifted: Option<&mut Vec<f64>>) -> (f64, f64) {
     let max = row.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x.f64()));
     if !max.is_finite() {
-        // All -inf, or an infinity: no shift helps; let the arithmetic give torch's inf/NaN.
-        return row.iter().map(|&x| x.f64().exp()).sum::<f64>().ln();
+        if let Some(shifted) = shifted {
+            shifted.clear();
+        }
+        let lse = row.iter().map(|&x| x.f64().exp()).sum::<f64>().ln();
+        return (lse, f64::NAN);
     }
-    max + row.iter().map(|&x| (x.f64() - max).exp()).sum::<f64>().ln()
+    let exps = row.iter().map(|&x| (x.f64() - max).exp());
+    let sum = match shifted {
+        Some(shifted) => {
+            shifted.clear();
+            shifted.extend(exps);
+            shifted.iter().sum::<f64>()
+        }
+        None => exps.sum::<f64>(),
+    };
+    (max + sum.ln(), sum)
 }
 
 #[cfg(test)]
