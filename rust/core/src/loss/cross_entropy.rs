@@ -2,6 +2,7 @@
 //! lives here, computed as a log-sum-exp with the row's maximum subtracted, so that logits of
 //! any size give a finite loss and gradient.
 
+use crate::scratch::with_scratch;
 use crate::{Error, Real, Result};
 
 /// Every label must name a class: `0 <= label < width`.
@@ -95,34 +96,38 @@ pub(super) fn loss<T: Real>(
     let mut total = 0.0;
     let mut grad_rows = grad.map(|g| g.chunks_exact_mut(width));
     let mut row_weights = weights.map(|w| w.iter());
-    // exp(x - max) of the row's values: the sum's terms, and with the sum each probability.
-    let mut shifted = Vec::with_capacity(if grad_rows.is_some() { width } else { 0 });
-    for (row, &label) in rows {
-        // Multiplying by 1.0 is exact: unweighted is the all-ones case, bit for bit.
-        let s = row_weights
-            .as_mut()
-            .and_then(Iterator::next)
-            .map_or(1.0, |w| w.f64());
-        let w_label = class_weight.map_or(1.0, |w| class_weight_of(w, label));
-        let label = usize::try_from(label).unwrap_or(usize::MAX);
-        let (lse, sum) = log_sum_exp(row, grad_rows.is_some().then_some(&mut shifted));
-        let mut at_label = 0.0;
-        let mut all = 0.0;
-        for (c, &x) in row.iter().enumerate() {
-            let neg_log_p = lse - x.f64();
-            all += class_weight.map_or(1.0, |w| w[c]) * neg_log_p;
-            if c == label {
-                at_label = neg_log_p;
+    // exp(x - max) of a row's values, the sum's terms and, divided by it, each probability: in
+    // this thread's scratch, so that a training step allocates nothing for them.
+    let scratch = if grad_rows.is_some() { width } else { 0 };
+    with_scratch::<f64, _>(scratch, |shifted| {
+        for (row, &label) in rows {
+            // Multiplying by 1.0 is exact: unweighted is the all-ones case, bit for bit.
+            let s = row_weights
+                .as_mut()
+                .and_then(Iterator::next)
+                .map_or(1.0, |w| w.f64());
+            let w_label = class_weight.map_or(1.0, |w| class_weight_of(w, label));
+            let label = usize::try_from(label).unwrap_or(usize::MAX);
+            let (lse, sum) = log_sum_exp(row, shifted);
+            let mut at_label = 0.0;
+            let mut all = 0.0;
+            for (c, &x) in row.iter().enumerate() {
+                let neg_log_p = lse - x.f64();
+                all += class_weight.map_or(1.0, |w| w[c]) * neg_log_p;
+                if c == label {
+                    at_label = neg_log_p;
+                }
             }
-        }
-        total += s * ((1.0 - smoothing) * w_label * at_label + uniform * all);
-        if let Some(g_row) = grad_rows.as_mut().and_then(|rows| rows.next()) {
+            total += s * ((1.0 - smoothing) * w_label * at_label + uniform * all);
+            let Some(g_row) = grad_rows.as_mut().and_then(|rows| rows.next()) else {
+                continue;
+            };
             let p_scale = (1.0 - smoothing) * w_label + uniform * all_weights;
             for (c, (g, &x)) in g_row.iter_mut().zip(row).enumerate() {
                 // exp(x - lse) = exp(x - max) / Σ: one exponential per value, not two.
-                let p = match shifted.get(c) {
-                    Some(&e) => e / sum,
-                    None => (x.f64() - lse).exp(),
+                let p = match (sum, shifted.get(c)) {
+                    (Some(sum), Some(&e)) => e / sum,
+                    _ => (x.f64() - lse).exp(),
                 };
                 let w_c = class_weight.map_or(1.0, |w| w[c]);
                 let at = if c == label {
@@ -140,32 +145,26 @@ pub(super) fn loss<T: Real>(
                 *g = T::of(s * d / divisor);
             }
         }
-    }
+    });
     total / divisor
 }
 
-/// log Σ exp(x), shifted by the maximum so that no exponential overflows, and the shifted sum
-/// Σ exp(x - max); with `shifted`, each exp(x - max) into it (left empty when the maximum is
-/// not finite: no shift helps then, and the arithmetic gives torch's inf/NaN).
-fn log_sum_exp<T: Real>(row: &[T], shifted: Option<&mut Vec<f64>>) -> (f64, f64) {
+/// log Σ exp(x), shifted by the maximum so that no exponential overflows. When `shifted` holds
+/// a value per element of the row, also each exp(x - max) into it and their sum Σ exp(x - max);
+/// `None` for the sum when `shifted` is shorter, or when the maximum is not finite (no shift
+/// helps then; the arithmetic gives torch's inf/NaN).
+fn log_sum_exp<T: Real>(row: &[T], shifted: &mut [f64]) -> (f64, Option<f64>) {
     let max = row.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x.f64()));
     if !max.is_finite() {
-        if let Some(shifted) = shifted {
-            shifted.clear();
-        }
-        let lse = row.iter().map(|&x| x.f64().exp()).sum::<f64>().ln();
-        return (lse, f64::NAN);
+        return (row.iter().map(|&x| x.f64().exp()).sum::<f64>().ln(), None);
     }
     let exps = row.iter().map(|&x| (x.f64() - max).exp());
-    let sum = match shifted {
-        Some(shifted) => {
-            shifted.clear();
-            shifted.extend(exps);
-            shifted.iter().sum::<f64>()
-        }
-        None => exps.sum::<f64>(),
+    let Some(shifted) = shifted.get_mut(..row.len()) else {
+        return (max + exps.sum::<f64>().ln(), None);
     };
-    (max + sum.ln(), sum)
+    shifted.iter_mut().zip(exps).for_each(|(e, v)| *e = v);
+    let sum = shifted.iter().sum::<f64>();
+    (max + sum.ln(), Some(sum))
 }
 
 #[cfg(test)]
