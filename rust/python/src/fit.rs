@@ -3,7 +3,8 @@
 //! data-parallel group, each step's buffer is summed by the caller's `reduce` (an MPI
 //! Allreduce), called from the epoch's thread.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bpcore_core::network::{EpochOutcome, EpochSettings, MetricSums, Progress, Ranks, Reduce};
@@ -41,12 +42,26 @@ pub struct EpochCall<'a, 'py> {
 }
 
 /// What the epoch has done so far, shared between the pool thread that trains and the caller's
-/// thread that reports it.
-#[derive(Default)]
-struct SharedProgress {
-    batches: AtomicUsize,
-    samples: AtomicUsize,
-    loss_sum_bits: AtomicU64,
+/// thread that reports it: one snapshot under a lock, so that a report never pairs one step's
+/// batch count with another's samples or loss.
+struct SharedProgress(Mutex<Progress>);
+
+impl SharedProgress {
+    fn new() -> Self {
+        SharedProgress(Mutex::new(Progress {
+            batches: 0,
+            samples: 0,
+            loss_sum: 0.0,
+        }))
+    }
+
+    fn set(&self, progress: Progress) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = progress;
+    }
+
+    fn get(&self) -> Progress {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// The caller's Python `reduce(step, buffer, failure)`, and the exception it raised, if any.
@@ -116,7 +131,7 @@ pub fn fit_epoch<T: Real + Element>(
         decay_per_divisor: call.decay_per_divisor,
     };
     let interval = Duration::from_secs_f64(call.progress_interval.clamp(0.01, 3600.0));
-    let shared = SharedProgress::default();
+    let shared = SharedProgress::new();
     let mut interrupt: Option<PyErr> = None;
     let mut last_report = Instant::now();
     let outcome = py.detach(|| {
@@ -124,11 +139,7 @@ pub fn fit_epoch<T: Real + Element>(
             bpcore_core::threads::run_polling(
                 |stop| {
                     let mut on_batch = |p: Progress| {
-                        shared.batches.store(p.batches, Ordering::Relaxed);
-                        shared.samples.store(p.samples, Ordering::Relaxed);
-                        shared
-                            .loss_sum_bits
-                            .store(p.loss_sum.to_bits(), Ordering::Relaxed);
+                        shared.set(p);
                         stop.load(Ordering::Relaxed)
                     };
                     let reduce = reduce.as_mut().map(|r| r as &mut dyn Reduce<T>);
@@ -143,15 +154,16 @@ pub fn fit_epoch<T: Real + Element>(
                         if let (Ok(()), Some(report)) = (&result, &report) {
                             if last_report.elapsed() >= interval {
                                 last_report = Instant::now();
-                                let samples = shared.samples.load(Ordering::Relaxed);
-                                let loss_sum =
-                                    f64::from_bits(shared.loss_sum_bits.load(Ordering::Relaxed));
+                                let Progress {
+                                    batches,
+                                    samples,
+                                    loss_sum,
+                                } = shared.get();
                                 let mean = if samples > 0 {
                                     loss_sum / samples as f64
                                 } else {
                                     f64::NAN
                                 };
-                                let batches = shared.batches.load(Ordering::Relaxed);
                                 result = report.call1(py, (batches, samples, mean)).map(drop);
                             }
                         }
